@@ -1,0 +1,34 @@
+# One venv, one install step, used by `make test`, `make demo` and CI alike.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench protos clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q --upgrade pip
+	# torch pinned explicitly first so nothing can pull a CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	FLWR_TELEMETRY_ENABLED=0 $(PY) -m pytest -q tests
+
+demo: $(STAMP)
+	FLWR_TELEMETRY_ENABLED=0 $(VENV)/bin/analog-edge demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/analog_step.py
+
+protos: $(STAMP)
+	$(PY) -m protos.generate
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,61 @@
+"""The one `analog-edge` entry point.
+
+Each sub-command lives in the package that owns it and exposes ``register(subparsers)``; the
+module adds its parser and sets ``func`` (a callable taking the parsed args and returning an exit
+code). Heavy imports (torch, grpc, flwr) happen inside the handlers, so ``--help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+# Modules that contribute sub-commands, in the order they appear in --help.
+COMMAND_MODULES: tuple[str, ...] = (
+    "fleet.commands",        # fleet, sweep, demo
+    "edge_client.cli",       # client
+    "server.cli",            # serve, train-classifier
+    "analog.studies.cli",    # study ...
+)
+
+
+def _version() -> str:
+    try:
+        return version("analog-edge")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="analog-edge",
+        description="Privacy-preserving edge learning on simulated analog in-memory computing hardware.",
+    )
+    parser.add_argument("--version", action="version", version=f"analog-edge {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):  # the command module itself is not written yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
