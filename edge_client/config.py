@@ -1,0 +1,211 @@
+"""EdgeConfig: everything one edge device needs to train, encode and upload, validated on construction.
+
+Loadable from a TOML file (`[edge]` table or top-level keys) or a dict; CLI flags override fields
+with `dataclasses.replace`, which re-runs validation. The `analog` field is a TileConfig dict (the
+shape `analog.TileConfig.from_dict` accepts) or None for the digital reference.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+AUTOENCODERS = ("auto", "conv", "mlp")
+BITS = (32, 16, 8, 4)
+OPTIMIZERS = ("sgd", "adam")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class ConfigError(ValueError):
+    """A config value out of range; the message names the field and what is allowed."""
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}: got {value!r}, must be an integer")
+    if value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ConfigError(f"{name}: got {value}, must be {rng}")
+
+
+def _check_float(name: str, value: Any, lo: float, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name}: got {value!r}, must be a finite number")
+    bad_lo = value <= lo if lo_open else value < lo
+    bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
+    if bad_lo or bad_hi:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        rng = f"in {left}{lo}, {hi if hi is not None else 'inf'}{right}"
+        raise ConfigError(f"{name}: got {value}, must be {rng}")
+
+
+def check_client_id(client_id: str) -> str:
+    if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
+        raise ConfigError(f"client_id: got {client_id!r}, must be 1..64 characters of [A-Za-z0-9._-]")
+    return client_id
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """One edge device: data, autoencoder, training, wire format and upload policy."""
+
+    # data
+    dataset: str = "mnist5k"            # built-in name (mnist5k, digits) or a path (idx, CIFAR batch, .npz)
+    data_path: str | None = None        # overrides `dataset` when set (a file or directory)
+    test_fraction: float = 0.2          # of this client's partition, kept local for honest accuracy
+    max_samples: int = 0                # 0 = all; otherwise cap this client's partition (quick runs)
+    # autoencoder
+    autoencoder: str = "auto"           # conv | mlp | auto (conv for >= 16x16 images, else mlp)
+    latent_dim: int = 32
+    conv_channels: tuple[int, int] = (8, 16)
+    mlp_hidden: int = 128
+    # training
+    epochs: int = 5
+    batch_size: int = 32
+    lr: float = 0.05
+    optimizer: str = "sgd"              # sgd (what analog tiles do) | adam (digital only)
+    seed: int = 0                       # data split, shuffling, tile noise and d2d variation
+    init_seed: int | None = None        # shared-init option (a): same AE initial weights on every client
+    analog: dict | None = None          # TileConfig dict, or None = plain torch (digital reference)
+    # wire
+    bits: int = 8                       # 32 float, 16 half, 8 / 4 integer with scale
+    per_feature_scale: bool = False     # one scale per latent column instead of per tensor
+    chunk_bytes: int = 1 << 20          # upload chunk size, < 4 MB gRPC limit
+    rows_per_upload: int = 0            # 0 = one upload for all rows; else split into several uploads
+    # upload policy
+    max_attempts: int = 6               # per upload/RPC, including the first
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    backoff_multiplier: float = 2.0
+    rpc_timeout_s: float = 30.0
+    # security
+    tls_ca: str | None = None           # PEM root certificate: enables TLS
+    tls_cert: str | None = None         # PEM client certificate (mutual TLS), with tls_key
+    tls_key: str | None = None
+    tls_server_name: str | None = None  # override the name checked against the server certificate
+    enrollment_secret: str | None = None
+    token: str | None = None            # an already issued token: skip Register
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"dataset: got {self.dataset!r}, must be a non-empty name or path")
+        if self.data_path is not None and (not isinstance(self.data_path, str) or not self.data_path):
+            raise ConfigError(f"data_path: got {self.data_path!r}, must be a non-empty path or unset")
+        _check_float("test_fraction", self.test_fraction, 0.0, 0.9, hi_open=False)
+        _check_int("max_samples", self.max_samples, 0)
+        if self.autoencoder not in AUTOENCODERS:
+            raise ConfigError(f"autoencoder: got {self.autoencoder!r}, must be one of {', '.join(AUTOENCODERS)}")
+        _check_int("latent_dim", self.latent_dim, 1, 4096)
+        chans = tuple(self.conv_channels) if isinstance(self.conv_channels, (list, tuple)) else None
+        if chans is None or len(chans) != 2:
+            raise ConfigError(f"conv_channels: got {self.conv_channels!r}, must be two integers")
+        for i, c in enumerate(chans):
+            _check_int(f"conv_channels[{i}]", c, 1, 1024)
+        object.__setattr__(self, "conv_channels", chans)
+        _check_int("mlp_hidden", self.mlp_hidden, 1, 65536)
+        _check_int("epochs", self.epochs, 0, 100000)
+        _check_int("batch_size", self.batch_size, 1, 1 << 20)
+        _check_float("lr", self.lr, 0.0, lo_open=True)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer: got {self.optimizer!r}, must be one of {', '.join(OPTIMIZERS)}")
+        if self.optimizer == "adam" and self.analog is not None:
+            raise ConfigError("optimizer: 'adam' is digital only; analog tiles train with pulsed SGD "
+                              "(set optimizer = 'sgd' or analog = none)")
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        if self.init_seed is not None:
+            _check_int("init_seed", self.init_seed, 0, 2**63 - 1)
+        if self.analog is not None and not isinstance(self.analog, dict):
+            raise ConfigError(f"analog: got {type(self.analog).__name__}, must be a TileConfig table or unset")
+        if self.bits not in BITS:
+            raise ConfigError(f"bits: got {self.bits!r}, must be one of {', '.join(map(str, BITS))}")
+        if not isinstance(self.per_feature_scale, bool):
+            raise ConfigError(f"per_feature_scale: got {self.per_feature_scale!r}, must be true or false")
+        _check_int("chunk_bytes", self.chunk_bytes, 1, 4 * 1024 * 1024 - 64 * 1024)
+        _check_int("rows_per_upload", self.rows_per_upload, 0)
+        _check_int("max_attempts", self.max_attempts, 1, 100)
+        _check_float("backoff_initial_s", self.backoff_initial_s, 0.0)
+        _check_float("backoff_max_s", self.backoff_max_s, 0.0)
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ConfigError(f"backoff_max_s: got {self.backoff_max_s}, must be >= backoff_initial_s "
+                              f"({self.backoff_initial_s})")
+        _check_float("backoff_multiplier", self.backoff_multiplier, 1.0)
+        _check_float("rpc_timeout_s", self.rpc_timeout_s, 0.0, lo_open=True)
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert/tls_key: mutual TLS needs both a certificate and a key")
+        if self.tls_cert is not None and self.tls_ca is None:
+            raise ConfigError("tls_ca: required when tls_cert is set (mutual TLS needs TLS)")
+        if self.extra:
+            raise ConfigError(f"unknown keys: {', '.join(sorted(self.extra))}")
+
+    # ----------------------------------------------------------------- loading / saving
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EdgeConfig":
+        """Build from a TOML-shaped dict; an `[edge]` table is used if present, unknown keys are errors."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: got {type(data).__name__}, must be a table")
+        if "edge" in data and isinstance(data["edge"], dict):
+            data = data["edge"]
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        unknown = {k: v for k, v in data.items() if k not in known}
+        if "conv_channels" in kwargs and isinstance(kwargs["conv_channels"], list):
+            kwargs["conv_channels"] = tuple(kwargs["conv_channels"])
+        for key in ("analog", "init_seed", "data_path", "tls_ca", "tls_cert", "tls_key",
+                    "tls_server_name", "enrollment_secret", "token"):
+            if kwargs.get(key) in ("none", "None", ""):  # TOML has no null
+                kwargs[key] = None
+        return cls(**kwargs, extra=unknown)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "EdgeConfig":
+        import tomllib
+
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config: {p} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {p} is not valid TOML ({exc})") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A TOML-writable dict (None values dropped, tuples as lists), round-trips via from_dict."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        for secret in ("enrollment_secret", "token"):
+            out.pop(secret, None)  # never written to reports
+        return out
+
+    def replace(self, **changes: Any) -> "EdgeConfig":
+        """A copy with some fields changed (validated again); None values in `changes` are ignored."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **changes) if changes else self
+
+    @property
+    def data_source(self) -> str:
+        return self.data_path or self.dataset
+
+    def tile_config(self):
+        """The analog TileConfig this edge trains on, or None for the digital reference."""
+        if self.analog is None:
+            return None
+        import analog
+
+        try:
+            return analog.TileConfig.from_dict(self.analog)
+        except Exception as exc:  # noqa: BLE001 - re-raise with the field named
+            raise ConfigError(f"analog: invalid TileConfig ({exc})") from exc

@@ -1,0 +1,268 @@
+"""Reliable upload of quantized latents to the LatentService, through the generated gRPC stubs.
+
+Register once (or reuse a token), then stream each upload as a header and chunks under the gRPC
+message limit. A failed attempt with UNAVAILABLE or DEADLINE_EXCEEDED is retried with exponential
+backoff and jitter, re-sending the *same* upload_id so the server stores the rows once (it answers
+duplicate = true if an earlier attempt had committed). Every other status (INVALID_ARGUMENT,
+UNAUTHENTICATED, RESOURCE_EXHAUSTED, ...) is final: retrying a rejected upload cannot help.
+
+Upload ids default to a hash of (client_id, payload): re-running a crashed job that produces the
+same bytes re-uses the id and the server again stores nothing twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from protos import codec as wire
+from protos import latent_service_pb2 as pb
+from protos import latent_service_pb2_grpc as pb_grpc
+
+from .codec import QuantizedLatents
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+GRPC_FRAME_BYTES = 5  # gRPC length-prefixed message header
+
+
+class UploadError(RuntimeError):
+    """An RPC that failed for good: a non-retryable status, or retries exhausted."""
+
+    def __init__(self, rpc: str, code: grpc.StatusCode, details: str, attempts: int):
+        self.rpc, self.code, self.details, self.attempts = rpc, code, details, attempts
+        super().__init__(f"{rpc}: {code.name} after {attempts} attempt(s): {details}")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: delay_k = min(max_s, initial_s * multiplier**k) * U(1 - jitter, 1)."""
+
+    max_attempts: int = 6
+    initial_s: float = 0.2
+    max_s: float = 5.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+    timeout_s: float = 30.0          # deadline of each attempt
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts: got {self.max_attempts}, must be >= 1")
+        if self.initial_s < 0 or self.max_s < self.initial_s:
+            raise ValueError(f"initial_s/max_s: got {self.initial_s}/{self.max_s}, need 0 <= initial_s <= max_s")
+        if self.multiplier < 1:
+            raise ValueError(f"multiplier: got {self.multiplier}, must be >= 1")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"jitter: got {self.jitter}, must be in [0, 1]")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s: got {self.timeout_s}, must be > 0")
+
+    def delay(self, retry_index: int, rng: random.Random) -> float:
+        base = min(self.max_s, self.initial_s * self.multiplier ** retry_index)
+        return base * (1.0 - self.jitter * rng.random())
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """PEM bytes: the root CA (server auth), optionally a client cert + key (mutual TLS)."""
+
+    root_ca: bytes
+    cert_chain: bytes | None = None
+    private_key: bytes | None = None
+    server_name: str | None = None
+
+    @classmethod
+    def from_files(cls, ca: str, cert: str | None = None, key: str | None = None,
+                   server_name: str | None = None) -> "TlsOptions":
+        def read(p: str | None, what: str) -> bytes | None:
+            if p is None:
+                return None
+            try:
+                data = Path(p).read_bytes()
+            except OSError as exc:
+                raise ValueError(f"{what}: cannot read {p} ({exc.strerror})") from None
+            if b"-----BEGIN" not in data:
+                raise ValueError(f"{what}: {p} is not a PEM file")
+            return data
+        return cls(read(ca, "tls_ca"), read(cert, "tls_cert"), read(key, "tls_key"), server_name)
+
+
+@dataclass
+class UploadResult:
+    """One committed upload: the server's acknowledgement and what it cost."""
+
+    upload_id: str
+    rows: int
+    rows_stored: int
+    duplicate: bool
+    client_total_rows: int
+    attempts: int
+    payload_bytes: int
+    wire_bytes: int
+    chunks: int
+    seconds: float
+    retry_codes: list[str] = field(default_factory=list)
+
+
+def default_upload_id(client_id: str, payload: bytes, part: int = 0) -> str:
+    digest = hashlib.sha256(client_id.encode() + b"\0" + payload).hexdigest()[:32]
+    return f"u{digest}-{part}"
+
+
+class LatentClient:
+    """A gRPC client of analog_edge.v1.LatentService with retries; use as a context manager."""
+
+    def __init__(self, address: str, *, tls: TlsOptions | None = None,
+                 retry: RetryPolicy | None = None, seed: int = 0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 max_message_bytes: int = 4 * 1024 * 1024):
+        if not isinstance(address, str) or ":" not in address:
+            raise ValueError(f"server: got {address!r}, must be HOST:PORT")
+        self.address = address
+        self.retry = retry or RetryPolicy()
+        self._rng = random.Random(seed)
+        self._sleep = sleep
+        options = [("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.max_receive_message_length", max_message_bytes),
+                   # our own retry loop decides; the channel must not silently retry underneath it
+                   ("grpc.enable_retries", 0)]
+        if tls is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            creds = grpc.ssl_channel_credentials(tls.root_ca, tls.private_key, tls.cert_chain)
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            self._channel = grpc.secure_channel(address, creds, options=options)
+        self._stub = pb_grpc.LatentServiceStub(self._channel)
+
+    # ------------------------------------------------------------------ plumbing
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "LatentClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, rpc: str, fn: Callable[[], object], codes: list[str] | None = None):
+        """Run fn() with retries on RETRYABLE codes; return (result, attempts)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn(), attempt
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+                details = exc.details() if hasattr(exc, "details") else str(exc)
+                if code not in RETRYABLE or attempt >= self.retry.max_attempts:
+                    raise UploadError(rpc, code, details or "", attempt) from None
+                wait = self.retry.delay(attempt - 1, self._rng)
+                if codes is not None:
+                    codes.append(code.name)
+                log.warning("%s: %s (%s); retry %d/%d in %.2fs", rpc, code.name, details,
+                            attempt, self.retry.max_attempts - 1, wait)
+                self._sleep(wait)
+
+    # ------------------------------------------------------------------ RPCs
+    def register(self, client_id: str, latent_dim: int, dtype: int, label_set: Sequence[int],
+                 enrollment_secret: str | None = None) -> str:
+        """Register this client's latent_dim/dtype/labels; returns the token for later calls."""
+        req = pb.RegisterRequest(client_id=client_id, latent_dim=int(latent_dim), dtype=dtype,
+                                 label_set=sorted({int(v) for v in label_set}),
+                                 enrollment_secret=enrollment_secret or "")
+        resp, _ = self._call("Register", lambda: self._stub.Register(req, timeout=self.retry.timeout_s))
+        return resp.token
+
+    def upload(self, client_id: str, token: str, latents: QuantizedLatents, labels: np.ndarray,
+               upload_id: str | None = None, chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES,
+               part: int = 0) -> UploadResult:
+        """Stream one upload (all rows of `latents`), retrying with the same upload_id."""
+        labels = np.asarray(labels)
+        if labels.shape != (latents.num_rows,):
+            raise ValueError(f"labels: got shape {labels.shape}, must be ({latents.num_rows},)")
+        payload = wire.build_payload(latents.pack(), labels)
+        upload_id = upload_id or default_upload_id(client_id, payload, part)
+        total = wire.num_chunks(len(payload), chunk_bytes)
+        header = pb.UploadRequest(header=pb.UploadHeader(
+            upload_id=upload_id, client_id=client_id, token=token, num_rows=latents.num_rows,
+            latent_dim=latents.latent_dim, quantization=latents.quantization, total_chunks=total,
+            payload_crc32=wire.crc32(payload), payload_bytes=len(payload)))
+        wire_bytes = header.ByteSize() + GRPC_FRAME_BYTES
+
+        def messages() -> Iterator[pb.UploadRequest]:
+            yield header
+            for seq, data in enumerate(wire.iter_chunks(payload, chunk_bytes)):
+                yield pb.UploadRequest(chunk=pb.UploadChunk(seq=seq, data=data))
+
+        for seq, data in enumerate(wire.iter_chunks(payload, chunk_bytes)):
+            wire_bytes += pb.UploadRequest(chunk=pb.UploadChunk(seq=seq, data=data)).ByteSize() \
+                + GRPC_FRAME_BYTES
+        codes: list[str] = []
+        t0 = time.perf_counter()
+        ack, attempts = self._call(
+            "Upload", lambda: self._stub.Upload(messages(), timeout=self.retry.timeout_s), codes)
+        return UploadResult(upload_id=ack.upload_id or upload_id, rows=latents.num_rows,
+                            rows_stored=ack.rows_stored, duplicate=ack.duplicate,
+                            client_total_rows=ack.client_total_rows, attempts=attempts,
+                            payload_bytes=len(payload), wire_bytes=wire_bytes, chunks=total,
+                            seconds=time.perf_counter() - t0, retry_codes=codes)
+
+    def upload_all(self, client_id: str, token: str, latents: QuantizedLatents, labels: np.ndarray,
+                   rows_per_upload: int = 0, chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES
+                   ) -> list[UploadResult]:
+        """Split into uploads of at most rows_per_upload rows (0 = one upload), each its own id."""
+        n = latents.num_rows
+        step = rows_per_upload if rows_per_upload > 0 else n
+        results = []
+        for part, start in enumerate(range(0, n, step)):
+            sl = slice(start, min(n, start + step))
+            piece = QuantizedLatents(latents.values[sl], latents.quantization, latents.bits)
+            results.append(self.upload(client_id, token, piece, np.asarray(labels)[sl],
+                                       chunk_bytes=chunk_bytes, part=part))
+        return results
+
+    def classify(self, client_id: str, token: str, latents: QuantizedLatents) -> pb.ClassifyResponse:
+        req = pb.ClassifyRequest(client_id=client_id, token=token, num_rows=latents.num_rows,
+                                 latent_dim=latents.latent_dim, quantization=latents.quantization,
+                                 latents=latents.pack())
+        if req.ByteSize() > 4 * 1024 * 1024 - 1024:
+            raise ValueError(f"latents: {latents.num_rows} rows make a {req.ByteSize()}-byte Classify "
+                             f"request, over the 4 MB limit; classify in smaller batches")
+        resp, _ = self._call("Classify", lambda: self._stub.Classify(req, timeout=self.retry.timeout_s))
+        return resp
+
+    def classify_batched(self, client_id: str, token: str, latents: QuantizedLatents,
+                         batch_rows: int = 4096) -> np.ndarray:
+        """Predicted labels for all rows, in Classify calls of at most batch_rows rows."""
+        preds = []
+        for start in range(0, latents.num_rows, batch_rows):
+            sl = slice(start, start + batch_rows)
+            piece = QuantizedLatents(latents.values[sl], latents.quantization, latents.bits)
+            resp = self.classify(client_id, token, piece)
+            if len(resp.labels) != piece.num_rows:
+                raise UploadError("Classify", grpc.StatusCode.INTERNAL,
+                                  f"got {len(resp.labels)} labels for {piece.num_rows} rows", 1)
+            preds.append(np.asarray(resp.labels, dtype=np.int64))
+        return np.concatenate(preds) if preds else np.empty(0, dtype=np.int64)
+
+    def status(self) -> pb.StatusResponse:
+        resp, _ = self._call("Status", lambda: self._stub.Status(pb.StatusRequest(),
+                                                                 timeout=self.retry.timeout_s))
+        return resp
+
+    def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Block until the channel connects (raises UploadError UNAVAILABLE otherwise)."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise UploadError("connect", grpc.StatusCode.UNAVAILABLE,
+                              f"no server at {self.address} within {timeout_s}s", 1) from None
