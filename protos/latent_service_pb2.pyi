@@ -135,32 +135,42 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClientStatus(_message.Message):
-    __slots__ = ("client_id", "latent_dim", "dtype", "rows", "uploads")
+    __slots__ = ("client_id", "latent_dim", "dtype", "rows", "uploads", "label_set")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SET_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     latent_dim: int
     dtype: DType
     rows: int
     uploads: int
-    def __init__(self, client_id: _Optional[str] = ..., latent_dim: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., rows: _Optional[int] = ..., uploads: _Optional[int] = ...) -> None: ...
+    label_set: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, client_id: _Optional[str] = ..., latent_dim: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., rows: _Optional[int] = ..., uploads: _Optional[int] = ..., label_set: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ClassifierStatus(_message.Message):
-    __slots__ = ("version", "held_out_accuracy", "trained_rows", "trained_at", "description")
+    __slots__ = ("version", "held_out_accuracy", "trained_rows", "trained_at", "description", "held_out_rows", "latent_dim", "classes", "client_conditioning")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HELD_OUT_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     TRAINED_ROWS_FIELD_NUMBER: _ClassVar[int]
     TRAINED_AT_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_ROWS_FIELD_NUMBER: _ClassVar[int]
+    LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CONDITIONING_FIELD_NUMBER: _ClassVar[int]
     version: int
     held_out_accuracy: float
     trained_rows: int
     trained_at: str
     description: str
-    def __init__(self, version: _Optional[int] = ..., held_out_accuracy: _Optional[float] = ..., trained_rows: _Optional[int] = ..., trained_at: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    held_out_rows: int
+    latent_dim: int
+    classes: _containers.RepeatedScalarFieldContainer[int]
+    client_conditioning: str
+    def __init__(self, version: _Optional[int] = ..., held_out_accuracy: _Optional[float] = ..., trained_rows: _Optional[int] = ..., trained_at: _Optional[str] = ..., description: _Optional[str] = ..., held_out_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., classes: _Optional[_Iterable[int]] = ..., client_conditioning: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("clients", "total_rows", "classifier")

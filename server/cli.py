@@ -1,0 +1,87 @@
+"""`analog-edge serve` and `analog-edge train-classifier`: config from TOML, CLI flags override it."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="run the latent service (gRPC) over a durable store",
+                              description="Run the LatentService with health checking and reflection. "
+                                          "SIGTERM/SIGINT stop it gracefully.")
+    p.add_argument("--config", help="server TOML (flags below override it)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port, 0 = pick a free one (default 50051)")
+    p.add_argument("--store", help="store directory (latents.sqlite3, classifiers/)")
+    p.add_argument("--port-file", help="write the bound port here (useful with --port 0)")
+    p.add_argument("--tls-cert", help="PEM certificate chain; with --tls-key serves TLS only")
+    p.add_argument("--tls-key", help="PEM private key")
+    p.add_argument("--tls-client-ca", help="PEM CA bundle: require client certificates (mutual TLS)")
+    p.add_argument("--enrollment-secret", help="Register requires this secret")
+    p.add_argument("--admin-token", help="TrainClassifier requires this token")
+    p.add_argument("--max-upload-bytes", type=int, help="payload limit of one upload")
+    p.add_argument("--max-rows-per-client", type=int, help="row quota per client (0 = none)")
+    p.add_argument("--max-workers", type=int, help="server threads")
+    p.add_argument("--grace-seconds", type=float, help="grace period for in-flight RPCs at shutdown")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    p.set_defaults(func=_serve)
+
+    t = subparsers.add_parser("train-classifier", help="train the server's classifier on the stored latents",
+                              description="Train the (analog or digital) MLP classifier on a store's latents, "
+                                          "with a held-out split, and save a new checkpoint version that "
+                                          "a running server's Classify picks up.")
+    t.add_argument("--store", required=True, help="store directory")
+    t.add_argument("--config", help="classifier TOML ([classifier] table or top-level keys)")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--conditioning", choices=("none", "embedding"), help="client_conditioning")
+    t.add_argument("--digital", action="store_true", help="ignore the analog tile config (digital reference)")
+    t.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    t.set_defaults(func=_train)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from server.app import serve
+    from server.config import ConfigError, ServerConfig
+
+    try:
+        cfg = ServerConfig.from_toml(args.config) if args.config else ServerConfig()
+        cfg = cfg.replace(host=args.host, port=args.port, store=args.store, port_file=args.port_file,
+                          tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+                          enrollment_secret=args.enrollment_secret, admin_token=args.admin_token,
+                          max_upload_bytes=args.max_upload_bytes, max_rows_per_client=args.max_rows_per_client,
+                          max_workers=args.max_workers, grace_seconds=args.grace_seconds, log_level=args.log_level)
+    except ConfigError as exc:
+        print(f"analog-edge serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return serve(cfg)
+    except OSError as exc:
+        print(f"analog-edge serve: {exc}", file=sys.stderr)
+        return 1
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from server.app import setup_logging
+    from server.classifier import TrainingError, format_result, train_classifier
+    from server.config import ClassifierConfig, ConfigError
+    from server.store import StoreError
+
+    setup_logging("INFO")
+    try:
+        cfg = ClassifierConfig.from_toml(args.config) if args.config else ClassifierConfig()
+        over = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("seed", args.seed),
+                                  ("client_conditioning", args.conditioning)) if v is not None}
+        if args.digital:
+            over["analog"] = None
+        cfg = dataclasses.replace(cfg, **over)
+        result = train_classifier(args.store, cfg, progress=True)
+    except (ConfigError, TrainingError, StoreError) as exc:
+        print(f"analog-edge train-classifier: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2) if args.json else format_result(result))
+    return 0

@@ -1,0 +1,94 @@
+"""A small reference client of the LatentService (tests, benchmarks, scripts; the edge client may reuse it).
+
+It shows the whole protocol with nothing but the generated code and ``protos.codec``.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from protos import codec
+from protos import latent_service_pb2 as pb
+from protos import latent_service_pb2_grpc as pb_grpc
+
+
+def make_channel(address: str, tls_root: str | bytes | None = None, *,
+                 server_name: str | None = None, max_message_bytes: int = 16 << 20) -> grpc.Channel:
+    """Insecure channel, or TLS trusting ``tls_root`` (a PEM path or bytes) when given."""
+    options = [("grpc.max_send_message_length", max_message_bytes),
+               ("grpc.max_receive_message_length", max_message_bytes)]
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    if tls_root is None:
+        return grpc.insecure_channel(address, options=options)
+    pem = Path(tls_root).read_bytes() if isinstance(tls_root, str) else tls_root
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=pem), options=options)
+
+
+def upload_messages(header: pb.UploadHeader, payload: bytes, chunk_bytes: int) -> Iterator[pb.UploadRequest]:
+    yield pb.UploadRequest(header=header)
+    for seq, data in enumerate(codec.iter_chunks(payload, chunk_bytes)):
+        yield pb.UploadRequest(chunk=pb.UploadChunk(seq=seq, data=data))
+
+
+class LatentClient:
+    """One client identity on one channel: register once, then upload / classify."""
+
+    def __init__(self, address: str, client_id: str, *, tls_root: str | bytes | None = None,
+                 server_name: str | None = None, timeout: float = 60.0) -> None:
+        self.channel = make_channel(address, tls_root, server_name=server_name)
+        self.stub = pb_grpc.LatentServiceStub(self.channel)
+        self.client_id = client_id
+        self.token = ""
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "LatentClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def register(self, latent_dim: int, dtype: int, label_set: Sequence[int], enrollment_secret: str = "") -> str:
+        resp = self.stub.Register(pb.RegisterRequest(client_id=self.client_id, latent_dim=latent_dim, dtype=dtype,
+                                                     label_set=list(label_set), enrollment_secret=enrollment_secret),
+                                  timeout=self.timeout)
+        self.token = resp.token
+        return self.token
+
+    def header(self, payload: bytes, num_rows: int, latent_dim: int, quantization: pb.Quantization,
+               upload_id: str, chunk_bytes: int) -> pb.UploadHeader:
+        return pb.UploadHeader(upload_id=upload_id, client_id=self.client_id, token=self.token, num_rows=num_rows,
+                               latent_dim=latent_dim, quantization=quantization,
+                               total_chunks=codec.num_chunks(len(payload), chunk_bytes),
+                               payload_crc32=codec.crc32(payload), payload_bytes=len(payload))
+
+    def upload(self, values: np.ndarray, labels: np.ndarray, quantization: pb.Quantization | None = None, *,
+               upload_id: str | None = None, chunk_bytes: int = codec.DEFAULT_CHUNK_BYTES) -> pb.UploadAck:
+        """Upload already-quantized ``values`` (ints for INT*, floats otherwise) with their labels."""
+        q = quantization if quantization is not None else pb.Quantization(dtype=pb.FLOAT32)
+        values = np.asarray(values)
+        payload = codec.build_payload(codec.pack_latents(values, q.dtype), labels)
+        header = self.header(payload, values.shape[0], values.shape[1], q, upload_id or uuid.uuid4().hex, chunk_bytes)
+        return self.stub.Upload(upload_messages(header, payload, chunk_bytes), timeout=self.timeout)
+
+    def classify(self, values: np.ndarray, quantization: pb.Quantization | None = None) -> pb.ClassifyResponse:
+        q = quantization if quantization is not None else pb.Quantization(dtype=pb.FLOAT32)
+        values = np.asarray(values)
+        return self.stub.Classify(pb.ClassifyRequest(client_id=self.client_id, token=self.token,
+                                                     num_rows=values.shape[0], latent_dim=values.shape[1],
+                                                     quantization=q, latents=codec.pack_latents(values, q.dtype)),
+                                  timeout=self.timeout)
+
+    def status(self) -> pb.StatusResponse:
+        return self.stub.Status(pb.StatusRequest(), timeout=self.timeout)
+
+    def train_classifier(self, config_toml: str = "", admin_token: str = "", timeout: float = 600.0):
+        return self.stub.TrainClassifier(pb.TrainClassifierRequest(admin_token=admin_token, config_toml=config_toml),
+                                         timeout=timeout)

@@ -1,0 +1,243 @@
+"""Server and classifier configuration: dataclasses validated on construction, loadable from TOML.
+
+A server TOML looks like::
+
+    host = "127.0.0.1"
+    port = 50051
+    store = "runs/server"
+    max_upload_bytes = 67108864
+    [classifier]
+    hidden = [128]
+    epochs = 20
+    client_conditioning = "embedding"
+    [classifier.analog]            # omit for a digital (plain torch) classifier
+    device = { type = "SoftBounds", dw_min = 0.001 }
+    algorithm = { type = "TikiTaka" }
+
+CLI flags override file values (see ``server/cli.py``). Errors name the field and the reason.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONDITIONING = ("none", "embedding")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A configuration value that is out of range; the message names the field."""
+
+
+def _load_toml(path: str | Path) -> dict[str, Any]:
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config: file {str(path)!r} does not exist")
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
+
+
+def _check_keys(cls: type, data: dict[str, Any], prefix: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: got {type(data).__name__}, must be a table")
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}: unknown key, allowed: {', '.join(sorted(known))}")
+
+
+def _int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}: got {value!r}, must be an integer")
+    if value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ConfigError(f"{name}: got {value}, must be {rng}")
+
+
+def _num(name: str, value: Any, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: got {value!r}, must be a number")
+    bad = (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi)
+    if bad or value != value:
+        lb, hb = ("(" if lo_open else "["), (")" if hi_open else "]")
+        raise ConfigError(f"{name}: got {value}, must be in {lb}{lo}, {hi}{hb}")
+
+
+@dataclass
+class ClassifierConfig:
+    """The server's classifier: an MLP over latents, analog tiles when ``analog`` is a TileConfig dict."""
+
+    hidden: list[int] = field(default_factory=lambda: [128])
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 0.05
+    seed: int = 0
+    held_out_fraction: float = 0.2
+    analog: dict[str, Any] | None = None       # analog.TileConfig.to_dict() shape; None = digital
+    client_conditioning: str = "none"           # "embedding": learned per-client vector beside z
+    embedding_dim: int = 8
+    standardize: bool = True                    # z-score latents with train-split statistics
+    min_rows: int = 10
+
+    def __post_init__(self) -> None:
+        p = "classifier."
+        if not isinstance(self.hidden, (list, tuple)):
+            raise ConfigError(f"{p}hidden: got {self.hidden!r}, must be a list of layer widths")
+        self.hidden = list(self.hidden)
+        for i, h in enumerate(self.hidden):
+            _int(f"{p}hidden[{i}]", h, 1, 65536)
+        _int(f"{p}epochs", self.epochs, 1, 100000)
+        _int(f"{p}batch_size", self.batch_size, 1, 1 << 20)
+        _num(f"{p}lr", self.lr, 0.0, 100.0, lo_open=True)
+        _int(f"{p}seed", self.seed, 0)
+        _num(f"{p}held_out_fraction", self.held_out_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+        if self.client_conditioning not in CONDITIONING:
+            raise ConfigError(f"{p}client_conditioning: got {self.client_conditioning!r}, "
+                              f"must be one of {', '.join(CONDITIONING)}")
+        _int(f"{p}embedding_dim", self.embedding_dim, 1, 4096)
+        if not isinstance(self.standardize, bool):
+            raise ConfigError(f"{p}standardize: got {self.standardize!r}, must be true or false")
+        _int(f"{p}min_rows", self.min_rows, 2)
+        if self.analog is not None:
+            if not isinstance(self.analog, dict):
+                raise ConfigError(f"{p}analog: got {type(self.analog).__name__}, must be a TileConfig table")
+            self.tile_config()  # validate now, not at training time
+
+    def tile_config(self):
+        """The analog.TileConfig of the classifier's layers, or None for digital."""
+        if self.analog is None:
+            return None
+        import analog
+
+        try:
+            return analog.TileConfig.from_dict(self.analog)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"classifier.analog: {exc}") from exc
+
+    @property
+    def mode(self) -> str:
+        return "digital" if self.analog is None else "analog"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":
+        _check_keys(cls, data, "classifier.")
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "ClassifierConfig":
+        """A classifier TOML: either the keys at top level or inside a ``[classifier]`` table."""
+        data = _load_toml(path)
+        return cls.from_dict(data.get("classifier", data))
+
+    @classmethod
+    def from_toml_text(cls, text: str) -> "ClassifierConfig":
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config_toml: not valid TOML: {exc}") from exc
+        return cls.from_dict(data.get("classifier", data))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["analog"] is None:
+            del d["analog"]  # TOML has no null
+        return d
+
+
+_SECRET = re.compile(r"^[\x21-\x7e]*$")
+
+
+@dataclass
+class ServerConfig:
+    """Everything `analog-edge serve` needs; defaults suit a loopback test server."""
+
+    host: str = "127.0.0.1"
+    port: int = 50051                  # 0 = pick a free port (written to port_file)
+    store: str = "runs/server"         # directory: latents.sqlite3 + classifiers/
+    port_file: str | None = None
+    max_workers: int = 64              # server threads; each open Upload stream holds one
+    max_upload_bytes: int = 64 << 20   # payload limit of one upload (RESOURCE_EXHAUSTED above it)
+    max_message_bytes: int = 8 << 20   # gRPC receive limit of one message (a chunk, a Classify)
+    max_rows_per_upload: int = 1 << 20
+    max_chunks: int = 1 << 16
+    max_rows_per_client: int = 0       # 0 = unlimited (else RESOURCE_EXHAUSTED beyond it)
+    max_classify_rows: int = 65536
+    enrollment_secret: str | None = None   # Register needs it when set
+    admin_token: str | None = None         # TrainClassifier needs it when set
+    tls_cert: str | None = None            # PEM paths; both or neither
+    tls_key: str | None = None
+    tls_client_ca: str | None = None       # set = require client certificates (mutual TLS)
+    grace_seconds: float = 10.0            # SIGTERM: in-flight RPCs get this long to finish
+    log_level: str = "INFO"
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.classifier, dict):
+            self.classifier = ClassifierConfig.from_dict(self.classifier)
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"host: got {self.host!r}, must be a non-empty host name or address")
+        _int("port", self.port, 0, 65535)
+        if not isinstance(self.store, str) or not self.store:
+            raise ConfigError(f"store: got {self.store!r}, must be a directory path")
+        _int("max_workers", self.max_workers, 1, 10000)
+        _int("max_upload_bytes", self.max_upload_bytes, 16)
+        _int("max_message_bytes", self.max_message_bytes, 1024, 1 << 31)
+        _int("max_rows_per_upload", self.max_rows_per_upload, 1)
+        _int("max_chunks", self.max_chunks, 1)
+        _int("max_rows_per_client", self.max_rows_per_client, 0)
+        _int("max_classify_rows", self.max_classify_rows, 1)
+        for name in ("enrollment_secret", "admin_token"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value or not _SECRET.match(value)):
+                raise ConfigError(f"{name}: must be a non-empty printable ASCII string without spaces")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert/tls_key: set both or neither")
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise ConfigError(f"{name}: file {value!r} does not exist")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("tls_client_ca: needs tls_cert and tls_key")
+        _num("grace_seconds", self.grace_seconds, 0.0, 3600.0)
+        if not isinstance(self.log_level, str) or self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"log_level: got {self.log_level!r}, must be one of {', '.join(LOG_LEVELS)}")
+        self.log_level = self.log_level.upper()
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ServerConfig":
+        _check_keys(cls, data, "")
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "ServerConfig":
+        data = _load_toml(path)
+        if "server" in data:  # [server] + optional top-level [classifier]
+            merged = dict(data["server"])
+            if "classifier" in data:
+                merged.setdefault("classifier", data["classifier"])
+            data = merged
+        return cls.from_dict(data)
+
+    def replace(self, **overrides: Any) -> "ServerConfig":
+        """A copy with the given (non-None) fields replaced and validated again."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "classifier"}
+        d = {k: v for k, v in d.items() if v is not None}
+        d["classifier"] = self.classifier.to_dict()
+        return d

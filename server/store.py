@@ -1,0 +1,306 @@
+"""The durable latent store: SQLite in WAL mode with ``synchronous=FULL``.
+
+Why this shape: one upload = one row of the ``uploads`` table holding its packed latents exactly as
+they came over the wire (plus scale/zero-point and the int32 labels), inserted in ONE transaction
+after every chunk arrived and the CRC matched. So an upload is either wholly present or absent, a
+committed transaction survives ``kill -9`` and power loss (FULL fsyncs the WAL at commit), and
+``UNIQUE(client_id, upload_id)`` makes the database itself refuse a second copy of a retried upload.
+Reads dequantize on the fly and re-check each upload's CRC, so silent disk corruption is detected.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from protos import codec
+from protos import latent_service_pb2 as pb
+
+DB_NAME = "latents.sqlite3"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS clients (
+    client_id     TEXT PRIMARY KEY,
+    latent_dim    INTEGER NOT NULL CHECK (latent_dim >= 1),
+    dtype         INTEGER NOT NULL,
+    label_set     TEXT NOT NULL,
+    registered_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_hash TEXT PRIMARY KEY,
+    client_id  TEXT NOT NULL REFERENCES clients(client_id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id     TEXT NOT NULL REFERENCES clients(client_id),
+    upload_id     TEXT NOT NULL,
+    num_rows      INTEGER NOT NULL CHECK (num_rows >= 1),
+    latent_dim    INTEGER NOT NULL,
+    dtype         INTEGER NOT NULL,
+    scale         BLOB NOT NULL,
+    zero_point    BLOB NOT NULL,
+    latents       BLOB NOT NULL,
+    labels        BLOB NOT NULL,
+    payload_crc32 INTEGER NOT NULL,
+    payload_bytes INTEGER NOT NULL,
+    committed_at  TEXT NOT NULL,
+    UNIQUE (client_id, upload_id)
+);
+CREATE INDEX IF NOT EXISTS uploads_by_client ON uploads(client_id);
+"""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class StoreError(RuntimeError):
+    """The store is inconsistent with a request (unknown client, registration conflict, corruption)."""
+
+
+class QuotaExceeded(StoreError):
+    """Committing would exceed the client's row quota."""
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    client_id: str
+    latent_dim: int
+    dtype: int
+    label_set: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    upload_id: str
+    rows_stored: int
+    duplicate: bool
+    client_total_rows: int
+    payload_crc32: int
+
+
+class LatentStore:
+    """Thread-safe handle on ``DIR/latents.sqlite3``; several processes may read while one writes."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        root = Path(path)
+        if root.suffix in (".sqlite3", ".db"):
+            root, db = root.parent, root
+        else:
+            db = root / DB_NAME
+        if readonly and not db.is_file():
+            raise StoreError(f"store: no database at {db}")
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.db_path = db
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(db), timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout = 30000")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = FULL")   # acknowledged means fsynced
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            with self._tx():
+                self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or int(row[0]) != SCHEMA_VERSION:
+            raise StoreError(f"store: schema_version {row and row[0]} in {db}, this code reads {SCHEMA_VERSION}")
+        self._clients: dict[str, ClientInfo] = {}
+
+    # -- plumbing ------------------------------------------------------------------------------
+    class _Tx:
+        def __init__(self, store: "LatentStore") -> None:
+            self.store = store
+
+        def __enter__(self):
+            self.store._lock.acquire()
+            try:
+                self.store._conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                self.store._lock.release()
+                raise
+            return self.store._conn
+
+        def __exit__(self, exc_type, exc, tb):
+            try:
+                self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.store._lock.release()
+            return False
+
+    def _tx(self) -> "LatentStore._Tx":
+        return LatentStore._Tx(self)
+
+    def _query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> "LatentStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- clients and tokens -----------------------------------------------------------------------
+    def register(self, client_id: str, latent_dim: int, dtype: int, label_set: list[int]) -> str:
+        """Create the client (or accept an identical re-registration) and return a fresh token.
+
+        A client that lost its token registers again with the same parameters; earlier tokens stay
+        valid. Different parameters for an existing client raise StoreError naming the field.
+        """
+        labels = sorted(int(v) for v in label_set)
+        token = secrets.token_urlsafe(32)
+        with self._tx() as conn:
+            row = conn.execute("SELECT latent_dim, dtype, label_set FROM clients WHERE client_id = ?",
+                               (client_id,)).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO clients VALUES (?, ?, ?, ?, ?)",
+                             (client_id, latent_dim, dtype, json.dumps(labels), _now()))
+            else:
+                old_dim, old_dtype, old_labels = row[0], row[1], json.loads(row[2])
+                if old_dim != latent_dim:
+                    raise StoreError(f"latent_dim: client {client_id!r} is registered with {old_dim}, got {latent_dim}")
+                if old_dtype != dtype:
+                    raise StoreError(f"dtype: client {client_id!r} is registered with "
+                                     f"{pb.DType.Name(old_dtype)}, got {pb.DType.Name(dtype)}")
+                if old_labels != labels:
+                    raise StoreError(f"label_set: client {client_id!r} is registered with {old_labels}, got {labels}")
+            conn.execute("INSERT INTO tokens VALUES (?, ?, ?)", (hash_token(token), client_id, _now()))
+        self._clients.pop(client_id, None)
+        return token
+
+    def client(self, client_id: str) -> ClientInfo | None:
+        info = self._clients.get(client_id)
+        if info is None:
+            rows = self._query("SELECT latent_dim, dtype, label_set FROM clients WHERE client_id = ?", (client_id,))
+            if not rows:
+                return None
+            dim, dtype, labels = rows[0]
+            info = ClientInfo(client_id, int(dim), int(dtype), tuple(json.loads(labels)))
+            self._clients[client_id] = info
+        return info
+
+    def clients(self) -> list[ClientInfo]:
+        rows = self._query("SELECT client_id FROM clients ORDER BY client_id")
+        return [self.client(r[0]) for r in rows]  # type: ignore[misc]
+
+    def check_token(self, client_id: str, token: str) -> bool:
+        rows = self._query("SELECT client_id FROM tokens WHERE token_hash = ?", (hash_token(token),))
+        return bool(rows) and secrets.compare_digest(rows[0][0], client_id)
+
+    # -- uploads -----------------------------------------------------------------------------------
+    def find_upload(self, client_id: str, upload_id: str) -> CommitResult | None:
+        rows = self._query("SELECT num_rows, payload_crc32 FROM uploads WHERE client_id = ? AND upload_id = ?",
+                           (client_id, upload_id))
+        if not rows:
+            return None
+        return CommitResult(upload_id, int(rows[0][0]), True, self.count(client_id), int(rows[0][1]))
+
+    def commit_upload(self, client_id: str, upload_id: str, *, num_rows: int, latent_dim: int,
+                      quantization: pb.Quantization, latent_bytes: bytes, labels: np.ndarray,
+                      payload_crc32: int, max_rows_per_client: int = 0) -> CommitResult:
+        """Insert one validated upload in a single fsynced transaction; a committed id is a duplicate."""
+        scale = np.asarray(quantization.scale, dtype="<f4").tobytes()
+        zero = np.asarray(quantization.zero_point, dtype="<f4").tobytes()
+        label_bytes = np.ascontiguousarray(labels, dtype="<i4").tobytes()
+        try:
+            with self._tx() as conn:
+                total = conn.execute("SELECT COALESCE(SUM(num_rows), 0) FROM uploads WHERE client_id = ?",
+                                     (client_id,)).fetchone()[0]
+                if max_rows_per_client and total + num_rows > max_rows_per_client:
+                    dup = conn.execute("SELECT 1 FROM uploads WHERE client_id = ? AND upload_id = ?",
+                                       (client_id, upload_id)).fetchone()
+                    if dup is None:
+                        raise QuotaExceeded(f"num_rows: client {client_id!r} holds {total} rows, {num_rows} more "
+                                            f"would exceed max_rows_per_client ({max_rows_per_client})")
+                conn.execute(
+                    "INSERT INTO uploads (client_id, upload_id, num_rows, latent_dim, dtype, scale, zero_point,"
+                    " latents, labels, payload_crc32, payload_bytes, committed_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (client_id, upload_id, num_rows, latent_dim, int(quantization.dtype), scale, zero,
+                     latent_bytes, label_bytes, payload_crc32, len(latent_bytes) + len(label_bytes), _now()))
+                total += num_rows
+        except sqlite3.IntegrityError:
+            found = self.find_upload(client_id, upload_id)
+            if found is None:
+                raise
+            return found
+        return CommitResult(upload_id, num_rows, False, int(total), payload_crc32)
+
+    # -- reads -------------------------------------------------------------------------------------
+    def count(self, client_id: str | None = None) -> int:
+        if client_id is None:
+            return int(self._query("SELECT COALESCE(SUM(num_rows), 0) FROM uploads")[0][0])
+        return int(self._query("SELECT COALESCE(SUM(num_rows), 0) FROM uploads WHERE client_id = ?",
+                               (client_id,))[0][0])
+
+    def summary(self) -> list[tuple[ClientInfo, int, int]]:
+        """(client, rows, uploads) for every registered client, sorted by id."""
+        counts = {r[0]: (int(r[1]), int(r[2])) for r in self._query(
+            "SELECT client_id, SUM(num_rows), COUNT(*) FROM uploads GROUP BY client_id")}
+        return [(c, *counts.get(c.client_id, (0, 0))) for c in self.clients()]
+
+    def upload_ids(self, client_id: str | None = None) -> list[tuple[str, str, int]]:
+        """(client_id, upload_id, num_rows) in commit order."""
+        sql = "SELECT client_id, upload_id, num_rows FROM uploads"
+        rows = self._query(sql + " ORDER BY seq") if client_id is None else \
+            self._query(sql + " WHERE client_id = ? ORDER BY seq", (client_id,))
+        return [(a, b, int(c)) for a, b, c in rows]
+
+    def _decode(self, row: tuple) -> tuple[np.ndarray, np.ndarray]:
+        client_id, upload_id, n, dim, dtype, scale, zero, lat, lab, crc = row
+        if codec.crc32(bytes(lat) + bytes(lab)) != crc:
+            raise StoreError(f"store: upload {upload_id!r} of client {client_id!r} fails its CRC (disk corruption)")
+        q = pb.Quantization(dtype=dtype, scale=np.frombuffer(scale, "<f4").tolist(),
+                            zero_point=np.frombuffer(zero, "<f4").tolist())
+        z = codec.dequantize(codec.unpack_latents(bytes(lat), n, dim, dtype), q)
+        y = np.frombuffer(lab, dtype="<i4").astype(np.int64)
+        return z, y
+
+    def upload(self, client_id: str, upload_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The dequantized (z, y) of one upload, or None if it was never committed."""
+        rows = self._query("SELECT client_id, upload_id, num_rows, latent_dim, dtype, scale, zero_point, latents,"
+                           " labels, payload_crc32 FROM uploads WHERE client_id = ? AND upload_id = ?",
+                           (client_id, upload_id))
+        return self._decode(rows[0]) if rows else None
+
+    def latents(self, client_id: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """All stored rows in commit order: z float32 [N, D], y int64 [N], the client id of each row."""
+        sql = ("SELECT client_id, upload_id, num_rows, latent_dim, dtype, scale, zero_point, latents, labels,"
+               " payload_crc32 FROM uploads")
+        rows = self._query(sql + " ORDER BY seq") if client_id is None else \
+            self._query(sql + " WHERE client_id = ? ORDER BY seq", (client_id,))
+        if not rows:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), []
+        dims = sorted({int(r[3]) for r in rows})
+        if len(dims) > 1:
+            raise StoreError(f"latent_dim: the store mixes latent dims {dims}; read one client at a time")
+        zs, ys, ids = [], [], []
+        for row in rows:
+            z, y = self._decode(row)
+            zs.append(z)
+            ys.append(y)
+            ids += [row[0]] * len(y)
+        return np.concatenate(zs), np.concatenate(ys), ids
+
+    def integrity_check(self) -> str:
+        return str(self._query("PRAGMA integrity_check")[0][0])

@@ -1,0 +1,170 @@
+"""Validation of every incoming message; each failure is a `Rejection` (gRPC code + message naming the field).
+
+Pure functions of the message, the registered client and the server limits, so they are tested
+without a network and the service only maps a Rejection to ``context.abort``.
+"""
+from __future__ import annotations
+
+import re
+
+import grpc
+import numpy as np
+
+from protos import codec
+from protos import latent_service_pb2 as pb
+from server.config import ServerConfig
+from server.store import ClientInfo
+
+ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UPLOAD_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+MAX_LABEL = 1 << 20
+MAX_LATENT_DIM = 1 << 16
+
+
+class Rejection(Exception):
+    """A request the server refuses; ``code`` is the gRPC status, ``message`` names the field."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def invalid(message: str) -> Rejection:
+    return Rejection(grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def check_client_id(client_id: str, field: str = "client_id") -> None:
+    if not client_id:
+        raise invalid(f"{field}: missing")
+    if not ID_RE.match(client_id):
+        raise invalid(f"{field}: got {client_id[:80]!r}, must be 1..64 characters of [A-Za-z0-9._-]")
+
+
+def check_dtype(dtype: int, field: str = "dtype") -> None:
+    if dtype == pb.DTYPE_UNSPECIFIED or dtype not in pb.DType.values():
+        raise invalid(f"{field}: got {dtype}, must be one of FLOAT32, FLOAT16, INT8, INT4")
+
+
+def check_register(req: pb.RegisterRequest, cfg: ServerConfig) -> None:
+    if cfg.enrollment_secret is not None:
+        import hmac
+
+        if not req.enrollment_secret:
+            raise Rejection(grpc.StatusCode.UNAUTHENTICATED, "enrollment_secret: missing, this server requires one")
+        if not hmac.compare_digest(req.enrollment_secret.encode(), cfg.enrollment_secret.encode()):
+            raise Rejection(grpc.StatusCode.UNAUTHENTICATED, "enrollment_secret: wrong")
+    check_client_id(req.client_id)
+    if not 1 <= req.latent_dim <= MAX_LATENT_DIM:
+        raise invalid(f"latent_dim: got {req.latent_dim}, must be in [1, {MAX_LATENT_DIM}]")
+    check_dtype(req.dtype)
+    labels = list(req.label_set)
+    if not labels:
+        raise invalid("label_set: empty, must list the labels this client may send")
+    if len(set(labels)) != len(labels):
+        raise invalid(f"label_set: has duplicates, got {sorted(labels)}")
+    bad = [v for v in labels if not 0 <= v < MAX_LABEL]
+    if bad:
+        raise invalid(f"label_set: got {bad[0]}, labels must be in [0, {MAX_LABEL})")
+
+
+def check_auth(client_id: str, token: str, client: ClientInfo | None, token_ok: bool) -> ClientInfo:
+    """Token first (UNAUTHENTICATED), then whether the client exists (NOT_FOUND)."""
+    if not token:
+        raise Rejection(grpc.StatusCode.UNAUTHENTICATED, "token: missing, call Register first")
+    if client is None:
+        raise Rejection(grpc.StatusCode.NOT_FOUND, f"client_id: {client_id!r} is not registered")
+    if not token_ok:
+        raise Rejection(grpc.StatusCode.UNAUTHENTICATED, f"token: not valid for client {client_id!r}")
+    return client
+
+
+def check_header(h: pb.UploadHeader, client: ClientInfo, cfg: ServerConfig) -> int:
+    """Validate an upload header against the registration and limits; return the expected payload size."""
+    if not h.upload_id:
+        raise invalid("header.upload_id: missing")
+    if not UPLOAD_ID_RE.match(h.upload_id):
+        raise invalid(f"header.upload_id: got {h.upload_id[:80]!r}, must be 1..128 characters of [A-Za-z0-9._:-]")
+    if h.num_rows < 1:
+        raise invalid(f"header.num_rows: got {h.num_rows}, must be >= 1")
+    if h.num_rows > cfg.max_rows_per_upload:
+        raise Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"header.num_rows: got {h.num_rows}, limit is {cfg.max_rows_per_upload} per upload")
+    if h.latent_dim != client.latent_dim:
+        raise invalid(f"header.latent_dim: got {h.latent_dim}, client {client.client_id!r} "
+                      f"is registered with {client.latent_dim}")
+    if not h.HasField("quantization"):
+        raise invalid("header.quantization: missing")
+    check_dtype(h.quantization.dtype, "header.quantization.dtype")
+    if h.quantization.dtype != client.dtype:
+        raise invalid(f"header.quantization.dtype: got {pb.DType.Name(h.quantization.dtype)}, client "
+                      f"{client.client_id!r} is registered with {pb.DType.Name(client.dtype)}")
+    try:
+        codec.check_quantization(h.quantization, h.latent_dim, "header.quantization")
+    except codec.CodecError as exc:
+        raise invalid(str(exc)) from None
+    expected = codec.payload_nbytes(h.num_rows, h.latent_dim, h.quantization.dtype)
+    if h.payload_bytes != expected:
+        raise invalid(f"header.payload_bytes: got {h.payload_bytes}, expected {expected} for {h.num_rows} rows of "
+                      f"{h.latent_dim} {pb.DType.Name(h.quantization.dtype)} plus int32 labels")
+    if expected > cfg.max_upload_bytes:
+        raise Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"header.payload_bytes: {expected} exceeds max_upload_bytes ({cfg.max_upload_bytes}); "
+                        "split it into several uploads")
+    if h.total_chunks < 1:
+        raise invalid(f"header.total_chunks: got {h.total_chunks}, must be >= 1")
+    if h.total_chunks > min(cfg.max_chunks, expected):
+        raise invalid(f"header.total_chunks: got {h.total_chunks}, must be <= {min(cfg.max_chunks, expected)}")
+    return expected
+
+
+def check_values(z: np.ndarray, field: str = "latents") -> None:
+    """Finite values only; the message gives the first bad row and column."""
+    finite = np.isfinite(z)
+    if not finite.all():
+        r, c = map(int, np.argwhere(~finite)[0])
+        raise invalid(f"{field}: row {r} column {c} is {z[r, c]}, values must be finite (no NaN/Inf)")
+
+
+def check_labels(labels: np.ndarray, client: ClientInfo) -> None:
+    allowed = np.asarray(client.label_set, dtype=np.int64)
+    ok = np.isin(labels, allowed)
+    if not ok.all():
+        r = int(np.argmin(ok))
+        raise invalid(f"labels: row {r} has label {int(labels[r])}, not in the registered label_set "
+                      f"{list(client.label_set)}")
+
+
+def decode_payload(h: pb.UploadHeader, payload: bytes, client: ClientInfo) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """Split and check a complete payload: (latent bytes, labels int32, dequantized float32 latents)."""
+    try:
+        latent_bytes, labels = codec.split_payload(payload, h.num_rows, h.latent_dim, h.quantization.dtype)
+        raw = codec.unpack_latents(latent_bytes, h.num_rows, h.latent_dim, h.quantization.dtype)
+        z = codec.dequantize(raw, h.quantization)
+    except codec.CodecError as exc:
+        raise invalid(str(exc)) from None
+    check_values(z)
+    check_labels(labels, client)
+    return latent_bytes, labels, z
+
+
+def check_classify(req: pb.ClassifyRequest, client: ClientInfo, cfg: ServerConfig) -> np.ndarray:
+    """Validate a Classify request and return its dequantized float32 latents."""
+    if req.num_rows < 1:
+        raise invalid(f"num_rows: got {req.num_rows}, must be >= 1")
+    if req.num_rows > cfg.max_classify_rows:
+        raise Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"num_rows: got {req.num_rows}, limit is {cfg.max_classify_rows} per request")
+    if req.latent_dim != client.latent_dim:
+        raise invalid(f"latent_dim: got {req.latent_dim}, client {client.client_id!r} "
+                      f"is registered with {client.latent_dim}")
+    q = req.quantization if req.HasField("quantization") else pb.Quantization(dtype=client.dtype)
+    check_dtype(q.dtype, "quantization.dtype")
+    try:
+        codec.check_quantization(q, req.latent_dim)
+        raw = codec.unpack_latents(req.latents, req.num_rows, req.latent_dim, q.dtype)
+        z = codec.dequantize(raw, q)
+    except codec.CodecError as exc:
+        raise invalid(str(exc)) from None
+    check_values(z)
+    return z
