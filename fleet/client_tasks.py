@@ -1,0 +1,130 @@
+"""What one edge device does in each phase, as plain functions of (fleet config, partition).
+
+The Flower `ClientApp` (fleet/flower_apps.py) and the in-process `local` backend both call these,
+so a simulated fleet, a sequential debug run and real SuperNodes run the identical code. Each
+returns a JSON-able dict that the ServerApp collects.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from fleet.config import FleetConfig
+
+
+def client_name(partition_id: int) -> str:
+    """The client_id a partition registers under (stable, so reruns map to the same rows)."""
+    return f"client-{partition_id:03d}"
+
+
+def _limit_threads() -> None:
+    """One virtual client = one CPU (Ray gives each actor num_cpus=1); torch must not oversubscribe."""
+    import torch
+
+    n = int(os.environ.get("ANALOG_EDGE_CLIENT_THREADS", "1"))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
+def _state_dir(state_root: str, partition_id: int) -> Path:
+    path = Path(state_root) / client_name(partition_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
+                 state_root: str) -> dict[str, Any]:
+    """Train the autoencoder on analog tiles, encode, quantize and upload this partition's latents."""
+    from edge_client.config import EdgeConfig
+    from edge_client.runner import train_and_upload
+
+    _limit_threads()
+    cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
+    t0 = time.perf_counter()
+    summary = train_and_upload(cfg, server_address, client_name(partition_id), partition_id,
+                               num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id))
+    summary = dict(summary)
+    summary.update(partition_id=partition_id, client_id=client_name(partition_id),
+                   wall_s=time.perf_counter() - t0)
+    return summary
+
+
+def latent_evaluate(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
+                    state_root: str) -> dict[str, Any]:
+    """Encode the local held-out split with this device's own encoder and ask the server to classify."""
+    from edge_client.config import EdgeConfig
+    from edge_client.runner import evaluate_with_server
+
+    _limit_threads()
+    cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
+    t0 = time.perf_counter()
+    result = dict(evaluate_with_server(cfg, server_address, client_name(partition_id), partition_id,
+                                       num_partitions, fleet.alpha_or_none,
+                                       _state_dir(state_root, partition_id)))
+    result.update(partition_id=partition_id, client_id=client_name(partition_id),
+                  wall_s=time.perf_counter() - t0)
+    return result
+
+
+class LocalData:
+    """This client's raw (train, test) tensors, split exactly as the latent pipeline splits them."""
+
+    def __init__(self, fleet: FleetConfig, partition_id: int, num_partitions: int) -> None:
+        import torch
+        from edge_client.config import EdgeConfig
+        from edge_client.data import client_split
+
+        cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
+        ds, train_idx, test_idx = client_split(cfg, partition_id, num_partitions, fleet.alpha_or_none)
+        self.num_classes = int(ds.num_classes)
+        self.pixels = int(ds.pixels)
+        self.x_train = torch.as_tensor(ds.x[train_idx]).reshape(len(train_idx), -1)
+        self.y_train = torch.as_tensor(ds.y[train_idx])
+        self.x_test = torch.as_tensor(ds.x[test_idx]).reshape(len(test_idx), -1)
+        self.y_test = torch.as_tensor(ds.y[test_idx])
+
+
+def fedavg_model(fleet: FleetConfig, pixels: int, num_classes: int):
+    """The baseline model, identical on every client and on the server (seeded by the fleet seed)."""
+    from fleet.fedavg import build_mlp
+
+    clf = fleet.classifier_dict()
+    tile = None
+    if fleet.fedavg.analog and clf.get("analog") is not None:
+        import analog
+
+        tile = analog.TileConfig.from_dict(clf["analog"])
+    return build_mlp(pixels, list(clf.get("hidden", [128])), num_classes, tile, fleet.seed), tile is not None
+
+
+def fedavg_fit(fleet: FleetConfig, partition_id: int, num_partitions: int, arrays: dict,
+               server_round: int) -> tuple[dict, dict[str, float]]:
+    """One FedAvg round on this client: load the global weights, train locally, return new weights."""
+    from fleet.fedavg import get_arrays, set_arrays, train_local
+
+    _limit_threads()
+    data = LocalData(fleet, partition_id, num_partitions)
+    model, is_analog = fedavg_model(fleet, data.pixels, data.num_classes)
+    set_arrays(model, arrays)
+    t0 = time.perf_counter()
+    loss = train_local(model, data.x_train, data.y_train, fleet.fedavg.local_epochs, fleet.fedavg.batch_size,
+                       fleet.fedavg.lr, is_analog, seed=fleet.seed + 7919 * server_round + partition_id)
+    metrics = {"num-examples": float(len(data.x_train)), "train_loss": float(loss),
+               "partition_id": float(partition_id), "train_s": time.perf_counter() - t0}
+    return get_arrays(model), metrics
+
+
+def fedavg_eval(fleet: FleetConfig, partition_id: int, num_partitions: int, arrays: dict) -> dict[str, float]:
+    """Score the global model on this client's local test split (the same split as the latent path)."""
+    from fleet.fedavg import evaluate, set_arrays
+
+    _limit_threads()
+    data = LocalData(fleet, partition_id, num_partitions)
+    model, _ = fedavg_model(fleet, data.pixels, data.num_classes)
+    set_arrays(model, arrays)
+    correct, loss = evaluate(model, data.x_test, data.y_test)
+    n = len(data.x_test)
+    return {"num-examples": float(n), "correct": float(correct), "accuracy": correct / max(n, 1),
+            "eval_loss": float(loss), "partition_id": float(partition_id)}

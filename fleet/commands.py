@@ -1,0 +1,115 @@
+"""`analog-edge fleet`, `analog-edge sweep` and `analog-edge demo` sub-commands."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_CONFIG = "configs/quickstart.toml"
+
+
+def _config_path(path: str) -> Path:
+    p = Path(path)
+    if not p.exists() and not p.is_absolute():  # run from anywhere: fall back to the source tree's configs/
+        alt = Path(__file__).resolve().parents[1] / p
+        if alt.exists():
+            return alt
+    return p
+
+
+def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"fleet TOML (default {DEFAULT_CONFIG})")
+    p.add_argument("--clients", type=int, help="number of edge clients (overrides fleet.num_clients)")
+    p.add_argument("--partition", choices=["iid", "dirichlet"], help="IID or Dirichlet non-IID partitions")
+    p.add_argument("--alpha", type=float, help="Dirichlet concentration (with --partition dirichlet)")
+    p.add_argument("--alignment", choices=["none", "shared_init", "embedding", "shared_init+embedding"],
+                   help="how client latent spaces are aligned (DESIGN.md section 1)")
+    p.add_argument("--backend", choices=["ray", "local"], help="ray: Flower simulation; local: in-process")
+    p.add_argument("--server", choices=["inprocess", "subprocess"], help="how the latent service runs")
+    p.add_argument("--digital", action="store_true", default=None,
+                   help="identical pipeline without analog non-idealities (digital tiles on both sides)")
+    p.add_argument("--seed", type=int, help="fleet seed")
+
+
+def _load(args: argparse.Namespace):
+    from fleet.config import FleetConfig
+
+    fleet = FleetConfig.from_toml(_config_path(args.config))
+    return fleet.with_overrides(num_clients=args.clients, partition=args.partition, alpha=args.alpha,
+                                alignment=args.alignment, backend=args.backend, server=args.server,
+                                digital=args.digital, seed=args.seed, mode=getattr(args, "mode", None))
+
+
+def _fail(exc: Exception) -> int:
+    print(f"analog-edge: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _run_fleet(args: argparse.Namespace) -> int:
+    from fleet.config import ConfigError
+    from fleet.runner import run_fleet
+
+    try:
+        fleet = _load(args)
+    except (ConfigError, ValueError) as exc:
+        return _fail(exc)
+    out = Path(args.out or f"runs/{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    result = run_fleet(fleet, out)
+    print((out / "table.txt").read_text(), end="")
+    print(f"report: {out / 'report.json'}")
+    del result
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    args.config = args.config or DEFAULT_CONFIG
+    for flag in ("clients", "partition", "alpha", "alignment", "backend", "server", "seed"):
+        setattr(args, flag, None)
+    return _run_fleet(args)
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from fleet.config import ConfigError
+    from fleet.sweep import SweepSpec, run_sweep
+
+    try:
+        fleet = _load(args)
+        spec = SweepSpec.parse(latent_dims=args.latent_dims, bits=args.bits, devices=args.devices,
+                               algorithms=args.algorithms, references=not args.no_references,
+                               fedavg=args.fedavg)
+    except (ConfigError, ValueError) as exc:
+        return _fail(exc)
+    out = Path(args.out or f"runs/sweep-{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_sweep(fleet, spec, out)
+    print((out / "sweep_table.txt").read_text(), end="")
+    print(f"sweep: {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("fleet", help="run a simulated edge fleet end to end (Flower + Ray)",
+                              description="Launch N edge clients with Flower's simulation engine: each trains "
+                                          "an autoencoder on analog tiles and uploads latents; the server trains "
+                                          "the classifier; every client reports accuracy on its own test split.")
+    _add_fleet_flags(p)
+    p.add_argument("--mode", choices=["latent", "fedavg", "both"], help="latent pipeline, FedAvg baseline, or both")
+    p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
+    p.set_defaults(func=_run_fleet)
+
+    s = subparsers.add_parser("sweep", help="sweep latent size x bits x device x algorithm (compression vs accuracy)")
+    _add_fleet_flags(s)
+    s.add_argument("--latent-dims", default="4,8,16,32,64,128", help="comma list (default 4,8,16,32,64,128)")
+    s.add_argument("--bits", default="32,8,4", help="comma list of wire bit widths (default 32,8,4)")
+    s.add_argument("--devices", default="", help="comma list of device presets/types (default: the config's)")
+    s.add_argument("--algorithms", default="", help="comma list of algorithms (default: the config's)")
+    s.add_argument("--no-references", action="store_true", help="skip the digital and raw-pixel reference lines")
+    s.add_argument("--fedavg", action="store_true", help="add the FedAvg baseline point (one Flower run)")
+    s.add_argument("--out", help="output folder (default runs/sweep-<name>-<time>)")
+    s.set_defaults(func=_run_sweep)
+
+    d = subparsers.add_parser("demo", help="the quickstart fleet (MNIST 5k, 8 clients), prints its table")
+    d.add_argument("--config", default=DEFAULT_CONFIG, help=argparse.SUPPRESS)
+    d.add_argument("--digital", action="store_true", default=None, help="digital tiles instead of analog")
+    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    d.set_defaults(func=_run_demo)

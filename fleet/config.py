@@ -1,0 +1,271 @@
+"""Fleet configuration: one TOML file describes a whole fleet run (clients, server, baseline).
+
+The edge client's and the server classifier's own settings live in the `[edge]` and `[classifier]`
+tables and are handed verbatim to `edge_client.config.EdgeConfig` and
+`server.config.ClassifierConfig`, which validate them. This module owns only what ties them
+together: fleet size, partitioning, latent alignment, the shared analog tile config, the Flower
+backend and the FedAvg baseline. Every field is validated on construction and errors name the
+field (`fleet.num_clients: got 0, must be >= 1`).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ALIGNMENTS = ("none", "shared_init", "embedding", "shared_init+embedding")
+MODES = ("latent", "fedavg", "both")
+BACKENDS = ("ray", "local")
+SERVER_MODES = ("inprocess", "subprocess")
+PARTITIONS = ("iid", "dirichlet")
+
+
+class ConfigError(ValueError):
+    """A fleet config value that is missing, unknown or out of range; the message names it."""
+
+
+def _check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section}: got {type(data).__name__}, must be a table")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}: unknown key; allowed keys are {', '.join(sorted(allowed))}")
+
+
+def _int(section: str, name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{section}.{name}: got {value!r}, must be an integer")
+    if value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ConfigError(f"{section}.{name}: got {value}, must be {bound}")
+    return value
+
+
+def _float(section: str, name: str, value: Any, lo: float, *, open_lo: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{section}.{name}: got {value!r}, must be a number")
+    value = float(value)
+    if value != value or (value <= lo if open_lo else value < lo):
+        raise ConfigError(f"{section}.{name}: got {value}, must be {'>' if open_lo else '>='} {lo}")
+    return value
+
+
+def _choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{section}.{name}: got {value!r}, must be one of {', '.join(choices)}")
+    return value
+
+
+@dataclass
+class FedAvgConfig:
+    """The FedAvg baseline: the server's classifier architecture trained end to end on raw pixels.
+
+    `rounds = 0` means "match the latent pipeline's budget": rounds * local_epochs equals the edge
+    autoencoder's epochs, so every client spends the same number of passes over its local data.
+    """
+
+    rounds: int = 0
+    local_epochs: int = 1
+    lr: float = 0.05
+    batch_size: int = 32
+    analog: bool = True          # train on the same analog tiles as the classifier side
+    fraction_train: float = 1.0
+
+    def __post_init__(self) -> None:
+        s = "fedavg"
+        self.rounds = _int(s, "rounds", self.rounds, 0)
+        self.local_epochs = _int(s, "local_epochs", self.local_epochs, 1)
+        self.lr = _float(s, "lr", self.lr, 0.0, open_lo=True)
+        self.batch_size = _int(s, "batch_size", self.batch_size, 1)
+        if not isinstance(self.analog, bool):
+            raise ConfigError(f"fedavg.analog: got {self.analog!r}, must be true or false")
+        self.fraction_train = _float(s, "fraction_train", self.fraction_train, 0.0, open_lo=True)
+        if self.fraction_train > 1.0:
+            raise ConfigError(f"fedavg.fraction_train: got {self.fraction_train}, must be in (0, 1]")
+
+
+@dataclass
+class FleetConfig:
+    """Everything one `analog-edge fleet` run needs; see configs/quickstart.toml for a commented example."""
+
+    name: str = "fleet"
+    dataset: str = "mnist5k"
+    num_clients: int = 8
+    partition: str = "iid"
+    alpha: float = 0.5                 # Dirichlet concentration, used when partition = "dirichlet"
+    seed: int = 0
+    alignment: str = "shared_init"
+    mode: str = "latent"
+    backend: str = "ray"
+    server: str = "inprocess"
+    digital: bool = False
+    cpus: int = 0                      # CPUs Ray may use (0 = all); each virtual client takes one
+    analog: dict[str, Any] | None = None       # TileConfig dict shared by both sides unless overridden
+    edge: dict[str, Any] = field(default_factory=dict)
+    classifier: dict[str, Any] = field(default_factory=dict)
+    fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
+
+    def __post_init__(self) -> None:
+        s = "fleet"
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"fleet.name: got {self.name!r}, must be a non-empty string")
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise ConfigError(f"fleet.dataset: got {self.dataset!r}, must be a dataset name or path")
+        self.num_clients = _int(s, "num_clients", self.num_clients, 1, 1024)
+        self.partition = _choice(s, "partition", self.partition, PARTITIONS)
+        self.alpha = _float(s, "alpha", self.alpha, 0.0, open_lo=True)
+        self.seed = _int(s, "seed", self.seed, 0)
+        self.alignment = _choice(s, "alignment", self.alignment, ALIGNMENTS)
+        self.mode = _choice(s, "mode", self.mode, MODES)
+        self.backend = _choice(s, "backend", self.backend, BACKENDS)
+        self.server = _choice(s, "server", self.server, SERVER_MODES)
+        if not isinstance(self.digital, bool):
+            raise ConfigError(f"fleet.digital: got {self.digital!r}, must be true or false")
+        self.cpus = _int(s, "cpus", self.cpus, 0)
+        if self.analog is not None and not isinstance(self.analog, dict):
+            raise ConfigError(f"analog: got {type(self.analog).__name__}, must be a table (a TileConfig)")
+        for sec in ("edge", "classifier"):
+            if not isinstance(getattr(self, sec), dict):
+                raise ConfigError(f"{sec}: got {type(getattr(self, sec)).__name__}, must be a table")
+        if isinstance(self.fedavg, dict):
+            self.fedavg = fedavg_from_dict(self.fedavg)
+        if self.analog is not None:
+            _validate_tile_dict("analog", self.analog)
+        for sec in ("edge", "classifier"):
+            sub = getattr(self, sec).get("analog")
+            if isinstance(sub, dict):
+                _validate_tile_dict(f"{sec}.analog", sub)
+        self.edge_dict(0)          # build once so a bad [edge] / [classifier] key fails now
+        self.classifier_dict()
+
+    # ---- derived, per-side configs -------------------------------------------------------
+    @property
+    def alpha_or_none(self) -> float | None:
+        """The Dirichlet alpha for `partition_indices`, None for IID."""
+        return self.alpha if self.partition == "dirichlet" else None
+
+    @property
+    def shared_init(self) -> bool:
+        return self.alignment in ("shared_init", "shared_init+embedding")
+
+    @property
+    def conditioning(self) -> str:
+        return "embedding" if "embedding" in self.alignment else "none"
+
+    def _side_analog(self, side: dict[str, Any]) -> dict[str, Any] | None:
+        if self.digital:
+            return None
+        if "analog" in side:
+            return copy.deepcopy(side["analog"]) or None
+        return copy.deepcopy(self.analog)
+
+    def edge_dict(self, partition_id: int) -> dict[str, Any]:
+        """The EdgeConfig dict for one client: the [edge] table plus fleet-wide settings."""
+        d = copy.deepcopy(self.edge)
+        for key in ("dataset", "seed", "init_seed"):
+            if key in d:
+                raise ConfigError(f"edge.{key}: set it in [fleet] (dataset, seed) or via fleet.alignment, "
+                                  "the fleet sets it per client")
+        d["dataset"] = self.dataset
+        d["seed"] = self.seed + 1000 * (partition_id + 1)   # each device's own randomness
+        d["init_seed"] = self.seed if self.shared_init else None
+        d["analog"] = self._side_analog(self.edge)
+        _validate_with("edge_client.config", "EdgeConfig", "edge", d)
+        return d
+
+    def classifier_dict(self) -> dict[str, Any]:
+        d = copy.deepcopy(self.classifier)
+        if "client_conditioning" in d:
+            raise ConfigError("classifier.client_conditioning: set fleet.alignment instead "
+                              "(embedding or shared_init+embedding)")
+        d["client_conditioning"] = self.conditioning
+        d["analog"] = self._side_analog(self.classifier)
+        _validate_with("server.config", "ClassifierConfig", "classifier", d)
+        return d
+
+    def fedavg_rounds(self, edge_epochs: int) -> int:
+        return self.fedavg.rounds or max(1, -(-edge_epochs // self.fedavg.local_epochs))
+
+    def with_overrides(self, **changes: Any) -> "FleetConfig":
+        """A validated copy with some top-level fields replaced (CLI flags, sweep points)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """A TOML-shaped dict (None values dropped, since TOML has no null) that from_dict reads back."""
+        top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("analog", "edge", "classifier", "fedavg")}
+        out: dict[str, Any] = {"fleet": top, "edge": _drop_none(self.edge),
+                               "classifier": _drop_none(self.classifier),
+                               "fedavg": dataclasses.asdict(self.fedavg)}
+        if self.analog is not None:
+            out["analog"] = _drop_none(self.analog)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FleetConfig":
+        _check_keys("config", data, {"fleet", "analog", "edge", "classifier", "fedavg"})
+        top = data.get("fleet", {})
+        top_fields = {f.name for f in dataclasses.fields(cls)} - {"analog", "edge", "classifier", "fedavg"}
+        _check_keys("fleet", top, top_fields)
+        return cls(**top, analog=copy.deepcopy(data.get("analog")),
+                   edge=copy.deepcopy(data.get("edge", {})),
+                   classifier=copy.deepcopy(data.get("classifier", {})),
+                   fedavg=fedavg_from_dict(data.get("fedavg", {})))
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "FleetConfig":
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config: file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config: {path} is not valid TOML ({exc})") from None
+        return cls.from_dict(data)
+
+
+def fedavg_from_dict(data: dict[str, Any]) -> FedAvgConfig:
+    _check_keys("fedavg", data, {f.name for f in dataclasses.fields(FedAvgConfig)})
+    return FedAvgConfig(**data)
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _validate_tile_dict(section: str, data: dict[str, Any]) -> None:
+    """Build the TileConfig so a bad device/algorithm key fails at load time, prefixed by section."""
+    try:
+        from analog import TileConfig
+    except ImportError:  # the simulator is not importable: nothing to check against
+        return
+    try:
+        TileConfig.from_dict(copy.deepcopy(data))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{section}: {exc}") from None
+
+
+def _validate_with(module: str, cls_name: str, section: str, data: dict[str, Any]) -> None:
+    """Validate a side's dict with the owning package's config class, prefixing its error."""
+    import importlib
+
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError):
+        return
+    if dataclasses.is_dataclass(cls):
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        _check_keys(section, data, known)
+    try:
+        cls.from_dict(copy.deepcopy(data))
+    except (ValueError, TypeError, KeyError) as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(section) else f"{section}.{msg}") from None

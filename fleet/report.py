@@ -1,0 +1,155 @@
+"""Fleet run outputs: the resolved config, report.json, a terminal table and PNG plots."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from fleet.config import FleetConfig
+
+
+def write_config(fleet: FleetConfig, out_dir: Path) -> Path:
+    """The resolved config, so the run is reproducible from its folder alone."""
+    import tomli_w
+
+    path = out_dir / "config.toml"
+    path.write_text(tomli_w.dumps(fleet.to_dict()))
+    return path
+
+
+def _clean(value: Any) -> Any:
+    """JSON without NaN/Infinity (not valid JSON): they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item"):
+        return _clean(value.item())
+    return value
+
+
+def write_report(result: dict[str, Any], out_dir: Path) -> None:
+    (out_dir / "report.json").write_text(json.dumps(_clean(result), indent=2))
+    table = format_table(result)
+    (out_dir / "table.txt").write_text(table + "\n")
+    try:
+        plot_report(result, out_dir)
+    except Exception as exc:  # noqa: BLE001 - a plot must never lose a finished run's numbers
+        (out_dir / "plot_error.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+
+
+def _fmt_bytes(n: float | None) -> str:
+    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def _grid(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line]
+    for j, r in enumerate(rows):
+        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+        if j == 0:
+            out.append(line)
+    out.append(line)
+    return "\n".join(out)
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A readable summary: one row per pipeline, then per-client rows of the latent pipeline."""
+    head = (f"fleet {result['name']}: {result['num_clients']} clients on {result['dataset']}, "
+            f"{result['partition']}, alignment={result['alignment']}, "
+            f"edge={_side(result['edge_side'])}, server={_side(result['server_side'])}")
+    rows = [["pipeline", "accuracy", "client min..max", "bytes up", "bytes down", "raw/wire", "recon MSE"]]
+    lat = result.get("latent")
+    if lat:
+        sp = lat["accuracy_spread"]
+        rows.append([f"latent d={lat['latent_dim']} {lat['bits']}-bit", _pct(lat["accuracy"]),
+                     f"{_pct(sp['min'])}..{_pct(sp['max'])}", _fmt_bytes(lat["bytes_up"]),
+                     _fmt_bytes(lat["bytes_down"]), f"{lat['compression_raw_over_wire']:.1f}x",
+                     f"{lat['recon_mse']:.4f}"])
+    fa = result.get("fedavg")
+    if fa:
+        sp = fa["accuracy_spread"]
+        rows.append([f"FedAvg {fa['rounds']} rounds", _pct(fa["accuracy"]), f"{_pct(sp['min'])}..{_pct(sp['max'])}",
+                     _fmt_bytes(fa["bytes_up"]), _fmt_bytes(fa["bytes_down"]), "-", "-"])
+    parts = [head, _grid(rows)]
+    if lat:
+        crow = [["client", "rows", "stored", "test", "accuracy", "wire bytes", "B/sample", "recon MSE"]]
+        for c in lat["clients"]:
+            crow.append([c["client_id"], str(c.get("rows", "-")), str(c["stored_rows"]), str(c["n_test"]),
+                         _pct(c["accuracy"]), str(c.get("wire_bytes", "-")),
+                         f"{c.get('bytes_per_sample', float('nan')):.1f}",
+                         f"{c.get('recon_mse', float('nan')):.4f}"])
+        parts.append(_grid(crow))
+        clf = lat["classifier"]
+        parts.append(f"classifier v{clf['version']}: server-side held-out accuracy "
+                     f"{_pct(clf['held_out_accuracy'])} on {clf['trained_rows']} rows ({clf['description']}); "
+                     f"store {'matches' if lat['store_matches'] else 'DOES NOT match'} the rows sent "
+                     f"({lat['rows_stored']} stored / {lat['rows_sent']} sent)")
+    t = result.get("timings_s", {})
+    parts.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
+    return "\n".join(parts)
+
+
+def _side(desc: dict[str, Any]) -> str:
+    if desc.get("mode") == "digital":
+        return "digital"
+    return f"{desc.get('algorithm')} on {desc.get('device')}"
+
+
+def plot_report(result: dict[str, Any], out_dir: Path) -> None:
+    """accuracy_per_client.png and, with a FedAvg run, accuracy_vs_bytes.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lat, fa = result.get("latent"), result.get("fedavg")
+    if lat or fa:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        width = 0.4
+        if lat:
+            xs = [c["partition_id"] for c in lat["clients"]]
+            ax.bar([x - width / 2 if fa else x for x in xs], [100 * c["accuracy"] for c in lat["clients"]],
+                   width, label=f"latent pipeline ({100 * lat['accuracy']:.1f}% weighted)")
+        if fa:
+            xs = [c["partition_id"] for c in fa["clients"]]
+            ax.bar([x + width / 2 if lat else x for x in xs], [100 * c["accuracy"] for c in fa["clients"]],
+                   width, label=f"FedAvg ({100 * fa['accuracy']:.1f}% weighted)")
+        ax.set_xlabel("client (partition)")
+        ax.set_ylabel("accuracy on local test split (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{result['name']}: per-client accuracy ({result['partition']})")
+        ax.legend(loc="lower right", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out_dir / "accuracy_per_client.png", dpi=120)
+        plt.close(fig)
+    if fa and fa["curve"]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot([p["bytes_total"] for p in fa["curve"]], [100 * p["accuracy"] for p in fa["curve"]],
+                "o-", label="FedAvg (after each round)")
+        if lat:
+            ax.plot([lat["bytes_up"] + lat["bytes_down"]], [100 * lat["accuracy"]], "*", ms=14,
+                    label=f"latent pipeline (d={lat['latent_dim']}, {lat['bits']}-bit)")
+        ax.set_xscale("log")
+        ax.set_xlabel("total bytes communicated, both directions")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title("accuracy vs communication")
+        fig.tight_layout()
+        fig.savefig(out_dir / "accuracy_vs_bytes.png", dpi=120)
+        plt.close(fig)

@@ -1,0 +1,168 @@
+"""Start, talk to and stop the latent service for one fleet run.
+
+The service runs in-process (`server.app.start_server`) or as a child process (`analog-edge serve`
+on a free loopback port, stopped by its pid), and the fleet talks to it only through the gRPC
+contract (TrainClassifier, Status), exactly as any other operator tool would.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+READY_TIMEOUT_S = 60.0
+
+
+class ServiceError(RuntimeError):
+    """The latent service did not start, or an RPC to it failed."""
+
+
+class LatentService:
+    """A running latent service: `.address`, `.store_dir`, `.admin_token`; `.stop()` ends it."""
+
+    def __init__(self, store_dir: Path, classifier: dict[str, Any], mode: str = "inprocess") -> None:
+        self.store_dir = Path(store_dir)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
+        self.admin_token = secrets.token_hex(16)
+        self._handle: Any = None
+        self._proc: subprocess.Popen | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.address = ""
+        if mode == "inprocess":
+            self._start_inprocess(classifier)
+        elif mode == "subprocess":
+            self._start_subprocess(classifier)
+        else:
+            raise ValueError(f"server: got {mode!r}, must be inprocess or subprocess")
+
+    def _server_dict(self, classifier: dict[str, Any]) -> dict[str, Any]:
+        clf = {k: v for k, v in classifier.items() if v is not None}
+        return {"host": "127.0.0.1", "port": 0, "store": str(self.store_dir),
+                "admin_token": self.admin_token, "log_level": "WARNING", "classifier": clf}
+
+    def _start_inprocess(self, classifier: dict[str, Any]) -> None:
+        from server.app import start_server
+        from server.config import ServerConfig
+
+        self._handle = start_server(ServerConfig.from_dict(self._server_dict(classifier)))
+        self.address = self._handle.address
+
+    def _start_subprocess(self, classifier: dict[str, Any]) -> None:
+        import tomli_w
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="analog-edge-serve-")
+        cfg_path = Path(self._tmp.name) / "server.toml"
+        port_file = Path(self._tmp.name) / "port"
+        data = self._server_dict(classifier)
+        data["port_file"] = str(port_file)
+        fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holds the admin token
+        with os.fdopen(fd, "wb") as fh:
+            tomli_w.dump(data, fh)
+        cmd = [sys.executable, "-m", "fleet.cli", "serve", "--config", str(cfg_path),
+               "--host", "127.0.0.1", "--port", "0", "--store", str(self.store_dir),
+               "--port-file", str(port_file)]
+        log = (self.store_dir / "serve.log").open("ab")
+        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                      cwd=str(Path(__file__).resolve().parents[1]))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ServiceError(f"analog-edge serve exited with code {self._proc.returncode}; "
+                                   f"see {self.store_dir / 'serve.log'}")
+            if port_file.exists() and port_file.read_text().strip():
+                self.address = f"127.0.0.1:{int(port_file.read_text().strip())}"
+                wait_ready(self.address)
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise ServiceError(f"analog-edge serve did not report a port within {READY_TIMEOUT_S:.0f} s")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.stop(1.0)
+            self._handle = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                os.kill(self._proc.pid, signal.SIGTERM)
+                try:
+                    self._proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.kill(self._proc.pid, signal.SIGKILL)
+                    self._proc.wait()
+            self._proc = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "LatentService":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ---- RPCs the fleet needs ------------------------------------------------------------
+    def train_classifier(self, classifier: dict[str, Any], timeout: float = 3600.0) -> dict[str, Any]:
+        """TrainClassifier over gRPC with the fleet's classifier config; returns the new status."""
+        import tomli_w
+
+        from protos import latent_service_pb2 as pb
+
+        clf = {k: v for k, v in classifier.items() if v is not None}
+        req = pb.TrainClassifierRequest(admin_token=self.admin_token,
+                                        config_toml=tomli_w.dumps({"classifier": clf}))
+        resp = _call(self.address, "TrainClassifier", req, timeout)
+        return _classifier_status(resp.classifier)
+
+    def status(self) -> dict[str, Any]:
+        from protos import latent_service_pb2 as pb
+
+        resp = _call(self.address, "Status", pb.StatusRequest(), 30.0)
+        return {"total_rows": int(resp.total_rows),
+                "clients": {c.client_id: {"rows": int(c.rows), "uploads": int(c.uploads),
+                                          "latent_dim": int(c.latent_dim), "dtype": pb.DType.Name(c.dtype)}
+                            for c in resp.clients},
+                "classifier": _classifier_status(resp.classifier)}
+
+
+def _classifier_status(c: Any) -> dict[str, Any]:
+    return {"version": int(c.version), "held_out_accuracy": float(c.held_out_accuracy),
+            "trained_rows": int(c.trained_rows), "trained_at": c.trained_at, "description": c.description}
+
+
+def _call(address: str, method: str, request: Any, timeout: float) -> Any:
+    import grpc
+
+    from protos import latent_service_pb2_grpc as pbg
+
+    with grpc.insecure_channel(address) as channel:
+        stub = pbg.LatentServiceStub(channel)
+        try:
+            return getattr(stub, method)(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise ServiceError(f"{method} at {address}: {exc.code().name}: {exc.details()}") from None
+
+
+def wait_ready(address: str, timeout: float = READY_TIMEOUT_S) -> None:
+    """Block until the service answers Status (the port file can appear before it serves)."""
+    from protos import latent_service_pb2 as pb
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _call(address, "Status", pb.StatusRequest(), 2.0)
+            return
+        except ServiceError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
