@@ -65,9 +65,9 @@ class EdgeConfig:
     conv_channels: tuple[int, int] = (8, 16)
     mlp_hidden: int = 128
     # training
-    epochs: int = 5
-    batch_size: int = 32
-    lr: float = 0.05
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 0.01
     optimizer: str = "sgd"              # sgd (what analog tiles do) | adam (digital only)
     seed: int = 0                       # data split, shuffling, tile noise and d2d variation
     init_seed: int | None = None        # shared-init option (a): same AE initial weights on every client

@@ -1,0 +1,188 @@
+"""`analog-edge client`: train the local autoencoder, upload quantized latents, print a summary.
+
+Config comes from `--config edge.toml` (an `[edge]` table or top-level keys, with an optional
+`[edge.analog]` TileConfig table); flags override it. Secrets can come from the environment
+(ANALOG_EDGE_ENROLLMENT_SECRET, ANALOG_EDGE_TOKEN) so they stay out of shell history and `ps`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+
+def parse_partition(text: str) -> tuple[int, int]:
+    """'3/10' -> (3, 10): partition id 3 of 10 (0-based)."""
+    try:
+        pid, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"partition: got {text!r}, must be ID/N, e.g. 3/10") from None
+    if n < 1 or not 0 <= pid < n:
+        raise argparse.ArgumentTypeError(f"partition: got {text!r}, need N >= 1 and 0 <= ID < N")
+    return pid, n
+
+
+def _alpha(text: str) -> float | None:
+    if text.lower() in ("iid", "none"):
+        return None
+    try:
+        a = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"alpha: got {text!r}, must be a number > 0 or 'iid'") from None
+    if not math.isfinite(a) or a <= 0:
+        raise argparse.ArgumentTypeError(f"alpha: got {text!r}, must be > 0 (or 'iid')")
+    return a
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "client", help="run one edge client: train the AE on analog tiles, upload quantized latents",
+        description="Train this edge device's autoencoder (on analog tiles, or digital with --digital) on "
+                    "its partition of the data, quantize the training latents and upload them to the "
+                    "latent service. Images and the decoder never leave the device.")
+    p.add_argument("--server", required=True, help="HOST:PORT of the latent service")
+    p.add_argument("--client-id", required=True, help="this device's id ([A-Za-z0-9._-], 1..64)")
+    p.add_argument("--config", help="edge TOML ([edge] table or top-level keys; [edge.analog] = TileConfig)")
+    p.add_argument("--dataset", help="mnist5k, digits, or a path (idx files, CIFAR-10 batches, .npz)")
+    p.add_argument("--partition", type=parse_partition, default=(0, 1), metavar="ID/N",
+                   help="this client's partition, e.g. 3/10 (default 0/1 = all data)")
+    p.add_argument("--alpha", type=_alpha, default=None,
+                   help="Dirichlet(alpha) label skew; omit or 'iid' for IID partitions")
+    p.add_argument("--latent-dim", type=int)
+    p.add_argument("--bits", type=int, choices=(32, 16, 8, 4), help="latent precision on the wire")
+    p.add_argument("--per-feature-scale", action="store_true", default=None,
+                   help="one quantization scale per latent column")
+    p.add_argument("--autoencoder", choices=("auto", "conv", "mlp"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int, help="fleet seed (partitions); the client's own seed derives from it")
+    p.add_argument("--init-seed", type=int, help="shared initial AE weights across clients (option a)")
+    p.add_argument("--max-samples", type=int, help="cap this client's partition (quick runs)")
+    p.add_argument("--digital", action="store_true", help="plain torch AE (ignore the analog config)")
+    p.add_argument("--chunk-bytes", type=int)
+    p.add_argument("--rows-per-upload", type=int)
+    p.add_argument("--state-dir", help="where the encoder/decoder/token stay (default runs/edge/CLIENT_ID)")
+    p.add_argument("--out", help="summary JSON path (default STATE_DIR/summary.json)")
+    p.add_argument("--evaluate", action="store_true",
+                   help="after uploading, classify the local held-out split via the server (needs a classifier)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="skip training/upload; evaluate the encoder saved in --state-dir")
+    p.add_argument("--tls-ca", help="PEM root CA: connect with TLS")
+    p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
+    p.add_argument("--tls-key", help="PEM client key (mutual TLS)")
+    p.add_argument("--tls-server-name", help="name to verify in the server certificate")
+    p.add_argument("--enrollment-secret", help="Register secret (or env ANALOG_EDGE_ENROLLMENT_SECRET)")
+    p.add_argument("--token", help="an issued token, skips Register (or env ANALOG_EDGE_TOKEN)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    p.set_defaults(func=_run)
+
+
+def _config(args: argparse.Namespace):
+    import dataclasses
+
+    from .config import EdgeConfig
+
+    cfg = EdgeConfig.from_toml(args.config) if args.config else EdgeConfig()
+    over = dict(latent_dim=args.latent_dim, bits=args.bits,
+                per_feature_scale=args.per_feature_scale, autoencoder=args.autoencoder, epochs=args.epochs,
+                batch_size=args.batch_size, lr=args.lr, seed=args.seed, init_seed=args.init_seed,
+                max_samples=args.max_samples, chunk_bytes=args.chunk_bytes,
+                rows_per_upload=args.rows_per_upload, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
+                tls_key=args.tls_key, tls_server_name=args.tls_server_name,
+                enrollment_secret=args.enrollment_secret or os.environ.get("ANALOG_EDGE_ENROLLMENT_SECRET"),
+                token=args.token or os.environ.get("ANALOG_EDGE_TOKEN"))
+    if args.dataset is not None:  # a dataset flag wins over both dataset and data_path of the file
+        cfg = dataclasses.replace(cfg, dataset=args.dataset, data_path=None)
+    if args.digital:
+        cfg = dataclasses.replace(cfg, analog=None)
+    return cfg.replace(**over)
+
+
+def format_table(summary: dict) -> str:
+    """A readable two-column table of the figures a user looks at first."""
+    rows = [
+        ("client", summary.get("client_id")),
+        ("dataset / partition", f"{summary.get('dataset')} {summary.get('partition')} alpha={summary.get('alpha')}"),
+        ("autoencoder", f"{summary.get('autoencoder')} ({'analog tiles' if summary.get('analog') else 'digital'})"),
+        ("train / test samples", f"{summary.get('n_train')} / {summary.get('n_test')}"),
+        ("latent dim, bits", f"{summary.get('latent_dim')}, {summary.get('bits')}"),
+        ("rows uploaded (stored)", f"{summary.get('rows')} ({summary.get('rows_stored')}, "
+                                   f"client total {summary.get('client_total_rows')})"),
+        ("payload / wire bytes", f"{summary.get('payload_bytes')} / {summary.get('wire_bytes')}"),
+        ("bytes per sample", f"{summary.get('bytes_per_sample', float('nan')):.2f}"),
+        ("compression pixels/latent", f"{summary.get('compression_pixels', float('nan')):.1f}x"),
+        ("compression raw/wire bytes", f"{summary.get('compression_wire', float('nan')):.1f}x"),
+        ("recon MSE held-out (init)", f"{summary.get('recon_mse', float('nan')):.5f} "
+                                      f"({summary.get('recon_mse_initial', float('nan')):.5f})"),
+        ("quantization RMSE / std(z)", f"{summary.get('quantization_rmse_rel', float('nan')):.4f}"),
+        ("upload attempts", summary.get("attempts")),
+        ("time total (train, upload)", "{:.1f}s ({:.1f}s, {:.2f}s)".format(
+            summary.get("timings", {}).get("total_s", float("nan")),
+            summary.get("timings", {}).get("train_s", float("nan")),
+            summary.get("timings", {}).get("upload_s", float("nan")))),
+    ]
+    if "evaluation" in summary:
+        ev = summary["evaluation"]
+        rows.append(("held-out accuracy (server)", f"{ev.get('accuracy', float('nan')):.4f} "
+                                                  f"({ev.get('correct')}/{ev.get('n_test')})"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import logging
+
+    from .config import ConfigError, check_client_id
+    from .data import DataError
+    from .uploader import UploadError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    prog = "analog-edge client"
+    try:
+        check_client_id(args.client_id)
+        cfg = _config(args)
+    except (ConfigError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    state_dir = Path(args.state_dir or Path("runs") / "edge" / args.client_id)
+    pid, n = args.partition
+    import torch
+
+    from .runner import evaluate_with_server, train_and_upload
+
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    try:
+        if args.evaluate_only:
+            summary = {"client_id": args.client_id, "partition": f"{pid}/{n}", "alpha": args.alpha}
+            summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n, args.alpha, state_dir)
+            out = Path(args.out) if args.out else state_dir / "evaluation.json"
+        else:
+            summary = train_and_upload(cfg, args.server, args.client_id, pid, n, args.alpha, state_dir,
+                                       progress=not args.quiet)
+            if args.evaluate:
+                summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n,
+                                                             args.alpha, state_dir)
+            out = Path(args.out) if args.out else state_dir / "summary.json"
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except UploadError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 3
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif args.evaluate_only:
+        ev = summary["evaluation"]
+        print(f"held-out accuracy {ev['accuracy']:.4f} ({ev['correct']}/{ev['n_test']}) for {args.client_id}")
+    else:
+        print(format_table(summary))
+    print(f"summary written to {out}", file=sys.stderr)
+    return 0

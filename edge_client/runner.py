@@ -1,0 +1,225 @@
+"""One edge device end to end: local data -> AE on (analog) tiles -> quantized latents -> upload.
+
+The encoder and decoder are saved under `state_dir` and never leave the device; `evaluate_with_server`
+later re-creates the same held-out split, encodes it with the saved encoder and asks `Classify`.
+Seeds: the partition uses `cfg.seed` (shared by all clients, so partitions are disjoint); the local
+split, shuffling, tile noise and device-to-device variation use a seed derived from
+(cfg.seed, partition_id), so every client is a different chip with its own data order.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .autoencoder import Autoencoder, build_autoencoder, resolve_kind
+from .codec import quantize_latents, wire_report
+from .config import EdgeConfig, check_client_id
+from .data import Dataset, load_dataset, partition_indices, split_train_test
+from .training import encode, train_autoencoder
+from .uploader import LatentClient, RetryPolicy, TlsOptions
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+ENCODER_FILE = "encoder.pt"
+DECODER_FILE = "decoder.pt"
+TOKEN_FILE = "token"
+SUMMARY_FILE = "summary.json"
+
+
+def client_seed(seed: int, partition_id: int) -> int:
+    """A per-client seed derived from the fleet seed (independent streams per client)."""
+    return int(np.random.SeedSequence([int(seed), int(partition_id), 0x5EED]).generate_state(1)[0])
+
+
+@dataclass
+class ClientData:
+    dataset: Dataset
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+
+    @property
+    def x_train(self) -> np.ndarray:
+        return self.dataset.x[self.train_idx]
+
+    @property
+    def y_train(self) -> np.ndarray:
+        return self.dataset.y[self.train_idx]
+
+    @property
+    def x_test(self) -> np.ndarray:
+        return self.dataset.x[self.test_idx]
+
+    @property
+    def y_test(self) -> np.ndarray:
+        return self.dataset.y[self.test_idx]
+
+
+def client_data(cfg: EdgeConfig, partition_id: int, num_partitions: int, alpha: float | None) -> ClientData:
+    """This client's partition of the dataset, split into local train and held-out test."""
+    ds = load_dataset(cfg.data_source)
+    part = partition_indices(ds.y, num_partitions, partition_id, alpha=alpha, seed=cfg.seed)
+    rng = np.random.default_rng(client_seed(cfg.seed, partition_id))
+    if cfg.max_samples and part.size > cfg.max_samples:
+        part = np.sort(rng.choice(part, cfg.max_samples, replace=False))
+    train, test = split_train_test(part, ds.y, cfg.test_fraction, seed=client_seed(cfg.seed, partition_id) + 1)
+    if train.size == 0:
+        raise ValueError(f"partition {partition_id}/{num_partitions}: no training samples "
+                         f"({part.size} in the partition)")
+    return ClientData(ds, train, test)
+
+
+def _tls(cfg: EdgeConfig, tls: TlsOptions | None) -> TlsOptions | None:
+    if tls is not None or cfg.tls_ca is None:
+        return tls
+    return TlsOptions.from_files(cfg.tls_ca, cfg.tls_cert, cfg.tls_key, cfg.tls_server_name)
+
+
+def _retry(cfg: EdgeConfig) -> RetryPolicy:
+    return RetryPolicy(max_attempts=cfg.max_attempts, initial_s=cfg.backoff_initial_s,
+                       max_s=cfg.backoff_max_s, multiplier=cfg.backoff_multiplier, timeout_s=cfg.rpc_timeout_s)
+
+
+def _build(cfg: EdgeConfig, image_shape: tuple[int, int, int], seed: int) -> Autoencoder:
+    torch.manual_seed(seed)  # tile d2d variation and noise streams of this client's chip
+    return build_autoencoder(image_shape, cfg.latent_dim, cfg.autoencoder, tile_config=cfg.tile_config(),
+                             conv_channels=cfg.conv_channels, mlp_hidden=cfg.mlp_hidden,
+                             init_seed=cfg.init_seed if cfg.init_seed is not None else seed)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, partition_id: int,
+                     num_partitions: int, alpha: float | None, state_dir: str | Path,
+                     tls: TlsOptions | None = None, progress: bool = True) -> dict:
+    """Train this client's AE, upload its quantized training latents, save encoder/decoder locally."""
+    check_client_id(client_id)
+    state = Path(state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    data = client_data(cfg, partition_id, num_partitions, alpha)
+    times["data_s"] = time.perf_counter() - t
+
+    seed = client_seed(cfg.seed, partition_id)
+    t = time.perf_counter()
+    model = _build(cfg, data.dataset.image_shape, seed)
+    result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                               lr=cfg.lr, optimizer=cfg.optimizer, seed=seed, progress=progress,
+                               desc=f"{client_id} AE")
+    times["train_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    z = encode(model, data.x_train)
+    quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
+    z_hat = quant.dequantize()
+    times["encode_s"] = time.perf_counter() - t
+    torch.save(model.encoder.state_dict(), state / ENCODER_FILE)
+    torch.save(model.decoder.state_dict(), state / DECODER_FILE)
+
+    t = time.perf_counter()
+    with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:
+        token = cfg.token or client.register(client_id, cfg.latent_dim, quant.dtype,
+                                             np.unique(data.y_train).tolist(), cfg.enrollment_secret)
+        uploads = client.upload_all(client_id, token, quant, data.y_train,
+                                    rows_per_upload=cfg.rows_per_upload, chunk_bytes=cfg.chunk_bytes)
+    times["upload_s"] = time.perf_counter() - t
+    _write_private(state / TOKEN_FILE, token)
+
+    sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
+                       wire_bytes=sum(u.wire_bytes for u in uploads))
+    z_std = float(z.std()) or 1.0
+    summary = {
+        "client_id": client_id,
+        "server": server_address,
+        "dataset": data.dataset.name,
+        "partition": f"{partition_id}/{num_partitions}",
+        "alpha": alpha,
+        "autoencoder": resolve_kind(cfg.autoencoder, data.dataset.image_shape),
+        "analog": result.analog,
+        "n_train": int(data.train_idx.size),
+        "n_test": int(data.test_idx.size),
+        "labels": np.bincount(data.y_train, minlength=data.dataset.num_classes).tolist(),
+        **sent,
+        "per_feature_scale": cfg.per_feature_scale,
+        "scale": quant.scale_list(),
+        "quantization_rmse_rel": float(np.sqrt(np.mean((z_hat - z) ** 2))) / z_std,
+        "recon_mse_initial": result.initial_val_mse,
+        "recon_mse": result.val_mse,
+        "train_loss": result.train_loss,
+        "uploads": [{"upload_id": u.upload_id, "rows": u.rows, "rows_stored": u.rows_stored,
+                     "duplicate": u.duplicate, "attempts": u.attempts, "chunks": u.chunks,
+                     "retry_codes": u.retry_codes} for u in uploads],
+        "rows_stored": sum(u.rows_stored for u in uploads),
+        "client_total_rows": uploads[-1].client_total_rows if uploads else 0,
+        "attempts": sum(u.attempts for u in uploads),
+        "timings": {**times, "total_s": sum(times.values())},
+        "state_dir": str(state),
+    }
+    (state / STATE_FILE).write_text(json.dumps({
+        "client_id": client_id, "partition_id": partition_id, "num_partitions": num_partitions,
+        "alpha": alpha, "seed": seed, "bits": cfg.bits, "scale": quant.scale_list(),
+        "latent_dim": cfg.latent_dim, "config": cfg.to_dict(), "image_shape": list(data.dataset.image_shape),
+    }, indent=2))
+    (state / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def load_encoder(cfg: EdgeConfig, state_dir: str | Path, image_shape: tuple[int, int, int],
+                 partition_id: int) -> Autoencoder:
+    """Rebuild the AE (same config and seed, hence the same chip) and load the saved encoder."""
+    state = Path(state_dir)
+    path = state / ENCODER_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"state_dir: {path} not found; run train_and_upload first")
+    model = _build(cfg, image_shape, client_seed(cfg.seed, partition_id))
+    model.encoder.load_state_dict(torch.load(path, weights_only=True))
+    return model
+
+
+def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, partition_id: int,
+                         num_partitions: int, alpha: float | None, state_dir: str | Path,
+                         tls: TlsOptions | None = None) -> dict:
+    """Honest per-client accuracy: encode the local held-out split with this client's own encoder
+    (quantized like its uploads) and ask the server's Classify."""
+    check_client_id(client_id)
+    state = Path(state_dir)
+    try:
+        saved = json.loads((state / STATE_FILE).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"state_dir: {state / STATE_FILE} not found; run train_and_upload first") from None
+    for key, want in (("client_id", client_id), ("partition_id", partition_id),
+                      ("num_partitions", num_partitions), ("alpha", alpha)):
+        if saved.get(key) != want:
+            raise ValueError(f"{key}: got {want!r}, but {state} was trained with {saved.get(key)!r}")
+    data = client_data(cfg, partition_id, num_partitions, alpha)
+    out = {"client_id": client_id, "n_test": int(data.test_idx.size), "correct": 0, "accuracy": float("nan")}
+    if data.test_idx.size == 0:
+        return out
+    model = load_encoder(cfg, state, data.dataset.image_shape, partition_id)
+    z = encode(model, data.x_test)
+    scale = saved["scale"] or None
+    if scale is not None:  # reuse the upload's scale: the test latents look like the training ones
+        qmax = {8: 127, 4: 7}[saved["bits"]]
+        z = np.clip(z, -np.asarray(scale) * qmax, np.asarray(scale) * qmax)
+    quant = quantize_latents(z, saved["bits"], scale=scale, seed=saved["seed"] + 3)
+    token = cfg.token or (state / TOKEN_FILE).read_text().strip()
+    t = time.perf_counter()
+    with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=saved["seed"]) as client:
+        pred = client.classify_batched(client_id, token, quant)
+    correct = int((pred == data.y_test).sum())
+    per_class = {int(c): float((pred[data.y_test == c] == c).mean()) for c in np.unique(data.y_test)}
+    out.update(correct=correct, accuracy=correct / data.test_idx.size, per_class_accuracy=per_class,
+               classify_s=time.perf_counter() - t)
+    return out
