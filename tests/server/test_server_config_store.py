@@ -1,0 +1,83 @@
+"""Config validation / TOML loading and store-level guarantees, without a network."""
+import sqlite3
+
+import numpy as np
+import pytest
+
+from protos import codec
+from protos import latent_service_pb2 as pb
+from server.config import ClassifierConfig, ConfigError, ServerConfig
+from server.store import LatentStore, QuotaExceeded, StoreError
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"port": 70000}, "port: got 70000"),
+    ({"max_workers": 0}, "max_workers: got 0"),
+    ({"log_level": "LOUD"}, "log_level"),
+    ({"tls_cert": "/nonexistent.pem"}, "tls_cert/tls_key: set both"),
+    ({"admin_token": "has space"}, "admin_token"),
+    ({"classifier": {"epochs": 0}}, "classifier.epochs: got 0"),
+    ({"classifier": {"client_conditioning": "magic"}}, "classifier.client_conditioning"),
+    ({"classifier": {"held_out_fraction": 1.0}}, "classifier.held_out_fraction"),
+    ({"classifier": {"hidden": [32, 0]}}, r"classifier.hidden\[1\]"),
+    ({"classifier": {"wat": 1}}, "classifier.wat: unknown key"),
+    ({"bogus": 1}, "bogus: unknown key"),
+])
+def test_server_config_errors_name_the_field(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        ServerConfig.from_dict(kw)
+
+
+def test_server_config_from_toml_and_overrides(tmp_path):
+    f = tmp_path / "server.toml"
+    f.write_text('[server]\nport = 0\nstore = "s"\nmax_upload_bytes = 1024\n'
+                 '[classifier]\nhidden = [16, 8]\nclient_conditioning = "embedding"\n')
+    cfg = ServerConfig.from_toml(f)
+    assert (cfg.port, cfg.max_upload_bytes, cfg.classifier.hidden) == (0, 1024, [16, 8])
+    assert cfg.classifier.client_conditioning == "embedding"
+    over = cfg.replace(port=123, host=None)
+    assert (over.port, over.host, over.store) == (123, "127.0.0.1", "s")
+    with pytest.raises(ConfigError, match="port"):
+        cfg.replace(port=-1)
+    assert ClassifierConfig.from_toml(f).hidden == [16, 8]
+    assert ClassifierConfig.from_dict(cfg.classifier.to_dict()) == cfg.classifier
+
+
+def _commit(s, cid, uid, rows=5, seed=0, quota=0):
+    z = np.random.default_rng(seed).normal(size=(rows, 3)).astype(np.float32)
+    lat = codec.pack_latents(z, pb.FLOAT32)
+    y = np.zeros(rows, np.int32)
+    return s.commit_upload(cid, uid, num_rows=rows, latent_dim=3, quantization=pb.Quantization(dtype=pb.FLOAT32),
+                           latent_bytes=lat, labels=y, payload_crc32=codec.crc32(codec.build_payload(lat, y)),
+                           max_rows_per_client=quota), z
+
+
+def test_store_pragmas_uniqueness_and_tokens(tmp_path):
+    with LatentStore(tmp_path) as s:
+        assert s._query("PRAGMA journal_mode")[0][0] == "wal"
+        assert s._query("PRAGMA synchronous")[0][0] == 2  # FULL
+        t1 = s.register("a", 3, pb.FLOAT32, [0, 1])
+        t2 = s.register("a", 3, pb.FLOAT32, [1, 0])  # identical re-registration: new token, old one valid
+        assert t1 != t2 and s.check_token("a", t1) and s.check_token("a", t2) and not s.check_token("a", "x")
+        with pytest.raises(StoreError, match="latent_dim: client 'a' is registered with 3"):
+            s.register("a", 4, pb.FLOAT32, [0, 1])
+        r1, z = _commit(s, "a", "u1")
+        r2, _ = _commit(s, "a", "u1")
+        assert (r1.duplicate, r2.duplicate, r2.rows_stored, s.count("a")) == (False, True, 5, 5)
+        np.testing.assert_array_equal(s.upload("a", "u1")[0], z)
+        with pytest.raises(QuotaExceeded, match="max_rows_per_client"):
+            _commit(s, "a", "u2", rows=6, quota=10)
+        assert s.count() == 5
+    # the database itself refuses a second copy, whoever writes
+    conn = sqlite3.connect(tmp_path / "latents.sqlite3")
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute("INSERT INTO uploads (client_id, upload_id, num_rows, latent_dim, dtype, scale, zero_point,"
+                     " latents, labels, payload_crc32, payload_bytes, committed_at)"
+                     " SELECT client_id, upload_id, num_rows, latent_dim, dtype, scale, zero_point, latents, labels,"
+                     " payload_crc32, payload_bytes, committed_at FROM uploads")
+    # silent corruption on disk is detected at read time
+    conn.execute("UPDATE uploads SET latents = zeroblob(length(latents))")
+    conn.commit()
+    conn.close()
+    with LatentStore(tmp_path) as s, pytest.raises(StoreError, match="fails its CRC"):
+        s.latents()
