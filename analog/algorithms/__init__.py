@@ -1,0 +1,10 @@
+"""Training algorithms for analog tiles, by name (``ALGORITHMS``) for TOML configs.
+
+AnalogSGD lives in sgd.py (core); TikiTaka, TTv2, RLv2 in tiki_taka.py (algorithms engineer).
+"""
+from analog.algorithms.base import (ALGORITHMS, Algorithm, AlgorithmState, algorithm_from_dict,
+                                    register_algorithm)
+from analog.algorithms.sgd import AnalogSGD, AnalogSGDState
+
+__all__ = ["ALGORITHMS", "Algorithm", "AlgorithmState", "AnalogSGD", "AnalogSGDState",
+           "algorithm_from_dict", "register_algorithm"]

@@ -1,0 +1,103 @@
+"""Training algorithms for analog tiles: a frozen-dataclass recipe (Algorithm) that builds the
+per-tile state (AlgorithmState, an nn.Module holding one or more PulsedArrays).
+
+Import rule (avoids cycles): modules under analog/algorithms import analog.pulsed, analog.mvm,
+analog.devices, analog.rounding at runtime, and analog.config only under TYPE_CHECKING.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from analog._rng import generator_on
+
+if TYPE_CHECKING:
+    from analog.config import TileConfig
+
+ALGORITHMS: dict[str, type["Algorithm"]] = {}
+
+
+def register_algorithm(cls: type["Algorithm"]) -> type["Algorithm"]:
+    """Add an algorithm class to the name registry used by ``from_dict``."""
+    ALGORITHMS[cls.__name__] = cls
+    return cls
+
+
+class AlgorithmState(nn.Module):
+    """Per-tile state of an algorithm. Subclasses implement the three methods below."""
+
+    def __init__(self, out_features: int, in_features: int, tile_config: "TileConfig",
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        self.out_features, self.in_features = out_features, in_features
+        self.tile_config = tile_config
+        self._generator = generator
+
+    def generator(self, device: torch.device | None = None) -> torch.Generator:
+        """A generator on ``device`` (default: where this state's tensors live)."""
+        if device is None:
+            tensor = next(iter(self.buffers()), None)
+            device = tensor.device if tensor is not None else torch.device("cpu")
+        self._generator = generator_on(self._generator, device)
+        return self._generator
+
+    def effective_weight(self) -> Tensor:
+        """The (out, in) weight the forward and backward MVMs read (no read noise)."""
+        raise NotImplementedError
+
+    def program(self, w: Tensor) -> None:
+        """Program the weights the forward pass reads (what layer.set_weights does)."""
+        raise NotImplementedError
+
+    def update(self, x: Tensor, d: Tensor, lr: float) -> None:
+        """One optimizer step: x (B, in) layer inputs, d (B, out) output gradients, learning rate."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A training algorithm's hyper-parameters; ``build`` makes the per-tile state."""
+
+    def build(self, out_features: int, in_features: int, tile_config: "TileConfig",
+              generator: torch.Generator) -> AlgorithmState:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": type(self).__name__}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if hasattr(value, "to_dict"):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = "off" if value is None else value
+        return out
+
+    @classmethod
+    def from_kwargs(cls, data: dict[str, Any]) -> "Algorithm":
+        """Build from a dict without 'type'; subclasses with nested configs may override."""
+        return cls(**data)
+
+
+def algorithm_from_dict(data: Mapping[str, Any] | Algorithm, prefix: str = "") -> Algorithm:
+    """``{"type": "AnalogSGD", ...}`` -> algorithm; errors name the field."""
+    if isinstance(data, Algorithm):
+        return data
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{prefix or 'algorithm'}: got {type(data).__name__}, must be a table with a 'type'")
+    data = dict(data)
+    name = data.pop("type", None)
+    if name not in ALGORITHMS:
+        raise ValueError(f"{prefix}type: got {name!r}, must be one of {', '.join(sorted(ALGORITHMS))}")
+    cls = ALGORITHMS[name]
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"{prefix}{unknown[0]}: unknown key for {name}; allowed: {', '.join(sorted(allowed)) or 'none'}")
+    try:
+        return cls.from_kwargs(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{prefix}{exc}") from None

@@ -1,0 +1,261 @@
+"""Tile configuration: periphery (IOConfig), pulsed update (UpdateConfig) and the whole tile (TileConfig).
+
+Every config is a dataclass that validates itself on construction (errors name the field and the
+reason) and round-trips through TOML-shaped dicts (``to_dict`` / ``from_dict``). TOML has no null,
+so "off" settings are written as the string ``"off"`` (bit resolutions) or ``inf`` (bounds).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+from analog.algorithms.base import Algorithm, algorithm_from_dict
+from analog.algorithms.sgd import AnalogSGD
+from analog.devices import Device, SoftBounds, Ideal, device_from_dict
+
+NOISE_MANAGEMENT = ("abs_max", "constant", "none")
+BOUND_MANAGEMENT = ("iterative", "none")
+ROUNDING = ("nearest", "stochastic")
+PULSE_TYPES = ("stochastic", "mean", "none")
+UPDATE_MODES = ("batched", "per_sample")
+_OFF = ("off", "none")
+
+
+def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}: got {value!r}, must be one of {', '.join(map(repr, allowed))}")
+
+
+def _check_bits(name: str, value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.lower() in _OFF):
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: got {value!r}, must be an integer number of bits >= 1 or 'off'")
+    if value < 1 or value > 32:
+        raise ValueError(f"{name}: got {value}, must be >= 1 and <= 32 (or 'off')")
+    return value
+
+
+def _check_nonneg(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{name}: got {value!r}, must be a number >= 0")
+    if value < 0:
+        raise ValueError(f"{name}: got {value}, must be >= 0")
+    return float(value)
+
+
+def _check_pos(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{name}: got {value!r}, must be a number > 0")
+    if value <= 0:
+        raise ValueError(f"{name}: got {value}, must be > 0")
+    return float(value)
+
+
+def _check_keys(cls: type, data: Mapping[str, Any], prefix: str = "", extra: tuple[str, ...] = ()) -> None:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{prefix or cls.__name__}: got {type(data).__name__}, must be a table/dict")
+    allowed = {f.name for f in fields(cls)} | set(extra)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{prefix}{unknown[0]}: unknown key for {cls.__name__}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _plain(value: Any) -> Any:
+    """TOML-safe value: None -> 'off', tuples -> lists."""
+    if value is None:
+        return "off"
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class IOConfig:
+    """Periphery of one MVM direction (DAC -> crossbar -> ADC), DESIGN.md §2.
+
+    inp_res / out_res are bit counts (None = no quantization). A b-bit converter has 2**b - 1
+    levels symmetric around zero, step = 2*bound / (2**b - 2) (7 bits -> step 1/63 of [-1, 1]).
+    out_noise is added before the ADC, in units of the normalized output, so the residual seen after
+    rescaling is out_noise * alpha. w_noise is output-referred read noise of the weights: each input
+    vector sees fresh W + w_noise*N(0,1), i.e. output noise w_noise * ||x_scaled||_2 per output.
+    """
+
+    inp_res: int | None = 7
+    out_res: int | None = 9
+    inp_bound: float = 1.0
+    out_bound: float = 12.0
+    out_noise: float = 0.06
+    w_noise: float = 0.0
+    inp_rounding: str = "nearest"
+    out_rounding: str = "nearest"
+    noise_management: str = "abs_max"
+    nm_constant: float = 1.0
+    bound_management: str = "iterative"
+    bm_max_iter: int = 10
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inp_res", _check_bits("inp_res", self.inp_res))
+        object.__setattr__(self, "out_res", _check_bits("out_res", self.out_res))
+        object.__setattr__(self, "inp_bound", _check_pos("inp_bound", self.inp_bound))
+        object.__setattr__(self, "out_bound", _check_pos("out_bound", self.out_bound))
+        object.__setattr__(self, "out_noise", _check_nonneg("out_noise", self.out_noise))
+        object.__setattr__(self, "w_noise", _check_nonneg("w_noise", self.w_noise))
+        _check_choice("inp_rounding", self.inp_rounding, ROUNDING)
+        _check_choice("out_rounding", self.out_rounding, ROUNDING)
+        _check_choice("noise_management", self.noise_management, NOISE_MANAGEMENT)
+        object.__setattr__(self, "nm_constant", _check_pos("nm_constant", self.nm_constant))
+        _check_choice("bound_management", self.bound_management, BOUND_MANAGEMENT)
+        if isinstance(self.bm_max_iter, bool) or not isinstance(self.bm_max_iter, int) or self.bm_max_iter < 0:
+            raise ValueError(f"bm_max_iter: got {self.bm_max_iter!r}, must be an integer >= 0")
+        if self.out_res is not None and math.isinf(self.out_bound):
+            raise ValueError("out_res: an ADC needs a finite out_bound; set out_res='off' or a finite out_bound")
+        if self.inp_res is not None and math.isinf(self.inp_bound):
+            raise ValueError("inp_res: a DAC needs a finite inp_bound; set inp_res='off' or a finite inp_bound")
+
+    @classmethod
+    def ideal(cls) -> "IOConfig":
+        """Every non-ideality off: the MVM is the exact float matmul."""
+        return cls(inp_res=None, out_res=None, inp_bound=math.inf, out_bound=math.inf, out_noise=0.0,
+                   w_noise=0.0, noise_management="none", bound_management="none")
+
+    @property
+    def is_ideal(self) -> bool:
+        return (self.inp_res is None and self.out_res is None and math.isinf(self.inp_bound)
+                and math.isinf(self.out_bound) and self.out_noise == 0.0 and self.w_noise == 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> "IOConfig":
+        _check_keys(cls, data, prefix)
+        try:
+            return cls(**dict(data))
+        except ValueError as exc:
+            raise ValueError(f"{prefix}{exc}") from None
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """How the outer product -lr * d x^T becomes pulses (DESIGN.md §2, "Pulsed update").
+
+    pulse_type: "stochastic" (coincidences of Bernoulli pulse trains), "mean" (the expected number
+    of pulses, deterministic and fractional, for debugging) or "none" (the float update dW applied
+    through the device response, no pulse quantization).
+    update_management: rebalance A, B so that A*max|x| = B*max|d|.
+    bl_management: BL = min(ceil(lr*max|x|*max|d|/dw_min), desired_bl) per sample, else desired_bl.
+    mode: "batched" counts the whole mini-batch's coincidences and reads q(w) once;
+    "per_sample" applies each sample's pulses in turn (faithful, slower). Both have the same mean.
+    """
+
+    desired_bl: int = 31
+    pulse_type: str = "stochastic"
+    update_management: bool = True
+    bl_management: bool = True
+    mode: str = "batched"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.desired_bl, bool) or not isinstance(self.desired_bl, int) or self.desired_bl < 1:
+            raise ValueError(f"desired_bl: got {self.desired_bl!r}, must be an integer >= 1")
+        if self.desired_bl > 10_000:
+            raise ValueError(f"desired_bl: got {self.desired_bl}, must be <= 10000")
+        _check_choice("pulse_type", self.pulse_type, PULSE_TYPES)
+        _check_choice("mode", self.mode, UPDATE_MODES)
+        for name in ("update_management", "bl_management"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: got {getattr(self, name)!r}, must be true or false")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> "UpdateConfig":
+        _check_keys(cls, data, prefix)
+        try:
+            return cls(**dict(data))
+        except ValueError as exc:
+            raise ValueError(f"{prefix}{exc}") from None
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Everything one analog tile needs: device, training algorithm, forward/backward periphery, update.
+
+    analog_bias: the bias is an extra input column of the tile (input 1, as hardware does) instead of
+    a digital vector added after the ADC. seed: tile randomness (device variation, noise, pulses);
+    None draws a seed from torch's global RNG, so torch.manual_seed(s) makes a model reproducible.
+    """
+
+    device: Device = field(default_factory=SoftBounds)
+    algorithm: Algorithm = field(default_factory=AnalogSGD)
+    forward: IOConfig = field(default_factory=IOConfig)
+    backward: IOConfig = field(default_factory=IOConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
+    analog_bias: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.device, Device):
+            raise ValueError(f"device: got {type(self.device).__name__}, must be an analog.devices.Device")
+        if not isinstance(self.algorithm, Algorithm):
+            raise ValueError(f"algorithm: got {type(self.algorithm).__name__}, must be an analog.algorithms.Algorithm")
+        for name, cls in (("forward", IOConfig), ("backward", IOConfig), ("update", UpdateConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ValueError(f"{name}: got {type(getattr(self, name)).__name__}, must be {cls.__name__}")
+        if not isinstance(self.analog_bias, bool):
+            raise ValueError(f"analog_bias: got {self.analog_bias!r}, must be true or false")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
+            raise ValueError(f"seed: got {self.seed!r}, must be an integer >= 0 or omitted")
+
+    @classmethod
+    def ideal_digital(cls, seed: int | None = None) -> "TileConfig":
+        """Ideal device + ideal periphery: AnalogLinear then equals nn.Linear and the optimizer plain SGD."""
+        return cls(device=Ideal(), forward=IOConfig.ideal(), backward=IOConfig.ideal(),
+                   update=UpdateConfig(pulse_type="none"), seed=seed)
+
+    def replace(self, **changes: Any) -> "TileConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "device": self.device.to_dict(),
+            "algorithm": self.algorithm.to_dict(),
+            "forward": self.forward.to_dict(),
+            "backward": self.backward.to_dict(),
+            "update": self.update.to_dict(),
+            "analog_bias": self.analog_bias,
+        }
+        if self.seed is not None:
+            out["seed"] = self.seed
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> "TileConfig":
+        """Build from a TOML-shaped dict; missing sections take defaults. ``{"preset": name, ...}``
+        starts from a named preset (analog.presets) and overrides the given sections."""
+        if data is None:
+            return cls()
+        _check_keys(cls, data, extra=("preset",))
+        data = dict(data)
+        base = cls()
+        if "preset" in data:
+            from analog.presets import tile_config
+            base = tile_config(data.pop("preset"))
+        kwargs: dict[str, Any] = {}
+        if "device" in data:
+            kwargs["device"] = device_from_dict(data["device"], prefix="device.")
+        if "algorithm" in data:
+            kwargs["algorithm"] = algorithm_from_dict(data["algorithm"], prefix="algorithm.")
+        for name in ("forward", "backward"):
+            if name in data:
+                kwargs[name] = IOConfig.from_dict(data[name], prefix=f"{name}.")
+        if "update" in data:
+            kwargs["update"] = UpdateConfig.from_dict(data["update"], prefix="update.")
+        for name in ("analog_bias", "seed"):
+            if name in data:
+                kwargs[name] = data[name]
+        return dataclasses.replace(base, **kwargs)

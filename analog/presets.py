@@ -1,0 +1,43 @@
+"""Named tile configurations, by name for configs and CLIs (``TileConfig.from_dict({"preset": name})``).
+
+- "ideal":        Ideal device + ideal periphery (nn.Linear + SGD, the digital reference)
+- "near-ideal":   ConstantStep dw_min 1e-4, no variation or noise, ideal periphery: pulses only
+- "default":      aihwkit reference SoftBounds (dw_min 1e-3, +-0.6, 30% d2d, 30% c2c) + 7/9-bit
+                  periphery, out_noise 0.06, out_bound 12 (DESIGN.md §2 reference values)
+- "reram-sb", "ecram", "capacitor": published device types (see analog.devices presets) with the
+                  default periphery
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from analog import devices
+from analog.config import IOConfig, TileConfig, UpdateConfig
+
+
+def _near_ideal() -> TileConfig:
+    dev = devices.ConstantStep(dw_min=1e-4, w_max=1.0, w_min=-1.0, dw_min_dtod=0.0, dw_min_std=0.0,
+                               w_max_dtod=0.0, w_min_dtod=0.0, up_down_dtod=0.0)
+    return TileConfig(device=dev, forward=IOConfig.ideal(), backward=IOConfig.ideal(),
+                      update=UpdateConfig(desired_bl=100))
+
+
+PRESETS: dict[str, Callable[[], TileConfig]] = {
+    "ideal": TileConfig.ideal_digital,
+    "near-ideal": _near_ideal,
+    "default": TileConfig,
+    "reram-sb": lambda: TileConfig(device=devices.ReRAMSoftBounds()),
+    "ecram": lambda: TileConfig(device=devices.ECRAM()),
+    "capacitor": lambda: TileConfig(device=devices.Capacitor()),
+}
+
+
+def tile_config(name: str) -> TileConfig:
+    """The named preset TileConfig; ValueError lists the names."""
+    if name not in PRESETS:
+        raise ValueError(f"preset: got {name!r}, must be one of {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]()
+
+
+def names() -> list[str]:
+    return sorted(PRESETS)

@@ -1,0 +1,149 @@
+"""Public API of the analog core: ideal equivalence with torch, configs, conversion, optimizer."""
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import analog
+from analog import algorithms, devices
+
+
+def _mlp():
+    return nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 5))
+
+
+@pytest.mark.parametrize("analog_bias", [False, True])
+def test_ideal_config_equals_nn_linear_and_sgd(analog_bias):
+    torch.manual_seed(0)
+    digital = _mlp().double()
+    cfg = analog.TileConfig.ideal_digital().replace(analog_bias=analog_bias)
+    model = analog.convert_to_analog(digital, cfg).double()
+    opt_a = analog.AnalogOptimizer(model.parameters(), lr=0.1)
+    opt_d = torch.optim.SGD(digital.parameters(), lr=0.1)
+    x = torch.randn(8, 12, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    y = torch.randint(0, 5, (8,))
+    for _ in range(3):
+        for opt, m, inp in ((opt_a, model, x), (opt_d, digital, x2)):
+            opt.zero_grad()
+            inp.grad = None
+            loss = nn.functional.cross_entropy(m(inp), y)
+            loss.backward()
+            opt.step()
+        assert torch.allclose(x.grad, x2.grad, atol=1e-12)
+    for la, ld in ((model[0], digital[0]), (model[2], digital[2])):
+        assert torch.allclose(la.get_weights(), ld.weight, atol=1e-12)
+        assert torch.allclose(la.get_bias(), ld.bias, atol=1e-12)
+        assert torch.allclose(la.weight, ld.weight, atol=1e-12)   # mirrored parameter
+    assert torch.allclose(model(x), digital(x), atol=1e-12)
+
+
+def test_ideal_conv_equals_nn_conv2d_forward_and_backward():
+    torch.manual_seed(1)
+    conv = nn.Conv2d(2, 3, kernel_size=3, stride=2, padding=1).double()
+    aconv = analog.convert_to_analog(conv, analog.TileConfig.ideal_digital()).double()
+    x = torch.randn(4, 2, 9, 9, dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    y1, y2 = aconv(x), conv(x2)
+    assert y1.shape == y2.shape and torch.allclose(y1, y2, atol=1e-12)
+    g = torch.randn_like(y1)
+    y1.backward(g)
+    y2.backward(g)
+    assert torch.allclose(x.grad, x2.grad, atol=1e-12)
+    assert torch.allclose(aconv.weight.grad, conv.weight.grad, atol=1e-12)
+
+
+def test_config_round_trip_and_toml():
+    tomli_w = pytest.importorskip("tomli_w")
+    import tomllib
+    cfg = analog.TileConfig(
+        device=devices.Piecewise(piecewise_up=(1.0, 0.5), piecewise_down=(0.5, 1.0)),
+        algorithm=algorithms.AnalogSGD(),
+        forward=analog.IOConfig(inp_res=6, out_res=8, out_noise=0.02, inp_rounding="stochastic"),
+        backward=analog.IOConfig.ideal(),
+        update=analog.UpdateConfig(desired_bl=15, mode="per_sample"),
+        analog_bias=True, seed=3)
+    text = tomli_w.dumps(cfg.to_dict())
+    assert analog.TileConfig.from_dict(tomllib.loads(text)) == cfg
+    for name in analog.devices.DEVICES:
+        dev = analog.devices.DEVICES[name]()
+        assert analog.devices.device_from_dict(dev.to_dict()) == dev
+
+
+@pytest.mark.parametrize("make, field", [
+    (lambda: devices.SoftBounds(dw_min=-1e-3), "dw_min"),
+    (lambda: devices.ConstantStep(w_min=0.5, w_max=0.1), "w_min"),
+    (lambda: analog.IOConfig(inp_res=0), "inp_res"),
+    (lambda: analog.IOConfig(noise_management="bogus"), "noise_management"),
+    (lambda: analog.UpdateConfig(desired_bl=0), "desired_bl"),
+    (lambda: analog.TileConfig.from_dict({"device": {"type": "NoSuchDevice"}}), "device.type"),
+    (lambda: analog.TileConfig.from_dict({"forward": {"out_res": -2}}), "forward.out_res"),
+    (lambda: analog.TileConfig.from_dict({"update": {"desired_bl": 3, "typo": 1}}), "update.typo"),
+    (lambda: analog.TileConfig.from_dict({"device": {"type": "SoftBounds", "w_max": -0.1}}), "device."),
+])
+def test_invalid_configs_name_the_field(make, field):
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        make()
+
+
+def test_set_weights_clips_to_device_bounds_and_get_weights_reads_back():
+    dev = devices.ConstantStep(w_max=0.5, w_min=-0.5, w_max_dtod=0.0, w_min_dtod=0.0)
+    layer = analog.AnalogLinear(4, 3, bias=False, config=analog.TileConfig(device=dev))
+    w = torch.tensor([[2.0, -2.0, 0.1, 0.0]] * 3)
+    layer.set_weights(w)
+    assert torch.equal(layer.get_weights(), torch.tensor([[0.5, -0.5, 0.1, 0.0]] * 3))
+    with pytest.raises(ValueError, match="weight: got shape"):
+        layer.set_weights(torch.zeros(4, 3))
+
+
+def test_manual_seed_makes_models_reproducible_and_layers_differ():
+    cfg = analog.TileConfig()
+    torch.manual_seed(5)
+    a = analog.convert_to_analog(_mlp(), cfg)
+    torch.manual_seed(5)
+    b = analog.convert_to_analog(_mlp(), cfg)
+    x = torch.randn(3, 12)
+    assert torch.equal(a(x), b(x))
+    da = a[0].tile.algorithm_state.array.dw_min
+    assert torch.equal(da, b[0].tile.algorithm_state.array.dw_min)
+    assert not torch.equal(da[:5, :5], a[2].tile.algorithm_state.array.dw_min[:5, :5])
+    seeded = analog.TileConfig(seed=11)
+    c = analog.convert_to_analog(_mlp(), seeded)
+    d = analog.convert_to_analog(_mlp(), seeded)
+    assert torch.equal(c[0].tile.algorithm_state.array.dw_min, d[0].tile.algorithm_state.array.dw_min)
+
+
+def test_optimizer_pulses_tiles_and_sgd_for_digital_params():
+    torch.manual_seed(2)
+    model = nn.Sequential(analog.AnalogLinear(6, 4, config=analog.TileConfig()), nn.Linear(4, 2))
+    opt = analog.AnalogOptimizer(model.parameters(), lr=0.5)
+    assert len(opt.tiles()) == 1
+    x = torch.randn(16, 6)
+    opt.zero_grad()
+    model(x).pow(2).sum().backward()
+    assert model[0].tile.has_pending
+    w0, d0 = model[0].get_weights(), model[1].weight.detach().clone()
+    g1 = model[1].weight.grad.clone()
+    opt.step()
+    assert not model[0].tile.has_pending
+    assert not torch.equal(model[0].get_weights(), w0)
+    assert torch.allclose(model[1].weight, d0 - 0.5 * g1)
+    assert torch.equal(model[0].weight.detach(), model[0].get_weights())
+
+
+def test_deepcopy_keeps_tile_link():
+    model = analog.convert_to_analog(_mlp(), analog.TileConfig())
+    clone = copy.deepcopy(model)
+    assert analog.tile_of(clone[0].weight) is clone[0].tile
+    assert clone[0].tile is not model[0].tile
+
+
+def test_presets_build():
+    for name in analog.presets.names():
+        cfg = analog.presets.tile_config(name)
+        layer = analog.AnalogLinear(5, 3, config=cfg)
+        assert torch.isfinite(layer(torch.randn(2, 5))).all()
+    assert analog.TileConfig.from_dict({"preset": "ecram"}).device == devices.ECRAM()
+    assert math.isinf(analog.IOConfig.ideal().out_bound)
