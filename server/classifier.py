@@ -93,6 +93,8 @@ def _build(latent_dim: int, hidden: list[int], n_classes: int, n_clients: int, c
     if tile is not None:
         import analog
 
+        if hasattr(analog, "reset_layer_counter"):
+            analog.reset_layer_counter()  # a seeded TileConfig rebuilds the same devices at load time
         model.body = analog.convert_to_analog(model.body, tile)
     return model
 
@@ -196,7 +198,7 @@ def train_classifier(store_dir: str | Path, cfg: ClassifierConfig, *, progress: 
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * b.numel()
+            total += float(loss.detach()) * b.numel()
             correct += int((logits.argmax(1) == y[b]).sum())
             count += b.numel()
         history.append({"epoch": epoch + 1, "loss": total / count, "train_accuracy": correct / count})
