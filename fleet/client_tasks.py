@@ -35,7 +35,7 @@ def _state_dir(state_root: str, partition_id: int) -> Path:
 
 
 def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
-                 state_root: str) -> dict[str, Any]:
+                 state_root: str, progress: bool = False) -> dict[str, Any]:
     """Train the autoencoder on analog tiles, encode, quantize and upload this partition's latents."""
     from edge_client.config import EdgeConfig
     from edge_client.runner import train_and_upload
@@ -44,7 +44,8 @@ def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, ser
     cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
     t0 = time.perf_counter()
     summary = train_and_upload(cfg, server_address, client_name(partition_id), partition_id,
-                               num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id))
+                               num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id),
+                               progress=progress)
     summary = dict(summary)
     summary.update(partition_id=partition_id, client_id=client_name(partition_id),
                    wall_s=time.perf_counter() - t0)
@@ -74,10 +75,11 @@ class LocalData:
     def __init__(self, fleet: FleetConfig, partition_id: int, num_partitions: int) -> None:
         import torch
         from edge_client.config import EdgeConfig
-        from edge_client.data import client_split
+        from edge_client.runner import client_data
 
         cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
-        ds, train_idx, test_idx = client_split(cfg, partition_id, num_partitions, fleet.alpha_or_none)
+        split = client_data(cfg, partition_id, num_partitions, fleet.alpha_or_none)
+        ds, train_idx, test_idx = split.dataset, split.train_idx, split.test_idx
         self.num_classes = int(ds.num_classes)
         self.pixels = int(ds.pixels)
         self.x_train = torch.as_tensor(ds.x[train_idx]).reshape(len(train_idx), -1)

@@ -26,7 +26,7 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alignment", choices=["none", "shared_init", "embedding", "shared_init+embedding"],
                    help="how client latent spaces are aligned (DESIGN.md section 1)")
     p.add_argument("--backend", choices=["ray", "local"], help="ray: Flower simulation; local: in-process")
-    p.add_argument("--server", choices=["inprocess", "subprocess"], help="how the latent service runs")
+    p.add_argument("--server", choices=["auto", "inprocess", "subprocess"], help="how the latent service runs")
     p.add_argument("--digital", action="store_true", default=None,
                    help="identical pipeline without analog non-idealities (digital tiles on both sides)")
     p.add_argument("--seed", type=int, help="fleet seed")

@@ -124,7 +124,8 @@ class FlowerTransport:
                 for m in got:
                     pending.discard(m.metadata.reply_to_message_id)
                     replies.append(m)
-                bar.update(len(got))
+                if got:
+                    bar.update(len(got))
                 if pending and time.monotonic() > deadline:
                     raise FleetError(f"{desc}: {len(pending)} client(s) did not reply within {self.timeout_s:.0f} s")
                 if pending and not got:
@@ -138,19 +139,23 @@ class FlowerTransport:
 class LocalTransport:
     """Run every client's task in this process, one after another (debugging, sweeps, no Ray)."""
 
-    TASKS: dict[str, Callable[..., dict[str, Any]]] = {
-        "train": client_tasks.latent_train, "evaluate": client_tasks.latent_evaluate}
-
-    def __init__(self, num_clients: int) -> None:
+    def __init__(self, num_clients: int, progress: bool = False) -> None:
         self.num_clients = num_clients
+        self.progress = progress      # per-client AE progress bars (noisy for many clients)
 
     def broadcast(self, message_type: str, task: dict[str, Any], desc: str) -> list[dict[str, Any]]:
         from tqdm.auto import tqdm
 
         fleet = FleetConfig.from_dict(task["fleet"])
-        fn = self.TASKS[message_type]
-        return [fn(fleet, pid, self.num_clients, task["server_address"], task["state_root"])
-                for pid in tqdm(range(self.num_clients), desc=desc, unit="client")]
+        out = []
+        for pid in tqdm(range(self.num_clients), desc=desc, unit="client"):
+            if message_type == "train":
+                out.append(client_tasks.latent_train(fleet, pid, self.num_clients, task["server_address"],
+                                                     task["state_root"], progress=self.progress))
+            else:
+                out.append(client_tasks.latent_evaluate(fleet, pid, self.num_clients, task["server_address"],
+                                                        task["state_root"]))
+        return out
 
 
 # ---- ServerApps ---------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ def run_latent(transport: Any, fleet: FleetConfig, out_dir: Path, timer: PhaseTi
 
     clf = fleet.classifier_dict()
     with timer("start_service"):
-        service = LatentService(out_dir / "server", clf, fleet.server)
+        service = LatentService(out_dir / "server", clf, fleet.server_mode)
     try:
         task = {"fleet": fleet.to_dict(), "server_address": service.address,
                 "state_root": str(out_dir / "clients")}
@@ -79,7 +79,9 @@ def run_latent(transport: Any, fleet: FleetConfig, out_dir: Path, timer: PhaseTi
             evals = transport.broadcast("evaluate", task, "edge: classify local test split")
     finally:
         service.stop()
-    return summarize_latent(fleet, uploads, evals, status, classifier, service.address)
+    out = summarize_latent(fleet, uploads, evals, status, classifier, service.address)
+    out["server_mode"], out["server_pid"] = service.mode, service.pid
+    return out
 
 
 def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict], status: dict,
@@ -93,8 +95,7 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
                         "timings": up.get("timings", {}),
                         "n_test": int(e.get("n_test", 0)), "correct": int(e.get("correct", 0)),
                         "accuracy": float(e.get("accuracy", float("nan"))),
-                        "stored_rows": int(status["clients"].get(up["client_id"], {}).get("rows", 0)),
-                        "classify_bytes": int(e.get("classify_bytes", 0) or 0)})
+                        "stored_rows": int(status["clients"].get(up["client_id"], {}).get("rows", 0))})
     n_test = sum(c["n_test"] for c in clients)
     correct = sum(c["correct"] for c in clients)
     rows = sum(int(c.get("rows", 0)) for c in clients)
@@ -112,7 +113,9 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
         "store_matches": int(status["total_rows"]) == rows and all(
             c["stored_rows"] == int(c.get("rows", -1)) for c in clients),
         "bytes_up": up_bytes,
-        "bytes_down": sum(c["classify_bytes"] for c in clients),
+        # Training needs no downlink beyond Register/Upload acks (tens of bytes per client, not
+        # counted); Classify traffic at evaluation time is inference, not training communication.
+        "bytes_down": None,
         "raw_bytes": raw,
         "compression_pixels_per_latent": float(clients[0].get("compression_pixels", 0.0)) if clients else 0.0,
         "compression_raw_over_wire": raw / up_bytes if up_bytes else float("nan"),
@@ -228,6 +231,11 @@ def _simulate(fleet: FleetConfig, out: Path) -> dict[str, Any]:
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")      # Ray forks while gRPC threads run: noisy INFO lines
+    import logging
+
+    if not os.environ.get("ANALOG_EDGE_FLWR_LOGS"):       # our own tqdm bars report progress
+        logging.getLogger("flwr").setLevel(logging.WARNING)
     ray_tmp = tempfile.mkdtemp(prefix="ae-ray-")       # short path: Ray's socket names have a length limit
     old_tmp = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = ray_tmp

@@ -34,6 +34,7 @@ class LatentService:
         self._handle: Any = None
         self._proc: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
+        self._pid: int | None = None
         self.address = ""
         if mode == "inprocess":
             self._start_inprocess(classifier)
@@ -69,8 +70,10 @@ class LatentService:
                "--host", "127.0.0.1", "--port", "0", "--store", str(self.store_dir),
                "--port-file", str(port_file)]
         log = (self.store_dir / "serve.log").open("ab")
-        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+        env = {**os.environ, "GRPC_VERBOSITY": os.environ.get("GRPC_VERBOSITY", "ERROR")}
+        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                       cwd=str(Path(__file__).resolve().parents[1]))
+        self._pid = self._proc.pid
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -86,7 +89,8 @@ class LatentService:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        """The child's pid (subprocess mode; kept after stop so callers can check it is gone)."""
+        return self._pid
 
     def stop(self) -> None:
         if self._handle is not None:

@@ -1,0 +1,91 @@
+"""Fleet config: TOML round trip, per-client derivation, and errors that name the bad key or value."""
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fleet.config import ConfigError, FleetConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _quickstart() -> dict:
+    with (ROOT / "configs" / "quickstart.toml").open("rb") as fh:
+        return tomllib.load(fh)
+
+
+def test_quickstart_loads_with_the_issue_settings():
+    fleet = FleetConfig.from_toml(ROOT / "configs" / "quickstart.toml")
+    assert (fleet.dataset, fleet.num_clients, fleet.partition) == ("mnist5k", 8, "iid")
+    edge = fleet.edge_dict(0)
+    assert (edge["latent_dim"], edge["bits"]) == (32, 8)
+    assert edge["analog"]["algorithm"]["type"] == "TikiTaka"
+    assert fleet.classifier_dict()["analog"] == edge["analog"]      # same tiles both sides
+
+
+def test_round_trip_through_toml_dict(tmp_path):
+    import tomli_w
+
+    fleet = FleetConfig.from_toml(ROOT / "configs" / "quickstart.toml").with_overrides(
+        num_clients=3, partition="dirichlet", alpha=0.3, alignment="embedding")
+    path = tmp_path / "f.toml"
+    path.write_text(tomli_w.dumps(fleet.to_dict()))
+    again = FleetConfig.from_toml(path)
+    assert again == fleet
+    assert again.alpha_or_none == 0.3 and again.classifier_dict()["client_conditioning"] == "embedding"
+
+
+def test_per_client_derivation_alignment_and_digital():
+    fleet = FleetConfig.from_dict(_quickstart())
+    a, b = fleet.edge_dict(0), fleet.edge_dict(1)
+    assert a["seed"] == b["seed"] == fleet.seed           # one partition seed: disjoint partitions
+    assert a["init_seed"] == b["init_seed"] == fleet.seed  # shared init (option a)
+    none = fleet.with_overrides(alignment="none")
+    assert none.edge_dict(0)["init_seed"] is None
+    assert none.classifier_dict()["client_conditioning"] == "none"
+    digital = fleet.with_overrides(digital=True)
+    assert digital.edge_dict(0)["analog"] is None and digital.classifier_dict()["analog"] is None
+    assert fleet.with_overrides(partition="iid").alpha_or_none is None
+
+
+@pytest.mark.parametrize("section,key,value,needle", [
+    ("fleet", "num_clients", 0, "fleet.num_clients: got 0"),
+    ("fleet", "bogus", 1, "fleet.bogus: unknown key"),
+    ("fleet", "alignment", "magic", "fleet.alignment: got 'magic'"),
+    ("fleet", "partition", "random", "fleet.partition: got 'random'"),
+    ("fleet", "alpha", 0.0, "fleet.alpha: got 0.0"),
+    ("fleet", "backend", "dask", "fleet.backend: got 'dask'"),
+    ("edge", "latent_dim", 0, "edge.latent_dim: got 0"),
+    ("edge", "bits", 5, "edge.bits: got 5"),
+    ("edge", "colour", "red", "edge.colour: unknown key"),
+    ("edge", "seed", 3, "edge.seed: set it in [fleet]"),
+    ("classifier", "hidden", [0], "classifier.hidden[0]: got 0"),
+    ("classifier", "client_conditioning", "embedding", "classifier.client_conditioning: set fleet.alignment"),
+    ("classifier", "shape", 1, "classifier.shape: unknown key"),
+    ("fedavg", "rounds", -1, "fedavg.rounds: got -1"),
+    ("fedavg", "lr", 0, "fedavg.lr: got 0.0"),
+    ("fedavg", "optimizer", "adam", "fedavg.optimizer: unknown key"),
+])
+def test_bad_key_or_value_names_itself(section, key, value, needle):
+    data = _quickstart()
+    data.setdefault(section, {})[key] = value
+    with pytest.raises(ConfigError) as exc:
+        FleetConfig.from_dict(data)
+    assert needle in str(exc.value)
+
+
+def test_unknown_section_and_bad_analog_table_are_named(tmp_path):
+    data = _quickstart()
+    data["extras"] = {}
+    with pytest.raises(ConfigError, match=r"config\.extras: unknown key"):
+        FleetConfig.from_dict(data)
+    data = _quickstart()
+    data["analog"]["device"] = {"type": "NoSuchDevice"}
+    with pytest.raises(ConfigError, match=r"^analog: .*NoSuchDevice"):
+        FleetConfig.from_dict(data)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[fleet\nname=")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        FleetConfig.from_toml(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        FleetConfig.from_toml(tmp_path / "missing.toml")
