@@ -5,6 +5,8 @@ AnalogSGD lives in sgd.py (core); TikiTaka, TTv2, RLv2 in tiki_taka.py (algorith
 from analog.algorithms.base import (ALGORITHMS, Algorithm, AlgorithmState, algorithm_from_dict,
                                     register_algorithm)
 from analog.algorithms.sgd import AnalogSGD, AnalogSGDState
+from analog.algorithms.tiki_taka import RLv2, TTv2, TikiTaka, TikiTakaState, BufferedTransferState
 
 __all__ = ["ALGORITHMS", "Algorithm", "AlgorithmState", "AnalogSGD", "AnalogSGDState",
+           "BufferedTransferState", "RLv2", "TTv2", "TikiTaka", "TikiTakaState",
            "algorithm_from_dict", "register_algorithm"]

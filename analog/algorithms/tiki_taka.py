@@ -1,0 +1,319 @@
+"""Tiki-Taka family: residual learning on two arrays (DESIGN.md §2, Wu et al. 2025; Gokmen & Haensch 2020).
+
+A fast residual array P (aihwkit's "A") takes the pulsed gradient update; the main array W ("C")
+slowly absorbs P's content through periodic *transfers*: the next column(s) of P are read with a
+noisy MVM (one-hot inputs through the tile's forward IOConfig, as hardware would) and written onto W.
+The forward/backward MVMs read the effective weight ``W + gamma * (P - R)``.
+
+- ``TikiTaka``: the read column is pulsed onto W with the stochastic pulsed update at ``transfer_lr``.
+- ``TTv2``: the read goes into a digital buffer H (in units of ``threshold * dw_min`` of W); where
+  ``|H| >= 1`` up to ``max_pulses`` pulses go to W and H is reduced by them. ``buffer_decay`` forgets.
+- ``RLv2``: residual learning v2, ``H <- (1 - beta) H + beta * transfer_lr * read(P)``: H is a low-pass
+  estimate of P; threshold as TTv2. Zero-shift on by default.
+- ``reference="zero-shift"``: before training, P is driven to its symmetric point by alternating up and
+  down pulses (as on hardware; bursts shrinking from ``zero_shift_burst`` to 1 pulse), and a reference
+  R is programmed to that state, so the read ``P - R`` is 0 exactly where G vanishes (G(0) = 0 for P).
+  Without it, P relaxes to its symmetric point under noisy updates and the transfers keep writing
+  that offset into W, which is why Tiki-Taka fails when the symmetric point is off zero.
+
+Transfers and pulse bursts loop over *time* (sequential physics), never over devices.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
+from analog.devices import Device, device_from_dict
+from analog.mvm import noisy_mvm
+from analog.pulsed import PulsedArray, PulseStats
+from analog.rounding import quantize_fixed
+
+if TYPE_CHECKING:
+    from analog.config import TileConfig
+
+REFERENCES = ("none", "zero-shift")
+_OFF = ("off", "none")
+
+
+def _int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: got {value!r}, must be an integer >= {low}")
+    return value
+
+
+def _num(name: str, value: Any, low: float, low_open: bool = False, high: float | None = None,
+         high_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}: got {value!r}, must be a finite number")
+    bad = value <= low if low_open else value < low
+    if high is not None:
+        bad = bad or (value >= high if high_open else value > high)
+    if bad:
+        lo = f"> {low}" if low_open else f">= {low}"
+        hi = "" if high is None else (f" and < {high}" if high_open else f" and <= {high}")
+        raise ValueError(f"{name}: got {value}, must be {lo}{hi}")
+    return float(value)
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class TikiTaka(Algorithm):
+    """Tiki-Taka: pulsed gradient into P, every ``transfer_every`` updates the next
+    ``columns_per_transfer`` columns of P are read and pulsed onto W at ``transfer_lr`` (absolute, not
+    scaled by the optimizer's lr). ``fast_device``: P's device (default: the tile's device)."""
+
+    gamma: float = 0.1
+    transfer_every: int = 1
+    transfer_lr: float = 1.0
+    columns_per_transfer: int = 1
+    fast_device: Device | None = None
+    reference: str = "none"
+    zero_shift_burst: int = 16
+    zero_shift_cycles: int = 40
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gamma", _num("gamma", self.gamma, 0.0))
+        _int("transfer_every", self.transfer_every, 1)
+        object.__setattr__(self, "transfer_lr", _num("transfer_lr", self.transfer_lr, 0.0, low_open=True))
+        _int("columns_per_transfer", self.columns_per_transfer, 1)
+        if self.fast_device is not None and not isinstance(self.fast_device, Device):
+            raise ValueError(f"fast_device: got {type(self.fast_device).__name__}, "
+                             "must be an analog.devices.Device or omitted")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"reference: got {self.reference!r}, must be one of {', '.join(map(repr, REFERENCES))}")
+        _int("zero_shift_burst", self.zero_shift_burst, 1)
+        _int("zero_shift_cycles", self.zero_shift_cycles, 0)
+
+    @classmethod
+    def from_kwargs(cls, data: dict[str, Any]) -> "TikiTaka":
+        data = dict(data)
+        fd = data.get("fast_device")
+        if fd is None or (isinstance(fd, str) and fd.lower() in _OFF):
+            data["fast_device"] = None
+        else:
+            data["fast_device"] = device_from_dict(fd, prefix="fast_device.")
+        for key in ("buffer_bits",):
+            if isinstance(data.get(key), str) and data[key].lower() in _OFF:
+                data[key] = None
+        return cls(**data)
+
+    def build(self, out_features: int, in_features: int, tile_config: "TileConfig",
+              generator: torch.Generator) -> "TikiTakaState":
+        return TikiTakaState(out_features, in_features, tile_config, generator, self)
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class TTv2(TikiTaka):
+    """Tiki-Taka v2: reads of P accumulate in a digital buffer H; a pulse to W fires only where
+    ``|H| >= threshold * dw_min(W)``. ``buffer_bits``: keep H in signed fixed point (``buffer_int_bits``
+    of them integer incl. sign, in units of the threshold) with stochastic rounding; None = float32."""
+
+    buffer_decay: float = 0.0
+    threshold: float = 1.0
+    max_pulses: int = 1
+    buffer_bits: int | None = None
+    buffer_int_bits: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "buffer_decay", _num("buffer_decay", self.buffer_decay, 0.0, high=1.0,
+                                                      high_open=True))
+        object.__setattr__(self, "threshold", _num("threshold", self.threshold, 0.0, low_open=True))
+        _int("max_pulses", self.max_pulses, 1)
+        _int("buffer_int_bits", self.buffer_int_bits, 1)
+        if self.buffer_bits is not None:
+            _int("buffer_bits", self.buffer_bits, self.buffer_int_bits + 1)
+            if self.buffer_bits > 32:
+                raise ValueError(f"buffer_bits: got {self.buffer_bits}, must be <= 32 (or 'off')")
+
+    #: H <- (1 - buffer_decay) H + gain * transfer_lr * read(P); TTv2: gain 1
+    def buffer_gain(self) -> float:
+        return 1.0
+
+    def build(self, out_features: int, in_features: int, tile_config: "TileConfig",
+              generator: torch.Generator) -> "BufferedTransferState":
+        return BufferedTransferState(out_features, in_features, tile_config, generator, self)
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class RLv2(TTv2):
+    """Residual learning v2 (Wu et al. 2025): ``H <- (1 - beta) H + beta * transfer_lr * read(P)`` with
+    ``beta = buffer_decay``, thresholded into pulses on W; zero-shift by default."""
+
+    buffer_decay: float = 0.1
+    reference: str = "zero-shift"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.buffer_decay <= 0:
+            raise ValueError(f"buffer_decay: got {self.buffer_decay}, must be > 0 for RLv2 (it is beta)")
+
+    def buffer_gain(self) -> float:
+        return self.buffer_decay
+
+
+class TikiTakaState(AlgorithmState):
+    """Arrays P (``fast``), W (``main``), reference R and the transfer schedule of one tile."""
+
+    def __init__(self, out_features: int, in_features: int, tile_config: "TileConfig",
+                 generator: torch.Generator, algorithm: TikiTaka) -> None:
+        super().__init__(out_features, in_features, tile_config, generator)
+        self.algorithm = algorithm
+        fast_device = algorithm.fast_device or tile_config.device
+        self.fast = PulsedArray(out_features, in_features, fast_device, tile_config.update, generator)
+        self.main = PulsedArray(out_features, in_features, tile_config.device, tile_config.update, generator)
+        self.register_buffer("reference", torch.zeros(out_features, in_features))
+        self.steps = 0          # optimizer updates seen
+        self.next_column = 0    # next column of P to transfer
+        self.transfers = 0
+        if algorithm.reference == "zero-shift":
+            self.zero_shift()
+
+    # ------------------------------------------------------------------ state
+    def get_extra_state(self) -> dict[str, int]:
+        return {"steps": self.steps, "next_column": self.next_column, "transfers": self.transfers}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.steps = int(state["steps"])
+        self.next_column = int(state["next_column"])
+        self.transfers = int(state["transfers"])
+
+    def residual(self) -> Tensor:
+        """P - R: what a (noise-free) read of the fast array returns."""
+        return self.fast.weight - self.reference
+
+    def effective_weight(self) -> Tensor:
+        g = self.algorithm.gamma
+        if g == 0.0:
+            return self.main.weight
+        return self.main.weight + g * self.residual()
+
+    @torch.no_grad()
+    def program(self, w: Tensor) -> None:
+        """W <- w (clipped to its bounds); P back to its reference, so the residual reads 0."""
+        self.main.program(w)
+        self.fast.program(self.reference)
+
+    # ------------------------------------------------------------------ zero-shift
+    @torch.no_grad()
+    def zero_shift(self) -> Tensor:
+        """Drive every device of P to its symmetric point with alternating up/down pulses (bursts of
+        ``zero_shift_burst``, halving down to single pulses, ``zero_shift_cycles`` pairs of bursts per
+        size), then program the reference to that state. Returns the reference."""
+        a = self.algorithm
+        ones = torch.ones_like(self.fast.weight)
+        burst = a.zero_shift_burst
+        while True:
+            n = ones * burst
+            for _ in range(a.zero_shift_cycles):  # sequential in time: each burst sees the last state
+                self.fast.apply_pulses(n, n)
+            if burst == 1:
+                break
+            burst = max(1, burst // 2)
+        self.reference.copy_(self.fast.weight)
+        return self.reference
+
+    # ------------------------------------------------------------------ training
+    @torch.no_grad()
+    def update(self, x: Tensor, d: Tensor, lr: float) -> PulseStats:
+        """Pulse the gradient into P; every ``transfer_every`` updates transfer the next columns."""
+        stats = self.fast.pulse_update(x, d, lr)
+        self.steps += 1
+        if self.steps % self.algorithm.transfer_every == 0:
+            self.transfer()
+        return stats
+
+    def _next_columns(self) -> Tensor:
+        k = min(self.algorithm.columns_per_transfer, self.in_features)
+        cols = (self.next_column + torch.arange(k, device=self.fast.weight.device)) % self.in_features
+        self.next_column = (self.next_column + k) % self.in_features
+        return cols
+
+    @torch.no_grad()
+    def read_columns(self, cols: Tensor) -> Tensor:
+        """Read columns ``cols`` of P - R through the forward periphery: one-hot inputs, one noisy
+        MVM for all of them. Returns (len(cols), out)."""
+        onehot = torch.zeros(len(cols), self.in_features, dtype=self.fast.weight.dtype, device=cols.device)
+        onehot[torch.arange(len(cols), device=cols.device), cols] = 1.0
+        io = self.tile_config.forward
+        return noisy_mvm(onehot, self.residual(), io, self.generator(onehot.device))
+
+    @torch.no_grad()
+    def transfer(self) -> Tensor:
+        """Read the next column(s) of P and write them onto W. Returns the columns transferred."""
+        cols = self._next_columns()
+        read = self.read_columns(cols)
+        self._write(cols, read)
+        self.transfers += 1
+        return cols
+
+    def _write(self, cols: Tensor, read: Tensor) -> None:
+        onehot = torch.zeros(len(cols), self.in_features, dtype=read.dtype, device=read.device)
+        onehot[torch.arange(len(cols), device=read.device), cols] = 1.0
+        # pulse_update does W -= lr * d^T x; d = -read adds transfer_lr * P[:, col] to W[:, col]
+        self.main.pulse_update(onehot, -read, self.algorithm.transfer_lr)
+
+
+class BufferedTransferState(TikiTakaState):
+    """TTv2 / RLv2: reads go into the digital buffer H (units of threshold * nominal dw_min of W)."""
+
+    algorithm: TTv2
+
+    def __init__(self, out_features: int, in_features: int, tile_config: "TileConfig",
+                 generator: torch.Generator, algorithm: TTv2) -> None:
+        super().__init__(out_features, in_features, tile_config, generator, algorithm)
+        self.register_buffer("buffer", torch.zeros(out_features, in_features))
+        self.pulses_fired = 0
+
+    def get_extra_state(self) -> dict[str, int]:
+        return {**super().get_extra_state(), "pulses_fired": self.pulses_fired}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        super().set_extra_state(state)
+        self.pulses_fired = int(state.get("pulses_fired", 0))
+
+    @property
+    def pulse_size(self) -> float:
+        """One buffer unit in weight units: threshold * W's nominal dw_min (what the digital side
+        knows; the per-device steps vary around it). Ideal W: threshold itself."""
+        dev = self.main.device_model
+        return self.algorithm.threshold * (dev.dw_min if not dev.is_ideal else 1.0)
+
+    @torch.no_grad()
+    def program(self, w: Tensor) -> None:
+        super().program(w)
+        self.buffer.zero_()
+
+    def _write(self, cols: Tensor, read: Tensor) -> None:
+        a = self.algorithm
+        h = self.buffer[:, cols]                                             # (out, k)
+        h = (1.0 - a.buffer_decay) * h + (a.buffer_gain() * a.transfer_lr / self.pulse_size) * read.t()
+        if a.buffer_bits is not None:
+            h = quantize_fixed(h, a.buffer_int_bits, a.buffer_bits - a.buffer_int_bits, mode="stochastic",
+                               generator=self.generator(h.device))
+        n = torch.trunc(h).clamp(-a.max_pulses, a.max_pulses)                # fire only past |H| >= 1
+        self.buffer[:, cols] = h - n
+        fired = int(n.abs().sum().item())
+        if fired == 0:
+            return
+        self.pulses_fired += fired
+        if self.main.device_model.is_ideal:
+            step = torch.zeros_like(self.main.weight)
+            step[:, cols] = n * self.pulse_size
+            self.main.weight.add_(step)
+            return
+        n_up = torch.zeros_like(self.main.weight)
+        n_down = torch.zeros_like(self.main.weight)
+        n_up[:, cols] = n.clamp_min(0.0)
+        n_down[:, cols] = (-n).clamp_min(0.0)
+        self.main.apply_pulses(n_up, n_down)
+
+
+__all__ = ["REFERENCES", "BufferedTransferState", "RLv2", "TTv2", "TikiTaka", "TikiTakaState"]
