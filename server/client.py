@@ -75,7 +75,13 @@ class LatentClient:
         q = quantization if quantization is not None else pb.Quantization(dtype=pb.FLOAT32)
         values = np.asarray(values)
         payload = codec.build_payload(codec.pack_latents(values, q.dtype), labels)
-        header = self.header(payload, values.shape[0], values.shape[1], q, upload_id or uuid.uuid4().hex, chunk_bytes)
+        return self.upload_payload(payload, values.shape[0], values.shape[1], q, upload_id=upload_id,
+                                   chunk_bytes=chunk_bytes)
+
+    def upload_payload(self, payload: bytes, num_rows: int, latent_dim: int, quantization: pb.Quantization, *,
+                       upload_id: str | None = None, chunk_bytes: int = codec.DEFAULT_CHUNK_BYTES) -> pb.UploadAck:
+        """Upload an already-built payload (latents ++ int32 labels, see protos.codec)."""
+        header = self.header(payload, num_rows, latent_dim, quantization, upload_id or uuid.uuid4().hex, chunk_bytes)
         return self.stub.Upload(upload_messages(header, payload, chunk_bytes), timeout=self.timeout)
 
     def classify(self, values: np.ndarray, quantization: pb.Quantization | None = None) -> pb.ClassifyResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -113,6 +114,7 @@ class LatentService(pb_grpc.LatentServiceServicer):
             log.info("upload client=%s id=%s already committed: duplicate ack", h.client_id, h.upload_id)
             return self._ack(prior, duplicate=True)
         expected = v.check_header(h, client, self.cfg)
+        t_start = time.perf_counter()
         buf = bytearray()
         crc = 0
         seq = 0
@@ -143,7 +145,9 @@ class LatentService(pb_grpc.LatentServiceServicer):
         if crc != h.payload_crc32:
             raise v.invalid(f"header.payload_crc32: got {h.payload_crc32:#010x}, the received payload has "
                             f"{crc:#010x}; resend the upload")
-        latent_bytes, labels, _ = v.decode_payload(h, bytes(buf), client)
+        t_received = time.perf_counter()
+        latent_bytes, labels = v.decode_payload(h, bytes(buf), client)
+        t_checked = time.perf_counter()
         try:
             result = self.store.commit_upload(
                 h.client_id, h.upload_id, num_rows=h.num_rows, latent_dim=h.latent_dim,
@@ -154,8 +158,11 @@ class LatentService(pb_grpc.LatentServiceServicer):
         if result.duplicate and result.payload_crc32 != crc:
             raise v.Rejection(grpc.StatusCode.ALREADY_EXISTS,
                               f"header.upload_id: {h.upload_id!r} was committed with a different payload")
-        log.info("commit client=%s id=%s rows=%d bytes=%d total=%d%s", h.client_id, h.upload_id, result.rows_stored,
-                 expected, result.client_total_rows, " (duplicate)" if result.duplicate else "")
+        t_done = time.perf_counter()
+        log.info("commit client=%s id=%s rows=%d bytes=%d total=%d%s (receive %.1f ms, check %.1f ms, commit %.1f ms)",
+                 h.client_id, h.upload_id, result.rows_stored, expected, result.client_total_rows,
+                 " (duplicate)" if result.duplicate else "", 1e3 * (t_received - t_start),
+                 1e3 * (t_checked - t_received), 1e3 * (t_done - t_checked))
         return self._ack(result, duplicate=result.duplicate)
 
     @staticmethod

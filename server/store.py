@@ -110,6 +110,9 @@ class LatentStore:
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(str(db), timeout=30.0, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout = 30000")
+        # 64 KiB pages (only takes effect on a new database): uploads are large blobs, and big pages
+        # halve the cost of each commit's WAL write and of the checkpoints that copy it back.
+        self._conn.execute("PRAGMA page_size = 65536")
         self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")   # acknowledged means fsynced
         self._conn.execute("PRAGMA foreign_keys = ON")

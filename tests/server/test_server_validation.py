@@ -109,6 +109,20 @@ def test_non_finite_latents(env, bad):
     assert "finite" in msg
 
 
+def test_quantized_values_overflowing_to_inf(env):
+    srv, c, _ = env
+    with LatentClient(srv.address, "q8") as q8:
+        q8.register(DIM, pb.INT8, [0])
+        q = pb.Quantization(dtype=pb.INT8, scale=[3e38])
+        v = np.zeros((4, DIM), np.int8)
+        v[2, 1] = 100  # 3e38 * 100 = inf in float32
+        p = codec.build_payload(codec.pack_latents(v, pb.INT8), np.zeros(4, np.int32))
+        h = q8.header(p, 4, DIM, q, "ovf", 16)
+        _reject(q8, _stream(h, p), INV, "latents: row 2 column 1 is inf")
+        ok = np.ones((4, DIM), np.int8)  # the same scale with small codes stays finite: accepted
+        assert q8.upload(ok, np.zeros(4, np.int32), pb.Quantization(dtype=pb.INT8, scale=[1e30])).rows_stored == 4
+
+
 def test_label_outside_label_set(env):
     _, c, _ = env
     p = _payload(labels=[0, 1, 2, 7, 0])
