@@ -138,3 +138,34 @@ def test_kill_dash_nine_keeps_every_acknowledged_upload(tmp_path):
             assert c.status().total_rows == sum(len(y) for _, y in attempted.values())
     finally:
         srv2.kill()
+
+
+def test_sigterm_during_uploads_exits_cleanly_with_every_ack_stored(tmp_path):
+    srv = ChildServer(tmp_path / "store")
+    acked, stop = [], threading.Event()
+    with LatentClient(srv.address, "t", timeout=10) as c:
+        srv.wait_serving(c.channel)
+        c.register(DIM, pb.FLOAT32, range(10))
+
+        def pump():
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                z, y = _batch(i)
+                try:
+                    c.upload(z, y, F32, upload_id=f"s{i}", chunk_bytes=256)
+                except grpc.RpcError:
+                    return
+                acked.append(f"s{i}")
+
+        t = threading.Thread(target=pump)
+        t.start()
+        while len(acked) < 10:
+            time.sleep(0.01)
+        rc = srv.terminate()
+        stop.set()
+        t.join(30)
+    assert rc == 0
+    with LatentStore(srv.store) as s:
+        assert {u for _, u, _ in s.upload_ids()} >= set(acked)
+        assert s.count() == 40 * len(s.upload_ids())

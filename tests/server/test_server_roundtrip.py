@@ -50,6 +50,13 @@ def test_round_trip_register_upload_status_train_classify(child):
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
         assert np.mean(np.asarray(out.labels) == yt) > 0.9
         assert a.status().classifier.version == 1
+        # a checkpoint trained by another process (the CLI) is served by the running server
+        from server.classifier import train_classifier
+        from server.config import ClassifierConfig
+
+        train_classifier(child.store, ClassifierConfig(hidden=[8], epochs=2, seed=1))
+        assert a.classify(zt[:5]).classifier_version == 2
+        assert a.status().classifier.version == 2
     # the server's data on disk agrees with what was sent
     with LatentStore(child.store) as s:
         z0, y0 = s.upload("alpha", "a-0")
