@@ -51,7 +51,8 @@ def _analog_algorithms():
     return algs
 
 
-@pytest.mark.parametrize("algorithm", [None, *_analog_algorithms()])
+@pytest.mark.parametrize("algorithm", [None, *_analog_algorithms()],
+                         ids=lambda a: "digital" if a is None else a["type"])
 def test_digital_and_analog_classifiers_learn(tmp_path, algorithm):
     _fill(tmp_path, {"a": _blobs(300, 0), "b": _blobs(300, 1)})
     analog_cfg = None if algorithm is None else {"device": {"type": "SoftBounds"}, "algorithm": algorithm}
