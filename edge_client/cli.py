@@ -63,6 +63,8 @@ def register(subparsers) -> None:
     p.add_argument("--init-seed", type=int, help="shared initial AE weights across clients (option a)")
     p.add_argument("--max-samples", type=int, help="cap this client's partition (quick runs)")
     p.add_argument("--digital", action="store_true", help="plain torch AE (ignore the analog config)")
+    p.add_argument("--analog-preset", metavar="NAME",
+                   help="train on a named analog tile preset (analog.presets: default, reram-sb, ecram, ...)")
     p.add_argument("--chunk-bytes", type=int)
     p.add_argument("--rows-per-upload", type=int)
     p.add_argument("--state-dir", help="where the encoder/decoder/token stay (default runs/edge/CLIENT_ID)")
@@ -85,7 +87,7 @@ def register(subparsers) -> None:
 def _config(args: argparse.Namespace):
     import dataclasses
 
-    from .config import EdgeConfig
+    from .config import ConfigError, EdgeConfig
 
     cfg = EdgeConfig.from_toml(args.config) if args.config else EdgeConfig()
     over = dict(latent_dim=args.latent_dim, bits=args.bits,
@@ -98,8 +100,12 @@ def _config(args: argparse.Namespace):
                 token=args.token or os.environ.get("ANALOG_EDGE_TOKEN"))
     if args.dataset is not None:  # a dataset flag wins over both dataset and data_path of the file
         cfg = dataclasses.replace(cfg, dataset=args.dataset, data_path=None)
+    if args.digital and args.analog_preset:
+        raise ConfigError("--digital and --analog-preset exclude each other")
     if args.digital:
         cfg = dataclasses.replace(cfg, analog=None)
+    elif args.analog_preset:
+        cfg = dataclasses.replace(cfg, analog={"preset": args.analog_preset})
     return cfg.replace(**over)
 
 

@@ -71,7 +71,9 @@ class EdgeConfig:
     optimizer: str = "sgd"              # sgd (what analog tiles do) | adam (digital only)
     seed: int = 0                       # data split, shuffling, tile noise and d2d variation
     init_seed: int | None = None        # shared-init option (a): same AE initial weights on every client
-    analog: dict | None = None          # TileConfig dict, or None = plain torch (digital reference)
+    analog: dict | None = field(default_factory=lambda: {"preset": "default"})
+    #                                     TileConfig dict ({"preset": name} or device/algorithm/forward/...
+    #                                     tables), or None = plain torch (the digital reference)
     # wire
     bits: int = 8                       # 32 float, 16 half, 8 / 4 integer with scale
     per_feature_scale: bool = False     # one scale per latent column instead of per tensor
@@ -122,6 +124,8 @@ class EdgeConfig:
             _check_int("init_seed", self.init_seed, 0, 2**63 - 1)
         if self.analog is not None and not isinstance(self.analog, dict):
             raise ConfigError(f"analog: got {type(self.analog).__name__}, must be a TileConfig table or unset")
+        if self.analog is not None:
+            self.tile_config()  # validate now: the error names the analog field
         if self.bits not in BITS:
             raise ConfigError(f"bits: got {self.bits!r}, must be one of {', '.join(map(str, BITS))}")
         if not isinstance(self.per_feature_scale, bool):

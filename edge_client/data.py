@@ -32,7 +32,7 @@ import numpy as np
 
 BUILTIN = ("mnist5k", "digits")
 MIN_PARTITION_SIZE = 10      # Dirichlet partitions are resampled until each has at least this many
-MAX_DIRICHLET_TRIES = 200
+MAX_DIRICHLET_TRIES = 20
 
 
 class DataError(ValueError):
@@ -318,11 +318,13 @@ def partition_indices(labels: np.ndarray, num_partitions: int, partition_id: int
 
     alpha=None: IID (a seeded shuffle cut into near-equal parts). alpha>0: non-IID by label, each
     class split across clients with proportions ~ Dirichlet(alpha); smaller alpha = more skew. The
-    Dirichlet draw is repeated (up to 200 times, seeded) until every partition holds at least
-    ``min(min_size, N // num_partitions)`` samples, so no client ends up with (almost) nothing.
+    Dirichlet draw is repeated (up to 20 times, seeded) until every partition holds at least
+    ``min(min_size, N // num_partitions)`` samples; if none qualifies (very small alpha, many
+    clients) the last draw is topped up with random samples moved from the largest partitions, so
+    no client ends up with (almost) nothing.
     """
-    return _all_partitions(np.asarray(labels), num_partitions, alpha, seed, min_size)[
-        _check_partition(num_partitions, partition_id, len(labels))]
+    pid = _check_partition(num_partitions, partition_id, len(labels))
+    return _all_partitions(np.asarray(labels), num_partitions, alpha, seed, min_size)[pid]
 
 
 def all_partitions(labels: np.ndarray, num_partitions: int, alpha: float | None = None,
@@ -357,6 +359,7 @@ def _all_partitions(labels: np.ndarray, n_parts: int, alpha: float | None, seed:
     need = min(min_size, n // n_parts)
     classes = np.unique(labels)
     by_class = [np.flatnonzero(labels == c) for c in classes]
+    out: list[np.ndarray] = []
     for _ in range(MAX_DIRICHLET_TRIES):
         parts: list[list[np.ndarray]] = [[] for _ in range(n_parts)]
         for idx in by_class:
@@ -368,8 +371,20 @@ def _all_partitions(labels: np.ndarray, n_parts: int, alpha: float | None, seed:
         out = [np.sort(np.concatenate(p)) for p in parts]
         if min(o.size for o in out) >= need:
             return out
-    raise DataError(f"alpha: {alpha} is too small to give each of {n_parts} clients at least {need} "
-                    f"samples in {MAX_DIRICHLET_TRIES} seeded draws; raise alpha or use fewer clients")
+    return _top_up(out, need, rng)
+
+
+def _top_up(parts: list[np.ndarray], need: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Move random samples from the largest partitions to those below `need` (very small alpha)."""
+    parts = [p.copy() for p in parts]
+    for i in range(len(parts)):
+        while parts[i].size < need:
+            donor = int(np.argmax([p.size for p in parts]))
+            take = min(need - parts[i].size, parts[donor].size - need)
+            pick = rng.choice(parts[donor].size, take, replace=False)
+            parts[i] = np.concatenate([parts[i], parts[donor][pick]])
+            parts[donor] = np.delete(parts[donor], pick)
+    return [np.sort(p) for p in parts]
 
 
 def split_train_test(indices: np.ndarray, labels: np.ndarray, test_fraction: float,

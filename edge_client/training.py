@@ -111,7 +111,8 @@ def train_autoencoder(model: nn.Module, x_train: np.ndarray | torch.Tensor,
             running += float(loss.detach()) * xb.shape[0]
             seen += xb.shape[0]
             bar.update(1)
-            bar.set_postfix(mse=f"{running / seen / pixels:.4f}")
+            if result.steps % 20 == 0:
+                bar.set_postfix(mse=f"{running / seen / pixels:.4f}", refresh=False)
         result.train_loss.append(running / seen / pixels)
     bar.close()
     result.seconds = time.perf_counter() - t0
