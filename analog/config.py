@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from analog.algorithms.base import Algorithm, algorithm_from_dict
 from analog.algorithms.sgd import AnalogSGD
-from analog.devices import Device, SoftBounds, Ideal, device_from_dict
+from analog.devices import ConstantStep, Device, Ideal, device_from_dict
 
 NOISE_MANAGEMENT = ("abs_max", "constant", "none")
 BOUND_MANAGEMENT = ("iterative", "none")
@@ -185,12 +185,15 @@ class UpdateConfig:
 class TileConfig:
     """Everything one analog tile needs: device, training algorithm, forward/backward periphery, update.
 
+    The defaults are aihwkit's SingleRPUConfig: a ConstantStep device with the reference values
+    (dw_min 1e-3, bounds +-0.6, 30% device-to-device and cycle-to-cycle spread) and the reference
+    periphery on both passes (7-bit DAC, 9-bit ADC, out_noise 0.06, out_bound 12).
     analog_bias: the bias is an extra input column of the tile (input 1, as hardware does) instead of
     a digital vector added after the ADC. seed: tile randomness (device variation, noise, pulses);
     None draws a seed from torch's global RNG, so torch.manual_seed(s) makes a model reproducible.
     """
 
-    device: Device = field(default_factory=SoftBounds)
+    device: Device = field(default_factory=ConstantStep)
     algorithm: Algorithm = field(default_factory=AnalogSGD)
     forward: IOConfig = field(default_factory=IOConfig)
     backward: IOConfig = field(default_factory=IOConfig)

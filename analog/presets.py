@@ -1,9 +1,12 @@
 """Named tile configurations, by name for configs and CLIs (``TileConfig.from_dict({"preset": name})``).
 
 - "ideal":        Ideal device + ideal periphery (nn.Linear + SGD, the digital reference)
-- "near-ideal":   ConstantStep dw_min 1e-4, no variation or noise, ideal periphery: pulses only
-- "default":      aihwkit reference SoftBounds (dw_min 1e-3, +-0.6, 30% d2d, 30% c2c) + 7/9-bit
-                  periphery, out_noise 0.06, out_bound 12 (DESIGN.md §2 reference values)
+- "near-ideal":   ConstantStep dw_min 5e-4, bounds +-1, no variation or noise, ideal periphery:
+                  only the stochastic pulse quantization remains
+- "default":      TileConfig(): aihwkit reference ConstantStep (dw_min 1e-3, +-0.6, 30% d2d, 30% c2c)
+                  + 7/9-bit periphery, out_noise 0.06, out_bound 12 (DESIGN.md §2 reference values)
+- "softbounds":   the same with the reference SoftBounds device (strongly asymmetric near the bounds:
+                  Analog SGD is biased towards w = 0 here; the case Tiki-Taka & co. address)
 - "reram-sb", "ecram", "capacitor": published device types (see analog.devices presets) with the
                   default periphery
 """
@@ -16,16 +19,17 @@ from analog.config import IOConfig, TileConfig, UpdateConfig
 
 
 def _near_ideal() -> TileConfig:
-    dev = devices.ConstantStep(dw_min=1e-4, w_max=1.0, w_min=-1.0, dw_min_dtod=0.0, dw_min_std=0.0,
+    dev = devices.ConstantStep(dw_min=5e-4, w_max=1.0, w_min=-1.0, dw_min_dtod=0.0, dw_min_std=0.0,
                                w_max_dtod=0.0, w_min_dtod=0.0, up_down_dtod=0.0)
     return TileConfig(device=dev, forward=IOConfig.ideal(), backward=IOConfig.ideal(),
-                      update=UpdateConfig(desired_bl=100))
+                      update=UpdateConfig(desired_bl=31))
 
 
 PRESETS: dict[str, Callable[[], TileConfig]] = {
     "ideal": TileConfig.ideal_digital,
     "near-ideal": _near_ideal,
     "default": TileConfig,
+    "softbounds": lambda: TileConfig(device=devices.SoftBounds()),
     "reram-sb": lambda: TileConfig(device=devices.ReRAMSoftBounds()),
     "ecram": lambda: TileConfig(device=devices.ECRAM()),
     "capacitor": lambda: TileConfig(device=devices.Capacitor()),
