@@ -1,0 +1,305 @@
+"""The physics the simulator must get right (issue 2, items 1-4), each with a seeded statistical check."""
+import math
+
+import pytest
+import torch
+
+import analog
+from analog import devices
+from analog.mvm import converter_step
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _quiet(device_cls, **kw):
+    """A device without device-to-device variation or cycle-to-cycle noise."""
+    base = dict(dw_min_dtod=0.0, dw_min_std=0.0, w_max_dtod=0.0, w_min_dtod=0.0, up_down_dtod=0.0)
+    base.update(kw)
+    return device_cls(**base)
+
+
+def _array(device, out=6, inp=8, seed=0, **update):
+    cfg = analog.UpdateConfig(**update)
+    return analog.PulsedArray(out, inp, device, cfg, torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------- 1. noisy MVM
+def test_dac_only_error_bounded_by_quantization_step():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 32, generator=g) * torch.rand(2000, 1, generator=g) * 3
+    w = torch.randn(16, 32, generator=g) * 0.2
+    io = analog.IOConfig(inp_res=7, out_res=None, out_noise=0.0, out_bound=math.inf, bound_management="none")
+    y = analog.noisy_mvm(x, w, io, g)
+    err = (y - x @ w.t()).abs()
+    alpha = x.abs().amax(1, keepdim=True)
+    bound = alpha * converter_step(7, 1.0) / 2 * w.abs().sum(1)[None, :]
+    assert bool((err <= bound * (1 + 1e-5) + 1e-6).all())
+    assert err.max() > 0.1 * bound.max()          # quantization really happens
+    # stochastic rounding: error below one full step per input, and unbiased on average
+    io_s = analog.IOConfig(inp_res=7, out_res=None, out_noise=0.0, out_bound=math.inf,
+                           bound_management="none", inp_rounding="stochastic")
+    ys = analog.noisy_mvm(x, w, io_s, g)
+    assert bool(((ys - x @ w.t()).abs() <= 2 * bound * (1 + 1e-5) + 1e-6).all())
+
+
+def test_output_noise_std_is_sigma_times_alpha():
+    g = torch.Generator().manual_seed(1)
+    sigma = 0.1
+    x = torch.randn(4000, 24, generator=g) * (0.5 + 4 * torch.rand(4000, 1, generator=g))
+    w = torch.randn(32, 24, generator=g) * 0.1
+    io = analog.IOConfig(inp_res=None, out_res=None, out_noise=sigma, out_bound=math.inf,
+                         inp_bound=math.inf, bound_management="none")
+    resid = analog.noisy_mvm(x, w, io, g) - x @ w.t()
+    alpha = x.abs().amax(1, keepdim=True)
+    assert abs((resid / alpha).std().item() / sigma - 1) < 0.05
+    assert abs(resid.std().item() / (sigma * alpha.square().mean().sqrt().item()) - 1) < 0.05
+    assert abs((resid / alpha).mean().item()) < 0.05 * sigma          # zero mean
+    # noise management "none": the residual is sigma itself, whatever the input size
+    io_none = analog.IOConfig(inp_res=None, out_res=None, out_noise=sigma, out_bound=math.inf,
+                              inp_bound=math.inf, bound_management="none", noise_management="none")
+    resid = analog.noisy_mvm(x, w, io_none, g) - x @ w.t()
+    assert abs(resid.std().item() / sigma - 1) < 0.05
+
+
+def test_weight_noise_is_fresh_per_vector_with_std_w_noise_times_input_norm():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(3000, 20, generator=g)
+    w = torch.randn(8, 20, generator=g) * 0.1
+    io = analog.IOConfig(inp_res=None, out_res=None, out_noise=0.0, w_noise=0.05, out_bound=math.inf,
+                         inp_bound=math.inf, bound_management="none", noise_management="none")
+    resid = analog.noisy_mvm(x, w, io, g) - x @ w.t()
+    norm = x.norm(dim=1, keepdim=True)
+    assert abs((resid / norm).std().item() / 0.05 - 1) < 0.05
+
+
+def test_output_clipping_and_bound_management_recovers():
+    w = torch.full((4, 64), 0.5)
+    x = torch.full((3, 64), 0.9)
+    x[1] *= -1
+    x[2, :32] = 0.0                       # 14.4: saturates once after noise management
+    true = x @ w.t()
+    clip = analog.IOConfig(out_noise=0.0, bound_management="none")
+    y_clip = analog.noisy_mvm(x, w, clip)
+    alpha = x.abs().amax(1, keepdim=True)
+    assert torch.allclose(y_clip.abs(), (12.0 * alpha).expand_as(y_clip), rtol=1e-5)   # clipped at out_bound
+    bm = analog.IOConfig(inp_res=None, out_noise=0.0, bound_management="iterative")
+    y_bm = analog.noisy_mvm(x, w, bm)
+    # exact up to the ADC step, amplified by alpha and the halving (x4 for rows 0-1, x2 for row 2)
+    adc = converter_step(9, 12.0) * alpha * torch.tensor([[4.0], [4.0], [2.0]])
+    assert bool(((y_bm - true).abs() <= adc / 2 + 1e-5).all())
+    # with the 7-bit DAC too: the input quantization of the halved input adds ~1-2 %
+    y_dac = analog.noisy_mvm(x, w, analog.IOConfig(out_noise=0.0))
+    assert torch.allclose(y_dac, true, rtol=0.03)
+    # with output noise too, the recovered result stays within the noise amplified by the halving
+    y_noisy = analog.noisy_mvm(x, w, analog.IOConfig(), torch.Generator().manual_seed(0))
+    assert torch.allclose(y_noisy, true, rtol=0.05)
+    # rows that do not saturate are untouched by bound management
+    no_bm = analog.IOConfig(inp_res=None, out_noise=0.0, bound_management="none")
+    w_small = torch.full((4, 64), 0.1)      # scaled output 6.4 < 12: no saturation
+    assert torch.allclose(analog.noisy_mvm(x, w_small, bm), analog.noisy_mvm(x, w_small, no_bm))
+    assert torch.allclose(analog.noisy_mvm(x, w_small, bm), x @ w_small.t(), rtol=0.01)
+
+
+def test_adc_quantizes_to_out_res_levels():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(500, 16, generator=g)
+    w = torch.randn(8, 16, generator=g)
+    io = analog.IOConfig(inp_res=None, out_res=5, out_noise=0.0, out_bound=4.0, bound_management="none",
+                         noise_management="none", inp_bound=math.inf)
+    y = analog.noisy_mvm(x, w, io)
+    levels = torch.unique(torch.round(y / converter_step(5, 4.0)))
+    assert levels.numel() <= 2 ** 5 - 1 and levels.abs().max() <= 15
+    assert y.abs().max() <= 4.0 + 1e-6
+
+
+# ----------------------------------------------------------------------------- 2. pulsed update mean
+@pytest.mark.parametrize("update_management", [True, False])
+def test_mean_pulsed_update_equals_minus_lr_d_xT(update_management):
+    g = torch.Generator().manual_seed(4)
+    dev = _quiet(devices.ConstantStep, dw_min=1e-3, w_max=100.0, w_min=-100.0)
+    arr = _array(dev, 6, 8, seed=5, update_management=update_management)
+    x = torch.randn(1, 8, generator=g)
+    d = torch.randn(1, 6, generator=g) * 0.1
+    lr = 0.05              # lr*max|x|*max|d|/dw_min ~ 10 pulses < BL 31: unsaturated
+    if not update_management:   # A = B: both trains must stay below probability 1 on their own
+        x, d = x / x.abs().max() * 0.3, d / d.abs().max() * 0.3
+    mx, md = x.abs().max().item(), d.abs().max().item()
+    bl = math.ceil(lr * mx * md / 1e-3)
+    assert bl < 31
+    if not update_management:
+        assert math.sqrt(lr / (1e-3 * bl)) * max(mx, md) <= 1.0
+    reps = 3000            # independent pulse trains for each copy; batched mode sums them
+    arr.pulse_update(x.expand(reps, -1), d.expand(reps, -1), lr)
+    mean = arr.weight / reps
+    target = -lr * d.t() @ x
+    assert ((mean - target).norm() / target.norm()).item() < 0.03
+
+
+def test_pulses_never_exceed_bl_and_weights_stay_in_bounds():
+    g = torch.Generator().manual_seed(6)
+    dev = devices.SoftBounds()            # reference variations on
+    for bl in (1, 7, 31):
+        arr = _array(dev, 10, 12, seed=bl, desired_bl=bl, mode="per_sample")
+        for _ in range(30):
+            x = torch.randn(1, 12, generator=g) * 3
+            d = torch.randn(1, 10, generator=g) * 3
+            stats = arr.pulse_update(x, d, lr=1.0)     # heavily saturated: BL capped
+            assert stats.bl <= bl
+            assert float((stats.n_up + stats.n_down).max()) <= bl
+            assert bool((stats.n_up >= 0).all() and (stats.n_down >= 0).all())
+            assert bool((arr.weight <= arr.w_max).all() and (arr.weight >= arr.w_min).all())
+    # hammer a constant-step array into its bounds
+    arr = _array(devices.ConstantStep(), 5, 5, seed=1, desired_bl=31)
+    for _ in range(50):
+        arr.pulse_update(torch.ones(4, 5), -torch.ones(4, 5), lr=10.0)
+    assert torch.allclose(arr.weight, arr.w_max)
+
+
+def test_per_sample_and_batched_give_the_same_mean_update():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(8, 10, generator=g)
+    d = torch.randn(8, 6, generator=g) * 0.05
+    lr = 0.1
+    target = -lr * d.t() @ x
+    means = {}
+    for mode in ("batched", "per_sample"):
+        dev = _quiet(devices.ConstantStep, w_max=100.0, w_min=-100.0)
+        arr = _array(dev, 6, 10, seed=11, mode=mode)
+        reps = 400
+        xs, ds = x.repeat(reps, 1), d.repeat(reps, 1)
+        if mode == "per_sample":
+            arr.pulse_update(xs, ds, lr)
+        else:
+            for i in range(reps):
+                arr.pulse_update(xs[i * 8:(i + 1) * 8], ds[i * 8:(i + 1) * 8], lr)
+        means[mode] = arr.weight / reps
+        assert ((means[mode] - target).norm() / target.norm()).item() < 0.03
+    diff = (means["batched"] - means["per_sample"]).norm() / target.norm()
+    assert diff.item() < 0.04
+
+
+def test_mean_pulse_type_is_deterministic_expected_update():
+    dev = _quiet(devices.ConstantStep, w_max=10.0, w_min=-10.0)
+    arr = _array(dev, 3, 4, pulse_type="mean")
+    x = torch.randn(5, 4)
+    d = torch.randn(5, 3)
+    arr.pulse_update(x, d, 0.01)
+    assert torch.allclose(arr.weight, -0.01 * d.t() @ x, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- 3. asymmetry drift
+ASYMMETRIC = {
+    "SoftBounds": _quiet(devices.SoftBounds),
+    "AsymmetricLinear": _quiet(devices.AsymmetricLinear, c=0.3),
+    "ConstantStep up_down": _quiet(devices.ConstantStep, up_down=0.2, w_max=1.0, w_min=-1.0),
+    "SoftBounds up_down": _quiet(devices.SoftBounds, up_down=0.3),
+    "ExpStep": _quiet(devices.ExpStep, gamma=2.0),
+}
+
+
+@pytest.mark.parametrize("name", list(ASYMMETRIC))
+def test_zero_mean_updates_drift_as_minus_abs_dW_times_G(name):
+    dev = ASYMMETRIC[name]
+    out, inp = 20, 100
+    arr = _array(dev, out, inp, seed=3)
+    w0 = torch.linspace(dev.w_min * 0.8, dev.w_max * 0.8, out)[:, None].expand(out, inp).contiguous()
+    arr.program(w0)
+    g = torch.Generator().manual_seed(9)
+    lr, steps, batch = 0.002, 20, 16              # total drift << |w|, so G(w) stays ~ G(w0)
+    abs_dw = torch.zeros(out, inp)
+    for _ in range(steps):
+        x = torch.randn(batch, inp, generator=g)
+        d = torch.randn(batch, out, generator=g) * 0.1
+        abs_dw += lr * d.abs().t() @ x.abs()     # expected sum of |dW| over coincidences
+        arr.pulse_update(x, d, lr)
+    drift = arr.weight - w0
+    s_up, s_down = arr.response(w0)
+    G = (s_down - s_up) / (2 * dev.dw_min)       # G(w) of DESIGN.md §2 (dw_min-normalized)
+    predicted = -abs_dw * G
+    # average over each row (same w0) to beat the pulse noise, compare where the drift is sizable
+    pred_row, meas_row = predicted.mean(1), drift.mean(1)
+    big = pred_row.abs() > 0.2 * pred_row.abs().max()
+    assert big.sum() >= 5
+    assert bool((torch.sign(meas_row[big]) == torch.sign(pred_row[big])).all())
+    ratio = meas_row[big] / pred_row[big]
+    assert abs(ratio.mean().item() - 1) < 0.1, ratio
+
+
+@pytest.mark.parametrize("name, expected", [("SoftBounds", 0.0), ("AsymmetricLinear", 0.3 * 0.6),
+                                            ("SoftBounds up_down", 0.3 * 0.6)])
+def test_random_updates_converge_to_the_symmetric_point(name, expected):
+    dev = ASYMMETRIC[name]
+    arr = _array(dev, 8, 10, seed=4)
+    w_star = arr.symmetric_point()
+    assert torch.allclose(w_star, torch.full_like(w_star, expected), atol=1e-4)
+    arr.program(torch.full((8, 10), dev.w_max * 0.9))
+    g = torch.Generator().manual_seed(5)
+    for _ in range(400):   # zero-mean updates: each device gets as many up as down pulses on average
+        arr.pulse_update(torch.randn(16, 10, generator=g), 0.1 * torch.randn(16, 8, generator=g), 0.01)
+    assert (arr.weight - w_star).abs().mean().item() < 0.03
+    assert abs((arr.weight - w_star).mean().item()) < 0.01
+    # a symmetric device does not drift to a point under the same updates (random walk only)
+    flat = _array(_quiet(devices.ConstantStep), 8, 10, seed=4)
+    flat.program(torch.full((8, 10), 0.5))
+    g = torch.Generator().manual_seed(5)
+    for _ in range(400):
+        flat.pulse_update(torch.randn(16, 10, generator=g), 0.1 * torch.randn(16, 8, generator=g), 0.01)
+    assert abs(flat.weight.mean().item() - 0.5) < 0.02
+
+
+def test_symmetric_point_of_constant_step_with_bias_is_a_bound():
+    arr = _array(_quiet(devices.ConstantStep, up_down=0.1), 2, 2)
+    assert torch.allclose(arr.symmetric_point(), arr.w_max)
+    arr = _array(_quiet(devices.ConstantStep, up_down=-0.1), 2, 2)
+    assert torch.allclose(arr.symmetric_point(), arr.w_min)
+
+
+# ----------------------------------------------------------------------------- 4. device-to-device variation
+def test_device_to_device_variation_has_configured_relative_std():
+    dev = devices.SoftBounds(dw_min=2e-3, dw_min_dtod=0.3, w_max=0.6, w_min=-0.4, w_max_dtod=0.2,
+                             w_min_dtod=0.1, up_down=0.05, up_down_dtod=0.02)
+    arr = _array(dev, 200, 200, seed=8)
+    rel = lambda t, m: (t.std() / abs(m)).item()
+    assert abs(arr.dw_min.mean().item() / 2e-3 - 1) < 0.01
+    assert abs(rel(arr.dw_min, 2e-3) - 0.3) < 0.01
+    assert abs(arr.w_max.mean().item() / 0.6 - 1) < 0.01 and abs(rel(arr.w_max, 0.6) - 0.2) < 0.01
+    assert abs(arr.w_min.mean().item() / -0.4 - 1) < 0.01 and abs(rel(arr.w_min, 0.4) - 0.1) < 0.005
+    assert abs(arr.up_down.mean().item() - 0.05) < 0.002 and abs(arr.up_down.std().item() - 0.02) < 0.001
+    assert bool((arr.w_min < 0).all() and (arr.w_max > 0).all() and (arr.dw_min >= 0).all())
+    # the draws are per tile and seeded
+    same = _array(dev, 200, 200, seed=8)
+    other = _array(dev, 200, 200, seed=9)
+    assert torch.equal(same.dw_min, arr.dw_min) and not torch.equal(other.dw_min, arr.dw_min)
+    # no variation configured: every device equal
+    flat = _array(_quiet(devices.SoftBounds), 20, 20)
+    assert bool((flat.dw_min == 1e-3).all() and (flat.w_max == 0.6).all())
+
+
+def test_cycle_to_cycle_noise_spreads_single_pulses():
+    dev = _quiet(devices.ConstantStep, dw_min_std=0.3, w_max=10.0, w_min=-10.0)
+    arr = _array(dev, 100, 100)
+    arr.apply_pulses(torch.ones(100, 100), torch.zeros(100, 100))
+    steps = arr.weight / 1e-3
+    assert abs(steps.mean().item() - 1) < 0.01 and abs(steps.std().item() - 0.3) < 0.01
+
+
+def test_response_functions_match_design_formulas():
+    w = torch.linspace(-0.5, 0.5, 11)
+    lo, hi = torch.full_like(w, -0.6), torch.full_like(w, 0.6)
+    sb = devices.SoftBounds()
+    assert torch.allclose(sb.q_up(w, lo, hi), 1 - w / 0.6) and torch.allclose(sb.q_down(w, lo, hi), 1 + w / 0.6)
+    pw = devices.PowerStep(gamma=2.0)
+    assert torch.allclose(pw.q_up(w, lo, hi), (1 - w / 0.6) ** 2)
+    ex = devices.ExpStep(gamma=1.5)
+    assert torch.allclose(ex.q_down(w, lo, hi), torch.expm1(1.5 * (1 + w / 0.6)) / math.expm1(1.5))
+    al = devices.AsymmetricLinear(c=0.2)
+    assert torch.allclose(al.q_up(w, lo, hi), 1.2 * (1 - w / 0.6))
+    pwl = devices.Piecewise(piecewise_up=(2.0, 1.0, 0.0), piecewise_down=(0.0, 1.0, 2.0))
+    assert torch.allclose(pwl.q_up(w, lo, hi), 1 - w / 0.6, atol=1e-6)
+    assert torch.allclose(pwl.q_down(torch.tensor([-0.6, 0.3, 0.6]), lo[:3], hi[:3]), torch.tensor([0.0, 1.5, 2.0]))
