@@ -100,7 +100,7 @@ def train_local(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int,
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             count += len(idx)
         last = total / max(count, 1)
     return last

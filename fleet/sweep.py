@@ -1,0 +1,299 @@
+"""Compression vs accuracy sweep: latent size x wire bits x device x algorithm (the central figure).
+
+Work is reused where the physics allows: for each (tile config, latent_dim) every client trains its
+autoencoder ONCE (a full fleet run at the first bit width); each further bit width re-quantizes
+the same encoder's latents, uploads them to a fresh latent service, retrains the classifier and
+re-evaluates every client on its own test split. Reference lines: the digital pipeline (same
+grid, ideal tiles) and an MLP on raw pixels trained centrally on the pooled training images;
+optionally the FedAvg baseline as one point. Sweeps run clients in-process (the `local` backend):
+the Flower path adds orchestration, not different numbers.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fleet.config import ConfigError, FleetConfig
+
+CSV_FIELDS = ["label", "device", "algorithm", "digital", "latent_dim", "bits", "accuracy", "accuracy_min",
+              "accuracy_max", "compression_pixels", "compression_wire", "bytes_up", "bytes_per_sample",
+              "recon_mse", "classifier_held_out", "seconds"]
+
+
+def _ints(text: str, name: str, allowed: tuple[int, ...] | None = None) -> list[int]:
+    try:
+        vals = [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        raise ConfigError(f"{name}: got {text!r}, must be a comma list of integers") from None
+    if not vals:
+        raise ConfigError(f"{name}: got {text!r}, must name at least one value")
+    for v in vals:
+        if v < 1 or (allowed and v not in allowed):
+            raise ConfigError(f"{name}: got {v}, must be " + (f"one of {allowed}" if allowed else ">= 1"))
+    return list(dict.fromkeys(vals))
+
+
+@dataclass
+class SweepSpec:
+    latent_dims: list[int]
+    bits: list[int]
+    devices: list[str]          # device type names; empty = the config's device
+    algorithms: list[str]       # algorithm names; empty = the config's algorithm
+    references: bool = True     # digital pipeline + raw-pixel classifier
+    fedavg: bool = False
+
+    @classmethod
+    def parse(cls, latent_dims: str, bits: str, devices: str = "", algorithms: str = "",
+              references: bool = True, fedavg: bool = False) -> "SweepSpec":
+        spec = cls(_ints(latent_dims, "latent_dims"), _ints(bits, "bits", (32, 16, 8, 4)),
+                   [d.strip() for d in devices.split(",") if d.strip()],
+                   [a.strip() for a in algorithms.split(",") if a.strip()], references, fedavg)
+        return spec
+
+    def tiles(self, fleet: FleetConfig) -> list[tuple[str, dict[str, Any] | None]]:
+        """(label, TileConfig dict or None for digital) for every analog line, validated now."""
+        if fleet.digital:
+            return [("digital", None)]
+        base = copy.deepcopy(fleet.analog) or {}
+        devs = self.devices or [None]
+        algs = self.algorithms or [None]
+        out = []
+        for dev in devs:
+            for alg in algs:
+                tile = copy.deepcopy(base)
+                if dev:
+                    tile["device"] = {"type": dev}
+                if alg:
+                    tile["algorithm"] = {"type": alg}
+                fleet.with_overrides(analog=tile)  # validates (names the bad device/algorithm)
+                d = (tile.get("device") or {}).get("type", "default")
+                a = (tile.get("algorithm") or {}).get("type", "AnalogSGD")
+                out.append((f"{a} on {d}", tile))
+        return out
+
+
+def _point_fleet(fleet: FleetConfig, tile: dict | None, latent_dim: int, bits: int) -> FleetConfig:
+    edge = {**fleet.edge, "latent_dim": latent_dim, "bits": bits}
+    return fleet.with_overrides(edge=edge, analog=tile, digital=tile is None, backend="local",
+                                server="inprocess", mode="latent")
+
+
+def _row(label: str, tile: dict | None, lat: dict, seconds: float) -> dict[str, Any]:
+    dev = "digital" if tile is None else (tile.get("device") or {}).get("type", "default")
+    alg = "digital" if tile is None else (tile.get("algorithm") or {}).get("type", "AnalogSGD")
+    return {"label": label, "device": dev, "algorithm": alg, "digital": tile is None,
+            "latent_dim": lat["latent_dim"], "bits": lat["bits"], "accuracy": lat["accuracy"],
+            "accuracy_min": lat["accuracy_spread"]["min"], "accuracy_max": lat["accuracy_spread"]["max"],
+            "compression_pixels": lat["compression_pixels_per_latent"],
+            "compression_wire": lat["compression_raw_over_wire"], "bytes_up": lat["bytes_up"],
+            "bytes_per_sample": lat["bytes_per_sample"], "recon_mse": lat["recon_mse"],
+            "classifier_held_out": lat["classifier"]["held_out_accuracy"], "seconds": seconds}
+
+
+def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, dst_state: Path,
+                      server_address: str) -> dict[str, Any]:
+    """Re-use a trained encoder: encode the local training split, quantize at the new bit width,
+    upload to the (fresh) service, and leave a state dir `evaluate_with_server` can use."""
+    from edge_client import runner as er
+    from edge_client.codec import quantize_latents, wire_report
+    from edge_client.config import EdgeConfig
+    from edge_client.training import encode
+    from edge_client.uploader import LatentClient
+
+    from fleet.client_tasks import client_name
+
+    cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
+    n = fleet.num_clients
+    data = er.client_data(cfg, partition_id, n, fleet.alpha_or_none)
+    dst_state.mkdir(parents=True, exist_ok=True)
+    for name in (er.ENCODER_FILE, er.DECODER_FILE):
+        shutil.copy2(src_state / name, dst_state / name)
+    model = er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id)
+    seed = er.client_seed(cfg.seed, partition_id)
+    z = encode(model, data.x_train)
+    quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
+    cid = client_name(partition_id)
+    with LatentClient(server_address) as client:
+        token = client.register(cid, cfg.latent_dim, quant.dtype, np.unique(data.y_train).tolist())
+        uploads = client.upload_all(cid, token, quant, data.y_train, chunk_bytes=cfg.chunk_bytes)
+    state = json.loads((src_state / er.STATE_FILE).read_text())
+    state.update(bits=cfg.bits, scale=quant.scale_list(), config=cfg.to_dict())
+    (dst_state / er.STATE_FILE).write_text(json.dumps(state, indent=2))
+    er._write_private(dst_state / er.TOKEN_FILE, token)
+    src_summary = json.loads((src_state / er.SUMMARY_FILE).read_text())
+    sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
+                       wire_bytes=sum(u.wire_bytes for u in uploads))
+    return {**sent, "client_id": cid, "partition_id": partition_id, "recon_mse": src_summary.get("recon_mse"),
+            "n_train": int(data.train_idx.size), "n_test": int(data.test_idx.size)}
+
+
+def _requantized_point(fleet: FleetConfig, src_root: Path, out: Path) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    from fleet.client_tasks import client_name, latent_evaluate
+    from fleet.runner import summarize_latent
+    from fleet.service import LatentService
+
+    out.mkdir(parents=True, exist_ok=True)
+    clf = fleet.classifier_dict()
+    with LatentService(out / "server", clf, "inprocess") as svc:
+        ups = [requantize_upload(fleet, pid, src_root / client_name(pid), out / "clients" / client_name(pid),
+                                 svc.address)
+               for pid in tqdm(range(fleet.num_clients), desc=f"  re-quantize {fleet.edge['bits']}-bit",
+                               unit="client", leave=False)]
+        status = svc.status()
+        classifier = svc.train_classifier(clf)
+        evals = [latent_evaluate(fleet, pid, fleet.num_clients, svc.address, str(out / "clients"))
+                 for pid in range(fleet.num_clients)]
+        address = svc.address
+    return summarize_latent(fleet, ups, evals, status, classifier, address)
+
+
+def raw_pixel_reference(fleet: FleetConfig) -> dict[str, Any]:
+    """The classifier (same hidden sizes, digital) trained centrally on the pooled raw training
+    images of all clients, scored on the union of their local test splits: an upper reference."""
+    import torch
+
+    from fleet.client_tasks import LocalData
+    from fleet.fedavg import build_mlp, evaluate, train_local
+
+    parts = [LocalData(fleet, pid, fleet.num_clients) for pid in range(fleet.num_clients)]
+    xtr = torch.cat([p.x_train for p in parts])
+    ytr = torch.cat([p.y_train for p in parts])
+    xte = torch.cat([p.x_test for p in parts])
+    yte = torch.cat([p.y_test for p in parts])
+    clf = fleet.classifier_dict()
+    model = build_mlp(parts[0].pixels, list(clf.get("hidden", [128])), parts[0].num_classes, None, fleet.seed)
+    train_local(model, xtr, ytr, int(clf.get("epochs", 30)), int(clf.get("batch_size", 64)),
+                float(clf.get("lr", 0.05)), False, fleet.seed)
+    correct, _ = evaluate(model, xte, yte)
+    return {"accuracy": correct / len(yte), "n_test": len(yte), "raw_bytes": int(xtr.shape[0] * (xtr.shape[1] + 4))}
+
+
+def run_sweep(fleet: FleetConfig, spec: SweepSpec, out_dir: str | Path) -> dict[str, Any]:
+    """Run the grid, write sweep.csv / sweep.json / sweep.png / sweep_table.txt, return the results."""
+    from tqdm.auto import tqdm
+
+    from fleet.flower_apps import LocalTransport
+    from fleet.runner import execute
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    tiles = spec.tiles(fleet)
+    if spec.references and not fleet.digital:
+        tiles.append(("digital", None))
+    rows: list[dict[str, Any]] = []
+    total = len(tiles) * len(spec.latent_dims)
+    t_start = time.perf_counter()
+    with tqdm(total=total * len(spec.bits), desc="sweep", unit="point") as bar:
+        for label, tile in tiles:
+            for d in spec.latent_dims:
+                first = _point_fleet(fleet, tile, d, spec.bits[0])
+                slug = f"{label.replace(' ', '_')}/d{d}"
+                t0 = time.perf_counter()
+                rep = execute(first, out / "points" / slug / f"b{spec.bits[0]}", LocalTransport(first.num_clients))
+                rows.append(_row(label, tile, rep["latent"], time.perf_counter() - t0))
+                bar.update(1)
+                src = out / "points" / slug / f"b{spec.bits[0]}" / "clients"
+                for b in spec.bits[1:]:
+                    t0 = time.perf_counter()
+                    lat = _requantized_point(_point_fleet(fleet, tile, d, b), src, out / "points" / slug / f"b{b}")
+                    rows.append(_row(label, tile, lat, time.perf_counter() - t0))
+                    bar.update(1)
+                _write(out, rows, {}, fleet, spec)      # partial results survive an interrupted sweep
+    refs: dict[str, Any] = {}
+    if spec.references:
+        refs["raw_pixels"] = raw_pixel_reference(fleet)
+    if spec.fedavg:
+        from fleet.runner import run_fleet
+
+        fa_fleet = fleet.with_overrides(mode="fedavg", backend="ray")
+        fa = run_fleet(fa_fleet, out / "fedavg")["fedavg"]
+        raw = refs.get("raw_pixels", {}).get("raw_bytes") or raw_pixel_reference(fleet)["raw_bytes"]
+        refs["fedavg"] = {"accuracy": fa["accuracy"], "bytes_up": fa["bytes_up"], "bytes_down": fa["bytes_down"],
+                          "rounds": fa["rounds"], "compression_wire": raw / (fa["bytes_up"] + fa["bytes_down"])}
+    refs["wall_s"] = time.perf_counter() - t_start
+    return _write(out, rows, refs, fleet, spec)
+
+
+def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: SweepSpec) -> dict[str, Any]:
+    from fleet.report import _clean
+
+    with (out / "sweep.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r[k] for k in CSV_FIELDS})
+    result = {"config": fleet.to_dict(), "grid": {"latent_dims": spec.latent_dims, "bits": spec.bits,
+                                                  "devices": spec.devices, "algorithms": spec.algorithms},
+              "rows": rows, "references": refs}
+    (out / "sweep.json").write_text(json.dumps(_clean(result), indent=2))
+    (out / "sweep_table.txt").write_text(format_sweep(rows, refs) + "\n")
+    if rows:
+        plot_sweep(rows, refs, out / "sweep.png", f"{fleet.dataset}, {fleet.num_clients} clients, {fleet.partition}")
+    return result
+
+
+def format_sweep(rows: list[dict], refs: dict) -> str:
+    from fleet.report import _grid
+
+    table = [["line", "d", "bits", "pixels/d", "raw/wire", "accuracy", "client min..max", "recon MSE"]]
+    for r in rows:
+        table.append([r["label"], str(r["latent_dim"]), str(r["bits"]), f"{r['compression_pixels']:.1f}",
+                      f"{r['compression_wire']:.1f}x", f"{100 * r['accuracy']:.1f}%",
+                      f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%", f"{r['recon_mse']:.4f}"])
+    lines = [_grid(table)]
+    if "raw_pixels" in refs:
+        lines.append(f"raw-pixel MLP (central, pooled): {100 * refs['raw_pixels']['accuracy']:.1f}%")
+    if "fedavg" in refs:
+        fa = refs["fedavg"]
+        lines.append(f"FedAvg ({fa['rounds']} rounds): {100 * fa['accuracy']:.1f}%, "
+                     f"{(fa['bytes_up'] + fa['bytes_down']) / 1024:.0f} KiB both ways")
+    return "\n".join(lines)
+
+
+def plot_sweep(rows: list[dict], refs: dict, path: Path, subtitle: str) -> None:
+    """Accuracy vs raw/wire compression: one line per (device, algorithm, bits), digital in grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {32: "o", 16: "D", 8: "s", 4: "^"}
+    labels = [lab for lab in dict.fromkeys(r["label"] for r in rows) if lab != "digital"]
+    colors = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for (lab, bits) in dict.fromkeys((r["label"], r["bits"]) for r in rows):
+        pts = sorted((r for r in rows if r["label"] == lab and r["bits"] == bits), key=lambda r: r["compression_wire"])
+        xs = [r["compression_wire"] for r in pts]
+        ys = [100 * r["accuracy"] for r in pts]
+        digital = lab == "digital"
+        ax.plot(xs, ys, linestyle="--" if digital else "-", marker=markers.get(bits, "o"),
+                color="0.55" if digital else colors[lab], label=f"{lab}, {bits}-bit", alpha=0.9)
+        for r, x, y in zip(pts, xs, ys):
+            ax.annotate(f"d={r['latent_dim']}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                        color="0.4")
+    if "raw_pixels" in refs:
+        ax.axhline(100 * refs["raw_pixels"]["accuracy"], color="k", linestyle=":", linewidth=1,
+                   label=f"MLP on raw pixels, central ({100 * refs['raw_pixels']['accuracy']:.1f}%)")
+    if "fedavg" in refs:
+        fa = refs["fedavg"]
+        ax.plot([fa["compression_wire"]], [100 * fa["accuracy"]], "*", color="crimson", ms=14,
+                label=f"FedAvg, {fa['rounds']} rounds (raw data / bytes both ways)")
+    ax.set_xscale("log")
+    ax.set_xlabel("compression: raw image bytes / bytes on the wire (log)")
+    ax.set_ylabel("fleet accuracy, per-client test splits (%)")
+    ax.set_title(f"Compression vs accuracy ({subtitle})")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
