@@ -79,6 +79,7 @@ def register(subparsers) -> None:
     p.add_argument("--tls-server-name", help="name to verify in the server certificate")
     p.add_argument("--enrollment-secret", help="Register secret (or env ANALOG_EDGE_ENROLLMENT_SECRET)")
     p.add_argument("--token", help="an issued token, skips Register (or env ANALOG_EDGE_TOKEN)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: $OMP_NUM_THREADS or min(4, cores))")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     p.set_defaults(func=_run)
@@ -162,7 +163,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from .runner import evaluate_with_server, train_and_upload
 
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    env_threads = os.environ.get("OMP_NUM_THREADS", "")
+    threads = args.threads or (int(env_threads) if env_threads.isdigit() else 0) or min(4, os.cpu_count() or 1)
+    torch.set_num_threads(max(1, threads))
     try:
         if args.evaluate_only:
             summary = {"client_id": args.client_id, "partition": f"{pid}/{n}", "alpha": args.alpha}

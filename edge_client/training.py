@@ -30,7 +30,12 @@ class TrainResult:
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if isinstance(x, torch.Tensor):
+        return x
+    arr = np.ascontiguousarray(x, dtype=np.float32)
+    if not arr.flags.writeable:  # built-in datasets are read-only (shared, cached): copy once
+        arr = arr.copy()
+    return torch.from_numpy(arr)
 
 
 def make_optimizer(model: nn.Module, lr: float, optimizer: str = "sgd") -> torch.optim.Optimizer:

@@ -81,7 +81,6 @@ def test_8bit_latents_cost_under_one_point_on_mnist5k():
     float vs 8-bit latents (mean of 3 rounding seeds). Full-data figures: python -m edge_client.study."""
     from edge_client.study import quantization_study
 
-    torch.set_num_threads(2)
     res = quantization_study("mnist5k", latent_dim=32, bits_list=(32, 8, 4), epochs=1, batch_size=16,
                              seed=0, repeats=3, subset=2500, test_fraction=0.4)
     assert res["n_test"] == 1000
