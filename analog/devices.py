@@ -54,6 +54,8 @@ class Device:
     needs_zero_inside = False
     #: floating point update instead of pulses (Ideal)
     is_ideal = False
+    #: q+ = q- = 1 everywhere (the tile skips evaluating them)
+    constant_response = False
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -104,6 +106,7 @@ class Ideal(Device):
     w_min_dtod: float = 0.0
     up_down_dtod: float = 0.0
     is_ideal = True
+    constant_response = True
 
     def q_up(self, w: Tensor, w_min: Tensor, w_max: Tensor) -> Tensor:
         return torch.ones_like(w)
@@ -115,6 +118,8 @@ class Ideal(Device):
 @dataclass(frozen=True)
 class ConstantStep(Device):
     """Same step everywhere, hard-clipped at the bounds (q = 1)."""
+
+    constant_response = True
 
     def q_up(self, w: Tensor, w_min: Tensor, w_max: Tensor) -> Tensor:
         return torch.ones_like(w)

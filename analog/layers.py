@@ -2,7 +2,7 @@
 
 The autograd Function runs the forward MVM on the tile, and in backward the backward MVM (W^T d)
 plus recording (x, d) for the AnalogOptimizer. weight/bias are AnalogParameters: ordinary
-Parameters (so model.parameters() works and .grad holds d^T x) that mirror the tile's effective
+Parameters (so model.parameters() works) that mirror the tile's effective
 weights and carry ``analog_tile``, which tells the optimizer to pulse the tile instead.
 """
 from __future__ import annotations
@@ -17,6 +17,11 @@ from torch import Tensor, nn
 
 from analog.config import TileConfig
 from analog.tile import AnalogTile
+
+
+#: also write d^T x into the analog weights' .grad (for inspection, e.g. gradient norms); the
+#: AnalogOptimizer never reads it. Off by default: it is a digital matmul the hardware does not do.
+FILL_WEIGHT_GRAD = False
 
 
 class AnalogParameter(nn.Parameter):
@@ -65,12 +70,15 @@ class _TileMVM(torch.autograd.Function):
             if ctx.analog_bias:
                 grad_x = grad_x[:, :-1]
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            # the weight gradient stays in the tile as (x, d) for the pulsed update; .grad is only
+            # filled when asked for (analog.layers.FILL_WEIGHT_GRAD), as it costs a digital matmul
             tile.record(x, grad_y)
-            full = grad_y.t() @ x
-            if ctx.analog_bias:
-                grad_b = full[:, -1] if ctx.needs_input_grad[2] else None
-                full = full[:, :-1]
-            grad_w = full.reshape(ctx.weight_shape) if ctx.needs_input_grad[1] else None
+            if FILL_WEIGHT_GRAD:
+                full = grad_y.t() @ x
+                if ctx.analog_bias:
+                    grad_b = full[:, -1] if ctx.needs_input_grad[2] else None
+                    full = full[:, :-1]
+                grad_w = full.reshape(ctx.weight_shape) if ctx.needs_input_grad[1] else None
         return grad_x, grad_w, grad_b, None, None
 
 

@@ -8,13 +8,14 @@ rescale. The backward pass calls the same function with W^T and the backward IOC
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from analog.config import IOConfig
-from analog.rounding import round_to_grid
+if TYPE_CHECKING:
+    from analog.config import IOConfig
 
 
 def converter_step(bits: int, bound: float) -> float:
@@ -22,26 +23,43 @@ def converter_step(bits: int, bound: float) -> float:
     return 2.0 * bound / (2 ** bits - 2) if bits > 1 else bound
 
 
-def _one_pass(xs: Tensor, weight: Tensor, io: IOConfig, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-    """DAC -> crossbar -> ADC for already scaled inputs. Returns (y, saturated rows mask)."""
-    if math.isfinite(io.inp_bound):
-        xs = xs.clamp(-io.inp_bound, io.inp_bound)
+def _quantize(x: Tensor, bits: int, bound: float, mode: str, generator: torch.Generator | None) -> Tensor:
+    """Clip to [-bound, bound] and round to the b-bit grid (no argument checks: hot path)."""
+    step = converter_step(bits, bound)
+    y = x.clamp(-bound, bound).div_(step)
+    if mode == "stochastic":
+        y = y.floor_().add_(torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+                            < (x.clamp(-bound, bound) / step - y))
+    else:
+        y = y.round_()
+    return y.mul_(step)
+
+
+def _one_pass(xs: Tensor, weight: Tensor, io: IOConfig, generator: torch.Generator | None,
+              need_rows: bool) -> tuple[Tensor, Tensor | None]:
+    """DAC -> crossbar -> ADC for already scaled inputs. Returns (y, saturated-rows mask or None
+    when no output saturated)."""
     if io.inp_res is not None:
-        xs = round_to_grid(xs, converter_step(io.inp_res, io.inp_bound), io.inp_rounding, generator)
+        xs = _quantize(xs, io.inp_res, io.inp_bound, io.inp_rounding, generator)
+    elif math.isfinite(io.inp_bound):
+        xs = xs.clamp(-io.inp_bound, io.inp_bound)
     y = F.linear(xs, weight)
     if io.w_noise > 0:
         # fresh W + w_noise*N per input vector == output noise w_noise * ||x||_2 (exact marginal)
-        norm = xs.norm(dim=-1, keepdim=True)
-        y = y + io.w_noise * norm * torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        scale = xs.norm(dim=-1, keepdim=True).mul_(io.w_noise)
+        y = y.addcmul_(scale, torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype))
     if io.out_noise > 0:
-        y = y + io.out_noise * torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        y = y.add_(torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype), alpha=io.out_noise)
+    saturated = None
     if math.isfinite(io.out_bound):
-        saturated = (y.abs() >= io.out_bound).any(dim=-1)
-        y = y.clamp(-io.out_bound, io.out_bound)
-    else:
-        saturated = torch.zeros(y.shape[:-1], dtype=torch.bool, device=y.device)
+        if need_rows:
+            over = y.abs() >= io.out_bound
+            if bool(over.any()):
+                saturated = over.any(dim=-1)
+        if io.out_res is None:
+            y = y.clamp_(-io.out_bound, io.out_bound)
     if io.out_res is not None:
-        y = round_to_grid(y, converter_step(io.out_res, io.out_bound), io.out_rounding, generator)
+        y = _quantize(y, io.out_res, io.out_bound, io.out_rounding, generator)
     return y, saturated
 
 
@@ -54,23 +72,26 @@ def noisy_mvm(x: Tensor, weight: Tensor, io: IOConfig, generator: torch.Generato
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     if io.noise_management == "abs_max":
-        alpha = x2.abs().amax(dim=-1, keepdim=True)
-        alpha = torch.where(alpha > 0, alpha, torch.ones_like(alpha))
+        # all-zero rows: alpha = tiny keeps them exactly zero before noise, and ~0 after rescaling
+        alpha = x2.abs().amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(x2.dtype).tiny)
+        xs = x2 / alpha
     elif io.noise_management == "constant":
-        alpha = torch.full((x2.shape[0], 1), io.nm_constant, dtype=x2.dtype, device=x2.device)
+        alpha = io.nm_constant
+        xs = x2 / alpha
     else:
-        alpha = torch.ones((x2.shape[0], 1), dtype=x2.dtype, device=x2.device)
-    xs = x2 / alpha
-    y, saturated = _one_pass(xs, weight, io, generator)
-    if io.bound_management == "iterative" and math.isfinite(io.out_bound) and io.bm_max_iter > 0:
-        scale = torch.ones_like(alpha)
+        alpha, xs = 1.0, x2
+    use_bm = io.bound_management == "iterative" and math.isfinite(io.out_bound) and io.bm_max_iter > 0
+    y, saturated = _one_pass(xs, weight, io, generator, use_bm)
+    if use_bm and saturated is not None:
+        scale = torch.ones((x2.shape[0], 1), dtype=x2.dtype, device=x2.device)
         for _ in range(io.bm_max_iter):
-            if not bool(saturated.any()):
-                break
             rows = saturated.nonzero().squeeze(1)
             scale[rows] *= 2.0
-            y_rows, sat_rows = _one_pass(xs[rows] / scale[rows], weight, io, generator)
-            y = y.index_copy(0, rows, y_rows)
+            y_rows, sat_rows = _one_pass(xs[rows] / scale[rows], weight, io, generator, True)
+            y = y.index_copy(0, rows, y_rows * scale[rows])
+            if sat_rows is None:
+                break
             saturated = torch.zeros_like(saturated).index_copy(0, rows, sat_rows)
-        alpha = alpha * scale
-    return (y * alpha).reshape(*lead, weight.shape[0])
+    if not (isinstance(alpha, float) and alpha == 1.0):
+        y = y * alpha
+    return y.reshape(*lead, weight.shape[0])

@@ -17,7 +17,7 @@ simulator targets); cycle-to-cycle noise adds ``dw_min_std * step * sqrt(n) * N(
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -29,12 +29,47 @@ if TYPE_CHECKING:  # config imports the algorithms, which import this module
     from analog.config import UpdateConfig
 
 
-class PulseStats(NamedTuple):
-    """What one pulse_update did: the (max) pulse-train length and the pulses per device."""
+class PulseStats:
+    """What one pulse_update did: the (max) pulse-train length ``bl`` and the pulses per device,
+    ``n_up`` / ``n_down`` (out, in), assembled only when asked for (the update itself stays sparse)."""
 
-    bl: int
-    n_up: Tensor
-    n_down: Tensor
+    def __init__(self, bl: int, shape: torch.Size, parts: list[tuple[Tensor | None, Tensor, Tensor]],
+                 like: Tensor) -> None:
+        self.bl, self._shape, self._parts, self._like = bl, shape, parts, like
+        self._dense: tuple[Tensor, Tensor] | None = None
+
+    def _assemble(self) -> tuple[Tensor, Tensor]:
+        if self._dense is None:
+            up = torch.zeros(self._shape.numel(), dtype=self._like.dtype, device=self._like.device)
+            down = torch.zeros_like(up)
+            for flat, n_up, n_down in self._parts:
+                if flat is None:
+                    up += n_up.reshape(-1)
+                    down += n_down.reshape(-1)
+                else:
+                    up.index_add_(0, flat, n_up.to(up.dtype))
+                    down.index_add_(0, flat, n_down.to(up.dtype))
+            self._dense = (up.view(self._shape), down.view(self._shape))
+        return self._dense
+
+    @property
+    def n_up(self) -> Tensor:
+        return self._assemble()[0]
+
+    @property
+    def n_down(self) -> Tensor:
+        return self._assemble()[1]
+
+    def __iter__(self):  # unpack like the (bl, n_up, n_down) tuple it stands for
+        return iter((self.bl, self.n_up, self.n_down))
+
+
+#: below this fraction of devices receiving pulses, only those devices are gathered and updated
+_SPARSE_FRACTION = 0.25
+#: arrays up to this many devices count coincidences densely (gathering costs more than it saves)
+_DENSE_NUMEL = 1 << 13
+#: max|x| or max|d| below this: the sample sends no pulses
+_TINY = 1e-20
 
 
 def _count_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -89,10 +124,12 @@ class PulsedArray(nn.Module):
 
     @property
     def dw_up(self) -> Tensor:
+        """Per-device step of one up pulse at q = 1: dw_min * (1 + up_down)."""
         return self.dw_min * (1.0 + self.up_down)
 
     @property
     def dw_down(self) -> Tensor:
+        """Per-device step of one down pulse at q = 1: dw_min * (1 - up_down)."""
         return self.dw_min * (1.0 - self.up_down)
 
     def extra_repr(self) -> str:
@@ -117,64 +154,117 @@ class PulsedArray(nn.Module):
     @torch.no_grad()
     def apply_pulses(self, n_up: Tensor, n_down: Tensor, noise: bool = True) -> None:
         """Apply integer (or expected, fractional) pulse counts per device (out, in) through the
-        response functions, with cycle-to-cycle noise, then clip to the per-device bounds."""
+        response functions, with cycle-to-cycle noise, then clip to the per-device bounds.
+        Sparse counts (e.g. a one-column transfer) only touch the devices that get pulses."""
         if n_up.shape != self.weight.shape or n_down.shape != self.weight.shape:
             raise ValueError(f"n_up/n_down: got {tuple(n_up.shape)}/{tuple(n_down.shape)}, "
                              f"must be {tuple(self.weight.shape)}")
-        w = self.weight
-        n_up, n_down = n_up.to(w.dtype), n_down.to(w.dtype)
+        n_up, n_down = n_up.to(self.weight.dtype), n_down.to(self.weight.dtype)
         if self.device_model.is_ideal:
-            w.add_(n_up - n_down)
+            self.weight.add_(n_up - n_down)
             return
-        s_up, s_down = self.response(w)
+        hit = (n_up != 0) | (n_down != 0)
+        nnz = int(hit.sum().item())
+        if nnz == 0:
+            return
+        if nnz < _SPARSE_FRACTION * hit.numel():
+            flat = hit.view(-1).nonzero().squeeze(1)
+            self._pulse_devices(flat, n_up.reshape(-1)[flat], n_down.reshape(-1)[flat], noise)
+        else:
+            self._pulse_devices(None, n_up, n_down, noise)
+
+    def _pulse_devices(self, flat: Tensor | None, n_up: Tensor, n_down: Tensor, noise: bool) -> None:
+        """The step W += s+ n+ - s- n- (+ c2c noise), clipped; on all devices (flat=None) or on the
+        devices with these flat indices."""
+        dev = self.device_model
+        if flat is None:
+            w, lo, hi, dw, beta = self.weight, self.w_min, self.w_max, self.dw_min, self.up_down
+        else:
+            w, lo, hi = self.weight.view(-1)[flat], self.w_min.view(-1)[flat], self.w_max.view(-1)[flat]
+            dw, beta = self.dw_min.view(-1)[flat], self.up_down.view(-1)[flat]
+        s_up, s_down = dw * (1.0 + beta), dw * (1.0 - beta)
+        if not dev.constant_response:
+            s_up = s_up * dev.q_up(w, lo, hi)
+            s_down = s_down * dev.q_down(w, lo, hi)
         delta = s_up * n_up - s_down * n_down
-        c2c = self.device_model.dw_min_std
+        c2c = dev.dw_min_std
         if noise and c2c > 0:
             var = s_up.square() * n_up + s_down.square() * n_down
-            delta += c2c * var.sqrt() * torch.randn(w.shape, generator=self.generator(), device=w.device,
-                                                    dtype=w.dtype)
-        w.add_(delta)
-        torch.minimum(torch.maximum(w, self.w_min), self.w_max, out=w)
+            delta += c2c * var.sqrt() * torch.randn(delta.shape, generator=self.generator(), device=delta.device,
+                                                    dtype=delta.dtype)
+        new = torch.minimum(torch.maximum(w + delta, lo), hi)
+        if flat is None:
+            self.weight.copy_(new)
+        else:
+            self.weight.view(-1)[flat] = new
 
-    def _trains_counts(self, x: Tensor, d: Tensor, lr: float) -> tuple[int, Tensor, Tensor]:
-        """Stochastic pulse trains for a (sub-)batch and their up/down coincidence counts."""
+    def _trains_counts(self, x: Tensor, d: Tensor, lr: float) -> tuple[int, Tensor | None, Tensor, Tensor]:
+        """Stochastic pulse trains for a (sub-)batch and their up/down coincidence counts.
+
+        Returns (BL, flat, n_up, n_down): flat indexes the devices that got pulses (n_up, n_down
+        are then 1-D), or is None with dense (out, in) counts. On large arrays only the rows and
+        columns whose trains carry at least one pulse enter the coincidence matmuls.
+        """
         cfg = self.update_config
         dw = self.device_model.dw_min
         cdt = _count_dtype(x.dtype)
-        x, d = x.to(cdt), d.to(cdt)
-        mx = x.abs().amax(dim=1)
-        md = d.abs().amax(dim=1)
-        active = (mx > 0) & (md > 0)
-        zeros = torch.zeros(self.weight.shape, dtype=cdt, device=x.device)
-        if not bool(active.any()):
-            return 0, zeros, zeros.clone()
-        x, d, mx, md = x[active], d[active], mx[active], md[active]
+        n, n_in, n_out = x.shape[0], x.shape[1], d.shape[1]
+        v = torch.cat([x, d], dim=1).to(cdt)                           # (B, in + out): one pass for both
+        mag = v.abs()
+        mx = mag[:, :n_in].amax(dim=1).clamp_min_(_TINY)               # all-zero rows: no pulses, no NaN
+        md = mag[:, n_in:].amax(dim=1).clamp_min_(_TINY)
         if cfg.bl_management:
-            bl = torch.ceil(lr * mx * md / dw).clamp(1, cfg.desired_bl)
+            bl = (mx * md).mul_(lr / dw).ceil_().clamp_(1, cfg.desired_bl)
         else:
             bl = torch.full_like(mx, float(cfg.desired_bl))
         n_slots = int(bl.max().item())
-        if cfg.update_management:
-            a = torch.sqrt(lr * md / (dw * bl * mx))
-            b = torch.sqrt(lr * mx / (dw * bl * md))
+        r = (lr / dw / bl).sqrt_()                                     # A = B = sqrt(lr / (dw_min BL))
+        if cfg.update_management:                                      # A max|x| = B max|d|
+            k = (md / mx).sqrt_()
+            scale = torch.cat([(r * k)[:, None].expand(n, n_in), (r / k)[:, None].expand(n, n_out)], dim=1)
         else:
-            a = b = torch.sqrt(lr / (dw * bl))
-        px = (a[:, None] * x.abs()).clamp_max(1.0)                     # (B, in)
-        pd = (b[:, None] * d.abs()).clamp_max(1.0)                     # (B, out)
-        g = self.generator()
-        n = x.shape[0]
-        slot_ok = torch.arange(n_slots, device=x.device, dtype=cdt)[None, :] < bl[:, None]   # (B, BL)
-        xb = (torch.rand((n, n_slots, x.shape[1]), generator=g, device=x.device, dtype=cdt)
-              < px[:, None, :]).to(cdt)
-        db = ((torch.rand((n, n_slots, d.shape[1]), generator=g, device=x.device, dtype=cdt)
-               < pd[:, None, :]) & slot_ok[:, :, None]).to(cdt)
-        xs = xb * torch.sign(x)[:, None, :]
-        ds = db * torch.sign(d)[:, None, :]
-        xb, xs = xb.reshape(-1, x.shape[1]), xs.reshape(-1, x.shape[1])
-        db, ds = db.reshape(-1, d.shape[1]), ds.reshape(-1, d.shape[1])
-        total = db.t() @ xb
-        signed = ds.t() @ xs
-        return n_slots, (total - signed) * 0.5, (total + signed) * 0.5
+            scale = r[:, None]
+        prob = (mag * scale).clamp_max_(1.0)                           # (B, in + out)
+        fire = torch.rand((n, n_slots, n_in + n_out), generator=self.generator(), device=v.device,
+                          dtype=cdt) < prob[:, None, :]
+        if n_slots > 1 and cfg.bl_management and not bool((bl == n_slots).all()):
+            fire &= (torch.arange(n_slots, device=v.device)[None, :] < bl[:, None])[:, :, None]
+        sign = torch.sign(v)[:, None, :]
+        if self.weight.numel() <= _DENSE_NUMEL:                        # small array: dense counts
+            trains = fire.to(cdt)
+            xb, db = trains[..., :n_in].reshape(-1, n_in), trains[..., n_in:].reshape(-1, n_out)
+            signed_tr = trains * sign
+            xs, ds = signed_tr[..., :n_in].reshape(-1, n_in), signed_tr[..., n_in:].reshape(-1, n_out)
+            total, signed = db.t() @ xb, ds.t() @ xs
+            n_up, n_down = (total - signed).mul_(0.5), (total + signed).mul_(0.5)
+            hit = total.view(-1) > 0
+            if int(hit.sum().item()) < _SPARSE_FRACTION * hit.numel():
+                flat = hit.nonzero().squeeze(1)
+                return n_slots, flat, n_up.view(-1)[flat], n_down.view(-1)[flat]
+            return n_slots, None, n_up, n_down
+        # only rows/columns whose trains carry a pulse can see a coincidence
+        live = fire.any(dim=1).any(dim=0).nonzero().squeeze(1)
+        split = int((live < n_in).sum().item())
+        cols, rows = live[:split], live[split:]
+        empty = v.new_zeros(0)
+        if cols.numel() == 0 or rows.numel() == 0:
+            return n_slots, empty.long(), empty, empty
+        trains = fire.index_select(2, live).to(cdt)                    # (B, BL, live) 0/1
+        signed_tr = (trains * sign.index_select(2, live)).reshape(-1, live.numel())
+        trains = trains.reshape(-1, live.numel())
+        total = trains[:, split:].t() @ trains[:, :split]              # all coincidences (rows, cols)
+        signed = signed_tr[:, split:].t() @ signed_tr[:, :split]       # +1 where x*d > 0: down pulses
+        rows = rows - n_in
+        n_up, n_down = (total - signed).mul_(0.5), (total + signed).mul_(0.5)
+        hit = total > 0
+        if int(hit.sum().item()) < _SPARSE_FRACTION * self.weight.numel():
+            ii, jj = hit.nonzero(as_tuple=True)
+            return n_slots, rows[ii] * n_in + cols[jj], n_up[ii, jj], n_down[ii, jj]
+        full_up = torch.zeros(self.weight.shape, dtype=cdt, device=v.device)
+        full_down = torch.zeros_like(full_up)
+        full_up[rows[:, None], cols[None, :]] = n_up
+        full_down[rows[:, None], cols[None, :]] = n_down
+        return n_slots, None, full_up, full_down
 
     def _mean_counts(self, x: Tensor, d: Tensor, lr: float) -> tuple[Tensor, Tensor]:
         """Expected pulse counts lr*|d_j x_i|/dw_min split by sign (deterministic debugging mode)."""
@@ -203,27 +293,31 @@ class PulsedArray(nn.Module):
         cfg = self.update_config
         if self.device_model.is_ideal:
             self.weight.add_(d.t().to(self.weight.dtype) @ x.to(self.weight.dtype), alpha=-lr)
-            return PulseStats(0, torch.zeros_like(self.weight), torch.zeros_like(self.weight))
+            return PulseStats(0, self.weight.shape, [], self.weight)
         if lr == 0.0 or x.shape[0] == 0:
-            return PulseStats(0, torch.zeros_like(self.weight), torch.zeros_like(self.weight))
+            return PulseStats(0, self.weight.shape, [], self.weight)
         if cfg.pulse_type == "none":
             dW = -lr * (d.t().to(self.weight.dtype) @ x.to(self.weight.dtype))
             n_up, n_down = dW.clamp_min(0) / self.device_model.dw_min, (-dW).clamp_min(0) / self.device_model.dw_min
             self.apply_pulses(n_up, n_down, noise=False)
-            return PulseStats(0, n_up, n_down)
+            return PulseStats(0, self.weight.shape, [(None, n_up, n_down)], self.weight)
         chunks = [slice(b, b + 1) for b in range(x.shape[0])] if cfg.mode == "per_sample" else [slice(None)]
-        bl_max, sum_up, sum_down = 0, None, None
+        bl_max = 0
+        parts: list[tuple[Tensor | None, Tensor, Tensor]] = []
+        wdt = self.weight.dtype
         for sl in chunks:  # per-sample mode: sequential physics, one sample's pulses at a time
             if cfg.pulse_type == "mean":
-                bl, (n_up, n_down) = 0, self._mean_counts(x[sl], d[sl], lr)
+                n_up, n_down = self._mean_counts(x[sl], d[sl], lr)
+                flat = None
             else:
-                bl, n_up, n_down = self._trains_counts(x[sl], d[sl], lr)
-            if bl or cfg.pulse_type == "mean":
-                self.apply_pulses(n_up, n_down)
-            bl_max = max(bl_max, bl)
-            sum_up = n_up if sum_up is None else sum_up + n_up
-            sum_down = n_down if sum_down is None else sum_down + n_down
-        return PulseStats(bl_max, sum_up, sum_down)
+                bl, flat, n_up, n_down = self._trains_counts(x[sl], d[sl], lr)
+                bl_max = max(bl_max, bl)
+                if flat is not None and flat.numel() == 0:
+                    continue
+            n_up, n_down = n_up.to(wdt), n_down.to(wdt)
+            self._pulse_devices(flat, n_up, n_down, True)
+            parts.append((flat, n_up, n_down))
+        return PulseStats(bl_max, self.weight.shape, parts, self.weight)
 
     # ------------------------------------------------------------------ reference
     @torch.no_grad()

@@ -115,13 +115,24 @@ class AnalogTile(nn.Module):
 
     @torch.no_grad()
     def sync_parameters(self) -> None:
+        """Point the layer's parameters at the tile's weights (views where possible, else copies)."""
         if not self._bound:
             return
         weight, bias, n_in = self._bound
         w = self.effective_weight()
-        weight.data.copy_(w[:, :n_in].reshape(weight.shape))
-        if bias is not None:
-            bias.data.copy_(w[:, n_in])
+        for param, src in ((weight, w[:, :n_in]), (bias, w[:, n_in] if bias is not None else None)):
+            if param is None:
+                continue
+            if param.data_ptr() == src.data_ptr() and param.device == src.device and param.dtype == src.dtype:
+                continue            # already a view of the tile's weights
+            try:
+                view = src.view(param.shape)
+            except RuntimeError:
+                view = None
+            if view is not None:
+                param.data = view
+            else:
+                param.data.copy_(src.reshape(param.shape))
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "AnalogTile":
         self._pending = []

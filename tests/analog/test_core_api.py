@@ -40,7 +40,8 @@ def test_ideal_config_equals_nn_linear_and_sgd(analog_bias):
     assert torch.allclose(model(x), digital(x), atol=1e-12)
 
 
-def test_ideal_conv_equals_nn_conv2d_forward_and_backward():
+def test_ideal_conv_equals_nn_conv2d_forward_and_backward(monkeypatch):
+    monkeypatch.setattr(analog.layers, "FILL_WEIGHT_GRAD", True)
     torch.manual_seed(1)
     conv = nn.Conv2d(2, 3, kernel_size=3, stride=2, padding=1).double()
     aconv = analog.convert_to_analog(conv, analog.TileConfig.ideal_digital()).double()
