@@ -34,7 +34,7 @@ from analog.pulsed import PulsedArray, PulseStats
 from analog.rounding import quantize_fixed
 
 if TYPE_CHECKING:
-    from analog.config import TileConfig
+    from analog.config import IOConfig, TileConfig
 
 REFERENCES = ("none", "zero-shift")
 _OFF = ("off", "none")
@@ -65,7 +65,8 @@ def _num(name: str, value: Any, low: float, low_open: bool = False, high: float 
 class TikiTaka(Algorithm):
     """Tiki-Taka: pulsed gradient into P, every ``transfer_every`` updates the next
     ``columns_per_transfer`` columns of P are read and pulsed onto W at ``transfer_lr`` (absolute, not
-    scaled by the optimizer's lr). ``fast_device``: P's device (default: the tile's device)."""
+    scaled by the optimizer's lr). ``fast_device``: P's device (default: the tile's device).
+    ``transfer_io``: the periphery that reads P (default: the tile's forward IOConfig)."""
 
     gamma: float = 0.1
     transfer_every: int = 1
@@ -75,8 +76,14 @@ class TikiTaka(Algorithm):
     reference: str = "none"
     zero_shift_burst: int = 16
     zero_shift_cycles: int = 40
+    transfer_io: "IOConfig | None" = None
 
     def __post_init__(self) -> None:
+        from analog.config import IOConfig  # runtime import: analog.config imports this package
+
+        if self.transfer_io is not None and not isinstance(self.transfer_io, IOConfig):
+            raise ValueError(f"transfer_io: got {type(self.transfer_io).__name__}, must be an analog.IOConfig "
+                             "or omitted (then the tile's forward IOConfig reads P)")
         object.__setattr__(self, "gamma", _num("gamma", self.gamma, 0.0))
         _int("transfer_every", self.transfer_every, 1)
         object.__setattr__(self, "transfer_lr", _num("transfer_lr", self.transfer_lr, 0.0, low_open=True))
@@ -97,6 +104,13 @@ class TikiTaka(Algorithm):
             data["fast_device"] = None
         else:
             data["fast_device"] = device_from_dict(fd, prefix="fast_device.")
+        tio = data.get("transfer_io")
+        if tio is None or (isinstance(tio, str) and tio.lower() in _OFF):
+            data["transfer_io"] = None
+        elif isinstance(tio, dict):
+            from analog.config import IOConfig
+
+            data["transfer_io"] = IOConfig.from_dict(tio, prefix="transfer_io.")
         for key in ("buffer_bits",):
             if isinstance(data.get(key), str) and data[key].lower() in _OFF:
                 data[key] = None
@@ -173,6 +187,7 @@ class TikiTakaState(AlgorithmState):
         self.steps = 0          # optimizer updates seen
         self.next_column = 0    # next column of P to transfer
         self.transfers = 0
+        self.transfer_io = algorithm.transfer_io or tile_config.forward
         if algorithm.reference == "zero-shift":
             self.zero_shift()
 
@@ -190,10 +205,17 @@ class TikiTakaState(AlgorithmState):
         return self.fast.weight - self.reference
 
     def effective_weight(self) -> Tensor:
+        """W + gamma * (P - R), cached until any of the three tensors changes (forward, backward and
+        the parameter mirror all read it once per step)."""
         g = self.algorithm.gamma
         if g == 0.0:
             return self.main.weight
-        return self.main.weight + g * self.residual()
+        key = tuple((t.data_ptr(), t._version) for t in (self.main.weight, self.fast.weight, self.reference))
+        cached = getattr(self, "_w_eff", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self.main.weight + g * self.residual())
+            self._w_eff = cached
+        return cached[1]
 
     @torch.no_grad()
     def program(self, w: Tensor) -> None:
@@ -240,10 +262,11 @@ class TikiTakaState(AlgorithmState):
     def read_columns(self, cols: Tensor) -> Tensor:
         """Read columns ``cols`` of P - R through the forward periphery: one-hot inputs, one noisy
         MVM for all of them. Returns (len(cols), out)."""
-        onehot = torch.zeros(len(cols), self.in_features, dtype=self.fast.weight.dtype, device=cols.device)
-        onehot[torch.arange(len(cols), device=cols.device), cols] = 1.0
-        io = self.tile_config.forward
-        return noisy_mvm(onehot, self.residual(), io, self.generator(onehot.device))
+        # a one-hot input only drives its own column: the same MVM as identity inputs on those
+        # columns (same scaling, DAC levels, read and output noise), without touching the others
+        eye = torch.eye(len(cols), dtype=self.fast.weight.dtype, device=cols.device)
+        sub = self.fast.weight[:, cols] - self.reference[:, cols]
+        return noisy_mvm(eye, sub, self.transfer_io, self.generator(eye.device))
 
     @torch.no_grad()
     def transfer(self) -> Tensor:

@@ -188,12 +188,15 @@ def test_config_round_trip_and_validation_errors():
     assert analog.TileConfig.from_dict(d) == cfg
     plain = analog.TileConfig.from_dict({"algorithm": {"type": "TikiTaka", "fast_device": "off"}})
     assert plain.algorithm == algorithms.TikiTaka()
+    tio = analog.TileConfig(algorithm=algorithms.TikiTaka(transfer_io=analog.IOConfig(out_noise=0.01)))
+    assert analog.TileConfig.from_dict(tio.to_dict()) == tio
     bad = [({"type": "TTv2", "threshold": 0}, "algorithm.threshold: got 0"),
            ({"type": "TikiTaka", "transfer_every": 0}, "algorithm.transfer_every: got 0"),
            ({"type": "TikiTaka", "reference": "mirror"}, "algorithm.reference: got 'mirror'"),
            ({"type": "TTv2", "buffer_bits": 3, "buffer_int_bits": 4}, "algorithm.buffer_bits: got 3"),
            ({"type": "TikiTaka", "fast_device": {"type": "Nope"}}, "fast_device.type: got 'Nope'"),
-           ({"type": "TikiTaka", "speed": 1}, "algorithm.speed: unknown key")]
+           ({"type": "TikiTaka", "speed": 1}, "algorithm.speed: unknown key"),
+           ({"type": "TikiTaka", "transfer_io": {"out_noise": -1}}, "transfer_io.out_noise: got -1")]
     for data, message in bad:
         with pytest.raises(ValueError, match=message.replace("(", r"\(")):
             analog.TileConfig.from_dict({"algorithm": data})
@@ -218,3 +221,16 @@ def test_runs_on_cuda():
         layer(torch.rand(5, 8, device="cuda")).square().sum().backward()
         opt.step()
     assert layer.tile.algorithm_state.buffer.is_cuda and layer.get_weights().is_cuda
+
+
+def test_transfer_reads_p_through_the_periphery():
+    """A noisy transfer IOConfig makes the reads noisy around P (zero mean), the ideal one exact."""
+    noisy = analog.IOConfig(inp_res=None, out_res=None, out_noise=0.05, bound_management="none")
+    st = _state(algorithms.TikiTaka(gamma=0.0, columns_per_transfer=4, transfer_io=noisy), out=500, inp=4)
+    pattern = torch.linspace(-0.3, 0.3, 2000).reshape(500, 4)
+    st.fast.program(pattern)
+    err = st.read_columns(torch.arange(4)).t() - pattern
+    assert 0.04 < float(err.std()) < 0.06 and abs(float(err.mean())) < 0.005
+    exact = _state(algorithms.TikiTaka(gamma=0.0), out=500, inp=4)
+    exact.fast.program(pattern)
+    assert torch.allclose(exact.read_columns(torch.tensor([2, 0])).t(), pattern[:, [2, 0]])
