@@ -133,7 +133,7 @@ def format_table(summary: dict) -> str:
             summary.get("timings", {}).get("train_s", float("nan")),
             summary.get("timings", {}).get("upload_s", float("nan")))),
     ]
-    if "evaluation" in summary:
+    if "evaluation" in summary and "accuracy" in summary["evaluation"]:
         ev = summary["evaluation"]
         rows.append(("held-out accuracy (server)", f"{ev.get('accuracy', float('nan')):.4f} "
                                                   f"({ev.get('correct')}/{ev.get('n_test')})"))
@@ -174,9 +174,13 @@ def _run(args: argparse.Namespace) -> int:
         else:
             summary = train_and_upload(cfg, args.server, args.client_id, pid, n, args.alpha, state_dir,
                                        progress=not args.quiet)
-            if args.evaluate:
-                summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n,
-                                                             args.alpha, state_dir)
+            if args.evaluate:  # the upload succeeded: keep its summary even if evaluation cannot run
+                try:
+                    summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n,
+                                                                 args.alpha, state_dir)
+                except UploadError as exc:
+                    summary["evaluation"] = {"error": str(exc)}
+                    print(f"{prog}: evaluation failed: {exc}", file=sys.stderr)
             out = Path(args.out) if args.out else state_dir / "summary.json"
     except (ConfigError, DataError, FileNotFoundError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -184,6 +188,9 @@ def _run(args: argparse.Namespace) -> int:
     except UploadError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 3
+    except FloatingPointError as exc:  # training diverged
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     if args.json:
@@ -192,6 +199,8 @@ def _run(args: argparse.Namespace) -> int:
         ev = summary["evaluation"]
         print(f"held-out accuracy {ev['accuracy']:.4f} ({ev['correct']}/{ev['n_test']}) for {args.client_id}")
     else:
-        print(format_table(summary))
+        table = format_table(summary)
+        out.with_suffix(".txt").write_text(table + "\n")
+        print(table)
     print(f"summary written to {out}", file=sys.stderr)
     return 0
