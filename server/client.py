@@ -16,31 +16,49 @@ from protos import latent_service_pb2 as pb
 from protos import latent_service_pb2_grpc as pb_grpc
 
 
+def _pem(value: str | bytes | None) -> bytes | None:
+    return Path(value).read_bytes() if isinstance(value, str) else value
+
+
 def make_channel(address: str, tls_root: str | bytes | None = None, *,
-                 server_name: str | None = None, max_message_bytes: int = 16 << 20) -> grpc.Channel:
-    """Insecure channel, or TLS trusting ``tls_root`` (a PEM path or bytes) when given."""
+                 server_name: str | None = None, max_message_bytes: int = 16 << 20,
+                 tls_cert: str | bytes | None = None, tls_key: str | bytes | None = None) -> grpc.Channel:
+    """Insecure channel, or TLS trusting ``tls_root`` (a PEM path or bytes) when given.
+
+    ``tls_cert``/``tls_key`` (PEM paths or bytes, both or neither) present a client certificate, for
+    servers started with ``--tls-client-ca`` (mutual TLS).
+    """
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("tls_cert/tls_key: set both or neither")
+    if tls_cert is not None and tls_root is None:
+        raise ValueError("tls_cert: a client certificate needs tls_root (TLS) as well")
     options = [("grpc.max_send_message_length", max_message_bytes),
                ("grpc.max_receive_message_length", max_message_bytes)]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     if tls_root is None:
         return grpc.insecure_channel(address, options=options)
-    pem = Path(tls_root).read_bytes() if isinstance(tls_root, str) else tls_root
-    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=pem), options=options)
+    creds = grpc.ssl_channel_credentials(root_certificates=_pem(tls_root), private_key=_pem(tls_key),
+                                         certificate_chain=_pem(tls_cert))
+    return grpc.secure_channel(address, creds, options=options)
 
 
 def upload_messages(header: pb.UploadHeader, payload: bytes, chunk_bytes: int) -> Iterator[pb.UploadRequest]:
-    yield pb.UploadRequest(header=header)
+    """The stream of one upload: the header, then its chunks (see ``codec.chunk_request`` for why so built)."""
+    first = pb.UploadRequest()
+    first.header.CopyFrom(header)
+    yield first
     for seq, data in enumerate(codec.iter_chunks(payload, chunk_bytes)):
-        yield pb.UploadRequest(chunk=pb.UploadChunk(seq=seq, data=data))
+        yield codec.chunk_request(seq, data)
 
 
 class LatentClient:
     """One client identity on one channel: register once, then upload / classify."""
 
     def __init__(self, address: str, client_id: str, *, tls_root: str | bytes | None = None,
-                 server_name: str | None = None, timeout: float = 60.0) -> None:
-        self.channel = make_channel(address, tls_root, server_name=server_name)
+                 server_name: str | None = None, timeout: float = 60.0,
+                 tls_cert: str | bytes | None = None, tls_key: str | bytes | None = None) -> None:
+        self.channel = make_channel(address, tls_root, server_name=server_name, tls_cert=tls_cert, tls_key=tls_key)
         self.stub = pb_grpc.LatentServiceStub(self.channel)
         self.client_id = client_id
         self.token = ""

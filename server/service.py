@@ -115,7 +115,10 @@ class LatentService(pb_grpc.LatentServiceServicer):
             return self._ack(prior, duplicate=True)
         expected = v.check_header(h, client, self.cfg)
         t_start = time.perf_counter()
-        buf = bytearray()
+        # Chunks are kept as the bytes objects protobuf handed us (no per-chunk copy into a growing
+        # buffer); the CRC runs over each chunk as it arrives, so it overlaps the transfer of the next.
+        parts: list[bytes] = []
+        received = 0
         crc = 0
         seq = 0
         for msg in it:
@@ -129,10 +132,12 @@ class LatentService(pb_grpc.LatentServiceServicer):
             if chunk.seq != seq:
                 raise v.invalid(f"chunk.seq: got {chunk.seq}, expected {seq} (chunks arrive in order "
                                 f"0..{h.total_chunks - 1}, none missing or repeated)")
-            if len(buf) + len(chunk.data) > expected:
+            data = chunk.data
+            if received + len(data) > expected:
                 raise v.invalid(f"chunk.data: chunk {seq} brings the payload past header.payload_bytes ({expected})")
-            buf += chunk.data
-            crc = zlib.crc32(chunk.data, crc)
+            parts.append(data)
+            received += len(data)
+            crc = zlib.crc32(data, crc)
             seq += 1
         if not context.is_active():
             log.info("upload client=%s id=%s cancelled; nothing stored", h.client_id, h.upload_id)
@@ -140,13 +145,17 @@ class LatentService(pb_grpc.LatentServiceServicer):
         if seq != h.total_chunks:
             raise v.invalid(f"chunk.seq: received {seq} of header.total_chunks ({h.total_chunks}); "
                             "chunks are missing, nothing stored")
-        if len(buf) != expected:
-            raise v.invalid(f"header.payload_bytes: chunks carried {len(buf)} bytes, header says {expected}")
+        if received != expected:
+            raise v.invalid(f"header.payload_bytes: chunks carried {received} bytes, header says {expected}")
         if crc != h.payload_crc32:
             raise v.invalid(f"header.payload_crc32: got {h.payload_crc32:#010x}, the received payload has "
                             f"{crc:#010x}; resend the upload")
         t_received = time.perf_counter()
-        latent_bytes, labels = v.decode_payload(h, bytes(buf), client)
+        # One chunk (the usual case) is used as is; several are joined once. Latents and labels are
+        # then memoryview slices of that one buffer, bound to SQLite without further copies.
+        payload = parts[0] if len(parts) == 1 else b"".join(parts)
+        del parts
+        latent_bytes, labels = v.decode_payload(h, memoryview(payload), client)
         t_checked = time.perf_counter()
         try:
             result = self.store.commit_upload(

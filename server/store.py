@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS uploads (
     UNIQUE (client_id, upload_id)
 );
 CREATE INDEX IF NOT EXISTS uploads_by_client ON uploads(client_id);
+-- covering index: a client's row total (checked in every commit's transaction) reads only index pages
+CREATE INDEX IF NOT EXISTS uploads_rows_by_client ON uploads(client_id, num_rows);
 """
 
 
