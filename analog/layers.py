@@ -110,6 +110,19 @@ class _AnalogLayer(nn.Module):
         b = torch.empty(out_features).uniform_(-bound, bound) if bias else None
         self.set_weights(w, b)
 
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "_AnalogLayer":
+        out = super()._apply(fn, *args, **kwargs)      # .to()/.double() copy params and buffers apart
+        self.tile.sync_parameters()                    # re-point the parameters at the tile
+        return out
+
+    def __deepcopy__(self, memo: dict) -> "_AnalogLayer":
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = copy.deepcopy(value, memo)
+        new.tile.sync_parameters()
+        return new
+
     def get_weights(self) -> Tensor:
         """The weight the forward pass reads (no noise), in the layer's weight shape."""
         return self.tile.get_weights()[:, : self._tile_in].reshape(self.weight.shape)

@@ -10,6 +10,14 @@ import analog
 from analog import algorithms, devices
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _mlp():
     return nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 5))
 
@@ -139,6 +147,52 @@ def test_deepcopy_keeps_tile_link():
     clone = copy.deepcopy(model)
     assert analog.tile_of(clone[0].weight) is clone[0].tile
     assert clone[0].tile is not model[0].tile
+    before = model[0].get_weights()
+    opt = analog.AnalogOptimizer(clone.parameters(), lr=0.5)
+    clone(torch.randn(8, 12)).pow(2).sum().backward()
+    opt.step()
+    assert torch.equal(clone[0].weight.detach(), clone[0].get_weights())
+    assert not torch.equal(clone[0].get_weights(), before)
+    assert torch.equal(model[0].get_weights(), before)          # the original is untouched
+    double = clone.double()
+    assert torch.equal(double[0].weight.detach(), double[0].get_weights())
+    assert double[0].weight.dtype == torch.float64
+
+
+def test_state_dict_round_trip_restores_the_tile():
+    torch.manual_seed(3)
+    a = analog.convert_to_analog(_mlp(), analog.TileConfig())
+    torch.manual_seed(4)
+    b = analog.convert_to_analog(_mlp(), analog.TileConfig())
+    b.load_state_dict(a.state_dict())
+    for la, lb in ((a[0], b[0]), (a[2], b[2])):
+        assert torch.equal(la.get_weights(), lb.get_weights())
+        assert torch.equal(lb.weight.detach(), lb.get_weights())
+        assert torch.equal(la.tile.algorithm_state.array.dw_min, lb.tile.algorithm_state.array.dw_min)
+
+
+@pytest.mark.parametrize("change", [dict(analog_bias=True), dict(update=analog.UpdateConfig(mode="per_sample")),
+                                    dict(update=analog.UpdateConfig(pulse_type="mean")),
+                                    dict(update=analog.UpdateConfig(pulse_type="none"))])
+def test_update_variants_reduce_the_loss(change):
+    torch.manual_seed(0)
+    cfg = analog.TileConfig(device=devices.ConstantStep(dw_min=1e-3), seed=1).replace(**change)
+    model = analog.convert_to_analog(_mlp(), cfg)
+    opt = analog.AnalogOptimizer(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(32, 12, generator=g)
+    y = (x[:, :5] * 2).argmax(1)
+    losses = []
+    for _ in range(40):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses[::10]
+    if change.get("analog_bias"):
+        assert model[0].tile.in_features == 13 and analog.tile_of(model[0].bias) is model[0].tile
+        assert torch.equal(model[0].bias.detach(), model[0].tile.get_weights()[:, -1])
 
 
 def test_presets_build():
