@@ -95,6 +95,62 @@ class CommitResult:
     payload_crc32: int
 
 
+class _Checkpointer:
+    """Copies the WAL back into the database in a background thread, off the upload's ack path.
+
+    Why: SQLite's auto-checkpoint runs inside the COMMIT that crosses its threshold, so every ~64 MB
+    one upload's acknowledgement waited for a 64 MB copy plus an fsync of the database (~100 ms).
+    The writer connection disables it; this thread runs PASSIVE checkpoints (they never block the
+    writer, and synchronous=FULL still fsyncs the database before the WAL is reused). Durability is
+    unchanged: a commit is durable once its WAL frames are fsynced, whether checkpointed or not.
+    If checkpoints ever fall far behind, the writer runs one itself so the WAL cannot grow unbounded.
+    """
+
+    def __init__(self, db: Path, store: "LatentStore", every_bytes: int = 16 << 20,
+                 writer_limit_bytes: int = 256 << 20) -> None:
+        self.every_bytes = every_bytes
+        self.writer_limit_bytes = writer_limit_bytes
+        self._store = store
+        self._pending = 0
+        self._wake = threading.Event()
+        self._stopping = False
+        store._conn.execute("PRAGMA wal_autocheckpoint = 0")
+        store._conn.execute(f"PRAGMA journal_size_limit = {4 * every_bytes}")
+        self._conn = sqlite3.connect(str(db), timeout=30.0, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA busy_timeout = 30000")
+        self._conn.execute("PRAGMA synchronous = FULL")
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def wrote(self, nbytes: int) -> None:
+        """Called by the writer after each commit (under the store lock)."""
+        self._pending += nbytes
+        if self._pending >= self.writer_limit_bytes:   # the thread could not keep up: checkpoint inline
+            self._store._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._pending = 0
+        elif self._pending >= self.every_bytes:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(5.0)
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                busy, log_frames, done = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error:
+                continue
+            if not busy and done == log_frames:
+                self._pending = 0   # all copied: the next commit restarts the WAL from its beginning
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        self._conn.close()
+
+
 class LatentStore:
     """Thread-safe handle on ``DIR/latents.sqlite3``; several processes may read while one writes."""
 
@@ -126,6 +182,7 @@ class LatentStore:
         if row is None or int(row[0]) != SCHEMA_VERSION:
             raise StoreError(f"store: schema_version {row and row[0]} in {db}, this code reads {SCHEMA_VERSION}")
         self._clients: dict[str, ClientInfo] = {}
+        self._checkpointer = None if readonly else _Checkpointer(db, self)
 
     # -- plumbing ------------------------------------------------------------------------------
     class _Tx:
@@ -156,6 +213,8 @@ class LatentStore:
             return self._conn.execute(sql, args).fetchall()
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             self._conn.close()
 
@@ -244,6 +303,8 @@ class LatentStore:
                     (client_id, upload_id, num_rows, latent_dim, int(quantization.dtype), scale, zero,
                      latent_bytes, label_bytes, payload_crc32, len(latent_bytes) + len(label_bytes), _now()))
                 total += num_rows
+            if self._checkpointer is not None:
+                self._checkpointer.wrote(len(latent_bytes) + len(label_bytes))
         except sqlite3.IntegrityError:
             found = self.find_upload(client_id, upload_id)
             if found is None:
