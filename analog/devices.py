@@ -143,6 +143,29 @@ class SoftBounds(Device):
 
 @register_device
 @dataclass(frozen=True)
+class LinearStep(Device):
+    """Linear response with its own slopes: q+ = 1 - gamma_up*w/w_max, q- = 1 - gamma_down*w/w_min
+    (clipped at 0 and at the bounds). gamma = 1 is SoftBounds, gamma = 0 ConstantStep."""
+
+    gamma_up: float = 0.5
+    gamma_down: float = 0.5
+    needs_zero_inside = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("gamma_up", "gamma_down"):
+            if not 0.0 <= getattr(self, name) <= 10.0:
+                raise ValueError(f"{name}: got {getattr(self, name)}, must be in [0, 10]")
+
+    def q_up(self, w: Tensor, w_min: Tensor, w_max: Tensor) -> Tensor:
+        return (1.0 - self.gamma_up * w / w_max).clamp_min(0.0)
+
+    def q_down(self, w: Tensor, w_min: Tensor, w_max: Tensor) -> Tensor:
+        return (1.0 - self.gamma_down * w / w_min).clamp_min(0.0)
+
+
+@register_device
+@dataclass(frozen=True)
 class PowerStep(Device):
     """Power response: q+ = (1 - w/w_max)^gamma, q- = (1 - w/w_min)^gamma (gamma=1: soft bounds)."""
 
@@ -247,34 +270,39 @@ class Piecewise(Device):
 @register_device
 @dataclass(frozen=True)
 class ReRAMSoftBounds(SoftBounds):
-    """ReRAM (HfO2) as soft bounds, after aihwkit's ReRamSBPresetDevice, fitted to the measurements of
-    Gong et al., "Signal and noise extraction from analog memory elements for neuromorphic computing",
-    Nat. Commun. 9, 2102 (2018): asymmetric bounds, large cycle-to-cycle noise."""
+    """HfO2 ReRAM as soft bounds, after aihwkit's ReRamSBPresetDevice, a loose fit to Gong et al.,
+    "Signal and noise extraction from analog memory elements for neuromorphic computing",
+    Nat. Commun. 9, 2102 (2018): asymmetric bounds, few states, very large cycle-to-cycle noise.
+    The symmetric point is assumed calibrated to 0 (a reference device subtracted); aihwkit's
+    additional write noise is not modelled."""
 
     dw_min: float = 0.002
     w_max: float = 1.25
     w_min: float = -0.75
     up_down: float = 0.0
     dw_min_dtod: float = 0.3
-    dw_min_std: float = 5.0
-    w_max_dtod: float = 0.3
-    w_min_dtod: float = 0.3
+    dw_min_std: float = 3.75
+    w_max_dtod: float = 0.3 / 1.25
+    w_min_dtod: float = 0.3 / 0.75
     up_down_dtod: float = 0.01
 
 
 @register_device
 @dataclass(frozen=True)
-class ECRAM(SoftBounds):
-    """Electro-chemical RAM (Li-ion ECRAM): many small, nearly symmetric, nearly linear steps; after
-    Tang et al., "ECRAM as scalable synaptic cell for high-speed, low-power neuromorphic computing",
-    IEDM 2018, and aihwkit's EcRamPresetDevice (approximated here as wide soft bounds)."""
+class ECRAM(LinearStep):
+    """Li-ion electro-chemical RAM: small, nearly linear steps with unequal up/down slopes, after
+    aihwkit's EcRamPresetDevice, a fit to Tang et al., "ECRAM as scalable synaptic cell for
+    high-speed, low-power neuromorphic computing", IEDM 2018 (range shifted so that the symmetric
+    point is near 0)."""
 
     dw_min: float = 0.002
-    w_max: float = 1.2
-    w_min: float = -1.2
+    w_max: float = 1.1724
+    w_min: float = -0.8276
     up_down: float = 0.0
+    gamma_up: float = 0.1153
+    gamma_down: float = 0.5085
     dw_min_dtod: float = 0.1
-    dw_min_std: float = 0.05
+    dw_min_std: float = 0.3
     w_max_dtod: float = 0.05
     w_min_dtod: float = 0.05
     up_down_dtod: float = 0.01
@@ -282,20 +310,23 @@ class ECRAM(SoftBounds):
 
 @register_device
 @dataclass(frozen=True)
-class Capacitor(ConstantStep):
-    """Capacitor-based cell (CMOS charge on a capacitor): near-perfect symmetry and linearity, after
-    Li et al., "Capacitor-based cross-point array for analog neural network with record symmetry and
-    linearity", VLSI 2018, and aihwkit's CapacitorPresetDevice (approximated here as constant step)."""
+class Capacitor(LinearStep):
+    """Capacitor-based cell (charge on a capacitor, CMOS read-out): near-perfect symmetry and
+    linearity, after aihwkit's CapacitorPresetDevice, a fit to Li et al., "Capacitor-based
+    cross-point array for analog neural network with record symmetry and linearity", VLSI 2018
+    (its charge leakage is not modelled)."""
 
     dw_min: float = 0.005
     w_max: float = 1.0
     w_min: float = -1.0
     up_down: float = 0.0
-    dw_min_dtod: float = 0.07
-    dw_min_std: float = 0.05
+    gamma_up: float = 0.05
+    gamma_down: float = 0.05
+    dw_min_dtod: float = 0.1
+    dw_min_std: float = 0.3
     w_max_dtod: float = 0.07
     w_min_dtod: float = 0.07
-    up_down_dtod: float = 0.005
+    up_down_dtod: float = 0.06
 
 
 def device_from_dict(data: Mapping[str, Any] | Device, prefix: str = "") -> Device:

@@ -298,6 +298,8 @@ def test_response_functions_match_design_formulas():
     assert torch.allclose(pw.q_up(w, lo, hi), (1 - w / 0.6) ** 2)
     ex = devices.ExpStep(gamma=1.5)
     assert torch.allclose(ex.q_down(w, lo, hi), torch.expm1(1.5 * (1 + w / 0.6)) / math.expm1(1.5))
+    ls = devices.LinearStep(gamma_up=0.5, gamma_down=0.2)
+    assert torch.allclose(ls.q_up(w, lo, hi), 1 - 0.5 * w / 0.6) and torch.allclose(ls.q_down(w, lo, hi), 1 + 0.2 * w / 0.6)
     al = devices.AsymmetricLinear(c=0.2)
     assert torch.allclose(al.q_up(w, lo, hi), 1.2 * (1 - w / 0.6))
     pwl = devices.Piecewise(piecewise_up=(2.0, 1.0, 0.0), piecewise_down=(0.0, 1.0, 2.0))
