@@ -24,7 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import analog  # noqa: E402
-from analog import devices  # noqa: E402
+from analog import algorithms, devices  # noqa: E402
 
 
 def _mnist(n: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +63,14 @@ def _configs(mode: str) -> dict[str, analog.TileConfig]:
         "Ideal": analog.TileConfig(device=devices.Ideal(), update=upd, seed=0),
         "ConstantStep": analog.TileConfig(device=devices.ConstantStep(), update=upd, seed=0),
         "SoftBounds": analog.TileConfig(device=devices.SoftBounds(), update=upd, seed=0),
+        # Tiki-Taka family on the same SoftBounds device (compare with "SoftBounds" = Analog SGD)
+        **{name: analog.TileConfig(device=devices.SoftBounds(), algorithm=algo, update=upd, seed=0)
+           for name, algo in (("TikiTaka", algorithms.TikiTaka()), ("TTv2", algorithms.TTv2()),
+                              ("RLv2", algorithms.RLv2()))},
     }
+
+
+_TT_NAMES = ("TikiTaka", "TTv2", "RLv2")
 
 
 def run(steps: int = 200, mode: str = "batched", lr: float = 0.05) -> dict:
@@ -90,6 +97,8 @@ def run(steps: int = 200, mode: str = "batched", lr: float = 0.05) -> dict:
             ms = _time_steps(model, opt, batches, loss_fn, steps)
             row[f"{dev_name}_ms"] = ms
             row[f"{dev_name}_x_digital"] = ms / row["digital_ms"]
+            if dev_name in _TT_NAMES:
+                row[f"{dev_name}_x_AnalogSGD"] = ms / row["SoftBounds_ms"]
         results["workloads"].append(row)
     results.update(torch=torch.__version__, threads=torch.get_num_threads(), update_mode=mode,
                    io="IOConfig() default (7-bit DAC, 9-bit ADC, out_noise 0.06, out_bound 12) both passes",
@@ -113,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in res["workloads"]:
         cells = "".join(f" {r[k + '_ms']:6.2f} ({r[k + '_x_digital']:4.1f}x)" for k in ("Ideal", "ConstantStep", "SoftBounds"))
         print(f"{r['workload']:<30} {r['digital_ms']:8.2f}{cells}")
+        tt = "".join(f" {k} {r[k + '_ms']:6.2f} ({r[k + '_x_AnalogSGD']:4.2f}x)" for k in _TT_NAMES)
+        print(f"{'':<30} {'':>8} on SoftBounds, x Analog SGD:{tt}")
     text = json.dumps(res, indent=2)
     print(text)
     if args.json:

@@ -278,10 +278,58 @@ class TikiTakaState(AlgorithmState):
         return cols
 
     def _write(self, cols: Tensor, read: Tensor) -> None:
-        onehot = torch.zeros(len(cols), self.in_features, dtype=read.dtype, device=read.device)
-        onehot[torch.arange(len(cols), device=read.device), cols] = 1.0
-        # pulse_update does W -= lr * d^T x; d = -read adds transfer_lr * P[:, col] to W[:, col]
-        self.main.pulse_update(onehot, -read, self.algorithm.transfer_lr)
+        self.pulse_columns(cols, read, self.algorithm.transfer_lr)
+
+    @torch.no_grad()
+    def pulse_columns(self, cols: Tensor, values: Tensor, lr: float) -> None:
+        """``W[:, cols] += lr * values.T`` as the pulsed update of one-hot inputs against ``values``
+        (k, out): the same pulse trains (BL, update management) PulsedArray.pulse_update would draw for
+        those inputs, sampled per column -- a one-hot input has one train, so a device's coincidences
+        are Binomial(m, p_d) given that train's m pulses -- without a full-array coincidence matmul."""
+        arr = self.main
+        cfg, dev = arr.update_config, arr.device_model
+        if dev.is_ideal or cfg.pulse_type != "stochastic":
+            onehot = torch.zeros(len(cols), self.in_features, dtype=values.dtype, device=values.device)
+            onehot[torch.arange(len(cols), device=values.device), cols] = 1.0
+            arr.pulse_update(onehot, -values, lr)  # W -= lr d^T x with d = -values
+            return
+        mag = values.abs()
+        md = mag.amax(dim=1).clamp_min(1e-30)                                  # (k,)
+        dw = dev.dw_min
+        if cfg.bl_management:
+            bl = torch.ceil(lr * md / dw).clamp(1, cfg.desired_bl)
+        else:
+            bl = torch.full_like(md, float(cfg.desired_bl))
+        r = torch.sqrt(lr / (dw * bl))
+        a, b = (r * md.sqrt(), r / md.sqrt()) if cfg.update_management else (r, r)  # max|x| = 1
+        g = arr.generator()
+        m = torch.binomial(bl, a.clamp(max=1.0), generator=g)                   # pulses in each x train
+        n = torch.binomial(m[:, None].expand_as(mag).contiguous(), (b[:, None] * mag).clamp(max=1.0),
+                           generator=g)                                        # (k, out) coincidences
+        signed = torch.where(values > 0, n, -n)                                 # -sign(x d) with d = -v
+        self._pulse_main_columns(cols, signed)
+
+    def _pulse_main_columns(self, cols: Tensor, signed: Tensor) -> None:
+        """Apply ``signed`` (k, out) pulse counts (+ up, - down) to W's columns ``cols``, touching
+        only the devices that get pulses (a dense (out, in) count matrix per transfer would cost
+        more than the transfer itself on a 256x784 tile)."""
+        arr = self.main
+        rows = torch.arange(self.out_features, device=signed.device)
+        flat = (rows[None, :] * self.in_features + cols[:, None]).reshape(-1)   # (k*out,) row-major
+        counts = signed.reshape(-1).to(arr.weight.dtype)
+        hit = counts != 0
+        if not bool(hit.any()):
+            return
+        flat, counts = flat[hit], counts[hit]
+        pulse_at = getattr(arr, "_pulse_devices", None)  # the core's sparse path (apply_pulses uses it)
+        if pulse_at is None:
+            n_up = torch.zeros_like(arr.weight)
+            n_down = torch.zeros_like(arr.weight)
+            n_up.view(-1)[flat] = counts.clamp_min(0.0)
+            n_down.view(-1)[flat] = (-counts).clamp_min(0.0)
+            arr.apply_pulses(n_up, n_down)
+        else:
+            pulse_at(flat, counts.clamp_min(0.0), (-counts).clamp_min(0.0), True)
 
 
 class BufferedTransferState(TikiTakaState):
@@ -328,15 +376,9 @@ class BufferedTransferState(TikiTakaState):
             return
         self.pulses_fired += fired
         if self.main.device_model.is_ideal:
-            step = torch.zeros_like(self.main.weight)
-            step[:, cols] = n * self.pulse_size
-            self.main.weight.add_(step)
+            self.main.weight[:, cols] += n * self.pulse_size
             return
-        n_up = torch.zeros_like(self.main.weight)
-        n_down = torch.zeros_like(self.main.weight)
-        n_up[:, cols] = n.clamp_min(0.0)
-        n_down[:, cols] = (-n).clamp_min(0.0)
-        self.main.apply_pulses(n_up, n_down)
+        self._pulse_main_columns(cols, n.t())
 
 
 __all__ = ["REFERENCES", "BufferedTransferState", "RLv2", "TTv2", "TikiTaka", "TikiTakaState"]
