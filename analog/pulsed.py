@@ -68,6 +68,8 @@ class PulseStats:
 _SPARSE_FRACTION = 0.25
 #: arrays up to this many devices count coincidences densely (gathering costs more than it saves)
 _DENSE_NUMEL = 1 << 13
+#: batched updates draw at most this many train slots x lines at once (memory bound)
+_MAX_TRAIN_ELEMENTS = 1 << 22
 #: max|x| or max|d| below this: the sample sends no pulses
 _TINY = 1e-20
 
@@ -301,10 +303,13 @@ class PulsedArray(nn.Module):
             n_up, n_down = dW.clamp_min(0) / self.device_model.dw_min, (-dW).clamp_min(0) / self.device_model.dw_min
             self.apply_pulses(n_up, n_down, noise=False)
             return PulseStats(0, self.weight.shape, [(None, n_up, n_down)], self.weight)
+        wdt = self.weight.dtype
+        per_train = cfg.desired_bl * (self.in_features + self.out_features)
+        if cfg.mode == "batched" and cfg.pulse_type == "stochastic" and x.shape[0] * per_train > _MAX_TRAIN_ELEMENTS:
+            return self._batched_in_chunks(x, d, lr, max(1, _MAX_TRAIN_ELEMENTS // per_train))
         chunks = [slice(b, b + 1) for b in range(x.shape[0])] if cfg.mode == "per_sample" else [slice(None)]
         bl_max = 0
         parts: list[tuple[Tensor | None, Tensor, Tensor]] = []
-        wdt = self.weight.dtype
         for sl in chunks:  # per-sample mode: sequential physics, one sample's pulses at a time
             if cfg.pulse_type == "mean":
                 n_up, n_down = self._mean_counts(x[sl], d[sl], lr)
@@ -318,6 +323,26 @@ class PulsedArray(nn.Module):
             self._pulse_devices(flat, n_up, n_down, True)
             parts.append((flat, n_up, n_down))
         return PulseStats(bl_max, self.weight.shape, parts, self.weight)
+
+    def _batched_in_chunks(self, x: Tensor, d: Tensor, lr: float, rows: int) -> PulseStats:
+        """Batched mode for very large batches (e.g. conv patches): draw the trains chunk by chunk
+        (bounded memory), sum all counts, then apply them once, as one batched update."""
+        wdt = self.weight.dtype
+        up = torch.zeros(self.weight.numel(), dtype=wdt, device=self.weight.device)
+        down = torch.zeros_like(up)
+        bl_max = 0
+        for start in range(0, x.shape[0], rows):
+            bl, flat, n_up, n_down = self._trains_counts(x[start:start + rows], d[start:start + rows], lr)
+            bl_max = max(bl_max, bl)
+            if flat is None:
+                up += n_up.reshape(-1).to(wdt)
+                down += n_down.reshape(-1).to(wdt)
+            elif flat.numel():
+                up.index_add_(0, flat, n_up.to(wdt))
+                down.index_add_(0, flat, n_down.to(wdt))
+        up, down = up.view(self.weight.shape), down.view(self.weight.shape)
+        self.apply_pulses(up, down)
+        return PulseStats(bl_max, self.weight.shape, [(None, up, down)], self.weight)
 
     # ------------------------------------------------------------------ reference
     @torch.no_grad()

@@ -106,6 +106,19 @@ def test_output_clipping_and_bound_management_recovers():
     assert torch.allclose(analog.noisy_mvm(x, w_small, bm), x @ w_small.t(), rtol=0.01)
 
 
+@pytest.mark.parametrize("rounding", ["nearest", "stochastic"])
+def test_all_zero_rows_give_finite_near_zero_outputs(rounding):
+    x = torch.zeros(4, 9)
+    x[1, 3] = 1e-30
+    x[2] = torch.linspace(-1, 1, 9)
+    w = torch.randn(5, 9)
+    io = analog.IOConfig(inp_rounding=rounding, out_rounding=rounding)
+    y = analog.noisy_mvm(x, w, io, torch.Generator().manual_seed(0))
+    assert bool(torch.isfinite(y).all())
+    assert y[0].abs().max() < 1e-12 and y[3].abs().max() < 1e-12
+    assert torch.allclose(y[2], x[2] @ w.t(), atol=0.5)
+
+
 def test_adc_quantizes_to_out_res_levels():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(500, 16, generator=g)
