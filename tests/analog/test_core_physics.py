@@ -318,3 +318,37 @@ def test_response_functions_match_design_formulas():
     pwl = devices.Piecewise(piecewise_up=(2.0, 1.0, 0.0), piecewise_down=(0.0, 1.0, 2.0))
     assert torch.allclose(pwl.q_up(w, lo, hi), 1 - w / 0.6, atol=1e-6)
     assert torch.allclose(pwl.q_down(torch.tensor([-0.6, 0.3, 0.6]), lo[:3], hi[:3]), torch.tensor([0.0, 1.5, 2.0]))
+
+
+def test_chunked_batched_update_keeps_the_mean(monkeypatch):
+    import analog.pulsed as pulsed
+    monkeypatch.setattr(pulsed, "_MAX_TRAIN_ELEMENTS", 2000)      # force many chunks
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(1, 8, generator=g)
+    d = torch.randn(1, 6, generator=g) * 0.1
+    arr = _array(_quiet(devices.ConstantStep, w_max=100.0, w_min=-100.0), 6, 8, seed=2)
+    stats = arr.pulse_update(x.expand(3000, -1), d.expand(3000, -1), 0.05)
+    target = -0.05 * d.t() @ x
+    assert ((arr.weight / 3000 - target).norm() / target.norm()).item() < 0.03
+    assert torch.allclose(arr.weight, 1e-3 * (stats.n_up - stats.n_down), atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiles_train_on_cuda_with_generators_on_the_device():
+    torch.manual_seed(0)
+    model = analog.convert_to_analog(torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(),
+                                                         torch.nn.Linear(8, 3)), analog.TileConfig()).cuda()
+    opt = analog.AnalogOptimizer(model.parameters(), lr=0.1)
+    x = torch.randn(32, 16, device="cuda")
+    y = torch.randint(0, 3, (32,), device="cuda")
+    first = None
+    for _ in range(30):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+    assert loss.item() < first
+    arr = model[0].tile.algorithm_state.array
+    assert arr.generator().device.type == "cuda" and arr.weight.is_cuda
+    assert torch.equal(model[0].weight.detach(), model[0].get_weights())
