@@ -79,7 +79,8 @@ def register(subparsers) -> None:
     p.add_argument("--tls-server-name", help="name to verify in the server certificate")
     p.add_argument("--enrollment-secret", help="Register secret (or env ANALOG_EDGE_ENROLLMENT_SECRET)")
     p.add_argument("--token", help="an issued token, skips Register (or env ANALOG_EDGE_TOKEN)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: $OMP_NUM_THREADS or min(4, cores))")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: $OMP_NUM_THREADS or 1; the AE is small, and "
+                        "more threads on shared cores slow it down)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     p.set_defaults(func=_run)
@@ -164,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import evaluate_with_server, train_and_upload
 
     env_threads = os.environ.get("OMP_NUM_THREADS", "")
-    threads = args.threads or (int(env_threads) if env_threads.isdigit() else 0) or min(4, os.cpu_count() or 1)
+    threads = args.threads or (int(env_threads) if env_threads.isdigit() else 0) or 1
     torch.set_num_threads(max(1, threads))
     try:
         if args.evaluate_only:

@@ -95,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--per-feature-scale", action="store_true")
     p.add_argument("--subset", type=int, default=0, help="use this many samples (0 = all)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--analog-preset", help="train the AE on this analog preset (default: digital)")
     p.add_argument("--out", help="directory for report.json and a bar plot")
     args = p.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(max(1, args.threads))
     tile = None
     if args.analog_preset:
         import analog
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         tile = analog.TileConfig.from_dict({"preset": args.analog_preset})
     res = quantization_study(args.dataset, args.latent_dim, epochs=args.epochs, seed=args.seed,
                              repeats=args.repeats, per_feature_scale=args.per_feature_scale,
-                             subset=args.subset, tile_config=tile, progress=True)
+                             subset=args.subset, tile_config=tile, batch_size=args.batch_size, lr=args.lr,
+                             progress=True)
     print(format_study(res))
     if args.out:
         out = Path(args.out)
