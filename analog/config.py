@@ -237,6 +237,18 @@ class TileConfig:
         return out
 
     @classmethod
+    def from_toml(cls, path: str, table: str | None = None) -> "TileConfig":
+        """Load from a TOML file; ``table`` selects a sub-table (dotted, e.g. "classifier.analog")."""
+        import tomllib
+        with open(path, "rb") as fh:
+            data: Any = tomllib.load(fh)
+        for key in (table.split(".") if table else []):
+            if not isinstance(data, Mapping) or key not in data:
+                raise ValueError(f"{table}: no such table in {path}")
+            data = data[key]
+        return cls.from_dict(data)
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "TileConfig":
         """Build from a TOML-shaped dict; missing sections take defaults. ``{"preset": name, ...}``
         starts from a named preset (analog.presets) and overrides the given sections."""

@@ -64,7 +64,7 @@ def test_ideal_conv_equals_nn_conv2d_forward_and_backward(monkeypatch):
     assert torch.allclose(aconv.weight.grad, conv.weight.grad, atol=1e-12)
 
 
-def test_config_round_trip_and_toml():
+def test_config_round_trip_and_toml(tmp_path):
     tomli_w = pytest.importorskip("tomli_w")
     import tomllib
     cfg = analog.TileConfig(
@@ -76,6 +76,11 @@ def test_config_round_trip_and_toml():
         analog_bias=True, seed=3)
     text = tomli_w.dumps(cfg.to_dict())
     assert analog.TileConfig.from_dict(tomllib.loads(text)) == cfg
+    path = tmp_path / "tile.toml"
+    path.write_text("[model.analog]\n" + text.replace("\n[", "\n[model.analog."))
+    assert analog.TileConfig.from_toml(str(path), table="model.analog") == cfg
+    with pytest.raises(ValueError, match="model.nope"):
+        analog.TileConfig.from_toml(str(path), table="model.nope")
     for name in analog.devices.DEVICES:
         dev = analog.devices.DEVICES[name]()
         assert analog.devices.device_from_dict(dev.to_dict()) == dev
