@@ -55,6 +55,12 @@ def _run_fleet(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
     out = Path(args.out or f"runs/{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if getattr(args, "compare_alignment", False):
+        from fleet.alignment import compare_alignment
+
+        print(compare_alignment(fleet, out)["table"])
+        print(f"alignment: {out / 'alignment.json'}")
+        return 0
     result = run_fleet(fleet, out)
     print((out / "table.txt").read_text(), end="")
     print(f"report: {out / 'report.json'}")
@@ -95,6 +101,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_fleet_flags(p)
     p.add_argument("--mode", choices=["latent", "fedavg", "both"], help="latent pipeline, FedAvg baseline, or both")
     p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
+    p.add_argument("--compare-alignment", action="store_true",
+                   help="measure none / shared_init / embedding / both against an oracle encoder (in-process)")
     p.set_defaults(func=_run_fleet)
 
     s = subparsers.add_parser("sweep", help="sweep latent size x bits x device x algorithm (compression vs accuracy)")

@@ -174,10 +174,11 @@ def _server_main(grid: Grid, context: Context) -> None:
     """`flwr run` entry: run config keys `config` (fleet TOML), `out-dir`, `mode` (optional)."""
     from pathlib import Path
 
+    from fleet.commands import _config_path
     from fleet.runner import run_on_grid
 
     rc = context.run_config
-    fleet = FleetConfig.from_toml(str(rc.get("config", "configs/quickstart.toml")))
+    fleet = FleetConfig.from_toml(_config_path(str(rc.get("config") or "configs/quickstart.toml")))
     overrides: dict[str, Any] = {}
     if rc.get("mode"):
         overrides["mode"] = str(rc["mode"])

@@ -1,0 +1,120 @@
+"""Measure the latent-alignment options of DESIGN.md section 1 against an oracle.
+
+Each client's autoencoder defines its own latent space, yet one server classifier serves them all.
+This runs the latent pipeline (in-process clients) under:
+  none                   independent initialization, plain classifier
+  shared_init            (a) same AE initial weights on every client
+  embedding              (b) independent init, per-client embedding beside z in the classifier
+  shared_init+embedding  (a) + (b)
+  oracle                 one encoder trained on the pooled training splits of all clients
+                         (what a central party with all images could do), copied to every client
+and reports the honest fleet accuracy of each (per-client test splits, own encoder, Classify).
+Embedding variants reuse the stores of their AE-only twins: only the classifier is retrained.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fleet.config import FleetConfig
+
+OPTIONS = ("none", "shared_init", "embedding", "shared_init+embedding", "oracle")
+
+
+def _reclassify(fleet: FleetConfig, run_dir: Path) -> dict[str, Any]:
+    """Retrain the classifier on an existing run's store with `fleet`'s conditioning; re-evaluate."""
+    from fleet.client_tasks import latent_evaluate
+    from fleet.service import LatentService
+
+    clf = fleet.classifier_dict()
+    with LatentService(run_dir / "server", clf, "inprocess") as svc:
+        cls = svc.train_classifier(clf)
+        evals = [latent_evaluate(fleet, pid, fleet.num_clients, svc.address, str(run_dir / "clients"))
+                 for pid in range(fleet.num_clients)]
+    n = sum(e["n_test"] for e in evals)
+    accs = [e["accuracy"] for e in evals]
+    return {"accuracy": sum(e["correct"] for e in evals) / n, "accuracy_min": min(accs),
+            "accuracy_max": max(accs), "classifier_held_out": cls["held_out_accuracy"]}
+
+
+def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
+    """One AE on the pooled training splits, distributed to every client, then the usual phases."""
+    import torch
+
+    from edge_client import runner as er
+    from edge_client.config import EdgeConfig
+    from edge_client.training import train_autoencoder
+    from fleet.client_tasks import client_name, latent_evaluate
+    from fleet.runner import summarize_latent
+    from fleet.service import LatentService
+    from fleet.sweep import requantize_upload
+
+    cfg = EdgeConfig.from_dict(fleet.edge_dict(0))
+    n = fleet.num_clients
+    datas = [er.client_data(cfg, pid, n, fleet.alpha_or_none) for pid in range(n)]
+    x_tr = np.concatenate([d.x_train for d in datas])
+    x_te = np.concatenate([d.x_test for d in datas])
+    seed = er.client_seed(cfg.seed, 0)
+    model = er._build(cfg, datas[0].dataset.image_shape, seed)
+    res = train_autoencoder(model, x_tr, x_te, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                            optimizer=cfg.optimizer, seed=seed, progress=False)
+    src_root = out / "central"
+    for pid in range(n):       # the oracle encoder, handed to each client as if it had trained it
+        src = src_root / client_name(pid)
+        src.mkdir(parents=True, exist_ok=True)
+        torch.save(model.encoder.state_dict(), src / er.ENCODER_FILE)
+        torch.save(model.decoder.state_dict(), src / er.DECODER_FILE)
+        (src / er.STATE_FILE).write_text(json.dumps({
+            "client_id": client_name(pid), "partition_id": pid, "num_partitions": n,
+            "alpha": fleet.alpha_or_none, "seed": er.client_seed(cfg.seed, pid), "latent_dim": cfg.latent_dim}))
+        (src / er.SUMMARY_FILE).write_text(json.dumps({"recon_mse": res.val_mse}))
+    clf = fleet.classifier_dict()
+    with LatentService(out / "server", clf, "inprocess") as svc:
+        ups = [requantize_upload(fleet, pid, src_root / client_name(pid), out / "clients" / client_name(pid),
+                                 svc.address) for pid in range(n)]
+        status = svc.status()
+        cls = svc.train_classifier(clf)
+        evals = [latent_evaluate(fleet, pid, n, svc.address, str(out / "clients")) for pid in range(n)]
+        address = svc.address
+    return summarize_latent(fleet, ups, evals, status, cls, address)
+
+
+def compare_alignment(fleet: FleetConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Run every option; write alignment.json and alignment.txt; return the rows."""
+    from tqdm.auto import tqdm
+
+    from fleet.flower_apps import LocalTransport
+    from fleet.report import _clean, _grid
+    from fleet.runner import execute
+
+    out = Path(out_dir).resolve()
+    base = fleet.with_overrides(backend="local", server="inprocess", mode="latent")
+    rows: dict[str, dict[str, Any]] = {}
+    for opt in tqdm(OPTIONS, desc="alignment options", unit="option"):
+        t0 = time.perf_counter()
+        if opt == "oracle":
+            lat = _oracle(base.with_overrides(alignment="shared_init"), out / opt)
+        elif opt.endswith("embedding"):
+            twin = "none" if opt == "embedding" else "shared_init"
+            rows[opt] = {**_reclassify(base.with_overrides(alignment=opt), out / twin),
+                         "recon_mse": rows[twin]["recon_mse"], "seconds": time.perf_counter() - t0}
+            continue
+        else:
+            lat = execute(base.with_overrides(alignment=opt), out / opt, LocalTransport(base.num_clients))["latent"]
+        rows[opt] = {"accuracy": lat["accuracy"], "accuracy_min": lat["accuracy_spread"]["min"],
+                     "accuracy_max": lat["accuracy_spread"]["max"],
+                     "classifier_held_out": lat["classifier"]["held_out_accuracy"],
+                     "recon_mse": lat["recon_mse"], "seconds": time.perf_counter() - t0}
+    table = [["alignment", "fleet accuracy", "client min..max", "server held-out", "recon MSE"]]
+    for opt, r in rows.items():
+        table.append([opt, f"{100 * r['accuracy']:.1f}%", f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%",
+                      f"{100 * r['classifier_held_out']:.1f}%", f"{r['recon_mse']:.4f}"])
+    text = (f"latent alignment on {fleet.dataset}, {fleet.num_clients} clients, {fleet.partition}, "
+            f"{'digital' if fleet.digital else 'analog'}\n" + _grid(table))
+    (out / "alignment.txt").write_text(text + "\n")
+    (out / "alignment.json").write_text(json.dumps(_clean({"config": fleet.to_dict(), "rows": rows}), indent=2))
+    return {"rows": rows, "table": text}
