@@ -204,10 +204,11 @@ def _pair(name: str, value: Any) -> tuple[int, int]:
 
 
 class AnalogConv2d(_AnalogLayer):
-    """nn.Conv2d on an analog tile: patches (unfold) -> tile MVM -> feature maps (groups=1)."""
+    """nn.Conv2d on an analog tile: patches (unfold) -> tile MVM -> feature maps (groups=1, zero
+    padding: int, pair, 'valid' or 'same'). Every patch is one MVM and one row of the update."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
                  dilation: int | tuple[int, int] = 1, bias: bool = True, config: TileConfig | None = None,
                  seed: int | None = None, groups: int = 1) -> None:
         super().__init__()
@@ -219,8 +220,19 @@ class AnalogConv2d(_AnalogLayer):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.stride = _pair("stride", stride)
-        self.padding = _pair("padding", padding)
         self.dilation = _pair("dilation", dilation)
+        self._pad4: tuple[int, int, int, int] | None = None     # F.pad amounts for padding="same"
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            if self.stride != (1, 1):
+                raise ValueError(f"padding: got 'same' with stride {self.stride}, 'same' needs stride 1")
+            total = [self.dilation[i] * (self.kernel_size[i] - 1) for i in (0, 1)]
+            self._pad4 = (total[1] // 2, total[1] - total[1] // 2, total[0] // 2, total[0] - total[0] // 2)
+            padding = 0
+        elif isinstance(padding, str):
+            raise ValueError(f"padding: got {padding!r}, must be an int, a pair, 'valid' or 'same'")
+        self.padding = _pair("padding", padding)
         if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
             raise ValueError("kernel_size/stride/dilation: must be >= 1 and padding >= 0; got "
                              f"{self.kernel_size}/{self.stride}/{self.dilation}/{self.padding}")
@@ -234,7 +246,7 @@ class AnalogConv2d(_AnalogLayer):
         """An AnalogConv2d programmed with an nn.Conv2d's weights."""
         if module.groups != 1:
             raise ValueError(f"groups: got {module.groups}, AnalogConv2d supports only groups=1")
-        if isinstance(module.padding, str) or module.padding_mode != "zeros":
+        if module.padding_mode != "zeros":
             raise ValueError(f"padding: got {module.padding!r}/{module.padding_mode!r}, "
                              "AnalogConv2d supports explicit zero padding only")
         layer = cls(module.in_channels, module.out_channels, module.kernel_size, module.stride, module.padding,
@@ -245,6 +257,8 @@ class AnalogConv2d(_AnalogLayer):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x: got shape {tuple(x.shape)}, must be (batch, {self.in_channels}, H, W)")
+        if self._pad4 is not None:
+            x = F.pad(x, self._pad4)
         n, _, h, w = x.shape
         kh, kw = self.kernel_size
         h_out = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1

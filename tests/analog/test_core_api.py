@@ -64,6 +64,16 @@ def test_ideal_conv_equals_nn_conv2d_forward_and_backward(monkeypatch):
     assert torch.allclose(aconv.weight.grad, conv.weight.grad, atol=1e-12)
 
 
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, padding="same"), dict(kernel_size=(2, 4), padding="same", dilation=2),
+                                dict(kernel_size=3, padding="valid", stride=2), dict(kernel_size=(3, 1), padding=(2, 0))])
+def test_ideal_conv_padding_variants_match_torch(kw):
+    torch.manual_seed(2)
+    conv = nn.Conv2d(3, 4, **kw).double()
+    aconv = analog.convert_to_analog(conv, analog.TileConfig.ideal_digital()).double()
+    x = torch.randn(2, 3, 10, 9, dtype=torch.float64)
+    assert torch.allclose(aconv(x), conv(x), atol=1e-12)
+
+
 def test_config_round_trip_and_toml(tmp_path):
     tomli_w = pytest.importorskip("tomli_w")
     import tomllib
