@@ -200,6 +200,10 @@ class TikiTakaState(AlgorithmState):
         self.next_column = int(state["next_column"])
         self.transfers = int(state["transfers"])
 
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "TikiTakaState":
+        self._w_eff = None  # .to()/.cuda()/.double(): new tensors, drop the cached effective weight
+        return super()._apply(fn, *args, **kwargs)
+
     def residual(self) -> Tensor:
         """P - R: what a (noise-free) read of the fast array returns."""
         return self.fast.weight - self.reference
