@@ -63,7 +63,8 @@ def _client(addr: str, tmp: Path, cid: str, part: str, *extra: str) -> dict:
 
 
 def test_clients_upload_dedupe_and_classify(server, tmp_path):
-    a = _client(server, tmp_path, "edge-a", "0/2", "--epochs", "2")                 # analog tiles (default)
+    # analog tiles (the default config); batch 4 x 4 epochs gives the pulsed SGD enough steps on 200 digits
+    a = _client(server, tmp_path, "edge-a", "0/2", "--epochs", "4", "--batch-size", "4")
     b = _client(server, tmp_path, "edge-b", "1/2", "--epochs", "3", "--digital")
     assert a["analog"] and not b["analog"]
     for s in (a, b):
@@ -87,12 +88,15 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
     assert rows == {"edge-a": a["rows"], "edge-b": b["rows"]} and st.total_rows == a["rows"] + b["rows"]
 
     with grpc.insecure_channel(server) as ch:
-        trained = pb_grpc.LatentServiceStub(ch).TrainClassifier(pb.TrainClassifierRequest(), timeout=120)
+        # option (b) of DESIGN.md §1: a learned per-client embedding beside z, since the two
+        # independently trained encoders have latent spaces of their own
+        req = pb.TrainClassifierRequest(config_toml='client_conditioning = "embedding"\nepochs = 60\n')
+        trained = pb_grpc.LatentServiceStub(ch).TrainClassifier(req, timeout=120)
     assert trained.classifier.version >= 1 and trained.classifier.trained_rows > 0
 
     accs = {}
-    cfg_a = EdgeConfig(dataset="mnist5k", latent_dim=16, bits=8, max_samples=250, epochs=2)
-    ev = _client(server, tmp_path, "edge-a", "0/2", "--epochs", "2", "--evaluate-only")["evaluation"]
+    cfg_a = EdgeConfig(dataset="mnist5k", latent_dim=16, bits=8, max_samples=250, epochs=4)
+    ev = _client(server, tmp_path, "edge-a", "0/2", "--epochs", "4", "--evaluate-only")["evaluation"]
     assert ev["n_test"] == a["n_test"] and 0 <= ev["correct"] <= ev["n_test"]
     accs["edge-a"] = ev["accuracy"]
     ev_again = evaluate_with_server(cfg_a, server, "edge-a", 0, 2, None, tmp_path / "edge-a")
