@@ -18,8 +18,9 @@ def _digits_fleet(**fleet_overrides) -> FleetConfig:
     data = {
         "fleet": {"name": "e2e", "dataset": "digits", "num_clients": 3, "seed": 0, "backend": "ray",
                   "alignment": "shared_init", "cpus": 2, **fleet_overrides},
-        "analog": {"device": {"type": "ReRAMSoftBounds"}},
-        "edge": {"latent_dim": 16, "bits": 8, "epochs": 5, "batch_size": 16, "lr": 0.05},
+        "analog": {"device": {"type": "ReRAMSoftBounds"}, "algorithm": {"type": "TikiTaka"},
+                   "forward": {"out_noise": 0.02}},
+        "edge": {"latent_dim": 16, "bits": 8, "epochs": 5, "batch_size": 8, "lr": 0.03},
         "classifier": {"hidden": [64], "epochs": 20, "lr": 0.05},
         "fedavg": {"rounds": 2, "local_epochs": 2, "lr": 0.1, "batch_size": 16, "analog": False},
     }
@@ -37,15 +38,15 @@ def _pid_alive(pid: int) -> bool:
 def test_latent_fleet_on_digits_end_to_end(tmp_path):
     from server.store import LatentStore
 
-    fleet = _digits_fleet(mode="latent", digital=True)
+    fleet = _digits_fleet(mode="latent")      # analog tiles on both sides
     from fleet.runner import run_fleet
 
     report = run_fleet(fleet, tmp_path)
     lat = report["latent"]
 
     # accuracy: honest per-client (own encoder, own held-out split), well above 10% chance
-    assert lat["accuracy"] > 0.5, lat["accuracy"]
-    assert len(lat["clients"]) == 3 and all(c["accuracy"] > 0.35 for c in lat["clients"])
+    assert lat["accuracy"] > 0.35, lat["accuracy"]          # ~55% measured; chance is 10%
+    assert len(lat["clients"]) == 3 and all(c["accuracy"] > 0.2 for c in lat["clients"])
     assert lat["n_test"] == sum(c["n_test"] for c in lat["clients"]) > 300
 
     # the store holds exactly the rows the clients sent, per client, with latent_dim columns
