@@ -14,12 +14,12 @@ from analog.tile import AnalogTile
 from analog.layers import AnalogConv2d, AnalogLinear, AnalogParameter, tile_of
 from analog.convert import convert_to_analog
 from analog.optim import AnalogOptimizer
-from analog import presets
+from analog import inference, presets
 from analog.rounding import quantize_fixed, stochastic_round
 from analog._rng import reset_layer_counter
 
 __all__ = [
     "AnalogConv2d", "AnalogLinear", "AnalogOptimizer", "AnalogParameter", "AnalogTile", "IOConfig",
     "PulseStats", "PulsedArray", "TileConfig", "UpdateConfig", "algorithms", "convert_to_analog", "devices",
-    "noisy_mvm", "presets", "quantize_fixed", "reset_layer_counter", "rounding", "stochastic_round", "tile_of",
+    "inference", "noisy_mvm", "presets", "quantize_fixed", "reset_layer_counter", "rounding", "stochastic_round", "tile_of",
 ]

@@ -35,6 +35,8 @@ class AnalogTile(nn.Module):
                                                       make_generator(self.seed ^ 0x5DEECE66D))
         self._pending: list[tuple[Tensor, Tensor]] = []
         self._bound: tuple[Any, ...] = ()
+        #: digital rescaling of the outputs after the ADC (global drift compensation, analog.inference)
+        self.output_scale: float = 1.0
 
     def extra_repr(self) -> str:
         return (f"{self.out_features}x{self.in_features}, device={type(self.config.device).__name__}, "
@@ -53,12 +55,14 @@ class AnalogTile(nn.Module):
     def forward_mvm(self, x: Tensor) -> Tensor:
         """y = W x through the forward periphery. x: (N, in)."""
         w = self.effective_weight()
-        return noisy_mvm(x.to(w.dtype), w, self.config.forward, self.generator(w.device))
+        y = noisy_mvm(x.to(w.dtype), w, self.config.forward, self.generator(w.device))
+        return y if self.output_scale == 1.0 else y * self.output_scale
 
     def backward_mvm(self, d: Tensor) -> Tensor:
         """g = W^T d through the backward periphery. d: (N, out)."""
         w = self.effective_weight()
-        return noisy_mvm(d.to(w.dtype), w.t(), self.config.backward, self.generator(w.device))
+        g = noisy_mvm(d.to(w.dtype), w.t(), self.config.backward, self.generator(w.device))
+        return g if self.output_scale == 1.0 else g * self.output_scale
 
     # ------------------------------------------------------------------ update
     def record(self, x: Tensor, d: Tensor) -> None:
