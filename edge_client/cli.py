@@ -72,7 +72,8 @@ def register(subparsers) -> None:
     p.add_argument("--evaluate", action="store_true",
                    help="after uploading, classify the local held-out split via the server (needs a classifier)")
     p.add_argument("--evaluate-only", action="store_true",
-                   help="skip training/upload; evaluate the encoder saved in --state-dir")
+                   help="skip training/upload; evaluate the encoder saved in --state-dir (with the config it "
+                        "was trained with; --partition/--alpha must match)")
     p.add_argument("--tls-ca", help="PEM root CA: connect with TLS")
     p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
     p.add_argument("--tls-key", help="PEM client key (mutual TLS)")
@@ -162,13 +163,18 @@ def _run(args: argparse.Namespace) -> int:
     pid, n = args.partition
     import torch
 
-    from .runner import evaluate_with_server, train_and_upload
+    from .runner import evaluate_with_server, saved_config, train_and_upload
 
     env_threads = os.environ.get("OMP_NUM_THREADS", "")
     threads = args.threads or (int(env_threads) if env_threads.isdigit() else 0) or 1
     torch.set_num_threads(max(1, threads))
     try:
         if args.evaluate_only:
+            # the encoder is rebuilt from the config it was trained with; connection options from here
+            cfg = saved_config(state_dir).replace(
+                tls_ca=cfg.tls_ca, tls_cert=cfg.tls_cert, tls_key=cfg.tls_key,
+                tls_server_name=cfg.tls_server_name, token=cfg.token, max_attempts=cfg.max_attempts,
+                rpc_timeout_s=cfg.rpc_timeout_s)
             summary = {"client_id": args.client_id, "partition": f"{pid}/{n}", "alpha": args.alpha}
             summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n, args.alpha, state_dir)
             out = Path(args.out) if args.out else state_dir / "evaluation.json"

@@ -188,6 +188,8 @@ class EdgeConfig:
                 continue
             v = getattr(self, f.name)
             if v is None:
+                if f.name == "analog":  # not the default: TOML has no null, so say it
+                    out[f.name] = "none"
                 continue
             out[f.name] = list(v) if isinstance(v, tuple) else v
         for secret in ("enrollment_secret", "token"):

@@ -188,11 +188,21 @@ def load_encoder(cfg: EdgeConfig, state_dir: str | Path, image_shape: tuple[int,
     return model
 
 
+def saved_config(state_dir: str | Path) -> EdgeConfig:
+    """The EdgeConfig a client in `state_dir` was trained with (tokens and secrets are never saved)."""
+    path = Path(state_dir) / STATE_FILE
+    try:
+        return EdgeConfig.from_dict(json.loads(path.read_text())["config"])
+    except FileNotFoundError:
+        raise FileNotFoundError(f"state_dir: {path} not found; run train_and_upload first") from None
+
+
 def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, partition_id: int,
                          num_partitions: int, alpha: float | None, state_dir: str | Path,
                          tls: TlsOptions | None = None) -> dict:
     """Honest per-client accuracy: encode the local held-out split with this client's own encoder
-    (quantized like its uploads) and ask the server's Classify."""
+    (quantized like its uploads) and ask the server's Classify. `cfg` must match the training config
+    in everything that shapes the data split or the encoder (checked; see `saved_config`)."""
     check_client_id(client_id)
     state = Path(state_dir)
     try:
@@ -203,6 +213,12 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
                       ("num_partitions", num_partitions), ("alpha", alpha)):
         if saved.get(key) != want:
             raise ValueError(f"{key}: got {want!r}, but {state} was trained with {saved.get(key)!r}")
+    trained_cfg = saved.get("config", {})
+    now = cfg.to_dict()
+    for key in ("dataset", "data_path", "seed", "max_samples", "test_fraction", "autoencoder", "latent_dim",
+                "conv_channels", "mlp_hidden", "init_seed", "analog"):
+        if trained_cfg.get(key) != now.get(key):
+            raise ValueError(f"{key}: got {now.get(key)!r}, but {state} was trained with {trained_cfg.get(key)!r}")
     data = client_data(cfg, partition_id, num_partitions, alpha)
     out = {"client_id": client_id, "n_test": int(data.test_idx.size), "correct": 0, "accuracy": float("nan")}
     if data.test_idx.size == 0:

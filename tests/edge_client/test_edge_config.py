@@ -44,4 +44,7 @@ def test_toml_round_trip_and_unknown_keys(tmp_path):
     with pytest.raises(ConfigError, match="edge.toml is not valid TOML"):
         EdgeConfig.from_toml(path)
     assert EdgeConfig.from_dict({"analog": "none"}).analog is None
+    digital = EdgeConfig(analog=None)
+    path.write_text(tomli_w.dumps({"edge": digital.to_dict()}))
+    assert EdgeConfig.from_toml(path).analog is None  # a digital config stays digital
     assert "token" not in EdgeConfig(token="secret").to_dict()

@@ -96,11 +96,13 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
 
     accs = {}
     cfg_a = EdgeConfig(dataset="mnist5k", latent_dim=16, bits=8, max_samples=250, epochs=4)
-    ev = _client(server, tmp_path, "edge-a", "0/2", "--epochs", "4", "--evaluate-only")["evaluation"]
+    ev = _client(server, tmp_path, "edge-a", "0/2", "--evaluate-only")["evaluation"]  # saved config
     assert ev["n_test"] == a["n_test"] and 0 <= ev["correct"] <= ev["n_test"]
     accs["edge-a"] = ev["accuracy"]
     ev_again = evaluate_with_server(cfg_a, server, "edge-a", 0, 2, None, tmp_path / "edge-a")
     assert abs(ev_again["accuracy"] - ev["accuracy"]) <= 0.1  # the saved analog encoder, reloaded (noisy reads)
+    with pytest.raises(ValueError, match="latent_dim: got 8, but .* was trained with 16"):
+        evaluate_with_server(cfg_b.replace(latent_dim=8), server, "edge-b", 1, 2, None, tmp_path / "edge-b")
     ev = evaluate_with_server(cfg_b, server, "edge-b", 1, 2, None, tmp_path / "edge-b")
     assert ev["n_test"] == b["n_test"]
     accs["edge-b"] = ev["accuracy"]
