@@ -7,6 +7,9 @@
                   + 7/9-bit periphery, out_noise 0.06, out_bound 12 (DESIGN.md §2 reference values)
 - "softbounds":   the same with the reference SoftBounds device (strongly asymmetric near the bounds:
                   Analog SGD is biased towards w = 0 here; the case Tiki-Taka & co. address)
+- "hwa":          hardware-aware training: Ideal device (float update of digital weights) with the
+                  forward non-idealities injected (7/9-bit, out_noise 0.04, w_noise 0.02), ideal
+                  backward -- a model that survives deployment on noisy tiles (Rasch et al. 2023)
 - "reram-sb", "ecram", "capacitor": published device types (see analog.devices presets) with the
                   default periphery
 """
@@ -30,6 +33,8 @@ PRESETS: dict[str, Callable[[], TileConfig]] = {
     "near-ideal": _near_ideal,
     "default": TileConfig,
     "softbounds": lambda: TileConfig(device=devices.SoftBounds()),
+    "hwa": lambda: TileConfig(device=devices.Ideal(), forward=IOConfig(out_noise=0.04, w_noise=0.02),
+                              backward=IOConfig.ideal(), update=UpdateConfig(pulse_type="none")),
     "reram-sb": lambda: TileConfig(device=devices.ReRAMSoftBounds()),
     "ecram": lambda: TileConfig(device=devices.ECRAM()),
     "capacitor": lambda: TileConfig(device=devices.Capacitor()),
