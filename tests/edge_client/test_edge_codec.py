@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from edge_client.codec import QMAX, quantize_latents, wire_report
 from protos import codec as wire
