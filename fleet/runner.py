@@ -59,11 +59,22 @@ def _spread(values: list[float]) -> dict[str, float]:
     return {"min": float(a.min()), "max": float(a.max()), "std": float(a.std())}
 
 
+def _fresh(out_dir: Path) -> None:
+    """A rerun into the same folder starts from an empty store and fresh client state (only our
+    own sub-folders are removed: a store has latents.sqlite3, client state lives in client-*)."""
+    server, clients = out_dir / "server", out_dir / "clients"
+    if server.is_dir() and (any(server.glob("latents.sqlite3*")) or not any(server.iterdir())):
+        shutil.rmtree(server)
+    if clients.is_dir() and all(p.name.startswith("client-") for p in clients.iterdir()):
+        shutil.rmtree(clients)
+
+
 def run_latent(transport: Any, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer) -> dict[str, Any]:
     """Phases of the latent pipeline: service, train+upload, classifier, per-client evaluation."""
     from fleet.service import LatentService
 
     clf = fleet.classifier_dict()
+    _fresh(out_dir)
     with timer("start_service"):
         service = LatentService(out_dir / "server", clf, fleet.server_mode)
     try:
