@@ -198,14 +198,13 @@ class LatentClient:
             payload_crc32=wire.crc32(payload), payload_bytes=len(payload)))
         wire_bytes = header.ByteSize() + GRPC_FRAME_BYTES
 
+        chunks = [wire.chunk_request(seq, data) for seq, data in enumerate(wire.iter_chunks(payload, chunk_bytes))]
+        wire_bytes += sum(chunk.ByteSize() + GRPC_FRAME_BYTES for chunk in chunks)
+
         def messages() -> Iterator[pb.UploadRequest]:
             yield header
-            for seq, data in enumerate(wire.iter_chunks(payload, chunk_bytes)):
-                yield pb.UploadRequest(chunk=pb.UploadChunk(seq=seq, data=data))
+            yield from chunks
 
-        for seq, data in enumerate(wire.iter_chunks(payload, chunk_bytes)):
-            wire_bytes += pb.UploadRequest(chunk=pb.UploadChunk(seq=seq, data=data)).ByteSize() \
-                + GRPC_FRAME_BYTES
         codes: list[str] = []
         t0 = time.perf_counter()
         ack, attempts = self._call(
