@@ -61,7 +61,8 @@ def _run_fleet(args: argparse.Namespace) -> int:
         print(compare_alignment(fleet, out)["table"])
         print(f"alignment: {out / 'alignment.json'}")
         return 0
-    result = run_fleet(fleet, out)
+    external = (args.latent_address, args.admin_token or "") if args.latent_address else None
+    result = run_fleet(fleet, out, external)
     print((out / "table.txt").read_text(), end="")
     print(f"report: {out / 'report.json'}")
     del result
@@ -70,7 +71,8 @@ def _run_fleet(args: argparse.Namespace) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     args.config = args.config or DEFAULT_CONFIG
-    for flag in ("clients", "partition", "alpha", "alignment", "backend", "server", "seed"):
+    for flag in ("clients", "partition", "alpha", "alignment", "backend", "server", "seed", "latent_address",
+                 "admin_token"):
         setattr(args, flag, None)
     return _run_fleet(args)
 
@@ -101,6 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_fleet_flags(p)
     p.add_argument("--mode", choices=["latent", "fedavg", "both"], help="latent pipeline, FedAvg baseline, or both")
     p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
+    p.add_argument("--latent-address", help="use this running latent service (host:port) instead of starting one")
+    p.add_argument("--admin-token", help="its TrainClassifier admin token (with --latent-address)")
     p.add_argument("--compare-alignment", action="store_true",
                    help="measure none / shared_init / embedding / both against an oracle encoder (in-process)")
     p.set_defaults(func=_run_fleet)

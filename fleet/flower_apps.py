@@ -171,7 +171,9 @@ server_app = ServerApp()
 
 @server_app.main()
 def _server_main(grid: Grid, context: Context) -> None:
-    """`flwr run` entry: run config keys `config` (fleet TOML), `out-dir`, `mode` (optional)."""
+    """`flwr run` entry. Run config keys: `config` (fleet TOML), `out-dir`, `mode`, `num-clients`,
+    and `latent-address` / `admin-token` to use a latent service the devices can reach (on real
+    devices the one this ServerApp would start listens on loopback only)."""
     from pathlib import Path
 
     from fleet.commands import _config_path
@@ -186,4 +188,6 @@ def _server_main(grid: Grid, context: Context) -> None:
         overrides["num_clients"] = int(rc["num-clients"])
     fleet = fleet.with_overrides(**overrides)
     out = Path(str(rc.get("out-dir", "") or f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}"))
-    run_on_grid(grid, fleet, out.resolve())
+    address = str(rc.get("latent-address", "") or "")
+    external = (address, str(rc.get("admin-token", "") or "")) if address else None
+    run_on_grid(grid, fleet, out.resolve(), external)

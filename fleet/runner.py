@@ -69,14 +69,19 @@ def _fresh(out_dir: Path) -> None:
         shutil.rmtree(clients)
 
 
-def run_latent(transport: Any, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer) -> dict[str, Any]:
-    """Phases of the latent pipeline: service, train+upload, classifier, per-client evaluation."""
+def run_latent(transport: Any, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer,
+               external: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Phases of the latent pipeline: service, train+upload, classifier, per-client evaluation.
+    `external` = (address, admin_token) of a running service to use instead of starting one."""
     from fleet.service import LatentService
 
     clf = fleet.classifier_dict()
     _fresh(out_dir)
     with timer("start_service"):
-        service = LatentService(out_dir / "server", clf, fleet.server_mode)
+        if external:
+            service = LatentService.external(*external)
+        else:
+            service = LatentService(out_dir / "server", clf, fleet.server_mode)
     try:
         task = {"fleet": fleet.to_dict(), "server_address": service.address,
                 "state_root": str(out_dir / "clients")}
@@ -185,7 +190,8 @@ def run_fedavg(grid: Any, fleet: FleetConfig, timer: PhaseTimer) -> dict[str, An
     }
 
 
-def execute(fleet: FleetConfig, out_dir: Path, transport: Any, grid: Any = None) -> dict[str, Any]:
+def execute(fleet: FleetConfig, out_dir: Path, transport: Any, grid: Any = None,
+            external: tuple[str, str] | None = None) -> dict[str, Any]:
     """All phases the config asks for, then the report files; returns the report dict."""
     from fleet import report as rep
 
@@ -199,7 +205,7 @@ def execute(fleet: FleetConfig, out_dir: Path, transport: Any, grid: Any = None)
                               "edge_side": _describe_tile(fleet.edge_dict(0).get("analog")),
                               "server_side": _describe_tile(fleet.classifier_dict().get("analog"))}
     if fleet.mode in ("latent", "both"):
-        result["latent"] = run_latent(transport, fleet, out_dir, timer)
+        result["latent"] = run_latent(transport, fleet, out_dir, timer, external)
     if fleet.mode in ("fedavg", "both"):
         if grid is None:
             from fleet.flower_apps import FleetError
@@ -212,12 +218,13 @@ def execute(fleet: FleetConfig, out_dir: Path, transport: Any, grid: Any = None)
     return result
 
 
-def run_on_grid(grid: Any, fleet: FleetConfig, out_dir: Path) -> dict[str, Any]:
+def run_on_grid(grid: Any, fleet: FleetConfig, out_dir: Path,
+                external: tuple[str, str] | None = None) -> dict[str, Any]:
     """The ServerApp body: Flower transport over the grid, then `execute`."""
     from fleet.flower_apps import FlowerTransport
 
     transport = FlowerTransport(grid, fleet.num_clients) if fleet.mode != "fedavg" else None
-    return execute(fleet, out_dir, transport, grid)
+    return execute(fleet, out_dir, transport, grid, external)
 
 
 def ray_backend_config(fleet: FleetConfig) -> dict[str, Any]:
@@ -227,18 +234,19 @@ def ray_backend_config(fleet: FleetConfig) -> dict[str, Any]:
             "init_args": {"num_cpus": cpus, "num_gpus": 0, "include_dashboard": False}}
 
 
-def run_fleet(fleet: FleetConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Run one fleet (simulated with Flower + Ray, or local) and return its report."""
+def run_fleet(fleet: FleetConfig, out_dir: str | Path, external: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Run one fleet (simulated with Flower + Ray, or local) and return its report.
+    `external` = (address, admin_token) of a running latent service to use instead of starting one."""
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if fleet.backend == "local":
         from fleet.flower_apps import LocalTransport
 
-        return execute(fleet, out, LocalTransport(fleet.num_clients))
-    return _simulate(fleet, out)
+        return execute(fleet, out, LocalTransport(fleet.num_clients), external=external)
+    return _simulate(fleet, out, external)
 
 
-def _simulate(fleet: FleetConfig, out: Path) -> dict[str, Any]:
+def _simulate(fleet: FleetConfig, out: Path, external: tuple[str, str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
@@ -255,7 +263,7 @@ def _simulate(fleet: FleetConfig, out: Path) -> dict[str, Any]:
 
     def main(grid: Any, context: Any) -> None:
         try:
-            sink["report"] = run_on_grid(grid, fleet, out)
+            sink["report"] = run_on_grid(grid, fleet, out, external)
         except BaseException as exc:  # surfaced below with its own message, not Flower's
             errors.append(exc)
 

@@ -43,6 +43,17 @@ class LatentService:
         else:
             raise ValueError(f"server: got {mode!r}, must be inprocess or subprocess")
 
+    @classmethod
+    def external(cls, address: str, admin_token: str = "", store_dir: str | Path = "") -> "LatentService":
+        """An already running service (e.g. `analog-edge serve` on a host the devices can reach):
+        the fleet only talks to it and never stops it."""
+        self = cls.__new__(cls)
+        self.store_dir, self.mode, self.admin_token = Path(store_dir or "."), "external", admin_token
+        self._handle = self._proc = self._tmp = self._pid = None
+        self.address = address
+        wait_ready(address)
+        return self
+
     def _server_dict(self, classifier: dict[str, Any]) -> dict[str, Any]:
         clf = {k: v for k, v in classifier.items() if v is not None}
         return {"host": "127.0.0.1", "port": 0, "store": str(self.store_dir),
