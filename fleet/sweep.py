@@ -287,7 +287,7 @@ def plot_sweep(rows: list[dict], refs: dict, path: Path, subtitle: str) -> None:
     if "fedavg" in refs:
         fa = refs["fedavg"]
         ax.plot([fa["compression_wire"]], [100 * fa["accuracy"]], "*", color="crimson", ms=14,
-                label=f"FedAvg, {fa['rounds']} rounds (raw data / bytes both ways)")
+                label=f"FedAvg, {fa['rounds']} rounds: {100 * fa['accuracy']:.1f}% (x = raw data / bytes both ways)")
     ax.set_xscale("log")
     ax.set_xlabel("compression: raw image bytes / bytes on the wire (log)")
     ax.set_ylabel("fleet accuracy, per-client test splits (%)")
