@@ -217,7 +217,7 @@ class TikiTakaState(AlgorithmState):
         key = tuple((t.data_ptr(), t._version) for t in (self.main.weight, self.fast.weight, self.reference))
         cached = getattr(self, "_w_eff", None)
         if cached is None or cached[0] != key:
-            cached = (key, self.main.weight + g * self.residual())
+            cached = (key, torch.add(self.main.weight, self.fast.weight, alpha=g).sub_(self.reference, alpha=g))
             self._w_eff = cached
         return cached[1]
 
