@@ -126,16 +126,23 @@ class TikiTaka(Algorithm):
 class TTv2(TikiTaka):
     """Tiki-Taka v2: reads of P accumulate in a digital buffer H; a pulse to W fires only where
     ``|H| >= threshold * dw_min(W)``. ``buffer_bits``: keep H in signed fixed point (``buffer_int_bits``
-    of them integer incl. sign, in units of the threshold) with stochastic rounding; None = float32."""
+    of them integer incl. sign, in units of the threshold) with stochastic rounding; None = float32.
+    ``chop_probability`` > 0: chopped TTv2 (Rasch et al. 2023) -- each input column of P carries a
+    sign c in {+1, -1} (the gradient goes in as c*x, the read comes out times c) that flips with this
+    probability after the column's transfer, so P's offset (its drift to the symmetric point)
+    averages out of H instead of being written into W."""
 
     buffer_decay: float = 0.0
     threshold: float = 1.0
     max_pulses: int = 1
     buffer_bits: int | None = None
     buffer_int_bits: int = 4
+    chop_probability: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        object.__setattr__(self, "chop_probability", _num("chop_probability", self.chop_probability, 0.0,
+                                                          high=1.0))
         object.__setattr__(self, "buffer_decay", _num("buffer_decay", self.buffer_decay, 0.0, high=1.0,
                                                       high_open=True))
         object.__setattr__(self, "threshold", _num("threshold", self.threshold, 0.0, low_open=True))
@@ -184,6 +191,7 @@ class TikiTakaState(AlgorithmState):
         self.fast = PulsedArray(out_features, in_features, fast_device, tile_config.update, generator)
         self.main = PulsedArray(out_features, in_features, tile_config.device, tile_config.update, generator)
         self.register_buffer("reference", torch.zeros(out_features, in_features))
+        self.register_buffer("chopper", torch.ones(in_features))   # per-column sign of P (chopped TTv2)
         self.steps = 0          # optimizer updates seen
         self.next_column = 0    # next column of P to transfer
         self.transfers = 0
@@ -204,6 +212,10 @@ class TikiTakaState(AlgorithmState):
         self._w_eff = None  # .to()/.cuda()/.double(): new tensors, drop the cached effective weight
         return super()._apply(fn, *args, **kwargs)
 
+    @property
+    def _chopping(self) -> bool:
+        return getattr(self.algorithm, "chop_probability", 0.0) > 0.0
+
     def residual(self) -> Tensor:
         """P - R: what a (noise-free) read of the fast array returns."""
         return self.fast.weight - self.reference
@@ -214,10 +226,15 @@ class TikiTakaState(AlgorithmState):
         g = self.algorithm.gamma
         if g == 0.0:
             return self.main.weight
-        key = tuple((t.data_ptr(), t._version) for t in (self.main.weight, self.fast.weight, self.reference))
+        key = tuple((t.data_ptr(), t._version)
+                    for t in (self.main.weight, self.fast.weight, self.reference, self.chopper))
         cached = getattr(self, "_w_eff", None)
         if cached is None or cached[0] != key:
-            cached = (key, torch.add(self.main.weight, self.fast.weight, alpha=g).sub_(self.reference, alpha=g))
+            if self._chopping:
+                w = self.main.weight + g * self.residual() * self.chopper
+            else:
+                w = torch.add(self.main.weight, self.fast.weight, alpha=g).sub_(self.reference, alpha=g)
+            cached = (key, w)
             self._w_eff = cached
         return cached[1]
 
@@ -250,7 +267,7 @@ class TikiTakaState(AlgorithmState):
     @torch.no_grad()
     def update(self, x: Tensor, d: Tensor, lr: float) -> PulseStats:
         """Pulse the gradient into P; every ``transfer_every`` updates transfer the next columns."""
-        stats = self.fast.pulse_update(x, d, lr)
+        stats = self.fast.pulse_update(x * self.chopper if self._chopping else x, d, lr)
         self.steps += 1
         if self.steps % self.algorithm.transfer_every == 0:
             self.transfer()
@@ -368,6 +385,11 @@ class BufferedTransferState(TikiTakaState):
 
     def _write(self, cols: Tensor, read: Tensor) -> None:
         a = self.algorithm
+        if self._chopping:
+            read = read * self.chopper[cols][:, None]                         # undo the column's sign
+            flip = torch.rand(len(cols), generator=self.generator(read.device), device=read.device) \
+                < a.chop_probability
+            self.chopper[cols] = torch.where(flip, -self.chopper[cols], self.chopper[cols])
         h = self.buffer[:, cols]                                             # (out, k)
         h = (1.0 - a.buffer_decay) * h + (a.buffer_gain() * a.transfer_lr / self.pulse_size) * read.t()
         if a.buffer_bits is not None:

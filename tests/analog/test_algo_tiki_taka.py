@@ -234,3 +234,26 @@ def test_transfer_reads_p_through_the_periphery():
     exact = _state(algorithms.TikiTaka(gamma=0.0), out=500, inp=4)
     exact.fast.program(pattern)
     assert torch.allclose(exact.read_columns(torch.tensor([2, 0])).t(), pattern[:, [2, 0]])
+
+
+def test_chopper_keeps_p_offset_out_of_w():
+    """A constant offset of P (no zero-shift) is written into W by TTv2; the chopper averages it out."""
+    dw = 0.01
+    drift = {}
+    for p in (0.0, 0.5):
+        algo = algorithms.TTv2(gamma=0.0, transfer_lr=1.0, max_pulses=1, chop_probability=p)
+        st = _state(algo, out=64, inp=1, device=_clean(dw_min=dw), seed=1)
+        st.main.program(torch.zeros(64, 1))
+        st.fast.program(torch.full((64, 1), 0.5 * dw))             # half a pulse of offset per read
+        for _ in range(200):
+            st.transfer()
+        drift[p] = float(st.main.weight.mean())
+    assert abs(drift[0.0] - 100 * dw) < 1e-6                          # 200 reads x 0.5 = 100 pulses
+    assert abs(drift[0.5]) < 15 * dw                                  # a zero-mean random walk instead
+    # the gradient still arrives with its sign: chopped P learns like plain P through the layer
+    algo = algorithms.TTv2(gamma=1.0, transfer_every=100, chop_probability=0.5)
+    st = _state(algo, out=2, inp=3, device=_clean(dw_min=0.001))
+    st.chopper.copy_(torch.tensor([1.0, -1.0, 1.0]))
+    st.update(torch.ones(1, 3), torch.ones(1, 2), lr=0.01)
+    assert (st.residual()[:, 1] > 0).all() and (st.residual()[:, [0, 2]] < 0).all()  # stored with c
+    assert (st.effective_weight() < 0).all()                         # read back times c: against the gradient
