@@ -72,19 +72,21 @@ def format_table(result: dict[str, Any]) -> str:
     head = (f"fleet {result['name']}: {result['num_clients']} clients on {result['dataset']}, "
             f"{result['partition']}, alignment={result['alignment']}, "
             f"edge={_side(result['edge_side'])}, server={_side(result['server_side'])}")
-    rows = [["pipeline", "accuracy", "client min..max", "bytes up", "bytes down", "raw/wire", "recon MSE"]]
+    rows = [["pipeline", "accuracy", "client min..max", "bytes up", "bytes down", "pixels/d", "raw/wire",
+             "recon MSE"]]
     lat = result.get("latent")
     if lat:
         sp = lat["accuracy_spread"]
         rows.append([f"latent d={lat['latent_dim']} {lat['bits']}-bit", _pct(lat["accuracy"]),
                      f"{_pct(sp['min'])}..{_pct(sp['max'])}", _fmt_bytes(lat["bytes_up"]),
-                     _fmt_bytes(lat["bytes_down"]), f"{lat['compression_raw_over_wire']:.1f}x",
+                     _fmt_bytes(lat["bytes_down"]), f"{lat['compression_pixels_per_latent']:.1f}",
+                     f"{lat['compression_raw_over_wire']:.1f}x",
                      f"{lat['recon_mse']:.4f}"])
     fa = result.get("fedavg")
     if fa:
         sp = fa["accuracy_spread"]
         rows.append([f"FedAvg {fa['rounds']} rounds", _pct(fa["accuracy"]), f"{_pct(sp['min'])}..{_pct(sp['max'])}",
-                     _fmt_bytes(fa["bytes_up"]), _fmt_bytes(fa["bytes_down"]), "-", "-"])
+                     _fmt_bytes(fa["bytes_up"]), _fmt_bytes(fa["bytes_down"]), "-", "-", "-"])
     parts = [head, _grid(rows)]
     if lat:
         crow = [["client", "rows", "stored", "test", "accuracy", "wire bytes", "B/sample", "recon MSE"]]
@@ -142,7 +144,7 @@ def plot_report(result: dict[str, Any], out_dir: Path) -> None:
         ax.plot([p["bytes_total"] for p in fa["curve"]], [100 * p["accuracy"] for p in fa["curve"]],
                 "o-", label="FedAvg (after each round)")
         if lat:
-            ax.plot([lat["bytes_up"] + lat["bytes_down"]], [100 * lat["accuracy"]], "*", ms=14,
+            ax.plot([lat["bytes_up"] + (lat["bytes_down"] or 0)], [100 * lat["accuracy"]], "*", ms=14,
                     label=f"latent pipeline (d={lat['latent_dim']}, {lat['bits']}-bit)")
         ax.set_xscale("log")
         ax.set_xlabel("total bytes communicated, both directions")

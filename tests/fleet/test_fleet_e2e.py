@@ -72,6 +72,7 @@ def test_latent_fleet_on_digits_end_to_end(tmp_path):
     assert "client-002" in (tmp_path / "table.txt").read_text()
     assert FleetConfig.from_toml(tmp_path / "config.toml") == fleet
     assert (tmp_path / "accuracy_per_client.png").stat().st_size > 1000
+    assert not (tmp_path / "plot_error.txt").exists()
 
 
 def test_fedavg_two_clients_two_rounds(tmp_path):
@@ -89,3 +90,5 @@ def test_fedavg_two_clients_two_rounds(tmp_path):
     assert model_bytes * up_copies <= fa["bytes_up"] < 1.05 * model_bytes * up_copies
     assert model_bytes * down_copies <= fa["bytes_down"] < 1.05 * model_bytes * down_copies
     assert fa["curve"][-1]["bytes_total"] == fa["bytes_up"] + fa["bytes_down"]
+    assert (tmp_path / "accuracy_vs_bytes.png").stat().st_size > 1000
+    assert not (tmp_path / "plot_error.txt").exists()
