@@ -47,7 +47,7 @@ def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, ser
                                num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id),
                                progress=progress)
     summary = dict(summary)
-    summary.update(partition_id=partition_id, client_id=client_name(partition_id),
+    summary.update(partition_id=partition_id, num_partitions=num_partitions, client_id=client_name(partition_id),
                    wall_s=time.perf_counter() - t0)
     return summary
 

@@ -69,6 +69,20 @@ def _fresh(out_dir: Path) -> None:
         shutil.rmtree(clients)
 
 
+def _check_partitions(fleet: FleetConfig, uploads: list[dict]) -> None:
+    """Every node must hold a distinct partition of the same num_clients-way split."""
+    from fleet.flower_apps import FleetError
+
+    wrong = [u for u in uploads if int(u.get("num_partitions", fleet.num_clients)) != fleet.num_clients]
+    if wrong:
+        raise FleetError(f"node_config.num-partitions: got {wrong[0]['num_partitions']} on {wrong[0]['client_id']}, "
+                         f"but fleet.num_clients is {fleet.num_clients}; start that many SuperNodes "
+                         "(num-supernodes / --num-clients) with matching partitions")
+    ids = sorted(int(u["partition_id"]) for u in uploads)
+    if ids != list(range(fleet.num_clients)):
+        raise FleetError(f"node_config.partition-id: got {ids}, must be each of 0..{fleet.num_clients - 1} once")
+
+
 def run_latent(transport: Any, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer,
                external: tuple[str, str] | None = None) -> dict[str, Any]:
     """Phases of the latent pipeline: service, train+upload, classifier, per-client evaluation.
@@ -87,6 +101,7 @@ def run_latent(transport: Any, fleet: FleetConfig, out_dir: Path, timer: PhaseTi
                 "state_root": str(out_dir / "clients")}
         with timer("clients_train_upload"):
             uploads = transport.broadcast("train", task, "edge: train AE + upload")
+        _check_partitions(fleet, uploads)
         with timer("server_status"):
             status = service.status()
         with timer("classifier_train"):
