@@ -7,7 +7,7 @@
     opt = analog.AnalogOptimizer(model.parameters(), lr=0.05)
 """
 from analog import algorithms, devices, rounding
-from analog.config import IOConfig, TileConfig, UpdateConfig
+from analog.config import IOConfig, MappingConfig, TileConfig, UpdateConfig
 from analog.mvm import noisy_mvm
 from analog.pulsed import PulsedArray, PulseStats
 from analog.tile import AnalogTile
@@ -20,6 +20,6 @@ from analog._rng import reset_layer_counter
 
 __all__ = [
     "AnalogConv2d", "AnalogLinear", "AnalogOptimizer", "AnalogParameter", "AnalogTile", "IOConfig",
-    "PulseStats", "PulsedArray", "TileConfig", "UpdateConfig", "algorithms", "convert_to_analog", "devices",
+    "MappingConfig", "PulseStats", "PulsedArray", "TileConfig", "UpdateConfig", "algorithms", "convert_to_analog", "devices",
     "inference", "noisy_mvm", "presets", "quantize_fixed", "reset_layer_counter", "rounding", "stochastic_round", "tile_of",
 ]

@@ -182,12 +182,76 @@ class UpdateConfig:
 
 
 @dataclass(frozen=True)
+class MappingConfig:
+    """Weight scaling: map each tile's weights onto the conductance range with a digital output scale
+    (aihwkit's MappingParameter ``weight_scaling_omega`` / ``weight_scaling_columnwise``).
+
+    Off by default (``weight_scaling_omega=None``): the weights are the conductances, as before.
+    On: when the tile is programmed (layer init, set_weights, from_digital) it picks per output
+    column j (``per_column=True``; per tile otherwise) a scale ``s_j = max_i |W_ji| / (omega * g)``
+    and programs ``W / s`` onto the devices, so the largest weight sits at ``omega * g``, where
+    g = min(w_max, -w_min) is the device's nominal bound (1.0 for the unbounded Ideal device).
+    omega is a *fraction of the bound* (aihwkit's omega is an absolute weight value on a
+    normalized range; here omega=1 puts max|W| on the nominal bound, where soft-bounds devices stop
+    responding and device-to-device bound spread clips -- 0.5..0.8 leaves headroom to learn).
+    The forward pass returns ``s * noisy_mvm(x, W_analog)`` (output noise and ADC steps shrink by s),
+    backward computes ``W_analog^T (s * d)``, and the pulsed update gets ``d / s`` (see AnalogTile).
+    The scales stay fixed while training; ``remap_every`` = k re-derives them from the effective
+    weights every k optimizer steps and re-programs the tile (a full re-programming on hardware).
+    """
+
+    weight_scaling_omega: float | None = None
+    per_column: bool = True
+    remap_every: int | None = None
+
+    def __post_init__(self) -> None:
+        omega = self.weight_scaling_omega
+        if isinstance(omega, str) and omega.lower() in _OFF:
+            omega = None
+        if omega is not None:
+            if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not math.isfinite(omega):
+                raise ValueError(f"weight_scaling_omega: got {omega!r}, must be a number in (0, 1] or 'off'")
+            if not 0.0 < omega <= 1.0:
+                raise ValueError(f"weight_scaling_omega: got {omega}, must be > 0 and <= 1 "
+                                 "(a fraction of the device bound) or 'off'")
+            omega = float(omega)
+        object.__setattr__(self, "weight_scaling_omega", omega)
+        if not isinstance(self.per_column, bool):
+            raise ValueError(f"per_column: got {self.per_column!r}, must be true or false")
+        remap = self.remap_every
+        if isinstance(remap, str) and remap.lower() in _OFF:
+            remap = None
+        if remap is not None and (isinstance(remap, bool) or not isinstance(remap, int) or remap < 1):
+            raise ValueError(f"remap_every: got {remap!r}, must be an integer >= 1 or 'off'")
+        if remap is not None and omega is None:
+            raise ValueError(f"remap_every: got {remap}, needs weight_scaling_omega set (mapping is off)")
+        object.__setattr__(self, "remap_every", remap)
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight_scaling_omega is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> "MappingConfig":
+        _check_keys(cls, data, prefix)
+        try:
+            return cls(**dict(data))
+        except ValueError as exc:
+            raise ValueError(f"{prefix}{exc}") from None
+
+
+@dataclass(frozen=True)
 class TileConfig:
     """Everything one analog tile needs: device, training algorithm, forward/backward periphery, update.
 
     The defaults are aihwkit's SingleRPUConfig: a ConstantStep device with the reference values
     (dw_min 1e-3, bounds +-0.6, 30% device-to-device and cycle-to-cycle spread) and the reference
     periphery on both passes (7-bit DAC, 9-bit ADC, out_noise 0.06, out_bound 12).
+    mapping: weight scaling onto the conductance range with digital output scales (MappingConfig;
+    off by default).
     analog_bias: the bias is an extra input column of the tile (input 1, as hardware does) instead of
     a digital vector added after the ADC. seed: tile randomness (device variation, noise, pulses);
     None draws a seed from torch's global RNG, so torch.manual_seed(s) makes a model reproducible.
@@ -198,6 +262,7 @@ class TileConfig:
     forward: IOConfig = field(default_factory=IOConfig)
     backward: IOConfig = field(default_factory=IOConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
     analog_bias: bool = False
     seed: int | None = None
 
@@ -206,7 +271,8 @@ class TileConfig:
             raise ValueError(f"device: got {type(self.device).__name__}, must be an analog.devices.Device")
         if not isinstance(self.algorithm, Algorithm):
             raise ValueError(f"algorithm: got {type(self.algorithm).__name__}, must be an analog.algorithms.Algorithm")
-        for name, cls in (("forward", IOConfig), ("backward", IOConfig), ("update", UpdateConfig)):
+        for name, cls in (("forward", IOConfig), ("backward", IOConfig), ("update", UpdateConfig),
+                          ("mapping", MappingConfig)):
             if not isinstance(getattr(self, name), cls):
                 raise ValueError(f"{name}: got {type(getattr(self, name)).__name__}, must be {cls.__name__}")
         if not isinstance(self.analog_bias, bool):
@@ -230,6 +296,7 @@ class TileConfig:
             "forward": self.forward.to_dict(),
             "backward": self.backward.to_dict(),
             "update": self.update.to_dict(),
+            "mapping": self.mapping.to_dict(),
             "analog_bias": self.analog_bias,
         }
         if self.seed is not None:
@@ -270,6 +337,8 @@ class TileConfig:
                 kwargs[name] = IOConfig.from_dict(data[name], prefix=f"{name}.")
         if "update" in data:
             kwargs["update"] = UpdateConfig.from_dict(data["update"], prefix="update.")
+        if "mapping" in data:
+            kwargs["mapping"] = MappingConfig.from_dict(data["mapping"], prefix="mapping.")
         for name in ("analog_bias", "seed"):
             if name in data:
                 kwargs[name] = data[name]

@@ -114,7 +114,7 @@ def drift_to(model: nn.Module, t_seconds: float) -> list[float]:
         t = max(float(t_seconds), state.config.t0)
         w_t = state.w_prog * torch.pow(torch.tensor(t / state.config.t0, dtype=state.w_prog.dtype,
                                                     device=state.w_prog.device), -state.nu)
-        tile.set_weights(w_t)
+        tile.set_weights(w_t, remap=False)      # drift moves conductances; mapping scales stay
         scale = 1.0
         if state.config.drift_compensation:
             now = _probe_norm(w_t)

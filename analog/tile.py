@@ -2,9 +2,22 @@
 
 It owns the config, the algorithm state (the crossbar arrays), the tile's random generator, the
 forward/backward noisy MVMs, and the (x, d) pairs recorded by backward for the next optimizer step.
+
+Weight mapping (``TileConfig.mapping``, off by default): the devices hold W_a = W / s and a
+digital scale s_j per output column (or one per tile) sits after the ADC, so the effective weight
+is W = s * W_a (row-wise). With y = s * (W_a x) and loss gradient d = dL/dy:
+  forward   y   = s * noisy_mvm(x, W_a)                  (noise and ADC steps shrink by s)
+  backward  dx  = W^T d = noisy_mvm(s * d, W_a^T)        (s applied digitally before the DAC)
+  update    we want W <- W - lr d x^T (the optimizer's lr in effective-weight units), so
+            W_a <- W_a - lr (d / s) x^T: the algorithm state receives d / s.
+One effective step of a device is then s * dw_min: small weights mapped up (s < 1) get finer
+steps, i.e. the update resolution follows the weights. The algorithms see only analog-domain
+quantities (program(W / s), update(x, d / s, lr), effective_weight() = W_a), so Tiki-Taka & co.
+scale their effective analog weight W_main + gamma P as a whole and need no change.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -12,7 +25,20 @@ from torch import Tensor, nn
 
 from analog._rng import generator_on, make_generator, resolve_seed
 from analog.config import TileConfig
+from analog.devices import Device
 from analog.mvm import noisy_mvm
+
+
+def mapping_range(device: Device) -> float:
+    """g, the analog value max|W| maps to at omega = 1: the device's nominal bound
+    min(w_max, -w_min), or 1.0 (aihwkit's normalized range) for the unbounded Ideal device."""
+    if device.is_ideal or not (math.isfinite(device.w_max) and math.isfinite(device.w_min)):
+        return 1.0
+    g = min(device.w_max, -device.w_min)
+    if not g > 0:
+        raise ValueError(f"mapping.weight_scaling_omega: the device range [{device.w_min}, {device.w_max}] "
+                         "must contain 0 to map signed weights onto it")
+    return g
 
 
 class AnalogTile(nn.Module):
@@ -37,10 +63,20 @@ class AnalogTile(nn.Module):
         self._bound: tuple[Any, ...] = ()
         #: digital rescaling of the outputs after the ADC (global drift compensation, analog.inference)
         self.output_scale: float = 1.0
+        mapping = config.mapping
+        self.mapped = mapping.enabled
+        if self.mapped:
+            #: analog value the largest |weight| of a column is programmed to: omega * nominal bound
+            self.map_target = float(mapping.weight_scaling_omega) * mapping_range(config.device)
+            #: digital per-output scales s (out,): effective weight = s[:, None] * analog weight
+            self.register_buffer("out_scale", torch.ones(out_features))
+            if mapping.remap_every is not None:
+                self.register_buffer("map_steps", torch.zeros((), dtype=torch.long))
 
     def extra_repr(self) -> str:
+        mapped = f", weight_scaling_omega={self.config.mapping.weight_scaling_omega}" if self.mapped else ""
         return (f"{self.out_features}x{self.in_features}, device={type(self.config.device).__name__}, "
-                f"algorithm={type(self.config.algorithm).__name__}")
+                f"algorithm={type(self.config.algorithm).__name__}{mapped}")
 
     # ------------------------------------------------------------------ randomness
     def generator(self, device: torch.device) -> torch.Generator:
@@ -48,20 +84,31 @@ class AnalogTile(nn.Module):
         return self._generator
 
     # ------------------------------------------------------------------ MVMs
-    def effective_weight(self) -> Tensor:
-        """The (out, in) weights the MVMs read (without read noise)."""
+    def analog_weight(self) -> Tensor:
+        """The (out, in) weights in conductance units, as the devices hold them (no read noise)."""
         return self.algorithm_state.effective_weight()
 
+    def effective_weight(self) -> Tensor:
+        """The (out, in) weights the layer computes with: the analog weights times the mapping
+        scales (the analog weights themselves when mapping is off)."""
+        w = self.algorithm_state.effective_weight()
+        return w * self.out_scale[:, None] if self.mapped else w
+
     def forward_mvm(self, x: Tensor) -> Tensor:
-        """y = W x through the forward periphery. x: (N, in)."""
-        w = self.effective_weight()
+        """y = s * (W_a x) through the forward periphery. x: (N, in)."""
+        w = self.analog_weight()
         y = noisy_mvm(x.to(w.dtype), w, self.config.forward, self.generator(w.device))
+        if self.mapped:
+            y = y * self.out_scale
         return y if self.output_scale == 1.0 else y * self.output_scale
 
     def backward_mvm(self, d: Tensor) -> Tensor:
-        """g = W^T d through the backward periphery. d: (N, out)."""
-        w = self.effective_weight()
-        g = noisy_mvm(d.to(w.dtype), w.t(), self.config.backward, self.generator(w.device))
+        """g = W^T d = W_a^T (s * d) through the backward periphery. d: (N, out)."""
+        w = self.analog_weight()
+        d = d.to(w.dtype)
+        if self.mapped:
+            d = d * self.out_scale
+        g = noisy_mvm(d, w.t(), self.config.backward, self.generator(w.device))
         return g if self.output_scale == 1.0 else g * self.output_scale
 
     # ------------------------------------------------------------------ update
@@ -78,8 +125,16 @@ class AnalogTile(nn.Module):
 
     @torch.no_grad()
     def update(self, x: Tensor, d: Tensor, lr: float) -> Any:
-        """Hand one step's (x, d, lr) to the algorithm, then refresh the layer's mirrored parameters."""
+        """Hand one step's (x, d, lr) to the algorithm, then refresh the layer's mirrored parameters.
+        With mapping the algorithm gets d / s: the analog step that moves s * W_a by -lr d x^T."""
+        if self.mapped:
+            d = d / self.out_scale.to(d)
         result = self.algorithm_state.update(x, d, lr)
+        if self.mapped and self.config.mapping.remap_every is not None:
+            self.map_steps += 1
+            if int(self.map_steps) % self.config.mapping.remap_every == 0:
+                self.set_weights(self.effective_weight().clone())    # re-derive s, re-program W / s
+                return result
         self.sync_parameters()
         return result
 
@@ -98,18 +153,35 @@ class AnalogTile(nn.Module):
 
     # ------------------------------------------------------------------ weights
     def get_weights(self) -> Tensor:
-        """A copy of the (out, in) weights the forward pass reads."""
+        """A copy of the (out, in) effective weights the forward pass reads (s * W_a when mapped)."""
         return self.effective_weight().detach().clone()
 
+    def mapping_scales(self, w: Tensor) -> Tensor:
+        """The digital scales (out,) that map w's largest |weight| per column (or per tile) onto
+        omega * the device bound. An all-zero column takes the tile's scale; an all-zero tile 1."""
+        m = w.abs().amax(dim=1)
+        top = m.amax() if m.numel() else m.new_zeros(())
+        if not self.config.mapping.per_column:
+            m = top.expand_as(m)
+        m = torch.where(m > 0, m, top)
+        return torch.where(m > 0, m / self.map_target, torch.ones_like(m))
+
     @torch.no_grad()
-    def set_weights(self, w: Tensor) -> None:
-        """Program the tile (clipped to the device bounds)."""
+    def set_weights(self, w: Tensor, remap: bool = True) -> None:
+        """Program the tile with effective weights w (clipped to the device bounds). With mapping,
+        ``remap`` derives new scales from w first (programming); remap=False keeps the current
+        scales and programs w / s (e.g. conductance drift, which does not change the periphery)."""
         w = torch.as_tensor(w)
         if w.shape != (self.out_features, self.in_features):
             raise ValueError(f"w: got shape {tuple(w.shape)}, must be ({self.out_features}, {self.in_features})")
         if not bool(torch.isfinite(w).all()):
             raise ValueError("w: got non-finite values, must be finite")
-        self.algorithm_state.program(w.to(self.effective_weight()))
+        w = w.to(self.analog_weight())
+        if self.mapped:
+            if remap:
+                self.out_scale.copy_(self.mapping_scales(w))
+            w = w / self.out_scale[:, None]
+        self.algorithm_state.program(w)
         self.sync_parameters()
 
     def bind_parameters(self, weight: nn.Parameter, bias: nn.Parameter | None, n_in: int) -> None:
