@@ -223,3 +223,18 @@ def test_mapping_config_round_trips_through_dict_and_toml():
     assert preset.mapping.enabled and isinstance(preset.device, devices.SoftBounds)
     off = analog.TileConfig.from_dict({"preset": "softbounds-mapped", "mapping": {"weight_scaling_omega": "off"}})
     assert not off.mapping.enabled
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_mapped_tile_on_cuda_matches_cpu_scales_and_trains():
+    cfg = _mapped(analog.TileConfig(device=devices.SoftBounds(), seed=0), 0.5, remap_every=2)
+    layer = analog.AnalogLinear(6, 4, config=cfg)
+    s_cpu = layer.tile.out_scale.clone()
+    layer = layer.cuda()
+    assert layer.tile.out_scale.is_cuda and torch.equal(layer.tile.out_scale.cpu(), s_cpu)
+    opt = analog.AnalogOptimizer(layer.parameters(), lr=0.05)
+    for _ in range(3):
+        opt.zero_grad()
+        layer(torch.rand(8, 6, device="cuda")).square().sum().backward()
+        opt.step()
+    assert layer.get_weights().is_cuda and torch.equal(layer.weight.detach(), layer.get_weights())
