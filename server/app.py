@@ -160,6 +160,10 @@ def start_server(cfg: ServerConfig) -> ServerHandle:
 def serve(cfg: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then stop gracefully; the exit code is 0."""
     setup_logging(cfg.log_level)
+    if cfg.torch_threads:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     if not keep_heap_warm():
         log.info("mallopt unavailable: large buffers are returned to the OS after each upload")
     handle = start_server(cfg)

@@ -178,6 +178,8 @@ class ServerConfig:
     tls_key: str | None = None
     tls_client_ca: str | None = None       # set = require client certificates (mutual TLS)
     grace_seconds: float = 10.0            # SIGTERM: in-flight RPCs get this long to finish
+    torch_threads: int = 1                 # intra-op threads for training/Classify (0 = torch's default);
+                                           # on a small shared host more threads spin against each other
     log_level: str = "INFO"
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
@@ -209,6 +211,7 @@ class ServerConfig:
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("tls_client_ca: needs tls_cert and tls_key")
         _num("grace_seconds", self.grace_seconds, 0.0, 3600.0)
+        _int("torch_threads", self.torch_threads, 0, 1024)
         if not isinstance(self.log_level, str) or self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log_level: got {self.log_level!r}, must be one of {', '.join(LOG_LEVELS)}")
         self.log_level = self.log_level.upper()

@@ -13,6 +13,7 @@ from server.store import LatentStore, QuotaExceeded, StoreError
 @pytest.mark.parametrize("kw,match", [
     ({"port": 70000}, "port: got 70000"),
     ({"max_workers": 0}, "max_workers: got 0"),
+    ({"torch_threads": -1}, "torch_threads: got -1"),
     ({"log_level": "LOUD"}, "log_level"),
     ({"tls_cert": "/nonexistent.pem"}, "tls_cert/tls_key: set both"),
     ({"admin_token": "has space"}, "admin_token"),
