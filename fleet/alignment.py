@@ -6,10 +6,13 @@ This runs the latent pipeline (in-process clients) under:
   shared_init            (a) same AE initial weights on every client
   embedding              (b) independent init, per-client embedding beside z in the classifier
   shared_init+embedding  (a) + (b)
+  adapter                (c) independent init, per-client affine head A_c z + b_c before a shared trunk
+  shared_init+adapter    (a) + (c)
   oracle                 one encoder trained on the pooled training splits of all clients
                          (what a central party with all images could do), copied to every client
 and reports the honest fleet accuracy of each (per-client test splits, own encoder, Classify).
-Embedding variants reuse the stores of their AE-only twins: only the classifier is retrained.
+Embedding and adapter variants reuse the stores of their AE-only twins (same encoders, same
+uploaded latents): only the classifier is retrained.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import numpy as np
 
 from fleet.config import FleetConfig
 
-OPTIONS = ("none", "shared_init", "embedding", "shared_init+embedding", "oracle")
+OPTIONS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter", "oracle")
 
 
 def _reclassify(fleet: FleetConfig, run_dir: Path) -> dict[str, Any]:
@@ -98,8 +101,8 @@ def compare_alignment(fleet: FleetConfig, out_dir: str | Path) -> dict[str, Any]
         t0 = time.perf_counter()
         if opt == "oracle":
             lat = _oracle(base.with_overrides(alignment="shared_init"), out / opt)
-        elif opt.endswith("embedding"):
-            twin = "none" if opt == "embedding" else "shared_init"
+        elif opt.endswith(("embedding", "adapter")):
+            twin = "shared_init" if opt.startswith("shared_init") else "none"
             rows[opt] = {**_reclassify(base.with_overrides(alignment=opt), out / twin),
                          "recon_mse": rows[twin]["recon_mse"], "seconds": time.perf_counter() - t0}
             continue

@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+from fleet.config import ALIGNMENTS
+
 DEFAULT_CONFIG = "configs/quickstart.toml"
 
 
@@ -23,7 +25,7 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clients", type=int, help="number of edge clients (overrides fleet.num_clients)")
     p.add_argument("--partition", choices=["iid", "dirichlet"], help="IID or Dirichlet non-IID partitions")
     p.add_argument("--alpha", type=float, help="Dirichlet concentration (with --partition dirichlet)")
-    p.add_argument("--alignment", choices=["none", "shared_init", "embedding", "shared_init+embedding"],
+    p.add_argument("--alignment", choices=list(ALIGNMENTS),
                    help="how client latent spaces are aligned (DESIGN.md section 1)")
     p.add_argument("--backend", choices=["ray", "local"], help="ray: Flower simulation; local: in-process")
     p.add_argument("--server", choices=["auto", "inprocess", "subprocess"], help="how the latent service runs")
@@ -106,7 +108,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-address", help="use this running latent service (host:port) instead of starting one")
     p.add_argument("--admin-token", help="its TrainClassifier admin token (with --latent-address)")
     p.add_argument("--compare-alignment", action="store_true",
-                   help="measure none / shared_init / embedding / both against an oracle encoder (in-process)")
+                   help="measure none / shared_init / embedding / adapter (and combinations) against an "
+                        "oracle encoder (in-process)")
     p.set_defaults(func=_run_fleet)
 
     s = subparsers.add_parser("sweep", help="sweep latent size x bits x device x algorithm (compression vs accuracy)")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ALIGNMENTS = ("none", "shared_init", "embedding", "shared_init+embedding")
+ALIGNMENTS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter")
 MODES = ("latent", "fedavg", "both")
 BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
@@ -157,11 +157,15 @@ class FleetConfig:
 
     @property
     def shared_init(self) -> bool:
-        return self.alignment in ("shared_init", "shared_init+embedding")
+        return self.alignment.startswith("shared_init")
 
     @property
     def conditioning(self) -> str:
-        return "embedding" if "embedding" in self.alignment else "none"
+        """The classifier's client_conditioning: (b) embedding, (c) per-client adapter head, or none."""
+        for cond in ("embedding", "adapter"):
+            if self.alignment.endswith(cond):
+                return cond
+        return "none"
 
     def _side_analog(self, side: dict[str, Any]) -> dict[str, Any] | None:
         if self.digital:
@@ -194,7 +198,7 @@ class FleetConfig:
         d = copy.deepcopy(self.classifier)
         if "client_conditioning" in d:
             raise ConfigError("classifier.client_conditioning: set fleet.alignment instead "
-                              "(embedding or shared_init+embedding)")
+                              "(embedding, adapter, or shared_init+ either)")
         d["client_conditioning"] = self.conditioning
         d["analog"] = self._side_analog(self.classifier)
         _validate_with("server.config", "ClassifierConfig", "classifier", d)

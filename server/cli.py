@@ -5,6 +5,8 @@ import argparse
 import json
 import sys
 
+from server.config import CONDITIONING
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("serve", help="run the latent service (gRPC) over a durable store",
@@ -37,7 +39,7 @@ def register(subparsers) -> None:
     t.add_argument("--epochs", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
-    t.add_argument("--conditioning", choices=("none", "embedding"), help="client_conditioning")
+    t.add_argument("--conditioning", choices=CONDITIONING, help="client_conditioning")
     t.add_argument("--digital", action="store_true", help="ignore the analog tile config (digital reference)")
     t.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     t.set_defaults(func=_train)

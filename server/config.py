@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CONDITIONING = ("none", "embedding")
+CONDITIONING = ("none", "embedding", "adapter")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -82,8 +82,12 @@ class ClassifierConfig:
     seed: int = 0
     held_out_fraction: float = 0.2
     analog: dict[str, Any] | None = None       # analog.TileConfig.to_dict() shape; None = digital
-    client_conditioning: str = "none"           # "embedding": learned per-client vector beside z
+    client_conditioning: str = "none"           # "embedding": learned per-client vector beside z;
+                                                # "adapter": per-client affine map z -> A_c z + b_c before the trunk
     embedding_dim: int = 8
+    adapter_rank: int = 0                       # 0: full A_c (d*d + d parameters per client);
+                                                # r >= 1: A_c = I + U_c V_c^T (2*d*r + d per client)
+    adapter_lr_scale: float = 1.0               # adapter lr = lr * this * n_clients (each head sees 1/n of a batch)
     standardize: bool = True                    # z-score latents with train-split statistics
     min_rows: int = 10
 
@@ -103,6 +107,8 @@ class ClassifierConfig:
             raise ConfigError(f"{p}client_conditioning: got {self.client_conditioning!r}, "
                               f"must be one of {', '.join(CONDITIONING)}")
         _int(f"{p}embedding_dim", self.embedding_dim, 1, 4096)
+        _int(f"{p}adapter_rank", self.adapter_rank, 0, 4096)
+        _num(f"{p}adapter_lr_scale", self.adapter_lr_scale, 0.0, 1e4, lo_open=True)
         if not isinstance(self.standardize, bool):
             raise ConfigError(f"{p}standardize: got {self.standardize!r}, must be true or false")
         _int(f"{p}min_rows", self.min_rows, 2)

@@ -180,6 +180,8 @@ class LatentService(pb_grpc.LatentServiceServicer):
                             client_total_rows=result.client_total_rows)
 
     def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext) -> pb.ClassifyResponse:
+        from server import classifier as clf
+
         try:
             client = self._authenticate(request.client_id, request.token)
             z = v.check_classify(request, client, self.cfg)
@@ -190,7 +192,10 @@ class LatentService(pb_grpc.LatentServiceServicer):
             if z.shape[1] != model.latent_dim:
                 raise v.invalid(f"latent_dim: got {z.shape[1]}, the classifier (version {model.version}) "
                                 f"takes {model.latent_dim}")
-            probs = model.predict_proba(z, [request.client_id] * z.shape[0])
+            try:
+                probs = model.predict_proba(z, [request.client_id] * z.shape[0])
+            except clf.UnknownClient as exc:  # an adapter classifier has no head for this client
+                raise v.Rejection(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
         except v.Rejection as rej:
             _abort(context, rej, "Classify")
         labels = np.asarray(model.classes)[probs.argmax(axis=1)]

@@ -48,6 +48,17 @@ def test_per_client_derivation_alignment_and_digital():
     assert fleet.with_overrides(partition="iid").alpha_or_none is None
 
 
+@pytest.mark.parametrize("alignment,init,conditioning", [
+    ("none", False, "none"), ("shared_init", True, "none"), ("embedding", False, "embedding"),
+    ("shared_init+embedding", True, "embedding"), ("adapter", False, "adapter"),
+    ("shared_init+adapter", True, "adapter"),
+])
+def test_alignment_options_map_to_init_and_classifier_conditioning(alignment, init, conditioning):
+    fleet = FleetConfig.from_dict(_quickstart()).with_overrides(alignment=alignment)
+    assert (fleet.edge_dict(0)["init_seed"] is not None) == init
+    assert fleet.classifier_dict()["client_conditioning"] == conditioning
+
+
 @pytest.mark.parametrize("section,key,value,needle", [
     ("fleet", "num_clients", 0, "fleet.num_clients: got 0"),
     ("fleet", "bogus", 1, "fleet.bogus: unknown key"),
