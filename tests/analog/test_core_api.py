@@ -10,14 +10,6 @@ import analog
 from analog import algorithms, devices
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _mlp():
     return nn.Sequential(nn.Linear(12, 16), nn.Tanh(), nn.Linear(16, 5))
 

@@ -12,14 +12,6 @@ from analog import algorithms, devices
 from analog.inference import InferenceConfig, drift_to, program_for_inference
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _mapped(cfg, omega=0.8, **kw):
     return cfg.replace(mapping=analog.MappingConfig(weight_scaling_omega=omega, **kw))
 

@@ -9,14 +9,6 @@ from analog import devices
 from analog.mvm import converter_step
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _quiet(device_cls, **kw):
     """A device without device-to-device variation or cycle-to-cycle noise."""
     base = dict(dw_min_dtod=0.0, dw_min_std=0.0, w_max_dtod=0.0, w_min_dtod=0.0, up_down_dtod=0.0)

@@ -6,14 +6,6 @@ import analog
 from analog.demo import load_digits_split, make_mlp, near_ideal_config, train_eval
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_digits_split(seed=0)

@@ -22,14 +22,6 @@ DIM, K, CLIENTS, ROWS = 4, 8, 8, 150
 CENTERS = np.random.default_rng(99).normal(scale=2.0, size=(K, DIM))
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _transform(seed: int) -> np.ndarray:
     """A random rotation followed by a random per-axis scaling in [0.5, 2]."""
     rng = np.random.default_rng(seed)

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from protos import codec
 from protos import latent_service_pb2 as pb
@@ -14,14 +13,6 @@ from server.config import ClassifierConfig
 from server.store import LatentStore
 
 DIM = 6
-
-
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _blobs(n, seed, offset=0.0, n_classes=3, sep=4.0):

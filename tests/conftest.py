@@ -1,4 +1,4 @@
-"""Edge-client tests run torch on one thread (CI has 2 cores shared by every test area); restored after."""
+"""Every test runs torch on one thread (CI has 2 cores; the servers and Ray workers tests start share them)."""
 from __future__ import annotations
 
 import pytest
