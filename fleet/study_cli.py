@@ -1,4 +1,5 @@
-"""``analog-edge study response-functions``: run the study, print tables, write results.json + PNGs."""
+"""``analog-edge study response-functions``: run the study of analog.studies, print tables, write
+results.json + PNGs. Lives in fleet/ (not analog/) so that `analog-edge --help` need not import torch."""
 from __future__ import annotations
 
 import argparse
