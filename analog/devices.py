@@ -92,6 +92,11 @@ class Device:
         return out
 
 
+def _unit_response(self: Device, w: Tensor, w_min: Tensor, w_max: Tensor) -> Tensor:
+    """q+ = q- = 1 everywhere: the response of the constant_response devices (Ideal, ConstantStep)."""
+    return torch.ones_like(w)
+
+
 @register_device
 @dataclass(frozen=True)
 class Ideal(Device):
@@ -107,11 +112,7 @@ class Ideal(Device):
     up_down_dtod: float = 0.0
     is_ideal = True
     constant_response = True
-
-    def q_up(self, w: Tensor, w_min: Tensor, w_max: Tensor) -> Tensor:
-        return torch.ones_like(w)
-
-    q_down = q_up
+    q_up = q_down = _unit_response
 
 
 @register_device
@@ -120,11 +121,7 @@ class ConstantStep(Device):
     """Same step everywhere, hard-clipped at the bounds (q = 1)."""
 
     constant_response = True
-
-    def q_up(self, w: Tensor, w_min: Tensor, w_max: Tensor) -> Tensor:
-        return torch.ones_like(w)
-
-    q_down = q_up
+    q_up = q_down = _unit_response
 
 
 @register_device
