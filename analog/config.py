@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from analog.algorithms.base import Algorithm, algorithm_from_dict
 from analog.algorithms.sgd import AnalogSGD
@@ -21,6 +21,7 @@ ROUNDING = ("nearest", "stochastic")
 PULSE_TYPES = ("stochastic", "mean", "none")
 UPDATE_MODES = ("batched", "per_sample")
 _OFF = ("off", "none")
+_C = TypeVar("_C", bound="_FlatConfig")
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -73,8 +74,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _FlatConfig:
+    """to_dict / from_dict of a config whose fields are all plain TOML values (no nested tables)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls: type[_C], data: Mapping[str, Any], prefix: str = "") -> _C:
+        _check_keys(cls, data, prefix)
+        try:
+            return cls(**dict(data))
+        except ValueError as exc:
+            raise ValueError(f"{prefix}{exc}") from None
+
+
 @dataclass(frozen=True)
-class IOConfig:
+class IOConfig(_FlatConfig):
     """Periphery of one MVM direction (DAC -> crossbar -> ADC), DESIGN.md §2.
 
     inp_res / out_res are bit counts (None = no quantization). A b-bit converter has 2**b - 1
@@ -127,20 +143,9 @@ class IOConfig:
         return (self.inp_res is None and self.out_res is None and math.isinf(self.inp_bound)
                 and math.isinf(self.out_bound) and self.out_noise == 0.0 and self.w_noise == 0.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> "IOConfig":
-        _check_keys(cls, data, prefix)
-        try:
-            return cls(**dict(data))
-        except ValueError as exc:
-            raise ValueError(f"{prefix}{exc}") from None
-
 
 @dataclass(frozen=True)
-class UpdateConfig:
+class UpdateConfig(_FlatConfig):
     """How the outer product -lr * d x^T becomes pulses (DESIGN.md §2, "Pulsed update").
 
     pulse_type: "stochastic" (coincidences of Bernoulli pulse trains), "mean" (the expected number
@@ -169,20 +174,9 @@ class UpdateConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: got {getattr(self, name)!r}, must be true or false")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> "UpdateConfig":
-        _check_keys(cls, data, prefix)
-        try:
-            return cls(**dict(data))
-        except ValueError as exc:
-            raise ValueError(f"{prefix}{exc}") from None
-
 
 @dataclass(frozen=True)
-class MappingConfig:
+class MappingConfig(_FlatConfig):
     """Weight scaling: map each tile's weights onto the conductance range with a digital output scale
     (aihwkit's MappingParameter ``weight_scaling_omega`` / ``weight_scaling_columnwise``).
 
@@ -230,17 +224,6 @@ class MappingConfig:
     @property
     def enabled(self) -> bool:
         return self.weight_scaling_omega is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> "MappingConfig":
-        _check_keys(cls, data, prefix)
-        try:
-            return cls(**dict(data))
-        except ValueError as exc:
-            raise ValueError(f"{prefix}{exc}") from None
 
 
 @dataclass(frozen=True)
