@@ -15,6 +15,8 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
+from analog._registry import from_type_table
+
 DEVICES: dict[str, type["Device"]] = {}
 
 
@@ -326,26 +328,15 @@ class Capacitor(LinearStep):
     up_down_dtod: float = 0.06
 
 
+def _build_device(cls: type[Device], kwargs: dict[str, Any]) -> Device:
+    for key in ("piecewise_up", "piecewise_down"):
+        if key in kwargs and isinstance(kwargs[key], list):
+            kwargs[key] = tuple(kwargs[key])
+    return cls(**kwargs)
+
+
 def device_from_dict(data: Mapping[str, Any] | Device, prefix: str = "") -> Device:
     """``{"type": "SoftBounds", "dw_min": 0.001, ...}`` -> device; errors name the field."""
     if isinstance(data, Device):
         return data
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{prefix or 'device'}: got {type(data).__name__}, must be a table with a 'type'")
-    data = dict(data)
-    name = data.pop("type", None)
-    if name not in DEVICES:
-        raise ValueError(f"{prefix}type: got {name!r}, must be one of {', '.join(sorted(DEVICES))}")
-    cls = DEVICES[name]
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{prefix}{unknown[0]}: unknown key for {name}; allowed: {', '.join(sorted(allowed))}")
-    for key in ("piecewise_up", "piecewise_down"):
-        if key in data and isinstance(data[key], list):
-            data[key] = tuple(data[key])
-    try:
-        return cls(**data)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{prefix}{exc}") from None
-
+    return from_type_table(data, DEVICES, "device", prefix, _build_device)

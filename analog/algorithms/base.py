@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from analog._registry import from_type_table
 from analog._rng import generator_on
 
 if TYPE_CHECKING:
@@ -86,18 +87,4 @@ def algorithm_from_dict(data: Mapping[str, Any] | Algorithm, prefix: str = "") -
     """``{"type": "AnalogSGD", ...}`` -> algorithm; errors name the field."""
     if isinstance(data, Algorithm):
         return data
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{prefix or 'algorithm'}: got {type(data).__name__}, must be a table with a 'type'")
-    data = dict(data)
-    name = data.pop("type", None)
-    if name not in ALGORITHMS:
-        raise ValueError(f"{prefix}type: got {name!r}, must be one of {', '.join(sorted(ALGORITHMS))}")
-    cls = ALGORITHMS[name]
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{prefix}{unknown[0]}: unknown key for {name}; allowed: {', '.join(sorted(allowed)) or 'none'}")
-    try:
-        return cls.from_kwargs(data)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{prefix}{exc}") from None
+    return from_type_table(data, ALGORITHMS, "algorithm", prefix, lambda cls, kwargs: cls.from_kwargs(kwargs))

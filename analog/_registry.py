@@ -1,0 +1,32 @@
+"""Name registries of config classes (devices, algorithms) and the ``{"type": name, ...}`` tables that
+pick one: the lookup and its error messages live here once, so both kinds name fields alike."""
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Callable, Mapping, TypeVar
+
+T = TypeVar("T")
+
+
+def from_type_table(data: Any, registry: Mapping[str, type], kind: str, prefix: str,
+                    build: Callable[[Any, dict[str, Any]], T]) -> T:
+    """``{"type": name, **kwargs}`` -> ``build(registry[name], kwargs)``; errors name the field.
+
+    Unknown names and keys raise before ``build``; a ValueError/TypeError from ``build`` (the
+    dataclass's own validation) is re-raised with ``prefix`` in front.
+    """
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{prefix or kind}: got {type(data).__name__}, must be a table with a 'type'")
+    data = dict(data)
+    name = data.pop("type", None)
+    if name not in registry:
+        raise ValueError(f"{prefix}type: got {name!r}, must be one of {', '.join(sorted(registry))}")
+    cls = registry[name]
+    allowed = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"{prefix}{unknown[0]}: unknown key for {name}; allowed: {', '.join(sorted(allowed)) or 'none'}")
+    try:
+        return build(cls, data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{prefix}{exc}") from None
