@@ -12,6 +12,10 @@ Two ceilings are reported. "protobuf ceiling" runs in this process as the client
 malloc, unless --warm-heap). "warm-heap ceiling" is measured last, after ``server.app.keep_heap_warm()``
 (which the server process always uses): with default malloc every MB-sized buffer is a fresh mmap and
 page-faults in, which on a VM costs more than protobuf itself, so the warm ceiling is the stricter one.
+A third reference, "gRPC transport": the same client code streaming the same payload to a child
+process whose LatentService drains the stream and acks without checking or storing anything. It is
+what Python gRPC itself moves on this machine, so "of transport" says how much the real service's
+validation, CRC and durable commit cost on top.
 Writes a table to the terminal, ``report.json`` and ``ingest.png`` under ``--out``.
 """
 from __future__ import annotations
@@ -68,15 +72,48 @@ def protobuf_ceiling(payload: bytes, rows: int, dim: int, q: pb.Quantization, ch
     return {"uploads": n, "seconds": dt, "latents_per_s": n * rows / dt, "mb_per_s": n * len(payload) / dt / 1e6}
 
 
+def serve_noop(port_file: str) -> None:
+    """Child process: a LatentService that drains each Upload stream and acks; nothing is checked or kept."""
+    from concurrent import futures
+
+    import grpc
+
+    from protos import latent_service_pb2_grpc as pb_grpc
+
+    class Drain(pb_grpc.LatentServiceServicer):
+        def Register(self, request, context):
+            return pb.RegisterResponse(client_id=request.client_id, token="t" * 43)
+
+        def Upload(self, request_iterator, context):
+            header, received = None, 0
+            for msg in request_iterator:
+                if msg.HasField("header"):
+                    header = msg.header
+                else:
+                    received += len(msg.chunk.data)
+            return pb.UploadAck(upload_id=header.upload_id, rows_stored=header.num_rows)
+
+    keep_heap_warm()  # as the real server does
+    server = grpc.server(futures.ThreadPoolExecutor(64), options=[("grpc.max_receive_message_length", 8 << 20)])
+    pb_grpc.add_LatentServiceServicer_to_server(Drain(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    Path(port_file).write_text(str(port))
+    signal.sigwait({signal.SIGTERM})
+    server.stop(0)
+
+
 class Server:
-    def __init__(self, store: Path) -> None:
-        port_file = store.parent / "port"
-        self.log = open(store.parent / "server.log", "wb")
+    def __init__(self, store: Path, sync: str = "full", noop: bool = False) -> None:
+        tag = "noop" if noop else sync
+        port_file = store.parent / f"port-{tag}"
+        self.log = open(store.parent / f"server-{tag}.log", "wb")
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", "0", "--store", str(store),
-                                      "--port-file", str(port_file), "--log-level", "WARNING",
-                                      "--max-upload-bytes", str(1 << 30)],
-                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        cmd = ([sys.executable, __file__, "--serve-noop", str(port_file)] if noop else
+               [sys.executable, "-m", "server", "serve", "--port", "0", "--store", str(store),
+                "--port-file", str(port_file), "--log-level", "WARNING",
+                "--max-upload-bytes", str(1 << 30), "--store-sync", sync])
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         while not port_file.exists():
             if self.proc.poll() is not None:
                 raise SystemExit(f"server failed to start, see {store.parent / 'server.log'}")
@@ -128,6 +165,10 @@ def run_level(address: str, n_clients: int, uploads_each: int, values, labels, q
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve-noop"]:
+        serve_noop(argv[1])
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 10, 50])
     ap.add_argument("--rows", type=int, default=16384, help="latents per upload")
@@ -140,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run 1 client with this many uploads in flight (1 = skip)")
     ap.add_argument("--warm-heap", action="store_true",
                     help="keep_heap_warm() in this (client) process from the start, not just for the last ceiling")
+    ap.add_argument("--no-sync-normal", action="store_true",
+                    help="skip the extra 1-client level on a store with store_sync=normal (no fsync per commit)")
     ap.add_argument("--out", default="runs/bench_ingest")
     args = ap.parse_args(argv)
     for name in ("rows", "dim", "chunk_bytes", "total_uploads", "window"):
@@ -168,6 +211,20 @@ def main(argv: list[str] | None = None) -> int:
                                     args.chunk_bytes, window=args.window))
     finally:
         server.stop()
+    try:
+        server = Server(tmp / "noop", noop=True)  # what gRPC alone moves, same client code and payload
+        try:
+            transport = run_level(server.address, 1, args.total_uploads, values, labels, q, payload, args.chunk_bytes)
+        finally:
+            server.stop()
+        if not args.no_sync_normal:  # same payload, a store that acks without an fsync (kill -9 safe only)
+            server = Server(tmp / "store-normal", sync="normal")
+            try:
+                level = run_level(server.address, 1, args.total_uploads, values, labels, q, payload, args.chunk_bytes)
+            finally:
+                server.stop()
+            levels.append(dict(level, store_sync="normal"))
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     trials += [protobuf_ceiling(payload, args.rows, args.dim, q, args.chunk_bytes, args.ceiling_seconds / 4)
@@ -182,24 +239,30 @@ def main(argv: list[str] | None = None) -> int:
     for lv in levels:
         lv["fraction_of_ceiling"] = lv["mb_per_s"] / ceiling["mb_per_s"]
         lv["fraction_of_warm_ceiling"] = lv["mb_per_s"] / warm["mb_per_s"]
+        lv["fraction_of_transport"] = lv["mb_per_s"] / transport["mb_per_s"]
     report = {"payload_bytes": len(payload), "rows_per_upload": args.rows, "latent_dim": args.dim,
               "dtype": args.dtype, "chunk_bytes": args.chunk_bytes, "client_warm_heap": args.warm_heap,
-              "protobuf_ceiling": ceiling, "warm_heap_ceiling": warm, "levels": levels,
+              "protobuf_ceiling": ceiling, "warm_heap_ceiling": warm, "grpc_transport": transport, "levels": levels,
               "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
 
     print(f"payload {len(payload) / 1e6:.2f} MB per upload ({args.rows} x {args.dim} {args.dtype} + labels), "
-          f"chunks of {args.chunk_bytes} B, fsync per commit, client heap {'warm' if args.warm_heap else 'default'}")
-    print(f"{'':<22}{'latents/s':>14}{'MB/s':>10}{'of ceiling':>12}{'of warm':>10}")
-    print(f"{'protobuf ceiling':<22}{ceiling['latents_per_s']:>14,.0f}{ceiling['mb_per_s']:>10.1f}{'100%':>12}"
+          f"chunks of {args.chunk_bytes} B, fsync per commit unless sync=normal, client heap {'warm' if args.warm_heap else 'default'}")
+    print(f"{'':<26}{'latents/s':>14}{'MB/s':>10}{'of ceiling':>12}{'of warm':>10}{'of transport':>14}")
+    print(f"{'protobuf ceiling':<26}{ceiling['latents_per_s']:>14,.0f}{ceiling['mb_per_s']:>10.1f}{'100%':>12}"
           f"{ceiling['mb_per_s'] / warm['mb_per_s']:>10.1%}")
-    print(f"{'warm-heap ceiling':<22}{warm['latents_per_s']:>14,.0f}{warm['mb_per_s']:>10.1f}{'':>12}{'100%':>10}")
+    print(f"{'warm-heap ceiling':<26}{warm['latents_per_s']:>14,.0f}{warm['mb_per_s']:>10.1f}{'':>12}{'100%':>10}")
+    print(f"{'gRPC transport, 1 client':<26}{transport['latents_per_s']:>14,.0f}{transport['mb_per_s']:>10.1f}"
+          f"{transport['mb_per_s'] / ceiling['mb_per_s']:>12.1%}{transport['mb_per_s'] / warm['mb_per_s']:>10.1%}"
+          f"{'100%':>14}")
     for lv in levels:
         name = f"{lv['clients']} client(s)" + (f" x{lv['in_flight_per_client']}" if lv["in_flight_per_client"] > 1 else "")
-        print(f"{name:<22}{lv['latents_per_s']:>14,.0f}{lv['mb_per_s']:>10.1f}"
-              f"{lv['fraction_of_ceiling']:>12.1%}{lv['fraction_of_warm_ceiling']:>10.1%}")
+        name += ", sync=normal" if lv.get("store_sync") == "normal" else ""
+        print(f"{name:<26}{lv['latents_per_s']:>14,.0f}{lv['mb_per_s']:>10.1f}"
+              f"{lv['fraction_of_ceiling']:>12.1%}{lv['fraction_of_warm_ceiling']:>10.1%}"
+              f"{lv['fraction_of_transport']:>14.1%}")
     try:
         import matplotlib
 
@@ -208,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
 
         fig, ax = plt.subplots(figsize=(6, 3.5))
         names = ["protobuf\nceiling"] + [f"{lv['clients']} client(s)\nx{lv['in_flight_per_client']} in flight"
+                                         + ("\nsync=normal" if lv.get("store_sync") == "normal" else "")
                                          for lv in levels]
         ax.bar(names, [ceiling["mb_per_s"]] + [lv["mb_per_s"] for lv in levels], color=["grey"] + ["C0"] * len(levels))
         ax.set_ylabel("payload MB/s")

@@ -117,7 +117,7 @@ class ServerHandle:
 
 def start_server(cfg: ServerConfig) -> ServerHandle:
     """Open the store, bind ``cfg.host:cfg.port`` (0 = a free port) and start serving."""
-    store = LatentStore(cfg.store)
+    store = LatentStore(cfg.store, sync=cfg.store_sync)
     service = LatentService(cfg, store)
     executor = futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="rpc")
     options = [

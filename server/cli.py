@@ -25,6 +25,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-upload-bytes", type=int, help="payload limit of one upload")
     p.add_argument("--max-rows-per-client", type=int, help="row quota per client (0 = none)")
     p.add_argument("--max-workers", type=int, help="server threads")
+    p.add_argument("--store-sync", choices=("full", "normal"),
+                   help="full (default): fsync every commit, an ack survives power loss; normal: an ack "
+                        "survives a server crash (kill -9) but not an OS crash, and commits cost no fsync")
     p.add_argument("--torch-threads", type=int, help="torch intra-op threads for training (0 = torch default; default 1)")
     p.add_argument("--grace-seconds", type=float, help="grace period for in-flight RPCs at shutdown")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
@@ -56,6 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
                           enrollment_secret=args.enrollment_secret, admin_token=args.admin_token,
                           max_upload_bytes=args.max_upload_bytes, max_rows_per_client=args.max_rows_per_client,
                           max_workers=args.max_workers, torch_threads=args.torch_threads,
+                          store_sync=args.store_sync,
                           grace_seconds=args.grace_seconds, log_level=args.log_level)
     except ConfigError as exc:
         print(f"analog-edge serve: {exc}", file=sys.stderr)

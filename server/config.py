@@ -184,6 +184,8 @@ class ServerConfig:
     tls_key: str | None = None
     tls_client_ca: str | None = None       # set = require client certificates (mutual TLS)
     grace_seconds: float = 10.0            # SIGTERM: in-flight RPCs get this long to finish
+    store_sync: str = "full"               # full: an ack survives power loss (fsync per commit);
+                                           # normal: it survives kill -9 of the server, not an OS crash
     torch_threads: int = 1                 # intra-op threads for training/Classify (0 = torch's default);
                                            # on a small shared host more threads spin against each other
     log_level: str = "INFO"
@@ -218,6 +220,8 @@ class ServerConfig:
             raise ConfigError("tls_client_ca: needs tls_cert and tls_key")
         _num("grace_seconds", self.grace_seconds, 0.0, 3600.0)
         _int("torch_threads", self.torch_threads, 0, 1024)
+        if self.store_sync not in ("full", "normal"):
+            raise ConfigError(f"store_sync: got {self.store_sync!r}, must be 'full' or 'normal'")
         if not isinstance(self.log_level, str) or self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log_level: got {self.log_level!r}, must be one of {', '.join(LOG_LEVELS)}")
         self.log_level = self.log_level.upper()

@@ -1,9 +1,10 @@
-"""The durable latent store: SQLite in WAL mode with ``synchronous=FULL``.
+"""The durable latent store: SQLite in WAL mode with ``synchronous=FULL`` (or NORMAL, by choice).
 
 Why this shape: one upload = one row of the ``uploads`` table holding its packed latents exactly as
 they came over the wire (plus scale/zero-point and the int32 labels), inserted in ONE transaction
 after every chunk arrived and the CRC matched. So an upload is either wholly present or absent, a
-committed transaction survives ``kill -9`` and power loss (FULL fsyncs the WAL at commit), and
+committed transaction survives ``kill -9`` and power loss (FULL fsyncs the WAL at commit; with
+``sync="normal"`` it survives ``kill -9`` of the server but not an OS crash, and saves the fsync), and
 ``UNIQUE(client_id, upload_id)`` makes the database itself refuse a second copy of a retried upload.
 Reads dequantize on the fly and re-check each upload's CRC, so silent disk corruption is detected.
 """
@@ -118,7 +119,7 @@ class _Checkpointer:
         store._conn.execute(f"PRAGMA journal_size_limit = {4 * every_bytes}")
         self._conn = sqlite3.connect(str(db), timeout=30.0, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._conn.execute("PRAGMA synchronous = FULL")
+        self._conn.execute(f"PRAGMA synchronous = {store.sync.upper()}")
         self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
         self._thread.start()
 
@@ -151,10 +152,18 @@ class _Checkpointer:
         self._conn.close()
 
 
+SYNC_MODES = ("full", "normal")
+
+
 class LatentStore:
     """Thread-safe handle on ``DIR/latents.sqlite3``; several processes may read while one writes."""
 
-    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, sync: str = "full") -> None:
+        """``sync``: "full" fsyncs the WAL at every commit (an ack survives power loss); "normal" only
+        writes it (an ack survives kill -9 of the server, not an OS crash or power loss)."""
+        if sync not in SYNC_MODES:
+            raise StoreError(f"sync: got {sync!r}, must be one of {', '.join(SYNC_MODES)}")
+        self.sync = sync
         root = Path(path)
         if root.suffix in (".sqlite3", ".db"):
             root, db = root.parent, root
@@ -172,7 +181,7 @@ class LatentStore:
         # halve the cost of each commit's WAL write and of the checkpoints that copy it back.
         self._conn.execute("PRAGMA page_size = 65536")
         self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = FULL")   # acknowledged means fsynced
+        self._conn.execute(f"PRAGMA synchronous = {sync.upper()}")   # full: acknowledged means fsynced
         self._conn.execute("PRAGMA foreign_keys = ON")
         if not readonly:
             self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")

@@ -14,6 +14,7 @@ from server.store import LatentStore, QuotaExceeded, StoreError
     ({"port": 70000}, "port: got 70000"),
     ({"max_workers": 0}, "max_workers: got 0"),
     ({"torch_threads": -1}, "torch_threads: got -1"),
+    ({"store_sync": "off"}, "store_sync: got 'off'"),
     ({"log_level": "LOUD"}, "log_level"),
     ({"tls_cert": "/nonexistent.pem"}, "tls_cert/tls_key: set both"),
     ({"admin_token": "has space"}, "admin_token"),
@@ -82,3 +83,11 @@ def test_store_pragmas_uniqueness_and_tokens(tmp_path):
     conn.close()
     with LatentStore(tmp_path) as s, pytest.raises(StoreError, match="fails its CRC"):
         s.latents()
+
+
+@pytest.mark.parametrize("sync,level", [("full", 2), ("normal", 1)])
+def test_store_sync_mode_reaches_sqlite(tmp_path, sync, level):
+    with LatentStore(tmp_path / "s", sync=sync) as store:
+        assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == level
+    with pytest.raises(StoreError, match="sync: got 'off'"):
+        LatentStore(tmp_path / "t", sync="off")

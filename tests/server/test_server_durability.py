@@ -61,9 +61,11 @@ def test_broken_stream_leaves_nothing_and_retry_stores_once(tmp_path):
         assert s.count() == 300 and s.upload_ids() == [("edge-1", "retry-me", 300)]
 
 
-def test_kill_dash_nine_keeps_every_acknowledged_upload(tmp_path):
+@pytest.mark.parametrize("sync", ["full", "normal"])
+def test_kill_dash_nine_keeps_every_acknowledged_upload(tmp_path, sync):
+    """Both sync modes keep every ack across a server crash (only "full" also survives power loss)."""
     store = tmp_path / "store"
-    srv = ChildServer(store)
+    srv = ChildServer(store, "--store-sync", sync)
     n_clients = 4
     acked: dict[tuple[str, str], pb.UploadAck] = {}
     attempted: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
