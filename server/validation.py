@@ -79,20 +79,27 @@ def check_auth(client_id: str, token: str, client: ClientInfo | None, token_ok: 
     return client
 
 
+def check_batch_shape(num_rows: int, latent_dim: int, client: ClientInfo, max_rows: int, per: str,
+                      prefix: str = "") -> None:
+    """Rows in [1, max_rows] (more is RESOURCE_EXHAUSTED) and the client's registered latent_dim: the
+    same rule for an upload header and a Classify request; ``per`` names the unit the limit is per."""
+    if num_rows < 1:
+        raise invalid(f"{prefix}num_rows: got {num_rows}, must be >= 1")
+    if num_rows > max_rows:
+        raise Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"{prefix}num_rows: got {num_rows}, limit is {max_rows} per {per}")
+    if latent_dim != client.latent_dim:
+        raise invalid(f"{prefix}latent_dim: got {latent_dim}, client {client.client_id!r} "
+                      f"is registered with {client.latent_dim}")
+
+
 def check_header(h: pb.UploadHeader, client: ClientInfo, cfg: ServerConfig) -> int:
     """Validate an upload header against the registration and limits; return the expected payload size."""
     if not h.upload_id:
         raise invalid("header.upload_id: missing")
     if not UPLOAD_ID_RE.match(h.upload_id):
         raise invalid(f"header.upload_id: got {h.upload_id[:80]!r}, must be 1..128 characters of [A-Za-z0-9._:-]")
-    if h.num_rows < 1:
-        raise invalid(f"header.num_rows: got {h.num_rows}, must be >= 1")
-    if h.num_rows > cfg.max_rows_per_upload:
-        raise Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"header.num_rows: got {h.num_rows}, limit is {cfg.max_rows_per_upload} per upload")
-    if h.latent_dim != client.latent_dim:
-        raise invalid(f"header.latent_dim: got {h.latent_dim}, client {client.client_id!r} "
-                      f"is registered with {client.latent_dim}")
+    check_batch_shape(h.num_rows, h.latent_dim, client, cfg.max_rows_per_upload, "upload", "header.")
     if not h.HasField("quantization"):
         raise invalid("header.quantization: missing")
     check_dtype(h.quantization.dtype, "header.quantization.dtype")
@@ -178,14 +185,7 @@ def decode_payload(h: pb.UploadHeader, payload: bytes, client: ClientInfo) -> tu
 
 def check_classify(req: pb.ClassifyRequest, client: ClientInfo, cfg: ServerConfig) -> np.ndarray:
     """Validate a Classify request and return its dequantized float32 latents."""
-    if req.num_rows < 1:
-        raise invalid(f"num_rows: got {req.num_rows}, must be >= 1")
-    if req.num_rows > cfg.max_classify_rows:
-        raise Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"num_rows: got {req.num_rows}, limit is {cfg.max_classify_rows} per request")
-    if req.latent_dim != client.latent_dim:
-        raise invalid(f"latent_dim: got {req.latent_dim}, client {client.client_id!r} "
-                      f"is registered with {client.latent_dim}")
+    check_batch_shape(req.num_rows, req.latent_dim, client, cfg.max_classify_rows, "request")
     q = req.quantization if req.HasField("quantization") else pb.Quantization(dtype=client.dtype)
     check_dtype(q.dtype, "quantization.dtype")
     try:
