@@ -32,12 +32,19 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--digital", action="store_true", default=None,
                    help="identical pipeline without analog non-idealities (digital tiles on both sides)")
     p.add_argument("--seed", type=int, help="fleet seed")
+    p.add_argument("--privacy", action="store_true", default=None,
+                   help="measure privacy after the run: dCor(X, Z) and a model-inversion attack from one "
+                        "client's leaked (x, z) pairs on the others' stored latents ([privacy] table)")
 
 
 def _load(args: argparse.Namespace):
     from fleet.config import FleetConfig
 
     fleet = FleetConfig.from_toml(_config_path(args.config))
+    if getattr(args, "privacy", None):
+        import dataclasses
+
+        fleet = fleet.with_overrides(privacy=dataclasses.replace(fleet.privacy, enabled=True))
     return fleet.with_overrides(num_clients=args.clients, partition=args.partition, alpha=args.alpha,
                                 alignment=args.alignment, backend=args.backend, server=args.server,
                                 digital=args.digital, seed=args.seed, mode=getattr(args, "mode", None))
@@ -74,7 +81,7 @@ def _run_fleet(args: argparse.Namespace) -> int:
 def _run_demo(args: argparse.Namespace) -> int:
     args.config = args.config or DEFAULT_CONFIG
     for flag in ("clients", "partition", "alpha", "alignment", "backend", "server", "seed", "latent_address",
-                 "admin_token"):
+                 "admin_token", "privacy"):
         setattr(args, flag, None)
     return _run_fleet(args)
 

@@ -21,6 +21,7 @@ MODES = ("latent", "fedavg", "both")
 BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
 PARTITIONS = ("iid", "dirichlet")
+SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy")   # TOML tables beside [fleet]
 
 
 class ConfigError(ValueError):
@@ -88,6 +89,43 @@ class FedAvgConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    """The optional privacy phase (fleet/privacy.py): dCor(X, Z) and a model-inversion attack.
+
+    The attacker holds `leaked_fraction` of ONE client's (`leaked_client`) training images with the
+    latents those images put on the wire, trains its own digital decoder z -> x for `epochs`, and
+    reconstructs every other client's images from the latents the server stored.
+    """
+
+    enabled: bool = False
+    leaked_client: int = 0             # partition id whose (x, z) pairs leaked
+    leaked_fraction: float = 0.5       # of that client's training images; the rest is a same-client held-out
+    epochs: int = 100                  # attacker decoder epochs over the leaked pairs
+    hidden: int = 512                  # attacker MLP width (two hidden layers)
+    lr: float = 1e-3                   # Adam
+    batch_size: int = 32
+    seed: int = 0
+    dcor_samples: int = 1000           # dCor is O(n^2) in memory: rows subsampled (seeded) to at most this
+    examples: int = 8                  # victims' images shown in privacy_reconstructions.png
+
+    def __post_init__(self) -> None:
+        s = "privacy"
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"privacy.enabled: got {self.enabled!r}, must be true or false")
+        self.leaked_client = _int(s, "leaked_client", self.leaked_client, 0)
+        self.leaked_fraction = _float(s, "leaked_fraction", self.leaked_fraction, 0.0, open_lo=True)
+        if self.leaked_fraction > 1.0:
+            raise ConfigError(f"privacy.leaked_fraction: got {self.leaked_fraction}, must be in (0, 1]")
+        self.epochs = _int(s, "epochs", self.epochs, 1, 100_000)
+        self.hidden = _int(s, "hidden", self.hidden, 1, 65_536)
+        self.lr = _float(s, "lr", self.lr, 0.0, open_lo=True)
+        self.batch_size = _int(s, "batch_size", self.batch_size, 1)
+        self.seed = _int(s, "seed", self.seed, 0)
+        self.dcor_samples = _int(s, "dcor_samples", self.dcor_samples, 4, 20_000)
+        self.examples = _int(s, "examples", self.examples, 0, 64)
+
+
+@dataclass
 class FleetConfig:
     """Everything one `analog-edge fleet` run needs; see configs/quickstart.toml for a commented example."""
 
@@ -107,6 +145,7 @@ class FleetConfig:
     edge: dict[str, Any] = field(default_factory=dict)
     classifier: dict[str, Any] = field(default_factory=dict)
     fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def __post_init__(self) -> None:
         s = "fleet"
@@ -132,6 +171,13 @@ class FleetConfig:
                 raise ConfigError(f"{sec}: got {type(getattr(self, sec)).__name__}, must be a table")
         if isinstance(self.fedavg, dict):
             self.fedavg = fedavg_from_dict(self.fedavg)
+        if isinstance(self.privacy, dict):
+            self.privacy = privacy_from_dict(self.privacy)
+        if not isinstance(self.privacy, PrivacyConfig):
+            raise ConfigError(f"privacy: got {type(self.privacy).__name__}, must be a table")
+        if self.privacy.leaked_client >= self.num_clients:
+            raise ConfigError(f"privacy.leaked_client: got {self.privacy.leaked_client}, must be in "
+                              f"[0, {self.num_clients - 1}] (fleet.num_clients = {self.num_clients})")
         if self.analog is not None:
             _validate_tile_dict("analog", self.analog)
         for sec in ("edge", "classifier"):
@@ -214,24 +260,26 @@ class FleetConfig:
     def to_dict(self) -> dict[str, Any]:
         """A TOML-shaped dict (None values dropped, since TOML has no null) that from_dict reads back."""
         top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("analog", "edge", "classifier", "fedavg")}
+               if f.name not in SECTIONS}
         out: dict[str, Any] = {"fleet": top, "edge": _drop_none(self.edge),
                                "classifier": _drop_none(self.classifier),
-                               "fedavg": dataclasses.asdict(self.fedavg)}
+                               "fedavg": dataclasses.asdict(self.fedavg),
+                               "privacy": dataclasses.asdict(self.privacy)}
         if self.analog is not None:
             out["analog"] = _drop_none(self.analog)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FleetConfig":
-        _check_keys("config", data, {"fleet", "analog", "edge", "classifier", "fedavg"})
+        _check_keys("config", data, {"fleet", *SECTIONS})
         top = data.get("fleet", {})
-        top_fields = {f.name for f in dataclasses.fields(cls)} - {"analog", "edge", "classifier", "fedavg"}
+        top_fields = {f.name for f in dataclasses.fields(cls)} - set(SECTIONS)
         _check_keys("fleet", top, top_fields)
         return cls(**top, analog=copy.deepcopy(data.get("analog")),
                    edge=copy.deepcopy(data.get("edge", {})),
                    classifier=copy.deepcopy(data.get("classifier", {})),
-                   fedavg=fedavg_from_dict(data.get("fedavg", {})))
+                   fedavg=fedavg_from_dict(data.get("fedavg", {})),
+                   privacy=privacy_from_dict(data.get("privacy", {})))
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "FleetConfig":
@@ -249,6 +297,11 @@ class FleetConfig:
 def fedavg_from_dict(data: dict[str, Any]) -> FedAvgConfig:
     _check_keys("fedavg", data, {f.name for f in dataclasses.fields(FedAvgConfig)})
     return FedAvgConfig(**data)
+
+
+def privacy_from_dict(data: dict[str, Any]) -> PrivacyConfig:
+    _check_keys("privacy", data, {f.name for f in dataclasses.fields(PrivacyConfig)})
+    return PrivacyConfig(**data)
 
 
 def _drop_none(value: Any) -> Any:

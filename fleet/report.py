@@ -101,6 +101,10 @@ def format_table(result: dict[str, Any]) -> str:
                      f"{_pct(clf['held_out_accuracy'])} on {clf['trained_rows']} rows ({clf['description']}); "
                      f"store {'matches' if lat['store_matches'] else 'DOES NOT match'} the rows sent "
                      f"({lat['rows_stored']} stored / {lat['rows_sent']} sent)")
+    if result.get("privacy"):
+        from fleet.privacy import format_privacy
+
+        parts.append(format_privacy(result["privacy"]))
     t = result.get("timings_s", {})
     parts.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return "\n".join(parts)

@@ -221,6 +221,12 @@ def execute(fleet: FleetConfig, out_dir: Path, transport: Any, grid: Any = None,
                               "server_side": _describe_tile(fleet.classifier_dict().get("analog"))}
     if fleet.mode in ("latent", "both"):
         result["latent"] = run_latent(transport, fleet, out_dir, timer, external)
+        if fleet.privacy.enabled:
+            from fleet.privacy import run_privacy
+
+            with timer("privacy"):
+                result["privacy"] = ({"skipped": "an external latent service holds the latents"} if external
+                                     else run_privacy(fleet, out_dir))
     if fleet.mode in ("fedavg", "both"):
         if grid is None:
             from fleet.flower_apps import FleetError
