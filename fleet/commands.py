@@ -32,9 +32,6 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--digital", action="store_true", default=None,
                    help="identical pipeline without analog non-idealities (digital tiles on both sides)")
     p.add_argument("--seed", type=int, help="fleet seed")
-    p.add_argument("--privacy", action="store_true", default=None,
-                   help="measure privacy after the run: dCor(X, Z) and a model-inversion attack from one "
-                        "client's leaked (x, z) pairs on the others' stored latents ([privacy] table)")
 
 
 def _load(args: argparse.Namespace):
@@ -111,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "the classifier; every client reports accuracy on its own test split.")
     _add_fleet_flags(p)
     p.add_argument("--mode", choices=["latent", "fedavg", "both"], help="latent pipeline, FedAvg baseline, or both")
+    p.add_argument("--privacy", action="store_true", default=None,
+                   help="measure privacy after the run: dCor(X, Z) and a model-inversion attack from one "
+                        "client's leaked (x, z) pairs on the others' stored latents ([privacy] table)")
     p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
     p.add_argument("--latent-address", help="use this running latent service (host:port) instead of starting one")
     p.add_argument("--admin-token", help="its TrainClassifier admin token (with --latent-address)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import json
 import shutil
 import time
@@ -82,8 +83,10 @@ class SweepSpec:
 
 def _point_fleet(fleet: FleetConfig, tile: dict | None, latent_dim: int, bits: int) -> FleetConfig:
     edge = {**fleet.edge, "latent_dim": latent_dim, "bits": bits}
+    # the privacy phase is not part of the grid (it would run at the first bit width only)
     return fleet.with_overrides(edge=edge, analog=tile, digital=tile is None, backend="local",
-                                server="inprocess", mode="latent")
+                                server="inprocess", mode="latent",
+                                privacy=dataclasses.replace(fleet.privacy, enabled=False))
 
 
 def _row(label: str, tile: dict | None, lat: dict, seconds: float) -> dict[str, Any]:
