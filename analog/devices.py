@@ -64,6 +64,8 @@ class Device:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, _num(f.name, value))
+            elif f.type in ("float", float):
+                raise ValueError(f"{f.name}: got {value!r}, must be a number")
         if not self.is_ideal and not (self.dw_min > 0 and math.isfinite(self.dw_min)):
             raise ValueError(f"dw_min: got {self.dw_min}, must be > 0 and finite")
         if not self.w_min < self.w_max:

@@ -95,6 +95,7 @@ def test_config_round_trip_and_toml(tmp_path):
     (lambda: analog.IOConfig(noise_management="bogus"), "noise_management"),
     (lambda: analog.UpdateConfig(desired_bl=0), "desired_bl"),
     (lambda: analog.TileConfig.from_dict({"device": {"type": "NoSuchDevice"}}), "device.type"),
+    (lambda: analog.TileConfig.from_dict({"device": {"type": "PowerStep", "gamma": "a"}}), "device.gamma: got 'a', must be a number"),
     (lambda: analog.TileConfig.from_dict({"forward": {"out_res": -2}}), "forward.out_res"),
     (lambda: analog.TileConfig.from_dict({"update": {"desired_bl": 3, "typo": 1}}), "update.typo"),
     (lambda: analog.TileConfig.from_dict({"device": {"type": "SoftBounds", "w_max": -0.1}}), "device."),
