@@ -81,11 +81,9 @@ class LatentService:
                "--host", "127.0.0.1", "--port", "0", "--store", str(self.store_dir),
                "--port-file", str(port_file)]
         log = (self.store_dir / "serve.log").open("ab")
-        # One torch thread: on a small shared machine (2 cores, Ray actors beside it) torch's default
-        # intra-op threads spin against each other; measured 23 s -> 3 s for two classifier epochs.
-        threads = os.environ.get("ANALOG_EDGE_SERVER_THREADS", "1")
-        env = {**os.environ, "GRPC_VERBOSITY": os.environ.get("GRPC_VERBOSITY", "ERROR"),
-               "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        # Torch threads come from the server config (`torch_threads`, default 1: on a small shared
+        # machine torch's default intra-op threads spin against the Ray actors; 23 s -> 3 s measured).
+        env = {**os.environ, "GRPC_VERBOSITY": os.environ.get("GRPC_VERBOSITY", "ERROR")}
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                       cwd=str(Path(__file__).resolve().parents[1]))
         self._pid = self._proc.pid
