@@ -1,4 +1,4 @@
-"""analog: a PyTorch simulator of analog in-memory computing tiles for training (DESIGN.md §2).
+"""analog: a PyTorch simulator of analog in-memory computing tiles for training (docs/design.md §2).
 
     import analog
     from analog import devices, algorithms

@@ -91,7 +91,7 @@ class _FlatConfig:
 
 @dataclass(frozen=True)
 class IOConfig(_FlatConfig):
-    """Periphery of one MVM direction (DAC -> crossbar -> ADC), DESIGN.md §2.
+    """Periphery of one MVM direction (DAC -> crossbar -> ADC), docs/design.md §2.1.
 
     inp_res / out_res are bit counts (None = no quantization). A b-bit converter has 2**b - 1
     levels symmetric around zero, step = 2*bound / (2**b - 2) (7 bits -> step 1/63 of [-1, 1]).
@@ -146,7 +146,7 @@ class IOConfig(_FlatConfig):
 
 @dataclass(frozen=True)
 class UpdateConfig(_FlatConfig):
-    """How the outer product -lr * d x^T becomes pulses (DESIGN.md §2, "Pulsed update").
+    """How the outer product -lr * d x^T becomes pulses (docs/design.md §2.2).
 
     pulse_type: "stochastic" (coincidences of Bernoulli pulse trains), "mean" (the expected number
     of pulses, deterministic and fractional, for debugging) or "none" (the float update dW applied

@@ -1,7 +1,7 @@
 """Resistive devices: each is a frozen dataclass whose job is its response functions q+(w), q-(w).
 
 One up pulse moves a device by ``dw_min*(1+up_down)*q+(w)``, one down pulse by
-``-dw_min*(1-up_down)*q-(w)`` (times ``1 + dw_min_std*xi`` cycle-to-cycle noise), DESIGN.md §2.
+``-dw_min*(1-up_down)*q-(w)`` (times ``1 + dw_min_std*xi`` cycle-to-cycle noise), docs/design.md §2.3-2.4.
 The tile (analog.pulsed.PulsedArray), not the device, owns state, randomness and pulses; it draws
 device-to-device variation of dw_min, bounds and up_down once from the ``*_dtod`` spreads below.
 Adding a device = subclass Device, implement q_up/q_down, decorate with @register_device.

@@ -1,5 +1,5 @@
 """Deploying a trained analog model for inference: programming noise, conductance drift, global
-drift compensation, and the Gaussian weight-noise robustness sweep (DESIGN.md §2, "Inference").
+drift compensation, and the Gaussian weight-noise robustness sweep (docs/design.md §2.7).
 
     import analog
     from analog.inference import InferenceConfig, program_for_inference, drift_to

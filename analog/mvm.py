@@ -1,4 +1,4 @@
-"""The noisy matrix-vector multiply of an analog tile (DESIGN.md §2, "Forward").
+"""The noisy matrix-vector multiply of an analog tile (docs/design.md §2.1).
 
 y = W x as the hardware computes it, vectorized over the batch: noise management (scale by
 alpha), DAC (clip + quantize), output-referred weight read noise, output noise, ADC (clip +

@@ -4,7 +4,7 @@
 - "near-ideal":   ConstantStep dw_min 5e-4, bounds +-1, no variation or noise, ideal periphery:
                   only the stochastic pulse quantization remains
 - "default":      TileConfig(): aihwkit reference ConstantStep (dw_min 1e-3, +-0.6, 30% d2d, 30% c2c)
-                  + 7/9-bit periphery, out_noise 0.06, out_bound 12 (DESIGN.md §2 reference values)
+                  + 7/9-bit periphery, out_noise 0.06, out_bound 12 (docs/design.md §2.9)
 - "softbounds":   the same with the reference SoftBounds device (strongly asymmetric near the bounds:
                   Analog SGD is biased towards w = 0 here; the case Tiki-Taka & co. address)
 - "hwa":          hardware-aware training: Ideal device (float update of digital weights) with the
@@ -13,13 +13,12 @@
 - "reram-sb", "ecram", "capacitor": published device types (see analog.devices presets) with the
                   default periphery
 - "default-mapped": "default" with weight mapping (MappingConfig: omega 0.5 per column, re-mapped
-                  every 100 steps): every layer's signal sits well above the 0.06 output noise (two
-                  chips' edge conv-AE latents r = 0.980 vs 0.912 unmapped); the re-mapping gives the
-                  weights room to grow (MLP demo 93.8%; 87.1% without it, 94.4% unmapped)
+                  every 100 steps): every layer's signal sits well above the 0.06 output noise; the
+                  re-mapping gives the weights room to grow (measured: docs/design.md §2.6)
 - "softbounds-mapped": "softbounds" with omega 0.05 per column: the weights live near the symmetric
-                  point, where the soft-bounds asymmetry (Analog SGD's bias) is weak: the MLP demo
-                  reaches 78-82% instead of 25%, at the price of a larger output-noise share
-                  (s ~ 4: omega trades the device's asymmetry against periphery noise)
+                  point, where the soft-bounds asymmetry (Analog SGD's bias) is weak, at the price of a
+                  larger output-noise share (omega trades the device's asymmetry against periphery
+                  noise; measured: docs/design.md §2.6)
 """
 from __future__ import annotations
 

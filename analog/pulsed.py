@@ -1,6 +1,6 @@
 """One crossbar of pulsed resistive devices: state, device-to-device variation and the pulsed update.
 
-Pulsed update (DESIGN.md §2): x_i and d_j become stochastic pulse trains of length BL with
+Pulsed update (docs/design.md §2.2): x_i and d_j become stochastic pulse trains of length BL with
 probabilities A|x_i| and B|d_j|; device (j, i) gets a pulse of sign -sign(x_i d_j) where they
 coincide. Coincidences are counted with two matrix products of the 0/1 (and +-1 signed) trains,
 stacked over all samples and slots:

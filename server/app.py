@@ -47,8 +47,8 @@ def keep_heap_warm(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 
 
     Why: by default glibc serves every allocation above ~128 KiB-32 MiB with a fresh mmap and
     unmaps it on free, so each received chunk, parsed message and SQLite blob binding page-faults
-    its memory in again. On a VM a page fault is expensive: measured here, serializing+parsing a
-    1.1 MB UploadRequest took ~4 ms with the default and ~0.2 ms with a warm heap. The price is up
+    its memory in again. On a VM a page fault is expensive (benchmarks/ingest.py measures the protobuf
+    ceiling with and without a warm heap side by side; figures in README.md). The price is up
     to ``trim_threshold`` bytes of freed memory kept resident. Returns False where mallopt is absent.
     """
     import ctypes

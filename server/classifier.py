@@ -5,7 +5,7 @@ analog layer with the configured TileConfig and trains with ``AnalogOptimizer`` 
 tiles, plain SGD for digital parameters such as the client embedding); digital mode uses plain SGD
 with the same learning rate, so the two are a like-for-like reference.
 
-``client_conditioning = "embedding"`` (DESIGN.md section 1, option b): a learned per-client vector is
+``client_conditioning = "embedding"`` (docs/design.md §1.3, option b): a learned per-client vector is
 concatenated to z, because each client's latent space is its own. A client unseen at training time
 gets the mean embedding. An embedding only shifts the first layer's bias per client: it cannot undo a
 rotation or scaling of a client's latent space.
@@ -158,8 +158,7 @@ def _build(latent_dim: int, hidden: list[int], n_classes: int, n_clients: int, c
 def _optimizer(model, cfg: ClassifierConfig, n_clients: int = 1):
     """SGD (digital) or AnalogOptimizer. Adapter heads step at lr * adapter_lr_scale * n_clients: the
     loss is a batch mean and each head sees only its client's ~1/n of a batch, so without the factor
-    the heads would learn n times slower than the shared trunk (measured: 83% vs 96% on the test's
-    rotated latents)."""
+    the heads would learn n times slower than the shared trunk (measured in docs/fleet.md)."""
     import torch
 
     head = list(model.adapter.parameters()) if model.adapter is not None else []

@@ -100,7 +100,7 @@ class _Checkpointer:
     """Copies the WAL back into the database in a background thread, off the upload's ack path.
 
     Why: SQLite's auto-checkpoint runs inside the COMMIT that crosses its threshold, so every ~64 MB
-    one upload's acknowledgement waited for a 64 MB copy plus an fsync of the database (~100 ms).
+    one upload's acknowledgement waited for a 64 MB copy plus an fsync of the database.
     The writer connection disables it; this thread runs PASSIVE checkpoints (they never block the
     writer, and synchronous=FULL still fsyncs the database before the WAL is reused). Durability is
     unchanged: a commit is durable once its WAL frames are fsynced, whether checkpointed or not.

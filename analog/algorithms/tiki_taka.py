@@ -1,4 +1,4 @@
-"""Tiki-Taka family: residual learning on two arrays (DESIGN.md §2, Wu et al. 2025; Gokmen & Haensch 2020).
+"""Tiki-Taka family: residual learning on two arrays (docs/design.md §2.5, Wu et al. 2025; Gokmen & Haensch 2020).
 
 A fast residual array P (aihwkit's "A") takes the pulsed gradient update; the main array W ("C")
 slowly absorbs P's content through periodic *transfers*: the next column(s) of P are read with a

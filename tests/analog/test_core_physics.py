@@ -225,7 +225,7 @@ def test_zero_mean_updates_drift_as_minus_abs_dW_times_G(name):
         arr.pulse_update(x, d, lr)
     drift = arr.weight - w0
     s_up, s_down = arr.response(w0)
-    G = (s_down - s_up) / (2 * dev.dw_min)       # G(w) of DESIGN.md §2 (dw_min-normalized)
+    G = (s_down - s_up) / (2 * dev.dw_min)       # G(w) of docs/design.md §2.3 (dw_min-normalized)
     predicted = -abs_dw * G
     # average over each row (same w0) to beat the pulse noise, compare where the drift is sizable
     pred_row, meas_row = predicted.mean(1), drift.mean(1)

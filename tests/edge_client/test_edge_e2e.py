@@ -88,7 +88,7 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
     assert rows == {"edge-a": a["rows"], "edge-b": b["rows"]} and st.total_rows == a["rows"] + b["rows"]
 
     with grpc.insecure_channel(server) as ch:
-        # option (b) of DESIGN.md §1: a learned per-client embedding beside z, since the two
+        # option (b) of docs/design.md §1.3: a learned per-client embedding beside z, since the two
         # independently trained encoders have latent spaces of their own
         req = pb.TrainClassifierRequest(config_toml='client_conditioning = "embedding"\nepochs = 60\n')
         trained = pb_grpc.LatentServiceStub(ch).TrainClassifier(req, timeout=120)

@@ -1,4 +1,4 @@
-"""Option (c) of DESIGN.md section 1: a per-client affine adapter head in front of a shared trunk.
+"""Option (c) of docs/design.md §1.3: a per-client affine adapter head in front of a shared trunk.
 
 Each client's latent space here is a different random rotation + per-axis scaling of one shared class
 structure, as independently trained (or drifting analog) encoders give. An additive client embedding
