@@ -15,11 +15,13 @@ from analog.layers import AnalogConv2d, AnalogLinear, AnalogParameter, tile_of
 from analog.convert import convert_to_analog
 from analog.optim import AnalogOptimizer
 from analog import inference, presets
+from analog.inference import deploy
 from analog.rounding import quantize_fixed, stochastic_round
 from analog._rng import reset_layer_counter
 
 __all__ = [
     "AnalogConv2d", "AnalogLinear", "AnalogOptimizer", "AnalogParameter", "AnalogTile", "IOConfig",
-    "MappingConfig", "PulseStats", "PulsedArray", "TileConfig", "UpdateConfig", "algorithms", "convert_to_analog", "devices",
+    "MappingConfig", "PulseStats", "PulsedArray", "TileConfig", "UpdateConfig", "algorithms", "convert_to_analog", "deploy",
+    "devices",
     "inference", "noisy_mvm", "presets", "quantize_fixed", "reset_layer_counter", "rounding", "stochastic_round", "tile_of",
 ]

@@ -61,8 +61,9 @@ class AnalogTile(nn.Module):
                                                       make_generator(self.seed ^ 0x5DEECE66D))
         self._pending: list[tuple[Tensor, Tensor]] = []
         self._bound: tuple[Any, ...] = ()
-        #: digital rescaling of the outputs after the ADC (global drift compensation, analog.inference)
-        self.output_scale: float = 1.0
+        #: digital gain after the ADC, a scalar or one per output (drift compensation); None = off.
+        #: Set it through ``set_output_scale``.
+        self.output_scale: Tensor | None = None
         mapping = config.mapping
         self.mapped = mapping.enabled
         if self.mapped:
@@ -100,7 +101,7 @@ class AnalogTile(nn.Module):
         y = noisy_mvm(x.to(w.dtype), w, self.config.forward, self.generator(w.device))
         if self.mapped:
             y = y * self.out_scale
-        return y if self.output_scale == 1.0 else y * self.output_scale
+        return y if self.output_scale is None else y * self.output_scale.to(y)
 
     def backward_mvm(self, d: Tensor) -> Tensor:
         """g = W^T d = W_a^T (s * d) through the backward periphery. d: (N, out)."""
@@ -108,8 +109,27 @@ class AnalogTile(nn.Module):
         d = d.to(w.dtype)
         if self.mapped:
             d = d * self.out_scale
-        g = noisy_mvm(d, w.t(), self.config.backward, self.generator(w.device))
-        return g if self.output_scale == 1.0 else g * self.output_scale
+        if self.output_scale is not None:
+            d = d * self.output_scale.to(d)
+        return noisy_mvm(d, w.t(), self.config.backward, self.generator(w.device))
+
+    @torch.no_grad()
+    def set_output_scale(self, scale: float | Tensor | None) -> None:
+        """The public hook for a digital gain after the ADC: one number for the whole tile or one per
+        output (shape (out,)), multiplied into every forward output (and into d before the backward
+        MVM, so gradients stay consistent). Drift compensation (analog.inference) sets it after
+        reading a drifted tile; None or 1.0 turns it off. The devices are not touched."""
+        if scale is None or (not isinstance(scale, Tensor) and float(scale) == 1.0):
+            self.output_scale = None
+            return
+        s = torch.as_tensor(scale, dtype=torch.float64).detach()
+        if s.dim() == 0:
+            s = s.reshape(1)
+        if s.shape not in ((1,), (self.out_features,)):
+            raise ValueError(f"scale: got shape {tuple(s.shape)}, must be a number or ({self.out_features},)")
+        if not bool(torch.isfinite(s).all()) or not bool((s > 0).all()):
+            raise ValueError("scale: got non-finite or non-positive values, must be finite and > 0")
+        self.output_scale = s.to(self.analog_weight())
 
     # ------------------------------------------------------------------ update
     def record(self, x: Tensor, d: Tensor) -> None:
