@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench protos clean
+.PHONY: install test lint-imports demo bench protos clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -18,7 +18,10 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# lint-imports checks the contracts in pyproject.toml ([tool.importlinter]): dependencies point
+# one way between and inside packages, and no package has an import cycle.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	FLWR_TELEMETRY_ENABLED=0 $(PY) -m pytest -q tests
 
 demo: $(STAMP)
@@ -29,6 +32,9 @@ bench: $(STAMP)
 
 protos: $(STAMP)
 	$(PY) -m protos.generate
+
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

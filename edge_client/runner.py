@@ -87,11 +87,17 @@ def _retry(cfg: EdgeConfig) -> RetryPolicy:
                        max_s=cfg.backoff_max_s, multiplier=cfg.backoff_multiplier, timeout_s=cfg.rpc_timeout_s)
 
 
-def _build(cfg: EdgeConfig, image_shape: tuple[int, int, int], seed: int) -> Autoencoder:
+def build_client_autoencoder(cfg: EdgeConfig, image_shape: tuple[int, int, int], seed: int) -> Autoencoder:
+    """This client's untrained AE on its own chip: `seed` (see `client_seed`) seeds the tiles."""
     torch.manual_seed(seed)  # tile d2d variation and noise streams of this client's chip
     return build_autoencoder(image_shape, cfg.latent_dim, cfg.autoencoder, tile_config=cfg.tile_config(),
                              conv_channels=cfg.conv_channels, mlp_hidden=cfg.mlp_hidden,
                              init_seed=cfg.init_seed if cfg.init_seed is not None else seed)
+
+
+def save_token(state_dir: Path, token: str) -> None:
+    """Keep the upload token beside the encoder, readable by this user only (it authenticates)."""
+    _write_private(Path(state_dir) / TOKEN_FILE, token)
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -114,7 +120,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
 
     seed = client_seed(cfg.seed, partition_id)
     t = time.perf_counter()
-    model = _build(cfg, data.dataset.image_shape, seed)
+    model = build_client_autoencoder(cfg, data.dataset.image_shape, seed)
     result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                lr=cfg.lr, optimizer=cfg.optimizer, seed=seed, progress=progress,
                                desc=f"{client_id} AE")
@@ -135,7 +141,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
         uploads = client.upload_all(client_id, token, quant, data.y_train,
                                     rows_per_upload=cfg.rows_per_upload, chunk_bytes=cfg.chunk_bytes)
     times["upload_s"] = time.perf_counter() - t
-    _write_private(state / TOKEN_FILE, token)
+    save_token(state, token)
 
     sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
                        wire_bytes=sum(u.wire_bytes for u in uploads))
@@ -183,7 +189,7 @@ def load_encoder(cfg: EdgeConfig, state_dir: str | Path, image_shape: tuple[int,
     path = state / ENCODER_FILE
     if not path.exists():
         raise FileNotFoundError(f"state_dir: {path} not found; run train_and_upload first")
-    model = _build(cfg, image_shape, client_seed(cfg.seed, partition_id))
+    model = build_client_autoencoder(cfg, image_shape, client_seed(cfg.seed, partition_id))
     model.encoder.load_state_dict(torch.load(path, weights_only=True))
     return model
 

@@ -1,4 +1,4 @@
-"""Measure the latent-alignment options of DESIGN.md section 1 against an oracle.
+"""Measure the latent-alignment options of docs/design.md §1.3 against an oracle.
 
 Each client's autoencoder defines its own latent space, yet one server classifier serves them all.
 This runs the latent pipeline (in-process clients) under:
@@ -22,19 +22,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from edge_client import runner as er
+from edge_client.training import train_autoencoder
+from fleet.client_tasks import client_name, edge_config, latent_evaluate, requantize_upload
 from fleet.config import FleetConfig
+from fleet.phases import summarize_latent
+from fleet.pipeline import execute
+from fleet.service import ServiceHandle
+from fleet.tables import grid, json_safe
+from fleet.transport import LocalTransport
 
 OPTIONS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter", "oracle")
 
 
 def _reclassify(fleet: FleetConfig, run_dir: Path) -> dict[str, Any]:
     """Retrain the classifier on an existing run's store with `fleet`'s conditioning; re-evaluate."""
-    from fleet.client_tasks import latent_evaluate
-    from fleet.service import LatentService
-
     clf = fleet.classifier_dict()
-    with LatentService(run_dir / "server", clf, "inprocess") as svc:
+    with ServiceHandle(run_dir / "server", clf, "inprocess") as svc:
         cls = svc.train_classifier(clf)
         evals = [latent_evaluate(fleet, pid, fleet.num_clients, svc.address, str(run_dir / "clients"))
                  for pid in range(fleet.num_clients)]
@@ -46,23 +53,13 @@ def _reclassify(fleet: FleetConfig, run_dir: Path) -> dict[str, Any]:
 
 def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
     """One AE on the pooled training splits, distributed to every client, then the usual phases."""
-    import torch
-
-    from edge_client import runner as er
-    from edge_client.config import EdgeConfig
-    from edge_client.training import train_autoencoder
-    from fleet.client_tasks import client_name, latent_evaluate
-    from fleet.runner import summarize_latent
-    from fleet.service import LatentService
-    from fleet.sweep import requantize_upload
-
-    cfg = EdgeConfig.from_dict(fleet.edge_dict(0))
+    cfg = edge_config(fleet, 0)
     n = fleet.num_clients
     datas = [er.client_data(cfg, pid, n, fleet.alpha_or_none) for pid in range(n)]
     x_tr = np.concatenate([d.x_train for d in datas])
     x_te = np.concatenate([d.x_test for d in datas])
     seed = er.client_seed(cfg.seed, 0)
-    model = er._build(cfg, datas[0].dataset.image_shape, seed)
+    model = er.build_client_autoencoder(cfg, datas[0].dataset.image_shape, seed)
     res = train_autoencoder(model, x_tr, x_te, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                             optimizer=cfg.optimizer, seed=seed, progress=False)
     src_root = out / "central"
@@ -76,7 +73,7 @@ def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
             "alpha": fleet.alpha_or_none, "seed": er.client_seed(cfg.seed, pid), "latent_dim": cfg.latent_dim}))
         (src / er.SUMMARY_FILE).write_text(json.dumps({"recon_mse": res.val_mse}))
     clf = fleet.classifier_dict()
-    with LatentService(out / "server", clf, "inprocess") as svc:
+    with ServiceHandle(out / "server", clf, "inprocess") as svc:
         ups = [requantize_upload(fleet, pid, src_root / client_name(pid), out / "clients" / client_name(pid),
                                  svc.address) for pid in range(n)]
         status = svc.status()
@@ -88,12 +85,6 @@ def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
 
 def compare_alignment(fleet: FleetConfig, out_dir: str | Path) -> dict[str, Any]:
     """Run every option; write alignment.json and alignment.txt; return the rows."""
-    from tqdm.auto import tqdm
-
-    from fleet.flower_apps import LocalTransport
-    from fleet.report import _clean, _grid
-    from fleet.runner import execute
-
     out = Path(out_dir).resolve()
     base = fleet.with_overrides(backend="local", server="inprocess", mode="latent")
     rows: dict[str, dict[str, Any]] = {}
@@ -117,7 +108,7 @@ def compare_alignment(fleet: FleetConfig, out_dir: str | Path) -> dict[str, Any]
         table.append([opt, f"{100 * r['accuracy']:.1f}%", f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%",
                       f"{100 * r['classifier_held_out']:.1f}%", f"{r['recon_mse']:.4f}"])
     text = (f"latent alignment on {fleet.dataset}, {fleet.num_clients} clients, {fleet.partition}, "
-            f"{'digital' if fleet.digital else 'analog'}\n" + _grid(table))
+            f"{'digital' if fleet.digital else 'analog'}\n" + grid(table))
     (out / "alignment.txt").write_text(text + "\n")
-    (out / "alignment.json").write_text(json.dumps(_clean({"config": fleet.to_dict(), "rows": rows}), indent=2))
+    (out / "alignment.json").write_text(json.dumps(json_safe({"config": fleet.to_dict(), "rows": rows}), indent=2))
     return {"rows": rows, "table": text}

@@ -1,17 +1,30 @@
 """What one edge device does in each phase, as plain functions of (fleet config, partition).
 
-The Flower `ClientApp` (fleet/flower_apps.py) and the in-process `local` backend both call these,
+The Flower `ClientApp` (fleet/client_app.py) and the in-process `local` transport both call these,
 so a simulated fleet, a sequential debug run and real SuperNodes run the identical code. Each
 returns a JSON-able dict that the ServerApp collects.
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from torch import nn
+
+import analog
+from edge_client import runner as edge_runner
+from edge_client.codec import quantize_latents, wire_report
+from edge_client.config import EdgeConfig
+from edge_client.training import encode
+from edge_client.uploader import LatentClient
 from fleet.config import FleetConfig
+from fleet.fedavg import build_mlp, evaluate, get_arrays, set_arrays, train_local
 
 
 def client_name(partition_id: int) -> str:
@@ -21,8 +34,6 @@ def client_name(partition_id: int) -> str:
 
 def _limit_threads() -> None:
     """One virtual client = one CPU (Ray gives each actor num_cpus=1); torch must not oversubscribe."""
-    import torch
-
     n = int(os.environ.get("ANALOG_EDGE_CLIENT_THREADS", "1"))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
@@ -34,18 +45,20 @@ def _state_dir(state_root: str, partition_id: int) -> Path:
     return path
 
 
+def edge_config(fleet: FleetConfig, partition_id: int) -> EdgeConfig:
+    """The validated EdgeConfig this partition's device runs with."""
+    return EdgeConfig.from_dict(fleet.edge_dict(partition_id))
+
+
 def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
                  state_root: str, progress: bool = False) -> dict[str, Any]:
     """Train the autoencoder on analog tiles, encode, quantize and upload this partition's latents."""
-    from edge_client.config import EdgeConfig
-    from edge_client.runner import train_and_upload
-
     _limit_threads()
-    cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
+    cfg = edge_config(fleet, partition_id)
     t0 = time.perf_counter()
-    summary = train_and_upload(cfg, server_address, client_name(partition_id), partition_id,
-                               num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id),
-                               progress=progress)
+    summary = edge_runner.train_and_upload(cfg, server_address, client_name(partition_id), partition_id,
+                                           num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id),
+                                           progress=progress)
     summary = dict(summary)
     summary.update(partition_id=partition_id, num_partitions=num_partitions, client_id=client_name(partition_id),
                    wall_s=time.perf_counter() - t0)
@@ -55,30 +68,53 @@ def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, ser
 def latent_evaluate(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
                     state_root: str) -> dict[str, Any]:
     """Encode the local held-out split with this device's own encoder and ask the server to classify."""
-    from edge_client.config import EdgeConfig
-    from edge_client.runner import evaluate_with_server
-
     _limit_threads()
-    cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
+    cfg = edge_config(fleet, partition_id)
     t0 = time.perf_counter()
-    result = dict(evaluate_with_server(cfg, server_address, client_name(partition_id), partition_id,
-                                       num_partitions, fleet.alpha_or_none,
-                                       _state_dir(state_root, partition_id)))
+    result = dict(edge_runner.evaluate_with_server(cfg, server_address, client_name(partition_id), partition_id,
+                                                   num_partitions, fleet.alpha_or_none,
+                                                   _state_dir(state_root, partition_id)))
     result.update(partition_id=partition_id, client_id=client_name(partition_id),
                   wall_s=time.perf_counter() - t0)
     return result
+
+
+def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, dst_state: Path,
+                      server_address: str) -> dict[str, Any]:
+    """Re-use a trained encoder: encode the local training split, quantize at the new bit width,
+    upload to the (fresh) service, and leave a state dir `latent_evaluate` can use."""
+    er = edge_runner
+    cfg = edge_config(fleet, partition_id)
+    n = fleet.num_clients
+    data = er.client_data(cfg, partition_id, n, fleet.alpha_or_none)
+    dst_state.mkdir(parents=True, exist_ok=True)
+    for name in (er.ENCODER_FILE, er.DECODER_FILE):
+        shutil.copy2(src_state / name, dst_state / name)
+    model = er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id)
+    seed = er.client_seed(cfg.seed, partition_id)
+    z = encode(model, data.x_train)
+    quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
+    cid = client_name(partition_id)
+    with LatentClient(server_address) as client:
+        token = client.register(cid, cfg.latent_dim, quant.dtype, np.unique(data.y_train).tolist())
+        uploads = client.upload_all(cid, token, quant, data.y_train, chunk_bytes=cfg.chunk_bytes)
+    state = json.loads((src_state / er.STATE_FILE).read_text())
+    state.update(bits=cfg.bits, scale=quant.scale_list(), config=cfg.to_dict())
+    (dst_state / er.STATE_FILE).write_text(json.dumps(state, indent=2))
+    er.save_token(dst_state, token)
+    src_summary = json.loads((src_state / er.SUMMARY_FILE).read_text())
+    sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
+                       wire_bytes=sum(u.wire_bytes for u in uploads))
+    return {**sent, "client_id": cid, "partition_id": partition_id, "recon_mse": src_summary.get("recon_mse"),
+            "n_train": int(data.train_idx.size), "n_test": int(data.test_idx.size)}
 
 
 class LocalData:
     """This client's raw (train, test) tensors, split exactly as the latent pipeline splits them."""
 
     def __init__(self, fleet: FleetConfig, partition_id: int, num_partitions: int) -> None:
-        import torch
-        from edge_client.config import EdgeConfig
-        from edge_client.runner import client_data
-
-        cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
-        split = client_data(cfg, partition_id, num_partitions, fleet.alpha_or_none)
+        cfg = edge_config(fleet, partition_id)
+        split = edge_runner.client_data(cfg, partition_id, num_partitions, fleet.alpha_or_none)
         ds, train_idx, test_idx = split.dataset, split.train_idx, split.test_idx
         self.num_classes = int(ds.num_classes)
         self.pixels = int(ds.pixels)
@@ -88,15 +124,11 @@ class LocalData:
         self.y_test = torch.as_tensor(ds.y[test_idx])
 
 
-def fedavg_model(fleet: FleetConfig, pixels: int, num_classes: int):
+def fedavg_model(fleet: FleetConfig, pixels: int, num_classes: int) -> tuple[nn.Module, bool]:
     """The baseline model, identical on every client and on the server (seeded by the fleet seed)."""
-    from fleet.fedavg import build_mlp
-
     clf = fleet.classifier_dict()
     tile = None
     if fleet.fedavg.analog and clf.get("analog") is not None:
-        import analog
-
         tile = analog.TileConfig.from_dict(clf["analog"])
     return build_mlp(pixels, list(clf.get("hidden", [128])), num_classes, tile, fleet.seed), tile is not None
 
@@ -104,8 +136,6 @@ def fedavg_model(fleet: FleetConfig, pixels: int, num_classes: int):
 def fedavg_fit(fleet: FleetConfig, partition_id: int, num_partitions: int, arrays: dict,
                server_round: int) -> tuple[dict, dict[str, float]]:
     """One FedAvg round on this client: load the global weights, train locally, return new weights."""
-    from fleet.fedavg import get_arrays, set_arrays, train_local
-
     _limit_threads()
     data = LocalData(fleet, partition_id, num_partitions)
     model, is_analog = fedavg_model(fleet, data.pixels, data.num_classes)
@@ -120,8 +150,6 @@ def fedavg_fit(fleet: FleetConfig, partition_id: int, num_partitions: int, array
 
 def fedavg_eval(fleet: FleetConfig, partition_id: int, num_partitions: int, arrays: dict) -> dict[str, float]:
     """Score the global model on this client's local test split (the same split as the latent path)."""
-    from fleet.fedavg import evaluate, set_arrays
-
     _limit_threads()
     data = LocalData(fleet, partition_id, num_partitions)
     model, _ = fedavg_model(fleet, data.pixels, data.num_classes)

@@ -1,23 +1,16 @@
-"""`analog-edge fleet`, `analog-edge sweep` and `analog-edge demo` sub-commands."""
+"""`analog-edge fleet`, `analog-edge sweep` and `analog-edge demo` sub-commands.
+
+The handlers import the runners (torch, flwr, Ray) when they run, so `analog-edge --help` stays fast.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
-from fleet.config import ALIGNMENTS
-
-DEFAULT_CONFIG = "configs/quickstart.toml"
-
-
-def _config_path(path: str) -> Path:
-    p = Path(path)
-    if not p.exists() and not p.is_absolute():  # run from anywhere: fall back to the source tree's configs/
-        alt = Path(__file__).resolve().parents[1] / p
-        if alt.exists():
-            return alt
-    return p
+from fleet.config import ALIGNMENTS, DEFAULT_CONFIG, ConfigError, FleetConfig, resolve_config_path
 
 
 def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
@@ -26,7 +19,7 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partition", choices=["iid", "dirichlet"], help="IID or Dirichlet non-IID partitions")
     p.add_argument("--alpha", type=float, help="Dirichlet concentration (with --partition dirichlet)")
     p.add_argument("--alignment", choices=list(ALIGNMENTS),
-                   help="how client latent spaces are aligned (DESIGN.md section 1)")
+                   help="how client latent spaces are aligned (docs/design.md §1.3)")
     p.add_argument("--backend", choices=["ray", "local"], help="ray: Flower simulation; local: in-process")
     p.add_argument("--server", choices=["auto", "inprocess", "subprocess"], help="how the latent service runs")
     p.add_argument("--digital", action="store_true", default=None,
@@ -34,13 +27,9 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="fleet seed")
 
 
-def _load(args: argparse.Namespace):
-    from fleet.config import FleetConfig
-
-    fleet = FleetConfig.from_toml(_config_path(args.config))
+def _load(args: argparse.Namespace) -> FleetConfig:
+    fleet = FleetConfig.from_toml(resolve_config_path(args.config))
     if getattr(args, "privacy", None):
-        import dataclasses
-
         fleet = fleet.with_overrides(privacy=dataclasses.replace(fleet.privacy, enabled=True))
     return fleet.with_overrides(num_clients=args.clients, partition=args.partition, alpha=args.alpha,
                                 alignment=args.alignment, backend=args.backend, server=args.server,
@@ -53,8 +42,7 @@ def _fail(exc: Exception) -> int:
 
 
 def _run_fleet(args: argparse.Namespace) -> int:
-    from fleet.config import ConfigError
-    from fleet.runner import run_fleet
+    from fleet.simulate import run_fleet  # imported on use: start-up time of --help
 
     try:
         fleet = _load(args)
@@ -62,7 +50,7 @@ def _run_fleet(args: argparse.Namespace) -> int:
         return _fail(exc)
     out = Path(args.out or f"runs/{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     if getattr(args, "compare_alignment", False):
-        from fleet.alignment import compare_alignment
+        from fleet.alignment import compare_alignment  # imported on use: start-up time of --help
 
         print(compare_alignment(fleet, out)["table"])
         print(f"alignment: {out / 'alignment.json'}")
@@ -84,8 +72,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from fleet.config import ConfigError
-    from fleet.sweep import SweepSpec, run_sweep
+    from fleet.sweep import SweepSpec, run_sweep  # imported on use: start-up time of --help
 
     try:
         fleet = _load(args)

@@ -16,16 +16,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_client.config import EdgeConfig
+from server.config import ClassifierConfig
+
 ALIGNMENTS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter")
 MODES = ("latent", "fedavg", "both")
 BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
 PARTITIONS = ("iid", "dirichlet")
 SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy")   # TOML tables beside [fleet]
+DEFAULT_CONFIG = "configs/quickstart.toml"
 
 
 class ConfigError(ValueError):
     """A fleet config value that is missing, unknown or out of range; the message names it."""
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """`path` as given, or, when it is relative and missing, the same path under the source tree
+    (so `configs/quickstart.toml` works from any working directory)."""
+    p = Path(path)
+    if not p.exists() and not p.is_absolute():
+        alt = Path(__file__).resolve().parents[1] / p
+        if alt.exists():
+            return alt
+    return p
 
 
 def _check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:
@@ -237,7 +252,7 @@ class FleetConfig:
         d["seed"] = self.seed
         d["init_seed"] = self.seed if self.shared_init else None
         d["analog"] = self._side_analog(self.edge)
-        _validate_with("edge_client.config", "EdgeConfig", "edge", d)
+        _validate_with(EdgeConfig, "edge", d)
         return d
 
     def classifier_dict(self) -> dict[str, Any]:
@@ -247,7 +262,7 @@ class FleetConfig:
                               "(embedding, adapter, or shared_init+ either)")
         d["client_conditioning"] = self.conditioning
         d["analog"] = self._side_analog(self.classifier)
-        _validate_with("server.config", "ClassifierConfig", "classifier", d)
+        _validate_with(ClassifierConfig, "classifier", d)
         return d
 
     def fedavg_rounds(self, edge_epochs: int) -> int:
@@ -314,24 +329,16 @@ def _drop_none(value: Any) -> Any:
 
 def _validate_tile_dict(section: str, data: dict[str, Any]) -> None:
     """Build the TileConfig so a bad device/algorithm key fails at load time, prefixed by section."""
-    try:
-        from analog import TileConfig
-    except ImportError:  # the simulator is not importable: nothing to check against
-        return
+    from analog import TileConfig  # imported on use: analog loads torch, `analog-edge --help` need not
+
     try:
         TileConfig.from_dict(copy.deepcopy(data))
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{section}: {exc}") from None
 
 
-def _validate_with(module: str, cls_name: str, section: str, data: dict[str, Any]) -> None:
+def _validate_with(cls: type, section: str, data: dict[str, Any]) -> None:
     """Validate a side's dict with the owning package's config class, prefixing its error."""
-    import importlib
-
-    try:
-        cls = getattr(importlib.import_module(module), cls_name)
-    except (ImportError, AttributeError):
-        return
     if dataclasses.is_dataclass(cls):
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         _check_keys(section, data, known)

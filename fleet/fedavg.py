@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from flwr.serverapp.strategy import FedAvg
 from torch import nn
+
+import analog
 
 
 def build_mlp(in_features: int, hidden: list[int], num_classes: int, tile_config: Any | None,
@@ -29,8 +32,6 @@ def build_mlp(in_features: int, hidden: list[int], num_classes: int, tile_config
     layers.append(nn.Linear(width, num_classes))
     model = nn.Sequential(*layers)
     if tile_config is not None:
-        import analog
-
         torch.manual_seed(seed)   # tile noise/d2d streams derive from the torch seed
         model = analog.convert_to_analog(model, tile_config)
     return model
@@ -77,8 +78,6 @@ def set_arrays(model: nn.Module, arrays: dict[str, np.ndarray]) -> None:
 
 def make_optimizer(model: nn.Module, lr: float, analog_tiles: bool) -> torch.optim.Optimizer:
     if analog_tiles:
-        import analog
-
         return analog.AnalogOptimizer(model.parameters(), lr=lr)
     return torch.optim.SGD(model.parameters(), lr=lr)
 
@@ -119,49 +118,51 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct, loss / max(len(x), 1)
 
 
-def make_strategy(num_clients: int, fraction_train: float):
-    """A Flower FedAvg that also counts the ArrayRecord bytes of every message, both directions."""
-    from flwr.serverapp.strategy import FedAvg
+class ByteCountingFedAvg(FedAvg):
+    """Flower's FedAvg that also counts the ArrayRecord bytes of every message, both directions,
+    and keeps each evaluation round's per-client metrics."""
 
-    class ByteCountingFedAvg(FedAvg):
-        def __init__(self, **kw: Any) -> None:
-            super().__init__(**kw)
-            self.bytes_down = 0     # server -> clients, all rounds (train + evaluate messages)
-            self.bytes_up = 0       # clients -> server, all rounds
-            self.rounds_log: list[dict[str, Any]] = []
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.bytes_down = 0     # server -> clients, all rounds (train + evaluate messages)
+        self.bytes_up = 0       # clients -> server, all rounds
+        self.rounds_log: list[dict[str, Any]] = []
 
-        def _count_out(self, msgs: Iterable[Any]) -> list[Any]:
-            msgs = list(msgs)
-            for m in msgs:
-                if self.arrayrecord_key in m.content.array_records:
-                    self.bytes_down += m.content.array_records[self.arrayrecord_key].count_bytes()
-            return msgs
+    def _count_out(self, msgs: Iterable[Any]) -> list[Any]:
+        msgs = list(msgs)
+        for m in msgs:
+            if self.arrayrecord_key in m.content.array_records:
+                self.bytes_down += m.content.array_records[self.arrayrecord_key].count_bytes()
+        return msgs
 
-        def configure_train(self, server_round, arrays, config, grid):
-            return self._count_out(super().configure_train(server_round, arrays, config, grid))
+    def configure_train(self, server_round, arrays, config, grid):
+        return self._count_out(super().configure_train(server_round, arrays, config, grid))
 
-        def configure_evaluate(self, server_round, arrays, config, grid):
-            return self._count_out(super().configure_evaluate(server_round, arrays, config, grid))
+    def configure_evaluate(self, server_round, arrays, config, grid):
+        return self._count_out(super().configure_evaluate(server_round, arrays, config, grid))
 
-        def aggregate_train(self, server_round, replies):
-            replies = list(replies)
-            for m in replies:
-                if not m.has_error() and self.arrayrecord_key in m.content.array_records:
-                    self.bytes_up += m.content.array_records[self.arrayrecord_key].count_bytes()
-            return super().aggregate_train(server_round, replies)
+    def aggregate_train(self, server_round, replies):
+        replies = list(replies)
+        for m in replies:
+            if not m.has_error() and self.arrayrecord_key in m.content.array_records:
+                self.bytes_up += m.content.array_records[self.arrayrecord_key].count_bytes()
+        return super().aggregate_train(server_round, replies)
 
-        def aggregate_evaluate(self, server_round, replies):
-            replies = list(replies)
-            errors = [m.error.reason for m in replies if m.has_error()]
-            if errors:
-                raise RuntimeError(f"fedavg round {server_round}: {len(errors)} client(s) failed: {errors[0]}")
-            per_client = []
-            for m in replies:
-                rec = m.content.metric_records["metrics"]
-                per_client.append({k: float(v) for k, v in rec.items()})
-            self.rounds_log.append({"round": server_round, "clients": per_client})
-            return super().aggregate_evaluate(server_round, replies)
+    def aggregate_evaluate(self, server_round, replies):
+        replies = list(replies)
+        errors = [m.error.reason for m in replies if m.has_error()]
+        if errors:
+            raise RuntimeError(f"fedavg round {server_round}: {len(errors)} client(s) failed: {errors[0]}")
+        per_client = []
+        for m in replies:
+            rec = m.content.metric_records["metrics"]
+            per_client.append({k: float(v) for k, v in rec.items()})
+        self.rounds_log.append({"round": server_round, "clients": per_client})
+        return super().aggregate_evaluate(server_round, replies)
 
+
+def make_strategy(num_clients: int, fraction_train: float) -> ByteCountingFedAvg:
+    """The baseline's strategy: every client evaluates every round; `fraction_train` of them train."""
     return ByteCountingFedAvg(fraction_train=fraction_train, fraction_evaluate=1.0,
                               min_train_nodes=max(1, int(round(num_clients * fraction_train))),
                               min_evaluate_nodes=num_clients, min_available_nodes=num_clients)

@@ -6,33 +6,22 @@ import math
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from fleet.config import FleetConfig
+from fleet.privacy.figures import format_privacy
+from fleet.tables import grid, json_safe
 
 
 def write_config(fleet: FleetConfig, out_dir: Path) -> Path:
     """The resolved config, so the run is reproducible from its folder alone."""
-    import tomli_w
-
     path = out_dir / "config.toml"
     path.write_text(tomli_w.dumps(fleet.to_dict()))
     return path
 
 
-def _clean(value: Any) -> Any:
-    """JSON without NaN/Infinity (not valid JSON): they become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item"):
-        return _clean(value.item())
-    return value
-
-
 def write_report(result: dict[str, Any], out_dir: Path) -> None:
-    (out_dir / "report.json").write_text(json.dumps(_clean(result), indent=2))
+    (out_dir / "report.json").write_text(json.dumps(json_safe(result), indent=2))
     table = format_table(result)
     (out_dir / "table.txt").write_text(table + "\n")
     try:
@@ -55,18 +44,6 @@ def _pct(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def _grid(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [line]
-    for j, r in enumerate(rows):
-        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
-        if j == 0:
-            out.append(line)
-    out.append(line)
-    return "\n".join(out)
-
-
 def format_table(result: dict[str, Any]) -> str:
     """A readable summary: one row per pipeline, then per-client rows of the latent pipeline."""
     head = (f"fleet {result['name']}: {result['num_clients']} clients on {result['dataset']}, "
@@ -87,7 +64,7 @@ def format_table(result: dict[str, Any]) -> str:
         sp = fa["accuracy_spread"]
         rows.append([f"FedAvg {fa['rounds']} rounds", _pct(fa["accuracy"]), f"{_pct(sp['min'])}..{_pct(sp['max'])}",
                      _fmt_bytes(fa["bytes_up"]), _fmt_bytes(fa["bytes_down"]), "-", "-", "-"])
-    parts = [head, _grid(rows)]
+    parts = [head, grid(rows)]
     if lat:
         crow = [["client", "rows", "stored", "test", "accuracy", "wire bytes", "B/sample", "recon MSE"]]
         for c in lat["clients"]:
@@ -95,15 +72,13 @@ def format_table(result: dict[str, Any]) -> str:
                          _pct(c["accuracy"]), str(c.get("wire_bytes", "-")),
                          f"{c.get('bytes_per_sample', float('nan')):.1f}",
                          f"{c.get('recon_mse', float('nan')):.4f}"])
-        parts.append(_grid(crow))
+        parts.append(grid(crow))
         clf = lat["classifier"]
         parts.append(f"classifier v{clf['version']}: server-side held-out accuracy "
                      f"{_pct(clf['held_out_accuracy'])} on {clf['trained_rows']} rows ({clf['description']}); "
                      f"store {'matches' if lat['store_matches'] else 'DOES NOT match'} the rows sent "
                      f"({lat['rows_stored']} stored / {lat['rows_sent']} sent)")
     if result.get("privacy"):
-        from fleet.privacy import format_privacy
-
         parts.append(format_privacy(result["privacy"]))
     t = result.get("timings_s", {})
     parts.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
@@ -118,7 +93,7 @@ def _side(desc: dict[str, Any]) -> str:
 
 def plot_report(result: dict[str, Any], out_dir: Path) -> None:
     """accuracy_per_client.png and, with a FedAvg run, accuracy_vs_bytes.png."""
-    import matplotlib
+    import matplotlib  # imported on use (slow to import), with the file-only backend
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

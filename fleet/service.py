@@ -16,6 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
+import tomli_w
+
+from protos import latent_service_pb2 as pb
+from protos import latent_service_pb2_grpc as pbg
+from server.app import start_server
+from server.config import ServerConfig
+
 READY_TIMEOUT_S = 60.0
 
 
@@ -23,8 +31,10 @@ class ServiceError(RuntimeError):
     """The latent service did not start, or an RPC to it failed."""
 
 
-class LatentService:
-    """A running latent service: `.address`, `.store_dir`, `.admin_token`; `.stop()` ends it."""
+class ServiceHandle:
+    """A latent service this fleet run started (or was given): `.address`, `.store_dir`,
+    `.admin_token`; `.stop()` ends it. Not the gRPC servicer (`server.service.LatentService`):
+    this is the operator's handle on a running one."""
 
     def __init__(self, store_dir: Path, classifier: dict[str, Any], mode: str = "inprocess") -> None:
         self.store_dir = Path(store_dir)
@@ -44,7 +54,7 @@ class LatentService:
             raise ValueError(f"server: got {mode!r}, must be inprocess or subprocess")
 
     @classmethod
-    def external(cls, address: str, admin_token: str = "", store_dir: str | Path = "") -> "LatentService":
+    def external(cls, address: str, admin_token: str = "", store_dir: str | Path = "") -> "ServiceHandle":
         """An already running service (e.g. `analog-edge serve` on a host the devices can reach):
         the fleet only talks to it and never stops it."""
         self = cls.__new__(cls)
@@ -60,15 +70,10 @@ class LatentService:
                 "admin_token": self.admin_token, "log_level": "WARNING", "classifier": clf}
 
     def _start_inprocess(self, classifier: dict[str, Any]) -> None:
-        from server.app import start_server
-        from server.config import ServerConfig
-
         self._handle = start_server(ServerConfig.from_dict(self._server_dict(classifier)))
         self.address = self._handle.address
 
     def _start_subprocess(self, classifier: dict[str, Any]) -> None:
-        import tomli_w
-
         self._tmp = tempfile.TemporaryDirectory(prefix="analog-edge-serve-")
         cfg_path = Path(self._tmp.name) / "server.toml"
         port_file = Path(self._tmp.name) / "port"
@@ -122,7 +127,7 @@ class LatentService:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "LatentService":
+    def __enter__(self) -> "ServiceHandle":
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -131,10 +136,6 @@ class LatentService:
     # ---- RPCs the fleet needs ------------------------------------------------------------
     def train_classifier(self, classifier: dict[str, Any], timeout: float = 3600.0) -> dict[str, Any]:
         """TrainClassifier over gRPC with the fleet's classifier config; returns the new status."""
-        import tomli_w
-
-        from protos import latent_service_pb2 as pb
-
         clf = {k: v for k, v in classifier.items() if v is not None}
         req = pb.TrainClassifierRequest(admin_token=self.admin_token,
                                         config_toml=tomli_w.dumps({"classifier": clf}))
@@ -142,8 +143,6 @@ class LatentService:
         return _classifier_status(resp.classifier)
 
     def status(self) -> dict[str, Any]:
-        from protos import latent_service_pb2 as pb
-
         resp = _call(self.address, "Status", pb.StatusRequest(), 30.0)
         return {"total_rows": int(resp.total_rows),
                 "clients": {c.client_id: {"rows": int(c.rows), "uploads": int(c.uploads),
@@ -158,10 +157,6 @@ def _classifier_status(c: Any) -> dict[str, Any]:
 
 
 def _call(address: str, method: str, request: Any, timeout: float) -> Any:
-    import grpc
-
-    from protos import latent_service_pb2_grpc as pbg
-
     with grpc.insecure_channel(address) as channel:
         stub = pbg.LatentServiceStub(channel)
         try:
@@ -172,8 +167,6 @@ def _call(address: str, method: str, request: Any, timeout: float) -> Any:
 
 def wait_ready(address: str, timeout: float = READY_TIMEOUT_S) -> None:
     """Block until the service answers Status (the port file can appear before it serves)."""
-    from protos import latent_service_pb2 as pb
-
     deadline = time.monotonic() + timeout
     while True:
         try:

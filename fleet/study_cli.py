@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,10 @@ def register(subparsers: Any) -> None:
 
 
 def _build_config(args: argparse.Namespace) -> Any:
-    from analog.studies.config import StudyConfig
+    from analog.studies.config import StudyConfig  # imported on use (torch): start-up time of --help
 
     cfg = StudyConfig.quick() if args.quick else StudyConfig.full()
     if args.config is not None:
-        import tomllib
-
         if not args.config.is_file():
             raise ValueError(f"--config: got {str(args.config)!r}, no such file")
         with args.config.open("rb") as fh:
@@ -60,7 +59,7 @@ def _build_config(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # imported on use: start-up time of --help
 
     from analog.studies.report import write_json
     from analog.studies.response_functions import run_study

@@ -14,15 +14,23 @@ import copy
 import csv
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from fleet.client_tasks import LocalData, client_name, latent_evaluate, requantize_upload
 from fleet.config import ConfigError, FleetConfig
+from fleet.fedavg import build_mlp, evaluate, train_local
+from fleet.phases import summarize_latent
+from fleet.pipeline import execute
+from fleet.service import ServiceHandle
+from fleet.simulate import run_fleet
+from fleet.tables import grid, json_safe
+from fleet.transport import LocalTransport
 
 CSV_FIELDS = ["label", "device", "algorithm", "digital", "latent_dim", "bits", "accuracy", "accuracy_min",
               "accuracy_max", "compression_pixels", "compression_wire", "bytes_up", "bytes_per_sample",
@@ -101,53 +109,12 @@ def _row(label: str, tile: dict | None, lat: dict, seconds: float) -> dict[str, 
             "classifier_held_out": lat["classifier"]["held_out_accuracy"], "seconds": seconds}
 
 
-def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, dst_state: Path,
-                      server_address: str) -> dict[str, Any]:
-    """Re-use a trained encoder: encode the local training split, quantize at the new bit width,
-    upload to the (fresh) service, and leave a state dir `evaluate_with_server` can use."""
-    from edge_client import runner as er
-    from edge_client.codec import quantize_latents, wire_report
-    from edge_client.config import EdgeConfig
-    from edge_client.training import encode
-    from edge_client.uploader import LatentClient
-
-    from fleet.client_tasks import client_name
-
-    cfg = EdgeConfig.from_dict(fleet.edge_dict(partition_id))
-    n = fleet.num_clients
-    data = er.client_data(cfg, partition_id, n, fleet.alpha_or_none)
-    dst_state.mkdir(parents=True, exist_ok=True)
-    for name in (er.ENCODER_FILE, er.DECODER_FILE):
-        shutil.copy2(src_state / name, dst_state / name)
-    model = er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id)
-    seed = er.client_seed(cfg.seed, partition_id)
-    z = encode(model, data.x_train)
-    quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
-    cid = client_name(partition_id)
-    with LatentClient(server_address) as client:
-        token = client.register(cid, cfg.latent_dim, quant.dtype, np.unique(data.y_train).tolist())
-        uploads = client.upload_all(cid, token, quant, data.y_train, chunk_bytes=cfg.chunk_bytes)
-    state = json.loads((src_state / er.STATE_FILE).read_text())
-    state.update(bits=cfg.bits, scale=quant.scale_list(), config=cfg.to_dict())
-    (dst_state / er.STATE_FILE).write_text(json.dumps(state, indent=2))
-    er._write_private(dst_state / er.TOKEN_FILE, token)
-    src_summary = json.loads((src_state / er.SUMMARY_FILE).read_text())
-    sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
-                       wire_bytes=sum(u.wire_bytes for u in uploads))
-    return {**sent, "client_id": cid, "partition_id": partition_id, "recon_mse": src_summary.get("recon_mse"),
-            "n_train": int(data.train_idx.size), "n_test": int(data.test_idx.size)}
-
-
 def _requantized_point(fleet: FleetConfig, src_root: Path, out: Path) -> dict[str, Any]:
-    from tqdm.auto import tqdm
-
-    from fleet.client_tasks import client_name, latent_evaluate
-    from fleet.runner import summarize_latent
-    from fleet.service import LatentService
-
+    """One further bit width of a grid point: the trained encoders' latents re-quantized and
+    uploaded to a fresh service, the classifier retrained, every client re-evaluated."""
     out.mkdir(parents=True, exist_ok=True)
     clf = fleet.classifier_dict()
-    with LatentService(out / "server", clf, "inprocess") as svc:
+    with ServiceHandle(out / "server", clf, "inprocess") as svc:
         ups = [requantize_upload(fleet, pid, src_root / client_name(pid), out / "clients" / client_name(pid),
                                  svc.address)
                for pid in tqdm(range(fleet.num_clients), desc=f"  re-quantize {fleet.edge['bits']}-bit",
@@ -163,11 +130,6 @@ def _requantized_point(fleet: FleetConfig, src_root: Path, out: Path) -> dict[st
 def raw_pixel_reference(fleet: FleetConfig) -> dict[str, Any]:
     """The classifier (same hidden sizes, digital) trained centrally on the pooled raw training
     images of all clients, scored on the union of their local test splits: an upper reference."""
-    import torch
-
-    from fleet.client_tasks import LocalData
-    from fleet.fedavg import build_mlp, evaluate, train_local
-
     parts = [LocalData(fleet, pid, fleet.num_clients) for pid in range(fleet.num_clients)]
     xtr = torch.cat([p.x_train for p in parts])
     ytr = torch.cat([p.y_train for p in parts])
@@ -183,11 +145,6 @@ def raw_pixel_reference(fleet: FleetConfig) -> dict[str, Any]:
 
 def run_sweep(fleet: FleetConfig, spec: SweepSpec, out_dir: str | Path) -> dict[str, Any]:
     """Run the grid, write sweep.csv / sweep.json / sweep.png / sweep_table.txt, return the results."""
-    from tqdm.auto import tqdm
-
-    from fleet.flower_apps import LocalTransport
-    from fleet.runner import execute
-
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tiles = spec.tiles(fleet)
@@ -216,8 +173,6 @@ def run_sweep(fleet: FleetConfig, spec: SweepSpec, out_dir: str | Path) -> dict[
     if spec.references:
         refs["raw_pixels"] = raw_pixel_reference(fleet)
     if spec.fedavg:
-        from fleet.runner import run_fleet
-
         fa_fleet = fleet.with_overrides(mode="fedavg", backend="ray")
         fa = run_fleet(fa_fleet, out / "fedavg")["fedavg"]
         raw = refs.get("raw_pixels", {}).get("raw_bytes") or raw_pixel_reference(fleet)["raw_bytes"]
@@ -228,8 +183,6 @@ def run_sweep(fleet: FleetConfig, spec: SweepSpec, out_dir: str | Path) -> dict[
 
 
 def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: SweepSpec) -> dict[str, Any]:
-    from fleet.report import _clean
-
     with (out / "sweep.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         w.writeheader()
@@ -238,7 +191,7 @@ def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: Sw
     result = {"config": fleet.to_dict(), "grid": {"latent_dims": spec.latent_dims, "bits": spec.bits,
                                                   "devices": spec.devices, "algorithms": spec.algorithms},
               "rows": rows, "references": refs}
-    (out / "sweep.json").write_text(json.dumps(_clean(result), indent=2))
+    (out / "sweep.json").write_text(json.dumps(json_safe(result), indent=2))
     (out / "sweep_table.txt").write_text(format_sweep(rows, refs) + "\n")
     if rows:
         plot_sweep(rows, refs, out / "sweep.png", f"{fleet.dataset}, {fleet.num_clients} clients, {fleet.partition}")
@@ -246,14 +199,12 @@ def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: Sw
 
 
 def format_sweep(rows: list[dict], refs: dict) -> str:
-    from fleet.report import _grid
-
     table = [["line", "d", "bits", "pixels/d", "raw/wire", "accuracy", "client min..max", "recon MSE"]]
     for r in rows:
         table.append([r["label"], str(r["latent_dim"]), str(r["bits"]), f"{r['compression_pixels']:.1f}",
                       f"{r['compression_wire']:.1f}x", f"{100 * r['accuracy']:.1f}%",
                       f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%", f"{r['recon_mse']:.4f}"])
-    lines = [_grid(table)]
+    lines = [grid(table)]
     if "raw_pixels" in refs:
         lines.append(f"raw-pixel MLP (central, pooled): {100 * refs['raw_pixels']['accuracy']:.1f}%")
     if "fedavg" in refs:
@@ -265,7 +216,7 @@ def format_sweep(rows: list[dict], refs: dict) -> str:
 
 def plot_sweep(rows: list[dict], refs: dict, path: Path, subtitle: str) -> None:
     """Accuracy vs raw/wire compression: one line per (device, algorithm, bits), digital in grey."""
-    import matplotlib
+    import matplotlib  # imported on use (slow to import), with the file-only backend
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

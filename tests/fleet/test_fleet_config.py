@@ -103,13 +103,13 @@ def test_unknown_section_and_bad_analog_table_are_named(tmp_path):
 
 
 def test_partition_layout_mismatch_is_named():
-    from fleet.flower_apps import FleetError
-    from fleet.runner import _check_partitions
+    from fleet.errors import FleetError
+    from fleet.phases import check_partitions
 
     fleet = FleetConfig.from_dict(_quickstart()).with_overrides(num_clients=3)
     ok = [{"client_id": f"client-00{i}", "partition_id": i, "num_partitions": 3} for i in range(3)]
-    _check_partitions(fleet, ok)
+    check_partitions(fleet, ok)
     with pytest.raises(FleetError, match="node_config.num-partitions: got 10"):
-        _check_partitions(fleet, [dict(u, num_partitions=10) for u in ok])
+        check_partitions(fleet, [dict(u, num_partitions=10) for u in ok])
     with pytest.raises(FleetError, match=r"node_config.partition-id: got \[0, 1, 1\]"):
-        _check_partitions(fleet, ok[:2] + [dict(ok[2], partition_id=1)])
+        check_partitions(fleet, ok[:2] + [dict(ok[2], partition_id=1)])

@@ -139,7 +139,7 @@ def test_local_fleet_privacy_phase_reads_the_store(tmp_path):
     training images, reports every victim against both baselines and writes table + PNG."""
     import json
 
-    from fleet.runner import run_fleet
+    from fleet.simulate import run_fleet
     from server.store import LatentStore
 
     fleet = FleetConfig.from_dict({

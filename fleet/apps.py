@@ -1,0 +1,40 @@
+"""The Flower app for `flwr run` (pyproject's [tool.flwr.app.components]).
+
+`server_app` reads the run config and runs the same phases as `analog-edge fleet`
+(`pipeline.run_on_grid`); `client_app` is the edge device of fleet/client_app.py. Run config keys:
+`config` (fleet TOML), `out-dir`, `mode`, `num-clients`, and `latent-address` / `admin-token` to
+use a latent service the devices can reach (on real devices the one this ServerApp would start
+listens on loopback only). See docs/fleet.md.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from fleet.client_app import client_app
+from fleet.config import DEFAULT_CONFIG, FleetConfig, resolve_config_path
+from fleet.pipeline import run_on_grid
+
+__all__ = ["client_app", "server_app"]
+
+server_app = ServerApp()
+
+
+@server_app.main()
+def _server_main(grid: Grid, context: Context) -> None:
+    rc = context.run_config
+    fleet = FleetConfig.from_toml(resolve_config_path(str(rc.get("config") or DEFAULT_CONFIG)))
+    overrides: dict[str, Any] = {}
+    if rc.get("mode"):
+        overrides["mode"] = str(rc["mode"])
+    if int(rc.get("num-clients", 0) or 0):
+        overrides["num_clients"] = int(rc["num-clients"])
+    fleet = fleet.with_overrides(**overrides)
+    out = Path(str(rc.get("out-dir", "") or f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}"))
+    address = str(rc.get("latent-address", "") or "")
+    external = (address, str(rc.get("admin-token", "") or "")) if address else None
+    run_on_grid(grid, fleet, out.resolve(), external)

@@ -1,0 +1,57 @@
+"""One fleet run's phases in order, then its report: the body of every way to run a fleet.
+
+`execute` drives the phases the config asks for through a transport (Flower's grid or the local
+one) and writes the report; `run_on_grid` is the ServerApp body, shared by the simulation
+(fleet/simulate.py) and `flwr run` (fleet/apps.py), so both engines run the identical phases.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from flwr.serverapp import Grid
+
+from fleet import report as rep
+from fleet.config import FleetConfig
+from fleet.errors import FleetError
+from fleet.phases import PhaseTimer, describe_tile, run_fedavg, run_latent
+from fleet.privacy import run_privacy
+from fleet.transport import FlowerTransport, Transport
+
+
+def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid: Grid | None = None,
+            external: tuple[str, str] | None = None) -> dict[str, Any]:
+    """All phases the config asks for, then the report files; returns the report dict."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rep.write_config(fleet, out_dir)
+    timer = PhaseTimer()
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"name": fleet.name, "dataset": fleet.dataset, "num_clients": fleet.num_clients,
+                              "partition": fleet.partition if fleet.partition == "iid" else f"dirichlet({fleet.alpha})",
+                              "alignment": fleet.alignment, "digital": fleet.digital, "backend": fleet.backend,
+                              "edge_side": describe_tile(fleet.edge_dict(0).get("analog")),
+                              "server_side": describe_tile(fleet.classifier_dict().get("analog"))}
+    if fleet.mode in ("latent", "both"):
+        if transport is None:
+            raise FleetError("fleet.mode: the latent pipeline needs a transport to reach the clients")
+        result["latent"] = run_latent(transport, fleet, out_dir, timer, external)
+        if fleet.privacy.enabled:
+            with timer("privacy"):
+                result["privacy"] = ({"skipped": "an external latent service holds the latents"} if external
+                                     else run_privacy(fleet, out_dir))
+    if fleet.mode in ("fedavg", "both"):
+        if grid is None:
+            raise FleetError("fleet.mode: fedavg runs through Flower's FedAvg strategy; "
+                             "use backend = \"ray\" (or flwr run)")
+        result["fedavg"] = run_fedavg(grid, fleet, timer)
+    result["timings_s"] = {**timer.phases, "total": time.perf_counter() - t0}
+    rep.write_report(result, out_dir)
+    return result
+
+
+def run_on_grid(grid: Grid, fleet: FleetConfig, out_dir: Path,
+                external: tuple[str, str] | None = None) -> dict[str, Any]:
+    """The ServerApp body: Flower transport over the grid, then `execute`."""
+    transport = FlowerTransport(grid, fleet.num_clients) if fleet.mode != "fedavg" else None
+    return execute(fleet, out_dir, transport, grid, external)

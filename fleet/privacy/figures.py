@@ -1,0 +1,76 @@
+"""The privacy phase's outputs for people: the terminal table and the reconstructions figure."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fleet.client_tasks import client_name
+from fleet.config import FleetConfig
+from fleet.tables import grid
+
+
+def plot_reconstructions(xs: dict[int, np.ndarray], recon: dict[str, np.ndarray], own: dict[str, np.ndarray],
+                         fleet: FleetConfig, path: Path, examples: int) -> None:
+    """Rows: victims' originals, the attacker's reconstructions, the victims' own decoders."""
+    if examples == 0 or not recon:
+        return
+    import matplotlib  # imported on use (slow to import), with the file-only backend
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(recon)
+    rng = np.random.default_rng(fleet.privacy.seed)
+    picks = [(names[i % len(names)], None) for i in range(examples)]
+    picks = [(n, int(rng.integers(len(recon[n])))) for n, _ in picks]
+    by_name = {client_name(p): p for p in xs}
+    rows = [("original", lambda n, i: xs[by_name[n]][i]), ("attacker", lambda n, i: recon[n][i])]
+    if all(n in own for n, _ in picks):
+        rows.append(("own decoder", lambda n, i: own[n][i]))
+    fig, axes = plt.subplots(len(rows), len(picks), figsize=(1.2 * len(picks), 1.3 * len(rows)), squeeze=False)
+    for r, (label, get) in enumerate(rows):
+        for c, (n, i) in enumerate(picks):
+            img = np.asarray(get(n, i))
+            img = img[0] if img.shape[0] == 1 else np.transpose(img, (1, 2, 0))
+            ax = axes[r][c]
+            ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if r == 0:
+                ax.set_title(n.replace("client-", "c"), fontsize=7)
+    fig.suptitle(f"model inversion from {client_name(fleet.privacy.leaked_client)}'s leaked pairs "
+                 f"({fleet.privacy.leaked_fraction:g} of its images)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_privacy(priv: dict[str, Any]) -> str:
+    """The terminal table: attack vs baselines (victims' mean), then one row per victim."""
+    if "skipped" in priv:
+        return f"privacy: skipped ({priv['skipped']})"
+
+    def cells(m: dict[str, float] | None) -> list[str]:
+        if not m:
+            return ["-", "-", "-"]
+        ok = all(math.isfinite(m[k]) for k in ("mse", "psnr", "ssim"))
+        return [f"{m['mse']:.4f}", f"{m['psnr']:.1f} dB", f"{m['ssim']:.3f}"] if ok else ["-", "-", "-"]
+
+    rows = [["privacy (victims' training images)", "MSE", "PSNR", "SSIM"],
+            ["mean-image guess (no latents)", *cells(priv["mean_image"])],
+            [f"attack from {priv['leaked_client']}'s {priv['leaked_pairs']} leaked pairs", *cells(priv["attack"])],
+            ["victims' own decoders", *cells(priv["own_decoder"])]]
+    if priv.get("leaked_client_held_out"):
+        rows.append([f"attack on {priv['leaked_client']}'s other images", *cells(priv["leaked_client_held_out"])])
+    per = [["victim", "dCor(X,Z)", "attack MSE", "PSNR", "SSIM", "mean-img PSNR", "own-dec PSNR"]]
+    for v in priv["victims"]:
+        a = cells(v["attack"])
+        per.append([v["client_id"], f"{v['dcor']:.3f}", *a, cells(v["mean_image"])[1],
+                    cells(v.get("own_decoder"))[1]])
+    return "\n".join([f"privacy: dCor(X, Z) {priv['dcor']:.3f} (mean over clients); attacker {priv['attacker']}",
+                      grid(rows), grid(per)])

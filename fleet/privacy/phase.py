@@ -1,0 +1,99 @@
+"""The privacy phase of a fleet run (docs/fleet.md): dCor per client and the attack.
+
+`run_privacy` reads the latents exactly as the server stored them (`server.store.LatentStore`,
+dequantized, in upload order) and pairs them with the clients' training images from their
+partitions (`edge_client.runner.client_data`). The images never cross the wire: this is a
+measurement harness that holds the ground truth the attacker lacks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edge_client import runner as er
+from edge_client.config import EdgeConfig
+from fleet.client_tasks import client_name, edge_config
+from fleet.config import FleetConfig
+from fleet.privacy.attacker import attack, mean_metrics, reconstruct, standardize
+from fleet.privacy.figures import plot_reconstructions
+from fleet.privacy.metrics import distance_correlation
+from server.store import LatentStore
+
+
+def _client_split(fleet: FleetConfig, partition_id: int) -> tuple[EdgeConfig, er.ClientData]:
+    cfg = edge_config(fleet, partition_id)
+    return cfg, er.client_data(cfg, partition_id, fleet.num_clients, fleet.alpha_or_none)
+
+
+@torch.no_grad()
+def _own_decoder(cfg: EdgeConfig, state_dir: Path, image_shape: tuple[int, int, int], partition_id: int,
+                 z: np.ndarray) -> np.ndarray | None:
+    """The victim's own decoder (on its own tiles, eval mode) applied to its stored latents."""
+    path = state_dir / er.DECODER_FILE
+    if not path.exists():
+        return None
+    model = er.load_encoder(cfg, state_dir, image_shape, partition_id)
+    model.decoder.load_state_dict(torch.load(path, weights_only=True))
+    return reconstruct(model.decoder, z)
+
+
+def run_privacy(fleet: FleetConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """The privacy phase of a fleet run: dCor per client and the attack from `privacy.leaked_client`.
+    Needs the run's store (`out_dir/server`) and client state dirs (`out_dir/clients`)."""
+    pc = fleet.privacy
+    store_dir = out_dir / "server"
+    if not (store_dir / "latents.sqlite3").exists():
+        return {"skipped": f"no local store at {store_dir} (an external latent service holds the latents)"}
+    if fleet.num_clients < 2:
+        return {"skipped": "fleet.num_clients: got 1, the attack needs a leaked client and >= 1 victim"}
+    store = LatentStore(store_dir, readonly=True)
+    try:
+        stored = {p: store.latents(client_name(p))[0] for p in range(fleet.num_clients)}
+    finally:
+        store.close()
+    xs, dcor, own_recon = {}, [], {}
+    for p in range(fleet.num_clients):
+        cfg, data = _client_split(fleet, p)
+        x = np.asarray(data.x_train, dtype=np.float32)
+        if len(stored[p]) != len(x):
+            raise ValueError(f"store: {client_name(p)} has {len(stored[p])} stored rows but {len(x)} training "
+                             "images; the privacy phase pairs them in upload order and needs all of them")
+        xs[p] = x
+        dcor.append({"client_id": client_name(p), "n": int(min(len(x), pc.dcor_samples)),
+                     "dcor": distance_correlation(x, stored[p], pc.dcor_samples, pc.seed + p)})
+        if p != pc.leaked_client:
+            rec = _own_decoder(cfg, out_dir / "clients" / client_name(p), data.dataset.image_shape, p, stored[p])
+            if rec is not None:
+                own_recon[client_name(p)] = rec
+    L = pc.leaked_client
+    n_leak = max(1, int(round(pc.leaked_fraction * len(xs[L]))))
+    perm = np.random.default_rng(pc.seed).permutation(len(xs[L]))
+    leak, rest = np.sort(perm[:n_leak]), np.sort(perm[n_leak:])
+    zL = standardize(stored[L])
+    victims = {client_name(p): (xs[p], standardize(stored[p])) for p in range(fleet.num_clients) if p != L}
+    res = attack(xs[L][leak], zL[leak], victims, pc, held_out=(xs[L][rest], zL[rest]) if len(rest) else None,
+                 own=own_recon, progress=progress)
+    for row in res.victims:
+        row["dcor"] = next(d["dcor"] for d in dcor if d["client_id"] == row["client_id"])
+    out = {
+        "leaked_client": client_name(L), "leaked_pairs": int(n_leak), "leaked_fraction": pc.leaked_fraction,
+        "attacker": f"digital MLP {stored[L].shape[1]}-{pc.hidden}-{pc.hidden}-{xs[L][0].size}, "
+                    f"Adam lr {pc.lr}, {pc.epochs} epochs, batch {pc.batch_size}, seed {pc.seed}",
+        "latent_source": "server store (dequantized wire latents), standardized per client",
+        "dcor": float(np.mean([d["dcor"] for d in dcor])),
+        "dcor_clients": dcor,
+        "attack": mean_metrics(res.victims, "attack"),
+        "mean_image": mean_metrics(res.victims, "mean_image"),
+        "own_decoder": mean_metrics(res.victims, "own_decoder"),
+        "leaked_client_held_out": res.held_out,
+        "victims": res.victims,
+    }
+    try:
+        plot_reconstructions(xs, res.recon, own_recon, fleet, out_dir / "privacy_reconstructions.png", pc.examples)
+        out["figure"] = "privacy_reconstructions.png"
+    except Exception as exc:  # noqa: BLE001 - a plot must never lose the numbers
+        out["figure_error"] = f"{type(exc).__name__}: {exc}"
+    return out

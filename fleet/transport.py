@@ -1,0 +1,123 @@
+"""How the ServerApp-side phase logic reaches the clients, and the task messages it sends.
+
+A latent-pipeline task is a Flower message of type `train.latent` or `evaluate.latent` (Flower
+routes `<category>.<action>` to the ClientApp function registered for that action); its content
+is one ConfigRecord holding the task as JSON, and the reply carries the client's JSON summary.
+FedAvg rounds use Flower's default `train` / `evaluate` types (sent by the FedAvg strategy).
+Two transports deliver the same tasks: `FlowerTransport` over a Flower `Grid` (simulation or
+deployment) and `LocalTransport` in this process, one client after another.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Protocol
+
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+from tqdm.auto import tqdm
+
+from fleet import client_tasks
+from fleet.config import FleetConfig
+from fleet.errors import FleetError
+
+LATENT_ACTION = "latent"                      # the ClientApp action of the latent pipeline
+LATENT_TRAIN = f"train.{LATENT_ACTION}"       # train the AE, upload latents
+LATENT_EVALUATE = f"evaluate.{LATENT_ACTION}"  # encode the local test split, Classify
+TASK_KEY = "task"          # ConfigRecord the ServerApp sends: {"json": ...}
+RESULT_KEY = "result"      # ConfigRecord a client replies with: {"json": ...}
+
+
+def task_content(task: dict[str, Any]) -> RecordDict:
+    """The content of a latent task message."""
+    return RecordDict({TASK_KEY: ConfigRecord({"json": json.dumps(task)})})
+
+
+def read_task(msg: Message) -> dict[str, Any]:
+    """The task a latent message carries."""
+    return json.loads(str(msg.content.config_records[TASK_KEY]["json"]))
+
+
+def reply(msg: Message, result: dict[str, Any]) -> Message:
+    """A client's reply to a latent task: its JSON summary."""
+    return Message(RecordDict({RESULT_KEY: ConfigRecord({"json": json.dumps(result, default=_jsonable)})}),
+                   reply_to=msg)
+
+
+def read_reply(msg: Message) -> dict[str, Any]:
+    return json.loads(str(msg.content.config_records[RESULT_KEY]["json"]))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+class Transport(Protocol):
+    """Send one latent task to every client and return their replies."""
+
+    def broadcast(self, message_type: str, task: dict[str, Any], desc: str) -> list[dict[str, Any]]: ...
+
+
+class FlowerTransport:
+    """Broadcast one task to every connected SuperNode and gather the replies (with progress)."""
+
+    def __init__(self, grid: Grid, num_clients: int, timeout_s: float = 3600.0) -> None:
+        self.grid = grid
+        self.num_clients = num_clients
+        self.timeout_s = timeout_s
+        self.node_ids = self._wait_for_nodes()
+
+    def _wait_for_nodes(self) -> list[int]:
+        deadline = time.monotonic() + self.timeout_s
+        while len(ids := sorted(self.grid.get_node_ids())) < self.num_clients:
+            if time.monotonic() > deadline:
+                raise FleetError(f"fleet.num_clients: only {len(ids)} of {self.num_clients} nodes "
+                                 f"connected within {self.timeout_s:.0f} s")
+            time.sleep(0.2)
+        return ids[: self.num_clients]
+
+    def broadcast(self, message_type: str, task: dict[str, Any], desc: str) -> list[dict[str, Any]]:
+        msgs = [Message(task_content(task), dst_node_id=nid, message_type=message_type) for nid in self.node_ids]
+        pending = set(self.grid.push_messages(msgs))
+        replies: list[Message] = []
+        deadline = time.monotonic() + self.timeout_s
+        with tqdm(total=len(pending), desc=desc, unit="client") as bar:
+            while pending:
+                got = list(self.grid.pull_messages(list(pending)))
+                for m in got:
+                    pending.discard(m.metadata.reply_to_message_id)
+                    replies.append(m)
+                if got:
+                    bar.update(len(got))
+                if pending and time.monotonic() > deadline:
+                    raise FleetError(f"{desc}: {len(pending)} client(s) did not reply within {self.timeout_s:.0f} s")
+                if pending and not got:
+                    time.sleep(0.2)
+        errors = [m.error.reason for m in replies if m.has_error()]
+        if errors:
+            raise FleetError(f"{desc}: {len(errors)} of {len(replies)} client(s) failed; first error: {errors[0]}")
+        return [read_reply(m) for m in replies]
+
+
+class LocalTransport:
+    """Run every client's task in this process, one after another (debugging, sweeps, no Ray)."""
+
+    def __init__(self, num_clients: int, progress: bool = False) -> None:
+        self.num_clients = num_clients
+        self.progress = progress      # per-client AE progress bars (noisy for many clients)
+
+    def broadcast(self, message_type: str, task: dict[str, Any], desc: str) -> list[dict[str, Any]]:
+        if message_type not in (LATENT_TRAIN, LATENT_EVALUATE):
+            raise ValueError(f"message_type: got {message_type!r}, must be {LATENT_TRAIN} or {LATENT_EVALUATE}")
+        fleet = FleetConfig.from_dict(task["fleet"])
+        out = []
+        for pid in tqdm(range(self.num_clients), desc=desc, unit="client"):
+            if message_type == LATENT_TRAIN:
+                out.append(client_tasks.latent_train(fleet, pid, self.num_clients, task["server_address"],
+                                                     task["state_root"], progress=self.progress))
+            else:
+                out.append(client_tasks.latent_evaluate(fleet, pid, self.num_clients, task["server_address"],
+                                                        task["state_root"]))
+        return out
