@@ -4,8 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.config import CONDITIONING
+
+if TYPE_CHECKING:
+    from server.config import ClassifierConfig
 
 
 def register(subparsers) -> None:
@@ -34,16 +39,18 @@ def register(subparsers) -> None:
     p.set_defaults(func=_serve)
 
     t = subparsers.add_parser("train-classifier", help="train the server's classifier on the stored latents",
-                              description="Train the (analog or digital) MLP classifier on a store's latents, "
-                                          "with a held-out split, and save a new checkpoint version that "
-                                          "a running server's Classify picks up.")
-    t.add_argument("--store", required=True, help="store directory")
-    t.add_argument("--config", help="classifier TOML ([classifier] table or top-level keys)")
+                              description="Train the MLP classifier on a store's latents, with a held-out "
+                                          "split, and save a new checkpoint version that a running server's "
+                                          "Classify picks up. It runs on analog tiles unless --digital: the "
+                                          "config's [classifier.analog], else its [analog] table (a fleet "
+                                          "config), else the reference tile (analog.TileConfig defaults).")
+    t.add_argument("--store", required=True, help="store directory of `analog-edge serve` (holds latents.sqlite3)")
+    t.add_argument("--config", help="classifier TOML ([classifier] table or top-level keys) or a fleet config")
     t.add_argument("--epochs", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--conditioning", choices=CONDITIONING, help="client_conditioning")
-    t.add_argument("--digital", action="store_true", help="ignore the analog tile config (digital reference)")
+    t.add_argument("--digital", action="store_true", help="a digital classifier (ignore any analog tile config)")
     t.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     t.set_defaults(func=_train)
 
@@ -71,22 +78,54 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
 
-def _train(args: argparse.Namespace) -> int:
-    import dataclasses
+def _classifier_config(args: argparse.Namespace) -> tuple["ClassifierConfig", str]:
+    """The hand run's ClassifierConfig and a line saying what it trains on.
 
+    Analog tiles unless --digital, as the fleet does: a fleet config's top-level [analog] table is the
+    TileConfig of both sides, so it applies here too when [classifier] has no analog table of its own."""
+    import dataclasses
+    import tomllib
+
+    import analog
+    from server.config import ClassifierConfig
+
+    cfg = ClassifierConfig.from_toml(args.config) if args.config else ClassifierConfig()
+    source = f"{args.config} [classifier.analog]" if cfg.analog is not None else \
+        "the reference tile (analog.TileConfig defaults)"
+    if args.digital:
+        cfg = dataclasses.replace(cfg, analog=None)
+    elif cfg.analog is None:
+        shared = tomllib.loads(Path(args.config).read_text()).get("analog") if args.config else None
+        if isinstance(shared, dict):
+            cfg, source = ClassifierConfig.from_dict({**cfg.to_dict(), "analog": shared}), f"{args.config} [analog]"
+        else:
+            cfg = dataclasses.replace(cfg, analog=analog.TileConfig().to_dict())
+    over = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("seed", args.seed),
+                              ("client_conditioning", args.conditioning)) if v is not None}
+    cfg = dataclasses.replace(cfg, **over)
+    if cfg.analog is None:
+        return cfg, "digital classifier (--digital)"
+    dev = (cfg.analog.get("device") or {}).get("type", "ConstantStep")
+    alg = (cfg.analog.get("algorithm") or {}).get("type", "AnalogSGD")
+    return cfg, f"analog classifier: {dev} / {alg} tiles from {source} (--digital for a digital one)"
+
+
+def _train(args: argparse.Namespace) -> int:
     from server.app import setup_logging
     from server.classifier import TrainingError, format_result, train_classifier
-    from server.config import ClassifierConfig, ConfigError
-    from server.store import StoreError
+    from server.config import ConfigError
+    from server.store import DB_NAME, StoreError
 
+    store = Path(args.store)
+    db = store if store.suffix in (".sqlite3", ".db") else store / DB_NAME
+    if not db.is_file():  # checked first: training must not create an empty store where none was
+        print(f"analog-edge train-classifier: --store: got {args.store!r}, no latent store there "
+              f"(no {db.name}); give the --store of `analog-edge serve`", file=sys.stderr)
+        return 2
     setup_logging("INFO")
     try:
-        cfg = ClassifierConfig.from_toml(args.config) if args.config else ClassifierConfig()
-        over = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("seed", args.seed),
-                                  ("client_conditioning", args.conditioning)) if v is not None}
-        if args.digital:
-            over["analog"] = None
-        cfg = dataclasses.replace(cfg, **over)
+        cfg, what = _classifier_config(args)
+        print(f"train-classifier: {what}", file=sys.stderr)
         result = train_classifier(args.store, cfg, progress=True)
     except (ConfigError, TrainingError, StoreError) as exc:
         print(f"analog-edge train-classifier: {exc}", file=sys.stderr)
