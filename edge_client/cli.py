@@ -14,27 +14,32 @@ import sys
 from pathlib import Path
 
 
-def parse_partition(text: str) -> tuple[int, int]:
-    """'3/10' -> (3, 10): partition id 3 of 10 (0-based)."""
-    try:
-        pid, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"partition: got {text!r}, must be ID/N, e.g. 3/10") from None
-    if n < 1 or not 0 <= pid < n:
-        raise argparse.ArgumentTypeError(f"partition: got {text!r}, need N >= 1 and 0 <= ID < N")
-    return pid, n
+PARTITIONERS = ("iid", "dirichlet")   # Flower Datasets' IidPartitioner / DirichletPartitioner
+DEFAULT_ALPHA = 0.5
 
 
-def _alpha(text: str) -> float | None:
-    if text.lower() in ("iid", "none"):
-        return None
+def _alpha(text: str) -> float:
     try:
         a = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"alpha: got {text!r}, must be a number > 0 or 'iid'") from None
+        raise argparse.ArgumentTypeError(f"got {text!r}, must be a number > 0") from None
     if not math.isfinite(a) or a <= 0:
-        raise argparse.ArgumentTypeError(f"alpha: got {text!r}, must be > 0 (or 'iid')")
+        raise argparse.ArgumentTypeError(f"got {text!r}, must be a number > 0")
     return a
+
+
+def partition_args(args: argparse.Namespace) -> tuple[int, int, float | None]:
+    """(partition_id, num_partitions, Dirichlet alpha or None for IID), checked together."""
+    pid, n = args.partition_id, args.num_partitions
+    if n < 1:
+        raise ValueError(f"--num-partitions: got {n}, must be >= 1")
+    if not 0 <= pid < n:
+        raise ValueError(f"--partition-id: got {pid}, must be in [0, {n - 1}] (--num-partitions {n})")
+    if args.partitioner == "iid":
+        if args.alpha is not None:
+            raise ValueError(f"--alpha: got {args.alpha}, only used with --partitioner dirichlet")
+        return pid, n, None
+    return pid, n, args.alpha if args.alpha is not None else DEFAULT_ALPHA
 
 
 def register(subparsers) -> None:
@@ -47,10 +52,14 @@ def register(subparsers) -> None:
     p.add_argument("--client-id", required=True, help="this device's id ([A-Za-z0-9._-], 1..64)")
     p.add_argument("--config", help="edge TOML ([edge] table or top-level keys; [edge.analog] = TileConfig)")
     p.add_argument("--dataset", help="mnist5k, digits, or a path (idx files, CIFAR-10 batches, .npz)")
-    p.add_argument("--partition", type=parse_partition, default=(0, 1), metavar="ID/N",
-                   help="this client's partition, e.g. 3/10 (default 0/1 = all data)")
+    p.add_argument("--partition-id", type=int, default=0,
+                   help="this client's partition, 0-based (default 0)")
+    p.add_argument("--num-partitions", type=int, default=1,
+                   help="how many partitions the dataset is split into (default 1 = all data)")
+    p.add_argument("--partitioner", choices=PARTITIONERS, default="iid",
+                   help="iid (default), or dirichlet: Dirichlet(alpha) label skew")
     p.add_argument("--alpha", type=_alpha, default=None,
-                   help="Dirichlet(alpha) label skew; omit or 'iid' for IID partitions")
+                   help=f"Dirichlet concentration, with --partitioner dirichlet (default {DEFAULT_ALPHA})")
     p.add_argument("--latent-dim", type=int)
     p.add_argument("--bits", type=int, choices=(32, 16, 8, 4), help="latent precision on the wire")
     p.add_argument("--per-feature-scale", action="store_true", default=None,
@@ -73,7 +82,7 @@ def register(subparsers) -> None:
                    help="after uploading, classify the local held-out split via the server (needs a classifier)")
     p.add_argument("--evaluate-only", action="store_true",
                    help="skip training/upload; evaluate the encoder saved in --state-dir (with the config it "
-                        "was trained with; --partition/--alpha must match)")
+                        "was trained with; --partition-id/--num-partitions/--partitioner/--alpha must match)")
     p.add_argument("--tls-ca", help="PEM root CA: connect with TLS")
     p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
     p.add_argument("--tls-key", help="PEM client key (mutual TLS)")
@@ -155,12 +164,12 @@ def _run(args: argparse.Namespace) -> int:
     prog = "analog-edge client"
     try:
         check_client_id(args.client_id)
+        pid, n, alpha = partition_args(args)
         cfg = _config(args)
     except (ConfigError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     state_dir = Path(args.state_dir or Path("runs") / "edge" / args.client_id)
-    pid, n = args.partition
     import torch
 
     from .runner import evaluate_with_server, saved_config, train_and_upload
@@ -175,16 +184,16 @@ def _run(args: argparse.Namespace) -> int:
                 tls_ca=cfg.tls_ca, tls_cert=cfg.tls_cert, tls_key=cfg.tls_key,
                 tls_server_name=cfg.tls_server_name, token=cfg.token, max_attempts=cfg.max_attempts,
                 rpc_timeout_s=cfg.rpc_timeout_s)
-            summary = {"client_id": args.client_id, "partition": f"{pid}/{n}", "alpha": args.alpha}
-            summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n, args.alpha, state_dir)
+            summary = {"client_id": args.client_id, "partition": f"{pid}/{n}", "alpha": alpha}
+            summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n, alpha, state_dir)
             out = Path(args.out) if args.out else state_dir / "evaluation.json"
         else:
-            summary = train_and_upload(cfg, args.server, args.client_id, pid, n, args.alpha, state_dir,
+            summary = train_and_upload(cfg, args.server, args.client_id, pid, n, alpha, state_dir,
                                        progress=not args.quiet)
             if args.evaluate:  # the upload succeeded: keep its summary even if evaluation cannot run
                 try:
                     summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n,
-                                                                 args.alpha, state_dir)
+                                                                 alpha, state_dir)
                 except UploadError as exc:
                     summary["evaluation"] = {"error": str(exc)}
                     print(f"{prog}: evaluation failed: {exc}", file=sys.stderr)

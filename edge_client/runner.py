@@ -21,13 +21,13 @@ import torch
 from .autoencoder import Autoencoder, build_autoencoder, resolve_kind
 from .codec import quantize_latents, wire_report
 from .config import EdgeConfig, check_client_id
+from .state import ClientState
 from .data import Dataset, load_dataset, partition_indices, split_train_test
 from .training import encode, train_autoencoder
 from .uploader import LatentClient, RetryPolicy, TlsOptions
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
 ENCODER_FILE = "encoder.pt"
 DECODER_FILE = "decoder.pt"
 TOKEN_FILE = "token"
@@ -173,11 +173,9 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
         "timings": {**times, "total_s": sum(times.values())},
         "state_dir": str(state),
     }
-    (state / STATE_FILE).write_text(json.dumps({
-        "client_id": client_id, "partition_id": partition_id, "num_partitions": num_partitions,
-        "alpha": alpha, "seed": seed, "bits": cfg.bits, "scale": quant.scale_list(),
-        "latent_dim": cfg.latent_dim, "config": cfg.to_dict(), "image_shape": list(data.dataset.image_shape),
-    }, indent=2))
+    ClientState(client_id=client_id, partition_id=partition_id, num_partitions=num_partitions, alpha=alpha,
+                seed=seed, latent_dim=cfg.latent_dim, bits=cfg.bits, scale=quant.scale_list(),
+                config=cfg.to_dict(), image_shape=list(data.dataset.image_shape)).save(state)
     (state / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -196,11 +194,7 @@ def load_encoder(cfg: EdgeConfig, state_dir: str | Path, image_shape: tuple[int,
 
 def saved_config(state_dir: str | Path) -> EdgeConfig:
     """The EdgeConfig a client in `state_dir` was trained with (tokens and secrets are never saved)."""
-    path = Path(state_dir) / STATE_FILE
-    try:
-        return EdgeConfig.from_dict(json.loads(path.read_text())["config"])
-    except FileNotFoundError:
-        raise FileNotFoundError(f"state_dir: {path} not found; run train_and_upload first") from None
+    return EdgeConfig.from_dict(ClientState.load(state_dir).config)
 
 
 def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, partition_id: int,
@@ -211,15 +205,10 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
     in everything that shapes the data split or the encoder (checked; see `saved_config`)."""
     check_client_id(client_id)
     state = Path(state_dir)
-    try:
-        saved = json.loads((state / STATE_FILE).read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"state_dir: {state / STATE_FILE} not found; run train_and_upload first") from None
-    for key, want in (("client_id", client_id), ("partition_id", partition_id),
-                      ("num_partitions", num_partitions), ("alpha", alpha)):
-        if saved.get(key) != want:
-            raise ValueError(f"{key}: got {want!r}, but {state} was trained with {saved.get(key)!r}")
-    trained_cfg = saved.get("config", {})
+    saved = ClientState.load(state)
+    saved.check_matches(state, client_id=client_id, partition_id=partition_id, num_partitions=num_partitions,
+                        alpha=alpha)
+    trained_cfg = saved.config
     now = cfg.to_dict()
     for key in ("dataset", "data_path", "seed", "max_samples", "test_fraction", "autoencoder", "latent_dim",
                 "conv_channels", "mlp_hidden", "init_seed", "analog"):
@@ -231,14 +220,14 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
         return out
     model = load_encoder(cfg, state, data.dataset.image_shape, partition_id)
     z = encode(model, data.x_test)
-    scale = saved["scale"] or None
+    scale = saved.scale or None
     if scale is not None:  # reuse the upload's scale: the test latents look like the training ones
-        qmax = {8: 127, 4: 7}[saved["bits"]]
+        qmax = {8: 127, 4: 7}[saved.bits]
         z = np.clip(z, -np.asarray(scale) * qmax, np.asarray(scale) * qmax)
-    quant = quantize_latents(z, saved["bits"], scale=scale, seed=saved["seed"] + 3)
+    quant = quantize_latents(z, saved.bits, scale=scale, seed=saved.seed + 3)
     token = cfg.token or (state / TOKEN_FILE).read_text().strip()
     t = time.perf_counter()
-    with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=saved["seed"]) as client:
+    with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=saved.seed) as client:
         pred = client.classify_batched(client_id, token, quant)
     correct = int((pred == data.y_test).sum())
     per_class = {int(c): float((pred[data.y_test == c] == c).mean()) for c in np.unique(data.y_test)}

@@ -26,8 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from edge_client import runner as er
+from edge_client.state import ClientState
 from edge_client.training import train_autoencoder
-from fleet.client_tasks import client_name, edge_config, latent_evaluate, requantize_upload
+from fleet.client_tasks import client_name, latent_evaluate, requantize_upload
 from fleet.config import FleetConfig
 from fleet.phases import summarize_latent
 from fleet.pipeline import execute
@@ -40,7 +41,7 @@ OPTIONS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter
 
 def _reclassify(fleet: FleetConfig, run_dir: Path) -> dict[str, Any]:
     """Retrain the classifier on an existing run's store with `fleet`'s conditioning; re-evaluate."""
-    clf = fleet.classifier_dict()
+    clf = fleet.classifier_config
     with ServiceHandle(run_dir / "server", clf, "inprocess") as svc:
         cls = svc.train_classifier(clf)
         evals = [latent_evaluate(fleet, pid, fleet.num_clients, svc.address, str(run_dir / "clients"))
@@ -53,7 +54,7 @@ def _reclassify(fleet: FleetConfig, run_dir: Path) -> dict[str, Any]:
 
 def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
     """One AE on the pooled training splits, distributed to every client, then the usual phases."""
-    cfg = edge_config(fleet, 0)
+    cfg = fleet.edge_config
     n = fleet.num_clients
     datas = [er.client_data(cfg, pid, n, fleet.alpha_or_none) for pid in range(n)]
     x_tr = np.concatenate([d.x_train for d in datas])
@@ -68,11 +69,10 @@ def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
         src.mkdir(parents=True, exist_ok=True)
         torch.save(model.encoder.state_dict(), src / er.ENCODER_FILE)
         torch.save(model.decoder.state_dict(), src / er.DECODER_FILE)
-        (src / er.STATE_FILE).write_text(json.dumps({
-            "client_id": client_name(pid), "partition_id": pid, "num_partitions": n,
-            "alpha": fleet.alpha_or_none, "seed": er.client_seed(cfg.seed, pid), "latent_dim": cfg.latent_dim}))
+        ClientState(client_id=client_name(pid), partition_id=pid, num_partitions=n, alpha=fleet.alpha_or_none,
+                    seed=er.client_seed(cfg.seed, pid), latent_dim=cfg.latent_dim).save(src)
         (src / er.SUMMARY_FILE).write_text(json.dumps({"recon_mse": res.val_mse}))
-    clf = fleet.classifier_dict()
+    clf = fleet.classifier_config
     with ServiceHandle(out / "server", clf, "inprocess") as svc:
         ups = [requantize_upload(fleet, pid, src_root / client_name(pid), out / "clients" / client_name(pid),
                                  svc.address) for pid in range(n)]
@@ -107,7 +107,7 @@ def compare_alignment(fleet: FleetConfig, out_dir: str | Path) -> dict[str, Any]
     for opt, r in rows.items():
         table.append([opt, f"{100 * r['accuracy']:.1f}%", f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%",
                       f"{100 * r['classifier_held_out']:.1f}%", f"{r['recon_mse']:.4f}"])
-    text = (f"latent alignment on {fleet.dataset}, {fleet.num_clients} clients, {fleet.partition}, "
+    text = (f"latent alignment on {fleet.dataset}, {fleet.num_clients} clients, {fleet.partitioner}, "
             f"{'digital' if fleet.digital else 'analog'}\n" + grid(table))
     (out / "alignment.txt").write_text(text + "\n")
     (out / "alignment.json").write_text(json.dumps(json_safe({"config": fleet.to_dict(), "rows": rows}), indent=2))

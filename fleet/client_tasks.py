@@ -17,10 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-import analog
 from edge_client import runner as edge_runner
 from edge_client.codec import quantize_latents, wire_report
-from edge_client.config import EdgeConfig
+from edge_client.state import ClientState
 from edge_client.training import encode
 from edge_client.uploader import LatentClient
 from fleet.config import FleetConfig
@@ -45,16 +44,11 @@ def _state_dir(state_root: str, partition_id: int) -> Path:
     return path
 
 
-def edge_config(fleet: FleetConfig, partition_id: int) -> EdgeConfig:
-    """The validated EdgeConfig this partition's device runs with."""
-    return EdgeConfig.from_dict(fleet.edge_dict(partition_id))
-
-
 def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
                  state_root: str, progress: bool = False) -> dict[str, Any]:
     """Train the autoencoder on analog tiles, encode, quantize and upload this partition's latents."""
     _limit_threads()
-    cfg = edge_config(fleet, partition_id)
+    cfg = fleet.edge_config
     t0 = time.perf_counter()
     summary = edge_runner.train_and_upload(cfg, server_address, client_name(partition_id), partition_id,
                                            num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id),
@@ -69,7 +63,7 @@ def latent_evaluate(fleet: FleetConfig, partition_id: int, num_partitions: int, 
                     state_root: str) -> dict[str, Any]:
     """Encode the local held-out split with this device's own encoder and ask the server to classify."""
     _limit_threads()
-    cfg = edge_config(fleet, partition_id)
+    cfg = fleet.edge_config
     t0 = time.perf_counter()
     result = dict(edge_runner.evaluate_with_server(cfg, server_address, client_name(partition_id), partition_id,
                                                    num_partitions, fleet.alpha_or_none,
@@ -84,7 +78,7 @@ def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, ds
     """Re-use a trained encoder: encode the local training split, quantize at the new bit width,
     upload to the (fresh) service, and leave a state dir `latent_evaluate` can use."""
     er = edge_runner
-    cfg = edge_config(fleet, partition_id)
+    cfg = fleet.edge_config
     n = fleet.num_clients
     data = er.client_data(cfg, partition_id, n, fleet.alpha_or_none)
     dst_state.mkdir(parents=True, exist_ok=True)
@@ -98,9 +92,7 @@ def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, ds
     with LatentClient(server_address) as client:
         token = client.register(cid, cfg.latent_dim, quant.dtype, np.unique(data.y_train).tolist())
         uploads = client.upload_all(cid, token, quant, data.y_train, chunk_bytes=cfg.chunk_bytes)
-    state = json.loads((src_state / er.STATE_FILE).read_text())
-    state.update(bits=cfg.bits, scale=quant.scale_list(), config=cfg.to_dict())
-    (dst_state / er.STATE_FILE).write_text(json.dumps(state, indent=2))
+    ClientState.load(src_state).replace(bits=cfg.bits, scale=quant.scale_list(), config=cfg.to_dict()).save(dst_state)
     er.save_token(dst_state, token)
     src_summary = json.loads((src_state / er.SUMMARY_FILE).read_text())
     sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
@@ -113,7 +105,7 @@ class LocalData:
     """This client's raw (train, test) tensors, split exactly as the latent pipeline splits them."""
 
     def __init__(self, fleet: FleetConfig, partition_id: int, num_partitions: int) -> None:
-        cfg = edge_config(fleet, partition_id)
+        cfg = fleet.edge_config
         split = edge_runner.client_data(cfg, partition_id, num_partitions, fleet.alpha_or_none)
         ds, train_idx, test_idx = split.dataset, split.train_idx, split.test_idx
         self.num_classes = int(ds.num_classes)
@@ -126,11 +118,9 @@ class LocalData:
 
 def fedavg_model(fleet: FleetConfig, pixels: int, num_classes: int) -> tuple[nn.Module, bool]:
     """The baseline model, identical on every client and on the server (seeded by the fleet seed)."""
-    clf = fleet.classifier_dict()
-    tile = None
-    if fleet.fedavg.analog and clf.get("analog") is not None:
-        tile = analog.TileConfig.from_dict(clf["analog"])
-    return build_mlp(pixels, list(clf.get("hidden", [128])), num_classes, tile, fleet.seed), tile is not None
+    clf = fleet.classifier_config
+    tile = clf.tile_config() if fleet.fedavg.analog else None
+    return build_mlp(pixels, list(clf.hidden), num_classes, tile, fleet.seed), tile is not None
 
 
 def fedavg_fit(fleet: FleetConfig, partition_id: int, num_partitions: int, arrays: dict,

@@ -10,14 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from fleet.config import ALIGNMENTS, DEFAULT_CONFIG, ConfigError, FleetConfig, resolve_config_path
+from fleet.config import ALIGNMENTS, DEFAULT_CONFIG, PARTITIONERS, ConfigError, FleetConfig, resolve_config_path
 
 
 def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"fleet TOML (default {DEFAULT_CONFIG})")
     p.add_argument("--clients", type=int, help="number of edge clients (overrides fleet.num_clients)")
-    p.add_argument("--partition", choices=["iid", "dirichlet"], help="IID or Dirichlet non-IID partitions")
-    p.add_argument("--alpha", type=float, help="Dirichlet concentration (with --partition dirichlet)")
+    p.add_argument("--partitioner", choices=list(PARTITIONERS),
+                   help="how the dataset is split across clients: iid, or dirichlet (label skew, --alpha)")
+    p.add_argument("--alpha", type=float, help="Dirichlet concentration (with --partitioner dirichlet)")
     p.add_argument("--alignment", choices=list(ALIGNMENTS),
                    help="how client latent spaces are aligned (docs/design.md §1.3)")
     p.add_argument("--backend", choices=["ray", "local"], help="ray: Flower simulation; local: in-process")
@@ -31,9 +32,13 @@ def _load(args: argparse.Namespace) -> FleetConfig:
     fleet = FleetConfig.from_toml(resolve_config_path(args.config))
     if getattr(args, "privacy", None):
         fleet = fleet.with_overrides(privacy=dataclasses.replace(fleet.privacy, enabled=True))
-    return fleet.with_overrides(num_clients=args.clients, partition=args.partition, alpha=args.alpha,
-                                alignment=args.alignment, backend=args.backend, server=args.server,
-                                digital=args.digital, seed=args.seed, mode=getattr(args, "mode", None))
+    fleet = fleet.with_overrides(num_clients=args.clients, partitioner=args.partitioner, alpha=args.alpha,
+                                 alignment=args.alignment, backend=args.backend, server=args.server,
+                                 digital=args.digital, seed=args.seed, mode=getattr(args, "mode", None))
+    if args.alpha is not None and fleet.partitioner != "dirichlet":
+        raise ConfigError(f"--alpha: got {args.alpha}, only used with --partitioner dirichlet "
+                          f"(the partitioner is {fleet.partitioner})")
+    return fleet
 
 
 def _fail(exc: Exception) -> int:
@@ -65,7 +70,7 @@ def _run_fleet(args: argparse.Namespace) -> int:
 
 def _run_demo(args: argparse.Namespace) -> int:
     args.config = args.config or DEFAULT_CONFIG
-    for flag in ("clients", "partition", "alpha", "alignment", "backend", "server", "seed", "latent_address",
+    for flag in ("clients", "partitioner", "alpha", "alignment", "backend", "server", "seed", "latent_address",
                  "admin_token", "privacy"):
         setattr(args, flag, None)
     return _run_fleet(args)

@@ -1,8 +1,9 @@
 """Fleet configuration: one TOML file describes a whole fleet run (clients, server, baseline).
 
 The edge client's and the server classifier's own settings live in the `[edge]` and `[classifier]`
-tables and are handed verbatim to `edge_client.config.EdgeConfig` and
-`server.config.ClassifierConfig`, which validate them. This module owns only what ties them
+tables (kept as written, for the round trip) and are resolved once, with the fleet-wide settings
+filled in, into the typed `FleetConfig.edge_config` (`edge_client.config.EdgeConfig`) and
+`FleetConfig.classifier_config` (`server.config.ClassifierConfig`), which validate them. This module owns only what ties them
 together: fleet size, partitioning, latent alignment, the shared analog tile config, the Flower
 backend and the FedAvg baseline. Every field is validated on construction and errors name the
 field (`fleet.num_clients: got 0, must be >= 1`).
@@ -23,7 +24,7 @@ ALIGNMENTS = ("none", "shared_init", "embedding", "shared_init+embedding", "adap
 MODES = ("latent", "fedavg", "both")
 BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
-PARTITIONS = ("iid", "dirichlet")
+PARTITIONERS = ("iid", "dirichlet")   # Flower Datasets' IidPartitioner / DirichletPartitioner
 SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy")   # TOML tables beside [fleet]
 DEFAULT_CONFIG = "configs/quickstart.toml"
 
@@ -147,8 +148,8 @@ class FleetConfig:
     name: str = "fleet"
     dataset: str = "mnist5k"
     num_clients: int = 8
-    partition: str = "iid"
-    alpha: float = 0.5                 # Dirichlet concentration, used when partition = "dirichlet"
+    partitioner: str = "iid"
+    alpha: float = 0.5                 # Dirichlet concentration, used when partitioner = "dirichlet"
     seed: int = 0
     alignment: str = "shared_init"
     mode: str = "latent"
@@ -161,6 +162,9 @@ class FleetConfig:
     classifier: dict[str, Any] = field(default_factory=dict)
     fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    # resolved from the tables above on construction: what every phase uses
+    edge_config: EdgeConfig = field(init=False, repr=False, compare=False)
+    classifier_config: ClassifierConfig = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         s = "fleet"
@@ -169,7 +173,7 @@ class FleetConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"fleet.dataset: got {self.dataset!r}, must be a dataset name or path")
         self.num_clients = _int(s, "num_clients", self.num_clients, 1, 1024)
-        self.partition = _choice(s, "partition", self.partition, PARTITIONS)
+        self.partitioner = _choice(s, "partitioner", self.partitioner, PARTITIONERS)
         self.alpha = _float(s, "alpha", self.alpha, 0.0, open_lo=True)
         self.seed = _int(s, "seed", self.seed, 0)
         self.alignment = _choice(s, "alignment", self.alignment, ALIGNMENTS)
@@ -199,14 +203,14 @@ class FleetConfig:
             sub = getattr(self, sec).get("analog")
             if isinstance(sub, dict):
                 _validate_tile_dict(f"{sec}.analog", sub)
-        self.edge_dict(0)          # build once so a bad [edge] / [classifier] key fails now
-        self.classifier_dict()
+        self.edge_config = self._resolve_edge()
+        self.classifier_config = self._resolve_classifier()
 
     # ---- derived, per-side configs -------------------------------------------------------
     @property
     def alpha_or_none(self) -> float | None:
         """The Dirichlet alpha for `partition_indices`, None for IID."""
-        return self.alpha if self.partition == "dirichlet" else None
+        return self.alpha if self.partitioner == "dirichlet" else None
 
     @property
     def server_mode(self) -> str:
@@ -235,12 +239,9 @@ class FleetConfig:
             return copy.deepcopy(side["analog"]) or None
         return copy.deepcopy(self.analog)
 
-    def edge_dict(self, partition_id: int = 0) -> dict[str, Any]:
-        """The EdgeConfig dict for a client: the [edge] table plus fleet-wide settings.
-
-        Identical for every partition today (the edge client derives per-device seeds itself);
-        the argument keeps the door open for heterogeneous fleets.
-        """
+    def _resolve_edge(self) -> EdgeConfig:
+        """Every client's EdgeConfig: the [edge] table plus fleet-wide settings (the edge client
+        derives each device's own seeds from (seed, partition) itself)."""
         d = copy.deepcopy(self.edge)
         for key in ("dataset", "seed", "init_seed"):
             if key in d:
@@ -252,18 +253,17 @@ class FleetConfig:
         d["seed"] = self.seed
         d["init_seed"] = self.seed if self.shared_init else None
         d["analog"] = self._side_analog(self.edge)
-        _validate_with(EdgeConfig, "edge", d)
-        return d
+        return _build_with(EdgeConfig, "edge", d)
 
-    def classifier_dict(self) -> dict[str, Any]:
+    def _resolve_classifier(self) -> ClassifierConfig:
+        """The server classifier's config: the [classifier] table plus alignment and tiles."""
         d = copy.deepcopy(self.classifier)
         if "client_conditioning" in d:
             raise ConfigError("classifier.client_conditioning: set fleet.alignment instead "
                               "(embedding, adapter, or shared_init+ either)")
         d["client_conditioning"] = self.conditioning
         d["analog"] = self._side_analog(self.classifier)
-        _validate_with(ClassifierConfig, "classifier", d)
-        return d
+        return _build_with(ClassifierConfig, "classifier", d)
 
     def fedavg_rounds(self, edge_epochs: int) -> int:
         return self.fedavg.rounds or max(1, -(-edge_epochs // self.fedavg.local_epochs))
@@ -275,7 +275,7 @@ class FleetConfig:
     def to_dict(self) -> dict[str, Any]:
         """A TOML-shaped dict (None values dropped, since TOML has no null) that from_dict reads back."""
         top = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in SECTIONS}
+               if f.name not in SECTIONS and f.init}
         out: dict[str, Any] = {"fleet": top, "edge": _drop_none(self.edge),
                                "classifier": _drop_none(self.classifier),
                                "fedavg": dataclasses.asdict(self.fedavg),
@@ -288,7 +288,7 @@ class FleetConfig:
     def from_dict(cls, data: dict[str, Any]) -> "FleetConfig":
         _check_keys("config", data, {"fleet", *SECTIONS})
         top = data.get("fleet", {})
-        top_fields = {f.name for f in dataclasses.fields(cls)} - set(SECTIONS)
+        top_fields = {f.name for f in dataclasses.fields(cls) if f.init} - set(SECTIONS)
         _check_keys("fleet", top, top_fields)
         return cls(**top, analog=copy.deepcopy(data.get("analog")),
                    edge=copy.deepcopy(data.get("edge", {})),
@@ -337,13 +337,13 @@ def _validate_tile_dict(section: str, data: dict[str, Any]) -> None:
         raise ConfigError(f"{section}: {exc}") from None
 
 
-def _validate_with(cls: type, section: str, data: dict[str, Any]) -> None:
-    """Validate a side's dict with the owning package's config class, prefixing its error."""
+def _build_with(cls: type, section: str, data: dict[str, Any]) -> Any:
+    """Build a side's config with the owning package's config class, prefixing its error."""
     if dataclasses.is_dataclass(cls):
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         _check_keys(section, data, known)
     try:
-        cls.from_dict(copy.deepcopy(data))
+        return cls.from_dict(copy.deepcopy(data))
     except (ValueError, TypeError, KeyError) as exc:
         msg = str(exc)
         raise ConfigError(msg if msg.startswith(section) else f"{section}.{msg}") from None

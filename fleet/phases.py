@@ -17,7 +17,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord
 
 from edge_client.data import load_dataset
-from fleet.client_tasks import edge_config, fedavg_model
+from fleet.client_tasks import fedavg_model
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
 from fleet.fedavg import get_arrays, make_strategy
@@ -43,7 +43,7 @@ class PhaseTimer:
 
 
 def _edge_epochs(fleet: FleetConfig) -> int:
-    return edge_config(fleet, 0).epochs
+    return fleet.edge_config.epochs
 
 
 def describe_tile(tile: dict[str, Any] | None) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: P
                external: tuple[str, str] | None = None) -> dict[str, Any]:
     """Phases of the latent pipeline: service, train+upload, classifier, per-client evaluation.
     `external` = (address, admin_token) of a running service to use instead of starting one."""
-    clf = fleet.classifier_dict()
+    clf = fleet.classifier_config
     fresh_run_dir(out_dir)
     with timer("start_service"):
         if external:
@@ -132,7 +132,7 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
     up_bytes = sum(int(c.get("wire_bytes", 0)) for c in clients)
     raw = sum(int(c.get("raw_bytes", 0)) for c in clients)
     mse = [float(c["recon_mse"]) for c in clients if c.get("recon_mse") is not None]
-    edge = fleet.edge_dict(0)
+    edge = fleet.edge_config
     return {
         "server_address": address,
         "accuracy": correct / n_test if n_test else float("nan"),
@@ -151,8 +151,8 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
         "compression_raw_over_wire": raw / up_bytes if up_bytes else float("nan"),
         "bytes_per_sample": up_bytes / rows if rows else float("nan"),
         "recon_mse": float(np.mean(mse)) if mse else float("nan"),
-        "latent_dim": edge["latent_dim"] if "latent_dim" in edge else None,
-        "bits": edge.get("bits"),
+        "latent_dim": edge.latent_dim,
+        "bits": edge.bits,
         "classifier": classifier,
         "clients": clients,
     }

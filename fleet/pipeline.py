@@ -28,10 +28,10 @@ def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid
     timer = PhaseTimer()
     t0 = time.perf_counter()
     result: dict[str, Any] = {"name": fleet.name, "dataset": fleet.dataset, "num_clients": fleet.num_clients,
-                              "partition": fleet.partition if fleet.partition == "iid" else f"dirichlet({fleet.alpha})",
+                              "partition": fleet.partitioner if fleet.partitioner == "iid" else f"dirichlet({fleet.alpha})",
                               "alignment": fleet.alignment, "digital": fleet.digital, "backend": fleet.backend,
-                              "edge_side": describe_tile(fleet.edge_dict(0).get("analog")),
-                              "server_side": describe_tile(fleet.classifier_dict().get("analog"))}
+                              "edge_side": describe_tile(fleet.edge_config.analog),
+                              "server_side": describe_tile(fleet.classifier_config.analog)}
     if fleet.mode in ("latent", "both"):
         if transport is None:
             raise FleetError("fleet.mode: the latent pipeline needs a transport to reach the clients")

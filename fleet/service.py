@@ -22,7 +22,7 @@ import tomli_w
 from protos import latent_service_pb2 as pb
 from protos import latent_service_pb2_grpc as pbg
 from server.app import start_server
-from server.config import ServerConfig
+from server.config import ClassifierConfig, ServerConfig
 
 READY_TIMEOUT_S = 60.0
 
@@ -36,7 +36,7 @@ class ServiceHandle:
     `.admin_token`; `.stop()` ends it. Not the gRPC servicer (`server.service.LatentService`):
     this is the operator's handle on a running one."""
 
-    def __init__(self, store_dir: Path, classifier: dict[str, Any], mode: str = "inprocess") -> None:
+    def __init__(self, store_dir: Path, classifier: ClassifierConfig, mode: str = "inprocess") -> None:
         self.store_dir = Path(store_dir)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.mode = mode
@@ -64,16 +64,16 @@ class ServiceHandle:
         wait_ready(address)
         return self
 
-    def _server_dict(self, classifier: dict[str, Any]) -> dict[str, Any]:
-        clf = {k: v for k, v in classifier.items() if v is not None}
+    def _server_dict(self, classifier: ClassifierConfig) -> dict[str, Any]:
+        clf = classifier.to_dict()
         return {"host": "127.0.0.1", "port": 0, "store": str(self.store_dir),
                 "admin_token": self.admin_token, "log_level": "WARNING", "classifier": clf}
 
-    def _start_inprocess(self, classifier: dict[str, Any]) -> None:
+    def _start_inprocess(self, classifier: ClassifierConfig) -> None:
         self._handle = start_server(ServerConfig.from_dict(self._server_dict(classifier)))
         self.address = self._handle.address
 
-    def _start_subprocess(self, classifier: dict[str, Any]) -> None:
+    def _start_subprocess(self, classifier: ClassifierConfig) -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="analog-edge-serve-")
         cfg_path = Path(self._tmp.name) / "server.toml"
         port_file = Path(self._tmp.name) / "port"
@@ -134,9 +134,9 @@ class ServiceHandle:
         self.stop()
 
     # ---- RPCs the fleet needs ------------------------------------------------------------
-    def train_classifier(self, classifier: dict[str, Any], timeout: float = 3600.0) -> dict[str, Any]:
+    def train_classifier(self, classifier: ClassifierConfig, timeout: float = 3600.0) -> dict[str, Any]:
         """TrainClassifier over gRPC with the fleet's classifier config; returns the new status."""
-        clf = {k: v for k, v in classifier.items() if v is not None}
+        clf = classifier.to_dict()
         req = pb.TrainClassifierRequest(admin_token=self.admin_token,
                                         config_toml=tomli_w.dumps({"classifier": clf}))
         resp = _call(self.address, "TrainClassifier", req, timeout)

@@ -113,11 +113,11 @@ def _requantized_point(fleet: FleetConfig, src_root: Path, out: Path) -> dict[st
     """One further bit width of a grid point: the trained encoders' latents re-quantized and
     uploaded to a fresh service, the classifier retrained, every client re-evaluated."""
     out.mkdir(parents=True, exist_ok=True)
-    clf = fleet.classifier_dict()
+    clf = fleet.classifier_config
     with ServiceHandle(out / "server", clf, "inprocess") as svc:
         ups = [requantize_upload(fleet, pid, src_root / client_name(pid), out / "clients" / client_name(pid),
                                  svc.address)
-               for pid in tqdm(range(fleet.num_clients), desc=f"  re-quantize {fleet.edge['bits']}-bit",
+               for pid in tqdm(range(fleet.num_clients), desc=f"  re-quantize {fleet.edge_config.bits}-bit",
                                unit="client", leave=False)]
         status = svc.status()
         classifier = svc.train_classifier(clf)
@@ -135,10 +135,9 @@ def raw_pixel_reference(fleet: FleetConfig) -> dict[str, Any]:
     ytr = torch.cat([p.y_train for p in parts])
     xte = torch.cat([p.x_test for p in parts])
     yte = torch.cat([p.y_test for p in parts])
-    clf = fleet.classifier_dict()
-    model = build_mlp(parts[0].pixels, list(clf.get("hidden", [128])), parts[0].num_classes, None, fleet.seed)
-    train_local(model, xtr, ytr, int(clf.get("epochs", 30)), int(clf.get("batch_size", 64)),
-                float(clf.get("lr", 0.05)), False, fleet.seed)
+    clf = fleet.classifier_config
+    model = build_mlp(parts[0].pixels, list(clf.hidden), parts[0].num_classes, None, fleet.seed)
+    train_local(model, xtr, ytr, clf.epochs, clf.batch_size, clf.lr, False, fleet.seed)
     correct, _ = evaluate(model, xte, yte)
     return {"accuracy": correct / len(yte), "n_test": len(yte), "raw_bytes": int(xtr.shape[0] * (xtr.shape[1] + 4))}
 
@@ -194,7 +193,7 @@ def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: Sw
     (out / "sweep.json").write_text(json.dumps(json_safe(result), indent=2))
     (out / "sweep_table.txt").write_text(format_sweep(rows, refs) + "\n")
     if rows:
-        plot_sweep(rows, refs, out / "sweep.png", f"{fleet.dataset}, {fleet.num_clients} clients, {fleet.partition}")
+        plot_sweep(rows, refs, out / "sweep.png", f"{fleet.dataset}, {fleet.num_clients} clients, {fleet.partitioner}")
     return result
 
 

@@ -1,10 +1,13 @@
-"""The single `analog-edge` entry point: version, help, and unknown commands."""
+"""The single `analog-edge` entry point: version, sub-commands, start-up cost, flag validation."""
+import argparse
 import subprocess
 import sys
 
 import pytest
 
-from fleet import cli
+from fleet import cli, commands
+
+COMMANDS = {"fleet", "sweep", "demo", "client", "serve", "train-classifier", "study"}
 
 
 def test_version_matches_package_metadata(capsys):
@@ -16,13 +19,15 @@ def test_version_matches_package_metadata(capsys):
     assert capsys.readouterr().out.strip() == f"analog-edge {version('analog-edge')}"
 
 
-def test_help_lists_every_registered_command():
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    help_text = parser.format_help()
-    assert sub.choices, "no sub-command registered"
-    for name in sub.choices:
-        assert name in help_text
+def test_every_package_contributes_its_commands_and_help_needs_no_torch():
+    """Each package registers its own sub-commands; building the parser (what --help does) must
+    not import torch, flwr or grpc: the handlers import them when they run."""
+    code = ("import sys; from fleet import cli; p = cli.build_parser(); "
+            "sub = next(a for a in p._actions if a.dest == 'command'); "
+            "print(sorted(sub.choices)); print(sorted(m for m in ('torch', 'flwr', 'grpc', 'ray') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert set(eval(out[0])) == COMMANDS
+    assert eval(out[1]) == []
 
 
 def test_unknown_command_is_rejected_with_its_name():
@@ -30,3 +35,42 @@ def test_unknown_command_is_rejected_with_its_name():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "no-such-command" in proc.stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--partition-id", "5", "--num-partitions", "3"], "--partition-id: got 5, must be in [0, 2] (--num-partitions 3)"),
+    (["--num-partitions", "0"], "--num-partitions: got 0, must be >= 1"),
+    (["--alpha", "0.3"], "--alpha: got 0.3, only used with --partitioner dirichlet"),
+])
+def test_client_partition_flags_fail_in_one_line_naming_the_flag(flags, message, capsys, tmp_path):
+    rc = cli.main(["client", "--server", "127.0.0.1:1", "--client-id", "edge-x", "--state-dir", str(tmp_path),
+                   *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"analog-edge client: {message}"]
+
+
+def test_client_partition_flags_use_flowers_names():
+    from edge_client import cli as edge_cli
+    from edge_client.cli import partition_args
+
+    parser = argparse.ArgumentParser()
+    edge_cli.register(parser.add_subparsers())
+    base = ["client", "--server", "h:1", "--client-id", "c"]
+    assert partition_args(parser.parse_args(base)) == (0, 1, None)
+    assert partition_args(parser.parse_args(base + ["--partition-id", "2", "--num-partitions", "4"])) == (2, 4, None)
+    assert partition_args(parser.parse_args(base + ["--partitioner", "dirichlet"])) == (0, 1, 0.5)
+    assert partition_args(parser.parse_args(base + ["--partitioner", "dirichlet", "--alpha", "0.1"])) == (0, 1, 0.1)
+    with pytest.raises(SystemExit):      # the old ID/N flag is gone, not silently reinterpreted
+        parser.parse_args(base + ["--partition", "0/2"])
+
+
+def test_fleet_partitioner_flag_and_alpha_check(capsys, tmp_path):
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers())
+    fleet = commands._load(parser.parse_args(["fleet", "--partitioner", "dirichlet", "--alpha", "0.3"]))
+    assert (fleet.partitioner, fleet.alpha_or_none) == ("dirichlet", 0.3)
+    assert commands._load(parser.parse_args(["fleet"])).alpha_or_none is None
+    rc = cli.main(["fleet", "--alpha", "0.3", "--out", str(tmp_path)])
+    assert rc == 2
+    assert capsys.readouterr().err.strip() == ("analog-edge: error: --alpha: got 0.3, only used with "
+                                               "--partitioner dirichlet (the partitioner is iid)")

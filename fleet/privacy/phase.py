@@ -15,7 +15,7 @@ import torch
 
 from edge_client import runner as er
 from edge_client.config import EdgeConfig
-from fleet.client_tasks import client_name, edge_config
+from fleet.client_tasks import client_name
 from fleet.config import FleetConfig
 from fleet.privacy.attacker import attack, mean_metrics, reconstruct, standardize
 from fleet.privacy.figures import plot_reconstructions
@@ -24,7 +24,7 @@ from server.store import LatentStore
 
 
 def _client_split(fleet: FleetConfig, partition_id: int) -> tuple[EdgeConfig, er.ClientData]:
-    cfg = edge_config(fleet, partition_id)
+    cfg = fleet.edge_config
     return cfg, er.client_data(cfg, partition_id, fleet.num_clients, fleet.alpha_or_none)
 
 

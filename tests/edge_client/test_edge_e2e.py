@@ -55,7 +55,8 @@ def server(tmp_path):
 def _client(addr: str, tmp: Path, cid: str, part: str, *extra: str) -> dict:
     out = tmp / f"{cid}-{len(list(tmp.glob(cid + '*.json')))}.json"
     cmd = [sys.executable, "-m", "fleet.cli", "client", "--server", addr, "--client-id", cid,
-           "--dataset", "mnist5k", "--partition", part, "--latent-dim", "16", "--bits", "8",
+           "--dataset", "mnist5k", "--partition-id", part.split("/")[0], "--num-partitions", part.split("/")[1],
+           "--latent-dim", "16", "--bits", "8",
            "--max-samples", "250", "--state-dir", str(tmp / cid), "--out", str(out), "--quiet", *extra]
     res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -116,9 +117,9 @@ def test_cli_reports_bad_input_and_unreachable_server(tmp_path):
     bad = subprocess.run(base + ["--server", "127.0.0.1:1", "--latent-dim", "0"], cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "latent_dim: got 0" in bad.stderr
-    part = subprocess.run(base + ["--server", "127.0.0.1:1", "--partition", "5/3"], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=120)
-    assert part.returncode == 2 and "partition" in part.stderr
+    part = subprocess.run(base + ["--server", "127.0.0.1:1", "--partition-id", "5", "--num-partitions", "3"],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert part.returncode == 2 and "--partition-id: got 5, must be in [0, 2]" in part.stderr
     import socket
 
     with socket.socket() as s:

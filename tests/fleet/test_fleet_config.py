@@ -16,36 +16,40 @@ def _quickstart() -> dict:
 
 def test_quickstart_loads_with_the_issue_settings():
     fleet = FleetConfig.from_toml(ROOT / "configs" / "quickstart.toml")
-    assert (fleet.dataset, fleet.num_clients, fleet.partition) == ("mnist5k", 8, "iid")
-    edge = fleet.edge_dict(0)
-    assert (edge["latent_dim"], edge["bits"]) == (32, 8)
-    assert edge["analog"]["algorithm"]["type"] == "TikiTaka"
-    assert fleet.classifier_dict()["analog"] == edge["analog"]      # same tiles both sides
+    assert (fleet.dataset, fleet.num_clients, fleet.partitioner) == ("mnist5k", 8, "iid")
+    edge = fleet.edge_config
+    assert (edge.latent_dim, edge.bits) == (32, 8)
+    assert edge.analog["algorithm"]["type"] == "TikiTaka"
+    assert fleet.classifier_config.analog == edge.analog      # same tiles both sides
+    assert edge.tile_config() == fleet.classifier_config.tile_config()
 
 
 def test_round_trip_through_toml_dict(tmp_path):
     import tomli_w
 
     fleet = FleetConfig.from_toml(ROOT / "configs" / "quickstart.toml").with_overrides(
-        num_clients=3, partition="dirichlet", alpha=0.3, alignment="embedding")
+        num_clients=3, partitioner="dirichlet", alpha=0.3, alignment="embedding")
     path = tmp_path / "f.toml"
     path.write_text(tomli_w.dumps(fleet.to_dict()))
     again = FleetConfig.from_toml(path)
     assert again == fleet
-    assert again.alpha_or_none == 0.3 and again.classifier_dict()["client_conditioning"] == "embedding"
+    assert again.alpha_or_none == 0.3 and again.classifier_config.client_conditioning == "embedding"
 
 
-def test_per_client_derivation_alignment_and_digital():
+def test_fleet_settings_resolve_into_typed_side_configs():
     fleet = FleetConfig.from_dict(_quickstart())
-    a, b = fleet.edge_dict(0), fleet.edge_dict(1)
-    assert a["seed"] == b["seed"] == fleet.seed           # one partition seed: disjoint partitions
-    assert a["init_seed"] == b["init_seed"] == fleet.seed  # shared init (option a)
-    none = fleet.with_overrides(alignment="none")
-    assert none.edge_dict(0)["init_seed"] is None
-    assert none.classifier_dict()["client_conditioning"] == "none"
+    edge = fleet.edge_config
+    assert (edge.dataset, edge.seed) == (fleet.dataset, fleet.seed)   # one partition seed: disjoint partitions
+    assert edge.init_seed == fleet.seed                                 # shared init (option a)
+    none = fleet.with_overrides(alignment="none", seed=5)
+    assert none.edge_config.init_seed is None and none.edge_config.seed == 5
+    assert none.classifier_config.client_conditioning == "none"
     digital = fleet.with_overrides(digital=True)
-    assert digital.edge_dict(0)["analog"] is None and digital.classifier_dict()["analog"] is None
-    assert fleet.with_overrides(partition="iid").alpha_or_none is None
+    assert digital.edge_config.analog is None and digital.classifier_config.analog is None
+    assert digital.edge_config.tile_config() is None
+    # the tables stay as written: the round trip does not bake the derived values in
+    assert "seed" not in fleet.to_dict()["edge"] and "client_conditioning" not in fleet.to_dict()["classifier"]
+    assert fleet.with_overrides(partitioner="iid").alpha_or_none is None
 
 
 @pytest.mark.parametrize("alignment,init,conditioning", [
@@ -55,15 +59,15 @@ def test_per_client_derivation_alignment_and_digital():
 ])
 def test_alignment_options_map_to_init_and_classifier_conditioning(alignment, init, conditioning):
     fleet = FleetConfig.from_dict(_quickstart()).with_overrides(alignment=alignment)
-    assert (fleet.edge_dict(0)["init_seed"] is not None) == init
-    assert fleet.classifier_dict()["client_conditioning"] == conditioning
+    assert (fleet.edge_config.init_seed is not None) == init
+    assert fleet.classifier_config.client_conditioning == conditioning
 
 
 @pytest.mark.parametrize("section,key,value,needle", [
     ("fleet", "num_clients", 0, "fleet.num_clients: got 0"),
     ("fleet", "bogus", 1, "fleet.bogus: unknown key"),
     ("fleet", "alignment", "magic", "fleet.alignment: got 'magic'"),
-    ("fleet", "partition", "random", "fleet.partition: got 'random'"),
+    ("fleet", "partitioner", "random", "fleet.partitioner: got 'random'"),
     ("fleet", "alpha", 0.0, "fleet.alpha: got 0.0"),
     ("fleet", "backend", "dask", "fleet.backend: got 'dask'"),
     ("edge", "latent_dim", 0, "edge.latent_dim: got 0"),
