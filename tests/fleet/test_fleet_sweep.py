@@ -24,11 +24,17 @@ def test_sweep_grid_reuses_encoders_and_accounts_bytes(tmp_path):
         payload = r["latent_dim"] * r["bits"] / 8 + 4                # latents + int32 label per row
         assert payload <= r["bytes_per_sample"] < payload + 0.5      # + protobuf framing, amortized
         assert r["compression_pixels"] == 64 / r["latent_dim"]
-        assert 0.0 <= r["accuracy"] <= 1.0
+        # the fleet figure is the sample-weighted mean of the clients': inside their range
+        assert r["accuracy_min"] <= r["accuracy"] <= r["accuracy_max"]
+        assert r["accuracy"] > 0.2 and r["classifier_held_out"] > 0.2      # 10 classes: chance is 0.1
     by = {(r["latent_dim"], r["bits"]): r for r in rows}
     for d in (4, 16):   # one AE per latent dim serves every bit width: identical reconstruction
         assert by[(d, 4)]["recon_mse"] == by[(d, 8)]["recon_mse"]
         assert by[(d, 4)]["compression_wire"] > by[(d, 8)]["compression_wire"]
+        # ...but its latents really were re-quantized: 4 bits lose what 8 bits keep
+        # (measured, seed 0: d=4 0.45 -> 0.26, d=16 0.68 -> 0.36)
+        assert by[(d, 4)]["accuracy"] < by[(d, 8)]["accuracy"] - 0.1
+    assert by[(16, 8)]["accuracy"] > by[(4, 8)]["accuracy"] + 0.1          # a larger latent keeps more
     assert by[(16, 8)]["accuracy"] > 0.3                      # 10 classes: chance is 0.1
     raw = result["references"]["raw_pixels"]["accuracy"]
     assert raw > 0.6
