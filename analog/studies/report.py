@@ -70,39 +70,72 @@ def write_json(path: Path, data: Mapping[str, Any]) -> Path:
     return path
 
 
-def line_plot(path: Path, panels: Sequence[Mapping[str, Any]], suptitle: str = "",
-              ncols: int = 3) -> Path:
-    """One PNG with one panel per entry: {"title", "xlabel", "ylabel", "logy", "series": [{"label", "x", "y",
-    "std"?}]}. A shaded band shows ``std`` where given."""
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*")
+FEW_POINTS = 30   # series with at most this many points get markers: each measurement is visible
+
+
+def build_figure(panels: Sequence[Mapping[str, Any]], suptitle: str = "", ncols: int = 3):
+    """The matplotlib Figure of ``line_plot`` (not saved), so tests can inspect what a reader sees.
+
+    Panels: {"title", "xlabel", "ylabel", "logy"?, "integer_x"?, "series": [{"label", "x", "y", "std"?,
+    "ls"?}]}. A shaded band shows ``std`` where given; series with few points get markers (one shape
+    per label, hollow and of decreasing size so that coinciding curves stay visible); one legend for
+    the whole figure, outside the panels, so it hides no data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     n = max(1, len(panels))
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False)
+    labels = list(dict.fromkeys(s["label"] for p in panels for s in p.get("series", [])))
+    style = {lab: (MARKERS[i % len(MARKERS)], f"C{i % 10}", 8.0 - 4.0 * i / max(1, len(labels) - 1))
+             for i, lab in enumerate(labels)}
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows + 0.6 + 0.12 * len(labels)),
+                             squeeze=False, layout="constrained")
+    handles: dict[str, Any] = {}
     for ax, panel in zip(axes.flat, panels):
         for s in panel.get("series", []):
             x, y = list(s["x"]), list(s["y"])
-            ax.plot(x, y, label=s["label"], lw=1.4, ls=s.get("ls", "-"))
+            marker, colour, size = style[s["label"]]
+            few = len(x) <= FEW_POINTS
+            (line,) = ax.plot(x, y, label=s["label"], lw=1.4, ls=s.get("ls", "-"), color=colour,
+                              marker=marker if few else None, ms=size, mfc="none", mew=1.3)
+            handles.setdefault(s["label"], line)
             if s.get("std") is not None:
                 lo = [a - b for a, b in zip(y, s["std"])]
                 hi = [a + b for a, b in zip(y, s["std"])]
-                ax.fill_between(x, lo, hi, alpha=0.2)
+                ax.fill_between(x, lo, hi, alpha=0.2, color=colour)
         if panel.get("logy"):
             ax.set_yscale("log")
+        if panel.get("integer_x"):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(panel.get("title", ""), fontsize=10)
         ax.set_xlabel(panel.get("xlabel", ""))
         ax.set_ylabel(panel.get("ylabel", ""))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
+    width_pt = fig.get_figwidth() * 72
+    if handles:
+        entry_pt = 40 + 5.0 * max(len(lab) for lab in handles)       # marker + text at 8 pt
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=8,
+                   ncol=max(1, min(len(handles), int(0.95 * width_pt // entry_pt))))
     if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
+        import textwrap
+
+        fig.suptitle(textwrap.fill(suptitle, width=int(width_pt / 5.8)), fontsize=10)
+    return fig
+
+
+def line_plot(path: Path, panels: Sequence[Mapping[str, Any]], suptitle: str = "",
+              ncols: int = 3) -> Path:
+    """Save ``build_figure(panels, suptitle, ncols)`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = build_figure(panels, suptitle, ncols)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

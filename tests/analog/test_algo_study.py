@@ -76,3 +76,54 @@ def test_study_config_validates_and_loads_toml_dicts():
 def test_cli_rejects_bad_flags(tmp_path, capsys):
     assert main(["study", "response-functions", "--out", str(tmp_path), "--config", str(tmp_path / "no.toml")]) == 2
     assert "--config" in capsys.readouterr().err
+
+
+def test_plots_state_what_ran_and_hide_no_data(quick_results):
+    from analog.studies.report import FEW_POINTS, build_figure
+    from analog.studies.summarize import plot_specs
+
+    _, results = quick_results
+    specs = {s["name"]: s for s in plot_specs(results)}
+    assert set(specs) == {"least_squares.png", "mnist.png", "fixed_point.png"}
+    assert "1500 steps" in specs["least_squares.png"]["suptitle"]
+    assert "1000 train / 500 test" in specs["mnist.png"]["suptitle"]
+    assert "16-bit fixed point" in specs["fixed_point.png"]["suptitle"]
+    for name, spec in specs.items():
+        assert "1 seed (0)" in spec["suptitle"], name
+        fig = build_figure(spec["panels"], spec["suptitle"], spec["ncols"])
+        fig.canvas.draw()
+        (legend,) = fig.legends                      # one legend for the figure, none inside a panel
+        box, page = legend.get_window_extent(), fig.bbox
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0, name   # nothing cut off
+        for ax, panel in zip(fig.axes, spec["panels"]):
+            assert ax.get_legend() is None and not box.overlaps(ax.get_window_extent()), name
+            for line in ax.get_lines():
+                if len(line.get_xdata()) <= FEW_POINTS:
+                    assert line.get_marker() not in (None, "None", ""), (name, line.get_label())
+            if panel.get("integer_x"):
+                lo, hi = ax.get_xlim()
+                ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+                assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+
+
+def test_fixed_point_plot_separates_formats(quick_results):
+    from analog.studies.summarize import plot_specs
+
+    _, results = quick_results
+    spec = next(s for s in plot_specs(results) if s["name"] == "fixed_point.png")
+    by_fl, curves = spec["panels"]
+    assert {s["label"] for s in by_fl["series"]} == {"stochastic", "nearest", "float32"}
+    assert next(s for s in by_fl["series"] if s["label"] == "nearest")["x"] == [8, 14]
+    labels = [s["label"] for s in curves["series"]]
+    assert len(labels) == len(set(labels)) == 5 and all("final" in lab for lab in labels)
+
+
+def test_stall_check_states_its_tolerance(quick_results):
+    from analog.studies.summarize import STALL_TOLERANCE
+
+    _, results = quick_results
+    stalls = [c for c in results["checks"] if "stalls" in c["claim"]]
+    assert stalls and all(f"< {STALL_TOLERANCE:.0%}" in c["claim"] for c in stalls)
+    for c in stalls:
+        half, end = (float(v) for v in c["value"].split(" (")[0].split(" -> "))
+        assert c["holds"] == (end > (1 - STALL_TOLERANCE) * half) and "%)" in c["value"]
