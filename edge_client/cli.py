@@ -29,17 +29,35 @@ def _alpha(text: str) -> float:
 
 
 def partition_args(args: argparse.Namespace) -> tuple[int, int, float | None]:
-    """(partition_id, num_partitions, Dirichlet alpha or None for IID), checked together."""
-    pid, n = args.partition_id, args.num_partitions
+    """(partition_id, num_partitions, Dirichlet alpha or None for IID), checked together; flags not
+    given take their defaults (partition 0 of 1, IID)."""
+    pid = 0 if args.partition_id is None else args.partition_id
+    n = 1 if args.num_partitions is None else args.num_partitions
+    partitioner = args.partitioner or "iid"
     if n < 1:
         raise ValueError(f"--num-partitions: got {n}, must be >= 1")
     if not 0 <= pid < n:
         raise ValueError(f"--partition-id: got {pid}, must be in [0, {n - 1}] (--num-partitions {n})")
-    if args.partitioner == "iid":
+    if partitioner == "iid":
         if args.alpha is not None:
             raise ValueError(f"--alpha: got {args.alpha}, only used with --partitioner dirichlet")
         return pid, n, None
     return pid, n, args.alpha if args.alpha is not None else DEFAULT_ALPHA
+
+
+def saved_partition_args(args: argparse.Namespace, saved) -> tuple[int, int, float | None]:
+    """--evaluate-only: the partition recorded in the state folder (``saved``, a ClientState); a flag
+    that is given must agree with it (ValueError naming the flag otherwise)."""
+    recorded = {"--partition-id": saved.partition_id, "--num-partitions": saved.num_partitions,
+                "--partitioner": "iid" if saved.alpha is None else "dirichlet"}
+    given = {"--partition-id": args.partition_id, "--num-partitions": args.num_partitions,
+             "--partitioner": args.partitioner}
+    for flag, value in given.items():
+        if value is not None and value != recorded[flag]:
+            raise ValueError(f"{flag}: got {value!r}, but the state folder was trained with {recorded[flag]!r}")
+    if args.alpha is not None and args.alpha != saved.alpha:
+        raise ValueError(f"--alpha: got {args.alpha}, but the state folder was trained with {saved.alpha!r}")
+    return saved.partition_id, saved.num_partitions, saved.alpha
 
 
 def register(subparsers) -> None:
@@ -52,11 +70,11 @@ def register(subparsers) -> None:
     p.add_argument("--client-id", required=True, help="this device's id ([A-Za-z0-9._-], 1..64)")
     p.add_argument("--config", help="edge TOML ([edge] table or top-level keys; [edge.analog] = TileConfig)")
     p.add_argument("--dataset", help="mnist5k, digits, or a path (idx files, CIFAR-10 batches, .npz)")
-    p.add_argument("--partition-id", type=int, default=0,
+    p.add_argument("--partition-id", type=int, default=None,
                    help="this client's partition, 0-based (default 0)")
-    p.add_argument("--num-partitions", type=int, default=1,
+    p.add_argument("--num-partitions", type=int, default=None,
                    help="how many partitions the dataset is split into (default 1 = all data)")
-    p.add_argument("--partitioner", choices=PARTITIONERS, default="iid",
+    p.add_argument("--partitioner", choices=PARTITIONERS, default=None,
                    help="iid (default), or dirichlet: Dirichlet(alpha) label skew")
     p.add_argument("--alpha", type=_alpha, default=None,
                    help=f"Dirichlet concentration, with --partitioner dirichlet (default {DEFAULT_ALPHA})")
@@ -81,8 +99,9 @@ def register(subparsers) -> None:
     p.add_argument("--evaluate", action="store_true",
                    help="after uploading, classify the local held-out split via the server (needs a classifier)")
     p.add_argument("--evaluate-only", action="store_true",
-                   help="skip training/upload; evaluate the encoder saved in --state-dir (with the config it "
-                        "was trained with; --partition-id/--num-partitions/--partitioner/--alpha must match)")
+                   help="skip training/upload; evaluate the encoder saved in --state-dir with the config and "
+                        "partition it was trained with (read from its state.json; training flags are not needed, "
+                        "and a partition flag that is given must match)")
     p.add_argument("--tls-ca", help="PEM root CA: connect with TLS")
     p.add_argument("--tls-cert", help="PEM client certificate (mutual TLS)")
     p.add_argument("--tls-key", help="PEM client key (mutual TLS)")
@@ -164,12 +183,17 @@ def _run(args: argparse.Namespace) -> int:
     prog = "analog-edge client"
     try:
         check_client_id(args.client_id)
-        pid, n, alpha = partition_args(args)
+        state_dir = Path(args.state_dir or Path("runs") / "edge" / args.client_id)
+        if args.evaluate_only:
+            from .state import ClientState
+
+            pid, n, alpha = saved_partition_args(args, ClientState.load(state_dir))
+        else:
+            pid, n, alpha = partition_args(args)
         cfg = _config(args)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    state_dir = Path(args.state_dir or Path("runs") / "edge" / args.client_id)
     import torch
 
     from .runner import evaluate_with_server, saved_config, train_and_upload

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from protos import codec as wire
+
 from .autoencoder import Autoencoder, build_autoencoder, resolve_kind
 from .codec import quantize_latents, wire_report
 from .config import EdgeConfig, check_client_id
@@ -119,6 +121,19 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     times["data_s"] = time.perf_counter() - t
 
     seed = client_seed(cfg.seed, partition_id)
+    # Register (or, with an issued token, reach the server) before training: an unreachable server, a
+    # wrong secret or a latent_dim clash costs seconds, not a whole training run.
+    t = time.perf_counter()
+    with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:
+        if cfg.token:
+            client.status()
+            token = cfg.token
+        else:
+            token = client.register(client_id, cfg.latent_dim, wire.BITS_TO_DTYPE[cfg.bits],
+                                    np.unique(data.y_train).tolist(), cfg.enrollment_secret)
+    times["register_s"] = time.perf_counter() - t
+    save_token(state, token)
+
     t = time.perf_counter()
     model = build_client_autoencoder(cfg, data.dataset.image_shape, seed)
     result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.epochs, batch_size=cfg.batch_size,
@@ -136,12 +151,9 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
 
     t = time.perf_counter()
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:
-        token = cfg.token or client.register(client_id, cfg.latent_dim, quant.dtype,
-                                             np.unique(data.y_train).tolist(), cfg.enrollment_secret)
         uploads = client.upload_all(client_id, token, quant, data.y_train,
                                     rows_per_upload=cfg.rows_per_upload, chunk_bytes=cfg.chunk_bytes)
     times["upload_s"] = time.perf_counter() - t
-    save_token(state, token)
 
     sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
                        wire_bytes=sum(u.wire_bytes for u in uploads))

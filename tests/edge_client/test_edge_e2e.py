@@ -97,7 +97,19 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
 
     accs = {}
     cfg_a = EdgeConfig(dataset="mnist5k", latent_dim=16, bits=8, max_samples=250, epochs=4)
-    ev = _client(server, tmp_path, "edge-a", "0/2", "--evaluate-only")["evaluation"]  # saved config
+    # --evaluate-only needs no training flag: the config and the partition come from the state folder
+    out = tmp_path / "edge-a-eval.json"
+    only = [sys.executable, "-m", "fleet.cli", "client", "--server", server, "--client-id", "edge-a",
+            "--state-dir", str(tmp_path / "edge-a"), "--quiet", "--evaluate-only"]
+    res = subprocess.run(only + ["--out", str(out)], cwd=ROOT, env=_env(), capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ev = json.loads(out.read_text())["evaluation"]
+    assert json.loads(out.read_text())["partition"] == "0/2"
+    clash = subprocess.run(only + ["--partition-id", "1"], cwd=ROOT, env=_env(), capture_output=True,
+                           text=True, timeout=300)
+    assert clash.returncode == 2 and clash.stderr.strip().splitlines() == [
+        "analog-edge client: --partition-id: got 1, but the state folder was trained with 0"]
     assert ev["n_test"] == a["n_test"] and 0 <= ev["correct"] <= ev["n_test"]
     accs["edge-a"] = ev["accuracy"]
     ev_again = evaluate_with_server(cfg_a, server, "edge-a", 0, 2, None, tmp_path / "edge-a")
@@ -130,4 +142,15 @@ def test_cli_reports_bad_input_and_unreachable_server(tmp_path):
     down = subprocess.run(base + ["--server", f"127.0.0.1:{port}", "--config", str(cfg), "--dataset", "digits",
                                   "--max-samples", "60", "--epochs", "1", "--digital", "--quiet"],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
-    assert down.returncode == 3 and "UNAVAILABLE after 2 attempt" in down.stderr
+    assert down.returncode == 3 and "UNAVAILABLE after 2 attempt" in down.stderr.strip().splitlines()[-1]
+    assert "Register" in down.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "encoder.pt").exists()       # it failed before training, not after
+
+
+def test_evaluate_only_without_a_state_folder_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fleet.cli", "client", "--server", "127.0.0.1:1",
+                           "--client-id", "edge-x", "--state-dir", str(tmp_path / "none"), "--evaluate-only"],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"analog-edge client: state_dir: {tmp_path / 'none' / 'state.json'} not found; run train_and_upload first"]
