@@ -9,6 +9,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from fleet.robustness_cli import register as register_robustness
+
 
 def register(subparsers: Any) -> None:
     study = subparsers.add_parser("study", help="reproducible experiments on the analog simulator")
@@ -32,6 +34,7 @@ def register(subparsers: Any) -> None:
                    help="torch CPU threads (default 1: the tiles are small, threads only add overhead)")
     p.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
     p.set_defaults(func=_run)
+    register_robustness(sub)
     study.set_defaults(func=lambda args: (study.print_help(), 2)[1])
 
 
