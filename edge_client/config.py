@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+BUILTIN_DATASETS = ("mnist5k", "digits")   # loaded by name in edge_client.data
+
 AUTOENCODERS = ("auto", "conv", "mlp")
 BITS = (32, 16, 8, 4)
 OPTIMIZERS = ("sgd", "adam")
@@ -204,6 +206,17 @@ class EdgeConfig:
     @property
     def data_source(self) -> str:
         return self.data_path or self.dataset
+
+    def check_data_source(self, field_name: str | None = None) -> None:
+        """Raise ConfigError unless the data source is a built-in name or an existing path: checked
+        before any work starts, so a typo costs one line instead of a failure inside every client.
+        ``field_name`` names the setting in the caller's terms (default: data_path or dataset)."""
+        src = self.data_source
+        if src in BUILTIN_DATASETS or Path(src).expanduser().exists():
+            return
+        name = field_name or ("data_path" if self.data_path else "dataset")
+        raise ConfigError(f"{name}: got {src!r}, neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
+                          f"nor an existing file or folder")
 
     def tile_config(self):
         """The analog TileConfig this edge trains on, or None for the digital reference."""

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-BUILTIN = ("mnist5k", "digits")
+from .config import BUILTIN_DATASETS as BUILTIN
+
 MIN_PARTITION_SIZE = 10      # Dirichlet partitions are resampled until each has at least this many
 MAX_DIRICHLET_TRIES = 20
 

@@ -39,9 +39,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def join_dash_values(argv: list[str]) -> list[str]:
+    """``--latent-dims -8,16`` -> ``--latent-dims=-8,16``: argparse takes a value that starts with a
+    dash and is not a plain negative number for an unknown option ("expected one argument"), so the
+    command's own check, which names the flag and what is allowed, would never see it."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg.startswith("--") and "=" not in arg and len(nxt) > 1 and nxt[0] == "-" and nxt[1].isdigit():
+            out.append(f"{arg}={nxt}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -38,6 +38,8 @@ def _load(args: argparse.Namespace) -> FleetConfig:
     if args.alpha is not None and fleet.partitioner != "dirichlet":
         raise ConfigError(f"--alpha: got {args.alpha}, only used with --partitioner dirichlet "
                           f"(the partitioner is {fleet.partitioner})")
+    # here, in this process, before anything starts: a missing file would otherwise fail in every client
+    fleet.edge_config.check_data_source("edge.data_path" if fleet.edge_config.data_path else "fleet.dataset")
     return fleet
 
 
@@ -84,6 +86,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         spec = SweepSpec.parse(latent_dims=args.latent_dims, bits=args.bits, devices=args.devices,
                                algorithms=args.algorithms, references=not args.no_references,
                                fedavg=args.fedavg)
+        spec.tiles(fleet)          # every device/algorithm name checked before the output folder exists
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
     out = Path(args.out or f"runs/sweep-{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -62,7 +62,7 @@ class SweepSpec:
     @classmethod
     def parse(cls, latent_dims: str, bits: str, devices: str = "", algorithms: str = "",
               references: bool = True, fedavg: bool = False) -> "SweepSpec":
-        spec = cls(_ints(latent_dims, "latent_dims"), _ints(bits, "bits", (32, 16, 8, 4)),
+        spec = cls(_ints(latent_dims, "--latent-dims"), _ints(bits, "--bits", (32, 16, 8, 4)),
                    [d.strip() for d in devices.split(",") if d.strip()],
                    [a.strip() for a in algorithms.split(",") if a.strip()], references, fedavg)
         return spec
@@ -71,6 +71,13 @@ class SweepSpec:
         """(label, TileConfig dict or None for digital) for every analog line, validated now."""
         if fleet.digital:
             return [("digital", None)]
+        from analog.algorithms import ALGORITHMS
+        from analog.devices import DEVICES
+
+        for flag, names, registry in (("--devices", self.devices, DEVICES), ("--algorithms", self.algorithms, ALGORITHMS)):
+            for name in names:
+                if name not in registry:
+                    raise ConfigError(f"{flag}: got {name!r}, must be one of {', '.join(sorted(registry))}")
         base = copy.deepcopy(fleet.analog) or {}
         devs = self.devices or [None]
         algs = self.algorithms or [None]
@@ -82,7 +89,7 @@ class SweepSpec:
                     tile["device"] = {"type": dev}
                 if alg:
                     tile["algorithm"] = {"type": alg}
-                fleet.with_overrides(analog=tile)  # validates (names the bad device/algorithm)
+                fleet.with_overrides(analog=tile)  # validates the whole tile
                 d = (tile.get("device") or {}).get("type", "default")
                 a = (tile.get("algorithm") or {}).get("type", "AnalogSGD")
                 out.append((f"{a} on {d}", tile))

@@ -46,7 +46,7 @@ def test_sweep_grid_reuses_encoders_and_accounts_bytes(tmp_path):
 def test_sweep_spec_errors_name_the_flag():
     with pytest.raises(ConfigError, match="bits: got 5"):
         SweepSpec.parse("4", "8,5")
-    with pytest.raises(ConfigError, match="latent_dims: got 'x'"):
+    with pytest.raises(ConfigError, match="--latent-dims: got 'x'"):
         SweepSpec.parse("x", "8")
     fleet = _fleet().with_overrides(digital=False, analog={"device": {"type": "ReRAMSoftBounds"}})
     with pytest.raises(ConfigError, match="NoSuchDevice"):
