@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ def _run_fleet(args: argparse.Namespace) -> int:
         fleet = _load(args)
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
-    out = Path(args.out or f"runs/{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out) if args.out else new_run_dir(Path("runs"), fleet.name)
     if getattr(args, "compare_alignment", False):
         from fleet.alignment import compare_alignment  # imported on use: start-up time of --help
 
@@ -70,12 +71,48 @@ def _run_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def new_run_dir(parent: Path, name: str) -> Path:
+    """A folder of its own for one run, ``parent/name-YYYYmmdd-HHMMSS`` (``-2``, ``-3``... when two
+    start in the same second), created now so no other run can take it."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for i in range(1, 1000):
+        path = parent / (stem if i == 1 else f"{stem}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{parent}: no free run folder for {stem}")
+
+
+def link_latest(run: Path, link: Path) -> None:
+    """Point ``link`` at ``run`` (relative, replaced atomically), so "the latest" is one fixed path."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(os.path.relpath(run, link.parent))
+    os.replace(tmp, link)
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     args.config = args.config or DEFAULT_CONFIG
     for flag in ("clients", "partitioner", "alpha", "alignment", "backend", "server", "seed", "latent_address",
                  "admin_token", "privacy"):
         setattr(args, flag, None)
-    return _run_fleet(args)
+    if args.out:
+        return _run_fleet(args)
+    try:
+        _load(args)                     # bad input fails before a run folder exists
+    except (ConfigError, ValueError) as exc:
+        return _fail(exc)
+    runs = Path("runs") / "demo"
+    if runs.is_symlink() or (runs.exists() and not runs.is_dir()):
+        return _fail(ValueError(f"{runs}: exists and is not a folder; move it away or pass --out"))
+    args.out = str(new_run_dir(runs, "demo"))
+    rc = _run_fleet(args)
+    link_latest(Path(args.out), runs / "latest")
+    print(f"latest demo: {runs / 'latest'}")
+    return rc
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
@@ -89,7 +126,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         spec.tiles(fleet)          # every device/algorithm name checked before the output folder exists
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
-    out = Path(args.out or f"runs/sweep-{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out = Path(args.out) if args.out else new_run_dir(Path("runs"), f"sweep-{fleet.name}")
     run_sweep(fleet, spec, out)
     print((out / "sweep_table.txt").read_text(), end="")
     print(f"sweep: {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}")
@@ -128,5 +165,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d = subparsers.add_parser("demo", help="the quickstart fleet (MNIST 5k, 8 clients), prints its table")
     d.add_argument("--config", default=DEFAULT_CONFIG, help=argparse.SUPPRESS)
     d.add_argument("--digital", action="store_true", default=None, help="digital tiles instead of analog")
-    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    d.add_argument("--out", help="output folder (default: a new runs/demo/demo-<time>, linked from "
+                                 "runs/demo/latest)")
     d.set_defaults(func=_run_demo)

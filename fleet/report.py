@@ -74,15 +74,20 @@ def format_table(result: dict[str, Any]) -> str:
                          f"{c.get('recon_mse', float('nan')):.4f}"])
         parts.append(grid(crow))
         clf = lat["classifier"]
-        parts.append(f"classifier v{clf['version']}: server-side held-out accuracy "
-                     f"{_pct(clf['held_out_accuracy'])} on {clf['trained_rows']} rows ({clf['description']}); "
-                     f"store {'matches' if lat['store_matches'] else 'DOES NOT match'} the rows sent "
+        parts.append(f"{classifier_summary(clf)}; store {'matches' if lat['store_matches'] else 'DOES NOT match'} the rows sent "
                      f"({lat['rows_stored']} stored / {lat['rows_sent']} sent)")
     if result.get("privacy"):
         parts.append(format_privacy(result["privacy"]))
     t = result.get("timings_s", {})
     parts.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return "\n".join(parts)
+
+
+def classifier_summary(clf: dict[str, Any]) -> str:
+    """The server classifier in one line: its accuracy is on the held-out rows, not the trained ones."""
+    return (f"classifier v{clf['version']}: server-side held-out accuracy {_pct(clf['held_out_accuracy'])} "
+            f"on {clf['held_out_rows']} held-out rows, trained on {clf['trained_rows']} rows "
+            f"({clf['description']})")
 
 
 def _side(desc: dict[str, Any]) -> str:

@@ -140,7 +140,7 @@ class ServiceHandle:
         req = pb.TrainClassifierRequest(admin_token=self.admin_token,
                                         config_toml=tomli_w.dumps({"classifier": clf}))
         resp = _call(self.address, "TrainClassifier", req, timeout)
-        return _classifier_status(resp.classifier)
+        return classifier_status(resp.classifier)
 
     def status(self) -> dict[str, Any]:
         resp = _call(self.address, "Status", pb.StatusRequest(), 30.0)
@@ -148,12 +148,14 @@ class ServiceHandle:
                 "clients": {c.client_id: {"rows": int(c.rows), "uploads": int(c.uploads),
                                           "latent_dim": int(c.latent_dim), "dtype": pb.DType.Name(c.dtype)}
                             for c in resp.clients},
-                "classifier": _classifier_status(resp.classifier)}
+                "classifier": classifier_status(resp.classifier)}
 
 
-def _classifier_status(c: Any) -> dict[str, Any]:
+def classifier_status(c: Any) -> dict[str, Any]:
+    """A ClassifierStatus as a dict: the accuracy was measured on held_out_rows, never on trained_rows."""
     return {"version": int(c.version), "held_out_accuracy": float(c.held_out_accuracy),
-            "trained_rows": int(c.trained_rows), "trained_at": c.trained_at, "description": c.description}
+            "trained_rows": int(c.trained_rows), "held_out_rows": int(c.held_out_rows),
+            "trained_at": c.trained_at, "description": c.description}
 
 
 def _call(address: str, method: str, request: Any, timeout: float) -> Any:
