@@ -136,9 +136,10 @@ def start_server(cfg: ServerConfig) -> ServerHandle:
             port = server.add_secure_port(bind, _credentials(cfg))
         else:
             port = server.add_insecure_port(bind)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # gRPC's text ends in advice about its own GRPC_VERBOSITY switch
         store.close()
-        raise OSError(f"port: could not bind {bind}: {exc}") from exc
+        raise OSError(f"port: could not bind {bind}: the port is in use or the address is not this "
+                      f"machine's (--port 0 picks a free one)") from exc
     if port == 0:
         store.close()
         raise OSError(f"port: could not bind {bind}")

@@ -56,6 +56,12 @@ def register(subparsers) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    # gRPC's C core logs to stderr on its own (e.g. a raw "add_port.cc ... Failed to add port" line
+    # before our one-line error); it reads this when grpc loads. --log-level DEBUG or the variable keeps it.
+    if (args.log_level or "").upper() != "DEBUG":
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from server.app import serve
     from server.config import ConfigError, ServerConfig
 

@@ -1,5 +1,6 @@
-"""`analog-edge train-classifier` run by hand as a real subprocess: a missing store is one line and
-creates nothing; the classifier is analog unless --digital, and the run says which it is."""
+"""`analog-edge train-classifier` and `serve` run by hand as real subprocesses: a missing store is one line and
+creates nothing; the classifier is analog unless --digital, and the run says which it is; a port in use
+is one line."""
 import json
 import os
 import subprocess
@@ -65,3 +66,21 @@ def test_digital_flag_trains_a_digital_classifier_and_says_so(store, tmp_path):
     result, err = _trained(store, "--config", str(cfg), "--digital")
     assert result["mode"] == "digital" and "analog" not in result["config"]
     assert "train-classifier: digital classifier (--digital)" in err
+
+
+def test_serve_on_a_port_in_use_is_one_line_without_grpc_core_output(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("GRPC_VERBOSITY", None)
+        proc = subprocess.run([sys.executable, "-m", "fleet.cli", "serve", "--port", str(port),
+                               "--store", str(tmp_path / "s")], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"analog-edge serve: port: could not bind 127.0.0.1:{port}: the port is in use or the address is "
+        f"not this machine's (--port 0 picks a free one)"]
