@@ -1,0 +1,108 @@
+"""Mixed-precision training (Nandakumar et al., "Mixed-precision deep learning based on computational
+memory", Front. Neurosci. 14, 2020; aihwkit's MixedPrecisionCompound).
+
+The forward and backward MVMs run on the tile as usual, but the weight gradient ``-lr * d^T x`` is
+accumulated digitally in a buffer chi (out, in, in units of the device's nominal dw_min) instead of
+being pulsed as stochastic coincidences. Where ``|chi| >= threshold`` the device gets trunc(chi) single
+pulses (at most ``max_pulses`` per step) and chi keeps the remainder. Why: on a device with large cycle-to-cycle
+noise every pulse costs noise, and a stochastic pulsed update fires many pulses whose signs cancel
+over a batch and over steps; here a device is pulsed only for the net change it must make, so the
+pulse count (and the write noise) is the minimum the update needs. The digital cost is one outer
+product per step (what a digital trainer computes anyway) and one float per weight. A threshold above 1
+is a dead zone: mini-batch noise that walks chi back and forth below it fires nothing, at the price of
+a lag of up to ``threshold`` steps per weight.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
+from analog.pulsed import PulsedArray
+
+if TYPE_CHECKING:
+    from analog.config import TileConfig
+
+
+class MixedPrecisionState(AlgorithmState):
+    """One PulsedArray (what the MVMs read) and the digital gradient accumulator chi."""
+
+    def __init__(self, out_features: int, in_features: int, tile_config: "TileConfig",
+                 generator: torch.Generator, algorithm: "MixedPrecision") -> None:
+        super().__init__(out_features, in_features, tile_config, generator)
+        self.algorithm = algorithm
+        self.array = PulsedArray(out_features, in_features, tile_config.device, tile_config.update, generator)
+        self.register_buffer("chi", torch.zeros(out_features, in_features))
+        self.pulses_fired = 0
+
+    def get_extra_state(self) -> dict[str, int]:
+        return {"pulses_fired": self.pulses_fired}
+
+    def set_extra_state(self, state: dict[str, int]) -> None:
+        self.pulses_fired = int(state.get("pulses_fired", 0))
+
+    @property
+    def pulse_size(self) -> float:
+        """One chi unit in weight units: the device's nominal dw_min (what the digital side knows;
+        each device's own step varies around it)."""
+        return self.array.device_model.dw_min
+
+    def effective_weight(self) -> Tensor:
+        return self.array.weight
+
+    @torch.no_grad()
+    def program(self, w: Tensor) -> None:
+        self.array.program(w)
+        self.chi.zero_()
+
+    @torch.no_grad()
+    def update(self, x: Tensor, d: Tensor, lr: float) -> int:
+        """chi -= lr d^T x / dw_min; where |chi| >= threshold fire trunc(chi) pulses (clamped to
+        max_pulses) and keep the rest. Returns the number of pulses fired this step."""
+        grad = d.t().to(self.chi.dtype) @ x.to(self.chi.dtype)
+        if self.array.device_model.is_ideal:
+            self.array.weight.add_(grad, alpha=-float(lr))
+            return 0
+        self.chi.add_(grad, alpha=-float(lr) / self.pulse_size)
+        a = self.algorithm
+        n = torch.trunc(self.chi).clamp_(-a.max_pulses, a.max_pulses)
+        if a.threshold > 1.0:
+            n = torch.where(self.chi.abs() >= a.threshold, n, torch.zeros_like(n))
+        self.chi.sub_(n)
+        fired = int(n.abs().sum().item())
+        if fired:
+            self.pulses_fired += fired
+            self.array.apply_pulses(n.clamp_min(0.0), (-n).clamp_min(0.0))
+        return fired
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class MixedPrecision(Algorithm):
+    """Digital gradient accumulation, thresholded into single device pulses (see the module docstring).
+    ``threshold``: how much accumulated update (in the device's dw_min) makes a device fire: 1 = every
+    full step; above 1 a dead zone against mini-batch noise (then trunc(chi) pulses fire at once).
+    ``max_pulses``: the most pulses one device gets in one step (a burst); the rest stays in chi."""
+
+    threshold: float = 1.0
+    max_pulses: int = 8
+
+    def __post_init__(self) -> None:
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 1:
+            raise ValueError(f"threshold: got {t!r}, must be a finite number >= 1 (in steps of dw_min)")
+        object.__setattr__(self, "threshold", float(t))
+        m = self.max_pulses
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise ValueError(f"max_pulses: got {m!r}, must be an integer >= 1")
+
+    def build(self, out_features: int, in_features: int, tile_config: "TileConfig",
+              generator: torch.Generator) -> MixedPrecisionState:
+        return MixedPrecisionState(out_features, in_features, tile_config, generator, self)
+
+
+__all__ = ["MixedPrecision", "MixedPrecisionState"]
