@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint-imports demo bench protos clean
+.PHONY: install test lint-imports demo figures bench protos clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	FLWR_TELEMETRY_ENABLED=0 $(VENV)/bin/analog-edge demo
+
+# Every measured figure of README.md and docs/, over seeds 0 1 2, from one scripted run (hours on 2
+# cores): runs/figures/figures-<time>/figures.md states each figure's mean and min..max across seeds;
+# docs/sweep.png, sweep.csv, sweep_table.txt and figures.md are replaced by the new ones.
+figures: $(STAMP)
+	FLWR_TELEMETRY_ENABLED=0 $(PY) scripts/figures.py --seeds 0 1 2
 
 bench: $(STAMP)
 	$(PY) benchmarks/analog_step.py

@@ -200,7 +200,8 @@ def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: Sw
     (out / "sweep.json").write_text(json.dumps(json_safe(result), indent=2))
     (out / "sweep_table.txt").write_text(format_sweep(rows, refs) + "\n")
     if rows:
-        plot_sweep(rows, refs, out / "sweep.png", f"{fleet.dataset}, {fleet.num_clients} clients, {fleet.partitioner}")
+        plot_sweep(rows, refs, out / "sweep.png", f"{fleet.dataset}, {fleet.num_clients} clients, {fleet.partitioner}, "
+                                                  f"alignment {fleet.alignment}, 1 seed ({fleet.seed})")
     return result
 
 
@@ -221,26 +222,57 @@ def format_sweep(rows: list[dict], refs: dict) -> str:
 
 
 def plot_sweep(rows: list[dict], refs: dict, path: Path, subtitle: str) -> None:
-    """Accuracy vs raw/wire compression: one line per (device, algorithm, bits), digital in grey."""
+    """Save ``sweep_figure(rows, refs, subtitle)`` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(rows, refs, subtitle)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def sweep_figure(rows: list[dict], refs: dict, subtitle: str):
+    """Accuracy vs raw/wire compression: one line per (device, algorithm, bits), digital in grey.
+
+    Points at the same x carry the same bytes per sample (d x bits), so their "d" labels are merged
+    into one tick of a top axis instead of being printed over the lines; with rows averaged over
+    seeds (``seed_min``/``seed_max``) each point gets a min..max bar. The legend sits below the axes,
+    where it hides no data; x ticks are plain compression factors (2x, 5x, 10x ...)."""
     import matplotlib  # imported on use (slow to import), with the file-only backend
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     markers = {32: "o", 16: "D", 8: "s", 4: "^"}
     labels = [lab for lab in dict.fromkeys(r["label"] for r in rows) if lab != "digital"]
     colors = {lab: plt.cm.tab10(i % 10) for i, lab in enumerate(labels)}
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(8.5, 6.2), layout="constrained")
     for (lab, bits) in dict.fromkeys((r["label"], r["bits"]) for r in rows):
         pts = sorted((r for r in rows if r["label"] == lab and r["bits"] == bits), key=lambda r: r["compression_wire"])
         xs = [r["compression_wire"] for r in pts]
         ys = [100 * r["accuracy"] for r in pts]
         digital = lab == "digital"
+        color = "0.55" if digital else colors[lab]
         ax.plot(xs, ys, linestyle="--" if digital else "-", marker=markers.get(bits, "o"),
-                color="0.55" if digital else colors[lab], label=f"{lab}, {bits}-bit", alpha=0.9)
-        for r, x, y in zip(pts, xs, ys):
-            ax.annotate(f"d={r['latent_dim']}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6,
-                        color="0.4")
+                color=color, label=f"{lab}, {bits}-bit", alpha=0.9)
+        if all("seed_min" in r for r in pts):
+            ax.errorbar(xs, ys, yerr=[[y - 100 * r["seed_min"] for r, y in zip(pts, ys)],
+                                      [100 * r["seed_max"] - y for r, y in zip(pts, ys)]],
+                        fmt="none", ecolor=color, elinewidth=1, capsize=2, alpha=0.8)
+    # One tick per payload size on a top axis: the (d, bits) pairs with the same d x bits sit at the
+    # same x (up to label/framing bytes), so their names go there once instead of over the lines.
+    groups: dict[int, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["latent_dim"] * r["bits"], []).append(r)
+    top = ax.twiny()
+    top.set_xscale("log")
+    ticks = [sum(r["compression_wire"] for r in g) / len(g) for g in groups.values()]
+    names = [", ".join(dict.fromkeys(f"d={r['latent_dim']}@{r['bits']}b" for r in
+                                     sorted(g, key=lambda r: -r["bits"]))) for g in groups.values()]
+    top.set_xticks(ticks, names, fontsize=6, rotation=90)   # vertical: close ticks do not collide
+    top.xaxis.set_minor_formatter(NullFormatter())
+    top.tick_params(axis="x", which="minor", top=False)
+    top.set_xlabel("latent size d @ wire bits (pairs with the same bytes per sample share an x)", fontsize=7)
     if "raw_pixels" in refs:
         ax.axhline(100 * refs["raw_pixels"]["accuracy"], color="k", linestyle=":", linewidth=1,
                    label=f"MLP on raw pixels, central ({100 * refs['raw_pixels']['accuracy']:.1f}%)")
@@ -249,11 +281,16 @@ def plot_sweep(rows: list[dict], refs: dict, path: Path, subtitle: str) -> None:
         ax.plot([fa["compression_wire"]], [100 * fa["accuracy"]], "*", color="crimson", ms=14,
                 label=f"FedAvg, {fa['rounds']} rounds: {100 * fa['accuracy']:.1f}% (x = raw data / bytes both ways)")
     ax.set_xscale("log")
-    ax.set_xlabel("compression: raw image bytes / bytes on the wire (log)")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("compression: raw image bytes / bytes on the wire (log scale)")
     ax.set_ylabel("fleet accuracy, per-client test splits (%)")
-    ax.set_title(f"Compression vs accuracy ({subtitle})")
+    top.set_xlim(ax.get_xlim())
+    dims = sorted({r["latent_dim"] for r in rows})
+    bits = sorted({r["bits"] for r in rows}, reverse=True)
+    ax.set_title(f"Compression vs accuracy: d in {{{', '.join(map(str, dims))}}}, "
+                 f"{'/'.join(map(str, bits))}-bit latents\n({subtitle})", fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="lower left", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    fig.legend(loc="outside lower center", fontsize=7, ncol=2)
+    return fig

@@ -51,3 +51,33 @@ def test_sweep_spec_errors_name_the_flag():
     fleet = _fleet().with_overrides(digital=False, analog={"device": {"type": "ReRAMSoftBounds"}})
     with pytest.raises(ConfigError, match="NoSuchDevice"):
         SweepSpec.parse("4", "8", devices="NoSuchDevice").tiles(fleet)
+
+
+def _rows():
+    rows = []
+    for label in ("TikiTaka on ReRAMSoftBounds", "digital"):
+        for d in (4, 8, 16, 32):
+            for bits in (32, 8, 4):
+                wire = d * bits / 8 + 4.5                              # latents + label + framing
+                acc = 0.5 + 0.01 * d - (0.1 if label != "digital" else 0)
+                rows.append({"label": label, "latent_dim": d, "bits": bits, "compression_wire": 788 / wire,
+                             "accuracy": acc, "seed_min": acc - 0.03, "seed_max": acc + 0.02})
+    return rows
+
+
+def test_sweep_figure_names_each_payload_once_and_hides_no_data():
+    from fleet.sweep import sweep_figure
+
+    fig = sweep_figure(_rows(), {"raw_pixels": {"accuracy": 0.92}}, "digits, 2 clients, iid, 3 seeds (0, 1, 2)")
+    fig.canvas.draw()
+    ax, top = fig.axes[0], fig.axes[1]
+    names = [t.get_text() for t in top.get_xticklabels()]
+    # d x bits = 128 is d=4@32b, d=16@8b, d=32@4b: one tick, not three labels printed over each other
+    assert "d=4@32b, d=16@8b, d=32@4b" in names and len(names) == len(set(names)) == 7
+    lo, hi = ax.get_xlim()
+    shown = [t.get_text() for t, v in zip(ax.get_xticklabels(), ax.get_xticks()) if lo <= v <= hi]
+    assert shown and all(text.endswith("x") and "10^" not in text and "times" not in text for text in shown)
+    assert "3 seeds (0, 1, 2)" in ax.get_title() and "d in {4, 8, 16, 32}" in ax.get_title()
+    (legend,) = fig.legends
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())
+    assert any(c.__class__.__name__ == "LineCollection" for c in ax.collections)   # seed min..max bars

@@ -1,0 +1,282 @@
+"""Regenerate the measured figures of README.md and docs/ from one scripted run, over several seeds.
+
+    make figures                                   # seeds 0 1 2 -> runs/figures/figures-<time>/, then docs/
+    python scripts/figures.py --seeds 0 1 2 --out runs/figures/x [--only quickstart,sweep] [--no-docs]
+    python scripts/figures.py --plan               # print the commands, run nothing
+
+Every figure is one `analog-edge` command (the same one README/docs show next to it), run once per
+seed as a subprocess; the script reads the run's own report.json / sweep.json and writes
+``figures.md`` (per-seed values, mean and min..max across seeds, the command), ``figures.json``, and
+the sweep figure aggregated over seeds (``sweep.png`` with min..max bars, ``sweep.csv``,
+``sweep_table.txt``). Without ``--no-docs`` those files are copied into docs/. ``--quick`` swaps in a
+tiny digits fleet so the plumbing can be checked in seconds (the test does this).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+QUICK_TOML = """[fleet]
+name = "figures-quick"
+dataset = "digits"
+num_clients = 2
+backend = "local"
+digital = true
+[edge]
+epochs = 1
+batch_size = 16
+lr = 0.03
+latent_dim = 8
+[classifier]
+hidden = [16]
+epochs = 5
+"""
+
+
+@dataclass
+class Job:
+    """One figure: a CLI command run per seed, and the numbers read back from its output folder."""
+
+    name: str
+    what: str                                       # the figure, as README/docs state it
+    argv: list[str]                                 # `analog-edge` arguments, without --seed/--out
+    metrics: Callable[[Path], dict[str, float]]
+    per_seed: bool = True                           # False: the command takes its seeds itself
+    kind: str = "fleet"                             # fleet | sweep | study
+
+    def command(self, seed: int | None, out: Path) -> list[str]:
+        extra = ["--seed", str(seed)] if self.per_seed and seed is not None else []
+        return [sys.executable, "-m", "fleet.cli", *self.argv, *extra, "--out", str(out)]
+
+
+def _fleet_metrics(out: Path) -> dict[str, float]:
+    r = json.loads((out / "report.json").read_text())
+    m: dict[str, float] = {"wall_s": r["timings_s"]["total"]}
+    lat = r.get("latent")
+    if lat:
+        m.update(accuracy_pct=100 * lat["accuracy"], client_min_pct=100 * lat["accuracy_spread"]["min"],
+                 client_max_pct=100 * lat["accuracy_spread"]["max"], uploaded_kib=lat["bytes_up"] / 1024,
+                 raw_over_wire=lat["compression_raw_over_wire"])
+    fa = r.get("fedavg")
+    if fa:
+        m.update(fedavg_accuracy_pct=100 * fa["accuracy"])
+    pv = r.get("privacy") or {}
+    if "dcor" in pv:
+        m["dcor"] = pv["dcor"]
+    for side in ("attack", "mean_image", "own_decoder"):
+        for key, value in (pv.get(side) or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                m[f"privacy {side} {key}"] = value
+    return m
+
+
+def _sweep_metrics(out: Path) -> dict[str, float]:
+    r = json.loads((out / "sweep.json").read_text())
+    m = {f"{row['label']} d={row['latent_dim']} {row['bits']}-bit": 100 * row["accuracy"] for row in r["rows"]}
+    raw = (r.get("references") or {}).get("raw_pixels")
+    if raw:
+        m["raw-pixel MLP"] = 100 * raw["accuracy"]
+    fa = (r.get("references") or {}).get("fedavg")
+    if fa:
+        m["FedAvg"] = 100 * fa["accuracy"]
+    return m
+
+
+def _study_metrics(out: Path) -> dict[str, float]:
+    r = json.loads((out / "results.json").read_text())
+    m: dict[str, float] = {}
+    for row in (r.get("mnist") or {}).get("summary", []):
+        m[f"MNIST gamma_res={row['gamma_res']:g} {row['algorithm']}"] = 100 * row["accuracy_mean"]
+    for row in (r.get("fixed_point") or {}).get("summary", []):
+        m[f"fixed point {row['label']}"] = 100 * row["accuracy_mean"]
+    return m
+
+
+def jobs(quick: bool, config_dir: Path) -> list[Job]:
+    """Every figure of README.md and docs/ this script regenerates (quick: a tiny stand-in of each kind)."""
+    if quick:
+        cfg = str(config_dir / "quick.toml")
+        return [Job("fleet", "a tiny digits fleet (plumbing check)", ["fleet", "--config", cfg], _fleet_metrics),
+                Job("sweep", "a one-point sweep (plumbing check)",
+                    ["sweep", "--config", cfg, "--latent-dims", "4", "--bits", "8", "--no-references"],
+                    _sweep_metrics, kind="sweep")]
+    q = "configs/quickstart.toml"
+    return [
+        Job("quickstart", "README: the quickstart (make demo), analog", ["fleet", "--config", q], _fleet_metrics),
+        Job("quickstart-digital", "README: the quickstart with --digital", ["fleet", "--config", q, "--digital"],
+            _fleet_metrics),
+        Job("privacy", "README/docs Privacy: analog", ["fleet", "--config", q, "--backend", "local", "--privacy"],
+            _fleet_metrics),
+        Job("privacy-digital", "README/docs Privacy: digital",
+            ["fleet", "--config", q, "--backend", "local", "--privacy", "--digital"], _fleet_metrics),
+        Job("sweep", "README/docs: compression vs accuracy (docs/sweep.png)",
+            ["sweep", "--config", "configs/sweep_mnist.toml", "--latent-dims", "4,8,16,32,64", "--bits", "32,8,4",
+             "--fedavg"], _sweep_metrics, kind="sweep"),
+        Job("study", "README/analog/studies: response functions (its own seeds 0 1 2)",
+            ["study", "response-functions", "--seeds", "0", "1", "2", "--epochs", "5"], _study_metrics,
+            per_seed=False, kind="study"),
+    ]
+
+
+@dataclass
+class Outcome:
+    job: Job
+    runs: dict[str, dict[str, float]] = field(default_factory=dict)     # seed label -> metrics
+    commands: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean, min and max across seeds (the spread README and docs quote)."""
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def run(job: Job, seeds: list[int], out: Path, env: dict[str, str]) -> Outcome:
+    outcome = Outcome(job)
+    for seed in (seeds if job.per_seed else [None]):
+        label = "all" if seed is None else f"seed{seed}"
+        run_dir = out / job.name / label
+        cmd = job.command(seed, run_dir)
+        outcome.commands.append(" ".join(["analog-edge", *cmd[3:]]))
+        print(f"[figures] {job.name} {label}: {outcome.commands[-1]}", flush=True)
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        (run_dir.parent / f"{label}.stderr.txt").write_text(proc.stderr)
+        if proc.returncode != 0:
+            last = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            outcome.errors.append(f"{label}: exit {proc.returncode}: {last[0]}")
+            continue
+        outcome.runs[label] = job.metrics(run_dir)
+    return outcome
+
+
+def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for o in outcomes:
+        keys = list(dict.fromkeys(k for m in o.runs.values() for k in m))
+        summary[o.job.name] = {
+            "what": o.job.what, "commands": o.commands, "errors": o.errors,
+            "per_seed": o.runs,
+            "spread": {k: spread([m[k] for m in o.runs.values() if k in m]) for k in keys},
+        }
+    return summary
+
+
+def format_markdown(summary: dict[str, Any], seeds: list[int]) -> str:
+    lines = ["# Measured figures, regenerated", "",
+             f"`python scripts/figures.py --seeds {' '.join(map(str, seeds))}` ({time.strftime('%Y-%m-%d')}, "
+             f"{os.cpu_count()} CPUs). Each row: mean over the seeds, min..max across them, and every seed's value.", ""]
+    for name, s in summary.items():
+        lines += [f"## {name}: {s['what']}", ""]
+        lines += [f"    {c}" for c in s["commands"]] + [""]
+        for e in s["errors"]:
+            lines.append(f"- FAILED {e}")
+        seed_labels = list(s["per_seed"])
+        lines.append("| figure | mean | min..max | " + " | ".join(seed_labels) + " |")
+        lines.append("|---|---:|---:|" + "---:|" * len(seed_labels))
+        for key, sp in s["spread"].items():
+            vals = " | ".join(f"{s['per_seed'][lab][key]:.2f}" if key in s["per_seed"][lab] else "-"
+                              for lab in seed_labels)
+            lines.append(f"| {key} | {sp['mean']:.2f} | {sp['min']:.2f}..{sp['max']:.2f} | {vals} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def aggregate_sweep(out: Path, seeds: list[int]) -> list[Path]:
+    """One sweep figure over seeds: mean accuracy per (line, d, bits) with min..max bars."""
+    sys.path.insert(0, str(ROOT))
+    from fleet.sweep import plot_sweep  # the project's own plot, fed the seed means
+
+    per_seed = [json.loads(p.read_text()) for p in sorted((out / "sweep").glob("seed*/sweep.json"))]
+    if not per_seed:
+        return []
+    rows: list[dict[str, Any]] = []
+    for row in per_seed[0]["rows"]:
+        same = [r for res in per_seed for r in res["rows"]
+                if (r["label"], r["latent_dim"], r["bits"]) == (row["label"], row["latent_dim"], row["bits"])]
+        accs = [r["accuracy"] for r in same]
+        rows.append({**row, "accuracy": statistics.fmean(accs), "seed_min": min(accs), "seed_max": max(accs),
+                     "seeds": len(accs)})
+    refs: dict[str, Any] = {}
+    for key in ("raw_pixels", "fedavg"):
+        vals = [res["references"][key] for res in per_seed if key in (res.get("references") or {})]
+        if vals:
+            refs[key] = {**vals[0], "accuracy": statistics.fmean(v["accuracy"] for v in vals)}
+    fields = ["label", "device", "algorithm", "latent_dim", "bits", "accuracy", "seed_min", "seed_max", "seeds",
+              "compression_pixels", "compression_wire", "bytes_per_sample"]
+    with (out / "sweep.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k) for k in fields})
+    table = ["line | d | bits | raw/wire | accuracy mean | min..max over seeds"]
+    table += [f"{r['label']} | {r['latent_dim']} | {r['bits']} | {r['compression_wire']:.1f}x | "
+              f"{100 * r['accuracy']:.1f}% | {100 * r['seed_min']:.1f}..{100 * r['seed_max']:.1f}%" for r in rows]
+    (out / "sweep_table.txt").write_text("\n".join(table) + "\n")
+    cfg = per_seed[0]["config"]["fleet"] if "fleet" in per_seed[0]["config"] else per_seed[0]["config"]
+    plot_sweep(rows, refs, out / "sweep.png",
+               f"{cfg.get('dataset')}, {cfg.get('num_clients')} clients, {cfg.get('partitioner', 'iid')}; "
+               f"mean of {len(per_seed)} seeds ({', '.join(map(str, seeds))}), bars min..max")
+    return [out / "sweep.png", out / "sweep.csv", out / "sweep_table.txt"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="scripts/figures.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--out", help="output folder (default runs/figures/figures-<time>)")
+    p.add_argument("--only", default="", help="comma list of figure names (default: all)")
+    p.add_argument("--quick", action="store_true", help="tiny digits stand-ins: checks the plumbing in seconds")
+    p.add_argument("--no-docs", action="store_true", help="do not copy the figures into docs/")
+    p.add_argument("--plan", action="store_true", help="print the commands and exit")
+    args = p.parse_args(argv)
+    if any(s < 0 for s in args.seeds):
+        print(f"scripts/figures.py: --seeds: got {args.seeds}, must be integers >= 0", file=sys.stderr)
+        return 2
+    out = Path(args.out or ROOT / "runs" / "figures" / f"figures-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    all_jobs = jobs(args.quick, out / "configs")
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in {j.name for j in all_jobs}]
+    if unknown:
+        print(f"scripts/figures.py: --only: got {unknown[0]!r}, must be one of "
+              f"{', '.join(j.name for j in all_jobs)}", file=sys.stderr)
+        return 2
+    selected = [j for j in all_jobs if not names or j.name in names]
+    if args.plan:
+        for j in selected:
+            for seed in (args.seeds if j.per_seed else [None]):
+                print(" ".join(["analog-edge", *j.command(seed, out / j.name / f"seed{seed}")[3:]]))
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    if args.quick:
+        (out / "configs").mkdir(exist_ok=True)
+        (out / "configs" / "quick.toml").write_text(QUICK_TOML)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FLWR_TELEMETRY_ENABLED="0")
+    outcomes = [run(j, args.seeds, out, env) for j in selected]
+    summary = summarize(outcomes)
+    (out / "figures.json").write_text(json.dumps({"seeds": args.seeds, "figures": summary}, indent=2))
+    (out / "figures.md").write_text(format_markdown(summary, args.seeds))
+    written = [out / "figures.md"]
+    if any(j.kind == "sweep" for j in selected):
+        written += aggregate_sweep(out, args.seeds)
+    if not args.no_docs and not args.quick:
+        for path in written:
+            shutil.copy2(path, DOCS / path.name)
+        print(f"[figures] copied {', '.join(p.name for p in written)} into {DOCS}")
+    print(f"[figures] {out / 'figures.md'}")
+    return 1 if any(o.errors for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
