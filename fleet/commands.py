@@ -33,6 +33,13 @@ def _load(args: argparse.Namespace) -> FleetConfig:
     fleet = FleetConfig.from_toml(resolve_config_path(args.config))
     if getattr(args, "privacy", None):
         fleet = fleet.with_overrides(privacy=dataclasses.replace(fleet.privacy, enabled=True))
+    if getattr(args, "inference_times", None) is not None:
+        times = [t.strip() for t in args.inference_times.split(",") if t.strip()]
+        try:
+            deploy = dataclasses.replace(fleet.deploy, inference_times=times)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("deploy.inference_times", "--inference-times")) from None
+        fleet = fleet.with_overrides(deploy=deploy)
     fleet = fleet.with_overrides(num_clients=args.clients, partitioner=args.partitioner, alpha=args.alpha,
                                  alignment=args.alignment, backend=args.backend, server=args.server,
                                  digital=args.digital, seed=args.seed, mode=getattr(args, "mode", None))
@@ -143,6 +150,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--privacy", action="store_true", default=None,
                    help="measure privacy after the run: dCor(X, Z) and a model-inversion attack from one "
                         "client's leaked (x, z) pairs on the others' stored latents ([privacy] table)")
+    p.add_argument("--inference-times", metavar="T1,T2,..",
+                   help="after training, program the encoders and the classifier onto PCM-like inference chips "
+                        "and evaluate the fleet at these times after programming, e.g. 1h,1d,1y ([deploy] table)")
     p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
     p.add_argument("--latent-address", help="use this running latent service (host:port) instead of starting one")
     p.add_argument("--admin-token", help="its TrainClassifier admin token (with --latent-address)")

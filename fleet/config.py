@@ -25,7 +25,7 @@ MODES = ("latent", "fedavg", "both")
 BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
 PARTITIONERS = ("iid", "dirichlet")   # Flower Datasets' IidPartitioner / DirichletPartitioner
-SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy")   # TOML tables beside [fleet]
+SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy", "deploy")   # TOML tables beside [fleet]
 DEFAULT_CONFIG = "configs/quickstart.toml"
 
 
@@ -141,6 +141,55 @@ class PrivacyConfig:
         self.examples = _int(s, "examples", self.examples, 0, 64)
 
 
+#: duration units of deploy.inference_times (a month is 30 days, a year 365)
+DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "mo": 30 * 86400.0,
+                  "y": 365 * 86400.0}
+
+
+def parse_duration(name: str, text: Any) -> float:
+    """'1h' / '30d' / '1y' / '20s' (or a number of seconds) -> seconds >= 0."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool) and text >= 0:
+        return float(text)
+    value = str(text).strip()
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = value[len(number):]
+    try:
+        seconds = float(number) * DURATION_UNITS[unit]
+    except (ValueError, KeyError):
+        seconds = -1.0
+    if not seconds >= 0 or seconds != seconds or seconds == float("inf"):
+        raise ConfigError(f"{name}: got {text!r}, must be a duration like 1h, 1d or 1y "
+                          f"(units {', '.join(DURATION_UNITS)}; a month is 30 d, a year 365 d)")
+    return seconds
+
+
+@dataclass
+class DeployConfig:
+    """The optional deployment phase (fleet/deployment.py): after training, the edge encoders and the
+    server classifier are programmed once onto PCM-like inference chips (analog.inference.PCMLike,
+    one chip per device, seeded from `seed`) and the fleet is evaluated at each of `inference_times`
+    after programming, with and without global drift compensation. Empty `inference_times`: off."""
+
+    inference_times: list[str] = field(default_factory=list)   # e.g. ["1h", "1d", "1y"]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inference_times, (list, tuple)):
+            raise ConfigError(f"deploy.inference_times: got {self.inference_times!r}, must be a list like [\"1h\", \"1d\"]")
+        self.inference_times = [str(t) if not isinstance(t, str) else t for t in self.inference_times]
+        for t in self.inference_times:
+            parse_duration("deploy.inference_times", t)
+        self.seed = _int("deploy", "seed", self.seed, 0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.inference_times)
+
+    @property
+    def seconds(self) -> list[float]:
+        return [parse_duration("deploy.inference_times", t) for t in self.inference_times]
+
+
 @dataclass
 class FleetConfig:
     """Everything one `analog-edge fleet` run needs; see configs/quickstart.toml for a commented example."""
@@ -162,6 +211,7 @@ class FleetConfig:
     classifier: dict[str, Any] = field(default_factory=dict)
     fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     # resolved from the tables above on construction: what every phase uses
     edge_config: EdgeConfig = field(init=False, repr=False, compare=False)
     classifier_config: ClassifierConfig = field(init=False, repr=False, compare=False)
@@ -194,6 +244,10 @@ class FleetConfig:
             self.privacy = privacy_from_dict(self.privacy)
         if not isinstance(self.privacy, PrivacyConfig):
             raise ConfigError(f"privacy: got {type(self.privacy).__name__}, must be a table")
+        if isinstance(self.deploy, dict):
+            self.deploy = deploy_from_dict(self.deploy)
+        if not isinstance(self.deploy, DeployConfig):
+            raise ConfigError(f"deploy: got {type(self.deploy).__name__}, must be a table")
         if self.privacy.leaked_client >= self.num_clients:
             raise ConfigError(f"privacy.leaked_client: got {self.privacy.leaked_client}, must be in "
                               f"[0, {self.num_clients - 1}] (fleet.num_clients = {self.num_clients})")
@@ -279,7 +333,8 @@ class FleetConfig:
         out: dict[str, Any] = {"fleet": top, "edge": _drop_none(self.edge),
                                "classifier": _drop_none(self.classifier),
                                "fedavg": dataclasses.asdict(self.fedavg),
-                               "privacy": dataclasses.asdict(self.privacy)}
+                               "privacy": dataclasses.asdict(self.privacy),
+                               "deploy": dataclasses.asdict(self.deploy)}
         if self.analog is not None:
             out["analog"] = _drop_none(self.analog)
         return out
@@ -294,7 +349,8 @@ class FleetConfig:
                    edge=copy.deepcopy(data.get("edge", {})),
                    classifier=copy.deepcopy(data.get("classifier", {})),
                    fedavg=fedavg_from_dict(data.get("fedavg", {})),
-                   privacy=privacy_from_dict(data.get("privacy", {})))
+                   privacy=privacy_from_dict(data.get("privacy", {})),
+                   deploy=deploy_from_dict(data.get("deploy", {})))
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "FleetConfig":
@@ -317,6 +373,11 @@ def fedavg_from_dict(data: dict[str, Any]) -> FedAvgConfig:
 def privacy_from_dict(data: dict[str, Any]) -> PrivacyConfig:
     _check_keys("privacy", data, {f.name for f in dataclasses.fields(PrivacyConfig)})
     return PrivacyConfig(**data)
+
+
+def deploy_from_dict(data: dict[str, Any]) -> DeployConfig:
+    _check_keys("deploy", data, {f.name for f in dataclasses.fields(DeployConfig)})
+    return DeployConfig(**data)
 
 
 def _drop_none(value: Any) -> Any:

@@ -14,6 +14,7 @@ from flwr.serverapp import Grid
 
 from fleet import report as rep
 from fleet.config import FleetConfig
+from fleet.deployment import plot_deploy, run_deploy
 from fleet.errors import FleetError
 from fleet.phases import PhaseTimer, describe_tile, run_fedavg, run_latent
 from fleet.privacy import run_privacy
@@ -40,6 +41,13 @@ def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid
             with timer("privacy"):
                 result["privacy"] = ({"skipped": "an external latent service holds the latents"} if external
                                      else run_privacy(fleet, out_dir))
+        if fleet.deploy.enabled:
+            with timer("deploy"):
+                result["deploy"] = ({"skipped": "an external latent service holds the classifier"} if external
+                                    else run_deploy(fleet, out_dir))
+                plot_deploy(result["deploy"], out_dir, f"{fleet.name}: {fleet.num_clients} clients, edge "
+                            f"{describe_tile(fleet.edge_config.analog).get('algorithm', 'digital')}, "
+                            f"PCM-like chips seed {fleet.deploy.seed}")
     if fleet.mode in ("fedavg", "both"):
         if grid is None:
             raise FleetError("fleet.mode: fedavg runs through Flower's FedAvg strategy; "

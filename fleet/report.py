@@ -9,6 +9,7 @@ from typing import Any
 import tomli_w
 
 from fleet.config import FleetConfig
+from fleet.deployment import format_deploy
 from fleet.privacy.figures import format_privacy
 from fleet.tables import grid, json_safe
 
@@ -78,6 +79,8 @@ def format_table(result: dict[str, Any]) -> str:
                      f"({lat['rows_stored']} stored / {lat['rows_sent']} sent)")
     if result.get("privacy"):
         parts.append(format_privacy(result["privacy"]))
+    if result.get("deploy"):
+        parts.append(format_deploy(result["deploy"]))
     t = result.get("timings_s", {})
     parts.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return "\n".join(parts)
