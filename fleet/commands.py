@@ -46,6 +46,9 @@ def _load(args: argparse.Namespace) -> FleetConfig:
     if args.alpha is not None and fleet.partitioner != "dirichlet":
         raise ConfigError(f"--alpha: got {args.alpha}, only used with --partitioner dirichlet "
                           f"(the partitioner is {fleet.partitioner})")
+    if fleet.mode in ("fedavg", "both") and fleet.backend == "local" and not getattr(args, "compare_alignment", False):
+        raise ConfigError(f"fleet.mode: got {fleet.mode!r} with backend 'local'; FedAvg runs through Flower's "
+                          f"FedAvg strategy, so use --backend ray (or --mode latent)")
     # here, in this process, before anything starts: a missing file would otherwise fail in every client
     fleet.edge_config.check_data_source("edge.data_path" if fleet.edge_config.data_path else "fleet.dataset")
     return fleet

@@ -31,6 +31,7 @@ def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid
     result: dict[str, Any] = {"name": fleet.name, "dataset": fleet.dataset, "num_clients": fleet.num_clients,
                               "partition": fleet.partitioner if fleet.partitioner == "iid" else f"dirichlet({fleet.alpha})",
                               "alignment": fleet.alignment, "digital": fleet.digital, "backend": fleet.backend,
+                              "seed": fleet.seed,
                               "edge_side": describe_tile(fleet.edge_config.analog),
                               "server_side": describe_tile(fleet.classifier_config.analog)}
     if fleet.mode in ("latent", "both"):

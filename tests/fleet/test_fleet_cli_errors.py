@@ -52,3 +52,12 @@ def test_sweep_rejects_bad_grid_names_in_one_line(tmp_path, flags, message):
     line = _one_line(_run("sweep", *flags, "--out", str(tmp_path / "out")))
     assert line.startswith("analog-edge: error: " + message), line
     assert not (tmp_path / "out").exists()
+
+
+def test_fedavg_on_the_local_backend_is_refused_before_the_latent_run(tmp_path):
+    cfg = tmp_path / "fleet.toml"
+    cfg.write_text('[fleet]\ndataset = "digits"\nnum_clients = 2\nbackend = "local"\n')
+    line = _one_line(_run("fleet", "--config", str(cfg), "--mode", "both", "--out", str(tmp_path / "out")))
+    assert line == ("analog-edge: error: fleet.mode: got 'both' with backend 'local'; FedAvg runs through "
+                    "Flower's FedAvg strategy, so use --backend ray (or --mode latent)")
+    assert not (tmp_path / "out").exists()

@@ -11,3 +11,36 @@ def test_held_out_accuracy_is_reported_on_the_held_out_rows():
     assert (clf["trained_rows"], clf["held_out_rows"]) == (3199, 801)
     assert classifier_summary(clf) == ("classifier v3: server-side held-out accuracy 66.5% on 801 held-out rows, "
                                        "trained on 3199 rows (analog MLP 32 -> 128 -> 10)")
+
+
+def _result(n_clients=5):
+    # a Dirichlet fleet: very different partition sizes
+    sizes = [(40 + 90 * i, 10 + 20 * i) for i in range(n_clients)]
+    clients = [{"partition_id": i, "n_train": tr, "n_test": te, "accuracy": min(1.0, 0.2 + 0.15 * i), "correct": 0}
+               for i, (tr, te) in enumerate(sizes)]
+    return {"name": "quickstart", "num_clients": n_clients, "dataset": "mnist5k", "partition": "dirichlet(0.5)",
+            "alignment": "shared_init+adapter", "seed": 0,
+            "edge_side": {"mode": "analog", "device": "ReRAMSoftBounds", "algorithm": "TikiTaka"},
+            "server_side": {"mode": "digital"},
+            "latent": {"latent_dim": 32, "bits": 8, "accuracy": 0.61, "clients": clients},
+            "fedavg": {"accuracy": 0.48, "clients": clients}}
+
+
+def test_per_client_bars_show_counts_and_the_legend_hides_none():
+    from fleet.report import per_client_figure
+
+    result = _result()
+    fig = per_client_figure(result)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    title = ax.get_title().replace("\n", " ")
+    for part in ("dirichlet(0.5)", "edge TikiTaka on ReRAMSoftBounds", "server digital", "d=32 8-bit", "1 seed (0)"):
+        assert part in title, (part, title)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks[4] == "4\n400 train\n90 test"
+    (legend,) = fig.legends
+    box = legend.get_window_extent()
+    assert ax.get_legend() is None
+    for bar in ax.patches:                         # no bar, not even a 95% one, behind the legend
+        assert not box.overlaps(bar.get_window_extent())
+    assert len(ax.patches) == 10 and sum(len(c.datavalues) for c in ax.containers) == 10
