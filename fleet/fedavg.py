@@ -161,8 +161,33 @@ class ByteCountingFedAvg(FedAvg):
         return super().aggregate_evaluate(server_round, replies)
 
 
+IDENTIFIER_METRICS = ("partition_id",)   # which client replied: kept per client, never averaged
+COUNT_METRICS = ("correct",)             # summed over the clients, not averaged
+
+
+def aggregate_fleet_metrics(records: list[Any], weighting_metric_name: str) -> Any:
+    """The round's fleet metrics: rates (accuracy, losses) averaged weighted by ``weighting_metric_name``
+    as Flower's default does, counts summed, identifiers dropped (an averaged partition_id means nothing)."""
+    from flwr.app import MetricRecord
+
+    metrics = [next(iter(r.metric_records.values())) for r in records]
+    weights = [float(m[weighting_metric_name]) for m in metrics]
+    total = sum(weights) or 1.0
+    out = MetricRecord()
+    for key in dict.fromkeys(k for m in metrics for k in m.keys()):
+        if key in IDENTIFIER_METRICS or key == weighting_metric_name:
+            continue
+        if key in COUNT_METRICS:
+            out[key] = sum(float(m[key]) for m in metrics if key in m)
+        else:
+            out[key] = sum(float(m[key]) * w for m, w in zip(metrics, weights) if key in m) / total
+    return out
+
+
 def make_strategy(num_clients: int, fraction_train: float) -> ByteCountingFedAvg:
     """The baseline's strategy: every client evaluates every round; `fraction_train` of them train."""
     return ByteCountingFedAvg(fraction_train=fraction_train, fraction_evaluate=1.0,
                               min_train_nodes=max(1, int(round(num_clients * fraction_train))),
-                              min_evaluate_nodes=num_clients, min_available_nodes=num_clients)
+                              min_evaluate_nodes=num_clients, min_available_nodes=num_clients,
+                              train_metrics_aggr_fn=aggregate_fleet_metrics,
+                              evaluate_metrics_aggr_fn=aggregate_fleet_metrics)

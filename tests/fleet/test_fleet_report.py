@@ -44,3 +44,18 @@ def test_per_client_bars_show_counts_and_the_legend_hides_none():
     for bar in ax.patches:                         # no bar, not even a 95% one, behind the legend
         assert not box.overlaps(bar.get_window_extent())
     assert len(ax.patches) == 10 and sum(len(c.datavalues) for c in ax.containers) == 10
+
+
+def test_fedavg_round_metrics_average_rates_sum_counts_and_drop_partition_ids():
+    from flwr.app import MetricRecord, RecordDict
+
+    from fleet.fedavg import aggregate_fleet_metrics
+
+    replies = [RecordDict({"metrics": MetricRecord({"num-examples": 100.0, "correct": 90.0, "accuracy": 0.9,
+                                                    "partition_id": 0.0})}),
+               RecordDict({"metrics": MetricRecord({"num-examples": 300.0, "correct": 150.0, "accuracy": 0.5,
+                                                    "partition_id": 7.0})})]
+    agg = aggregate_fleet_metrics(replies, "num-examples")
+    assert "partition_id" not in agg and "num-examples" not in agg
+    assert agg["correct"] == 240.0
+    assert abs(agg["accuracy"] - 0.6) < 1e-12          # (90 + 150) / 400, weighted by examples
