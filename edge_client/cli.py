@@ -176,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from .config import ConfigError, check_client_id
     from .data import DataError
-    from .uploader import UploadError
+    from protos.client import UploadError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

@@ -72,6 +72,10 @@ class QuantizedLatents:
     def pack(self) -> bytes:
         return wire.pack_latents(self.values, self.dtype)
 
+    def rows(self, index: slice) -> "QuantizedLatents":
+        """These rows only, same quantization (uploads and Classify calls go in pieces)."""
+        return QuantizedLatents(self.values[index], self.quantization, self.bits)
+
     def dequantize(self) -> np.ndarray:
         """What the server will see (float32), via the shared codec."""
         return wire.dequantize(self.values, self.quantization)

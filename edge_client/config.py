@@ -7,11 +7,12 @@ shape `analog.TileConfig.from_dict` accepts) or None for the digital reference.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common.validation import ConfigError, check_int, check_number
 
 BUILTIN_DATASETS = ("mnist5k", "digits")   # loaded by name in edge_client.data
 
@@ -19,31 +20,6 @@ AUTOENCODERS = ("auto", "conv", "mlp")
 BITS = (32, 16, 8, 4)
 OPTIMIZERS = ("sgd", "adam")
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class ConfigError(ValueError):
-    """A config value out of range; the message names the field and what is allowed."""
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}: got {value!r}, must be an integer")
-    if value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ConfigError(f"{name}: got {value}, must be {rng}")
-
-
-def _check_float(name: str, value: Any, lo: float, hi: float | None = None, *,
-                 lo_open: bool = False, hi_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name}: got {value!r}, must be a finite number")
-    bad_lo = value <= lo if lo_open else value < lo
-    bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
-    if bad_lo or bad_hi:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        rng = f"in {left}{lo}, {hi if hi is not None else 'inf'}{right}"
-        raise ConfigError(f"{name}: got {value}, must be {rng}")
 
 
 def check_client_id(client_id: str) -> str:
@@ -101,29 +77,29 @@ class EdgeConfig:
             raise ConfigError(f"dataset: got {self.dataset!r}, must be a non-empty name or path")
         if self.data_path is not None and (not isinstance(self.data_path, str) or not self.data_path):
             raise ConfigError(f"data_path: got {self.data_path!r}, must be a non-empty path or unset")
-        _check_float("test_fraction", self.test_fraction, 0.0, 0.9, hi_open=False)
-        _check_int("max_samples", self.max_samples, 0)
+        check_number("test_fraction", self.test_fraction, 0.0, 0.9, hi_open=False)
+        check_int("max_samples", self.max_samples, 0)
         if self.autoencoder not in AUTOENCODERS:
             raise ConfigError(f"autoencoder: got {self.autoencoder!r}, must be one of {', '.join(AUTOENCODERS)}")
-        _check_int("latent_dim", self.latent_dim, 1, 4096)
+        check_int("latent_dim", self.latent_dim, 1, 4096)
         chans = tuple(self.conv_channels) if isinstance(self.conv_channels, (list, tuple)) else None
         if chans is None or len(chans) != 2:
             raise ConfigError(f"conv_channels: got {self.conv_channels!r}, must be two integers")
         for i, c in enumerate(chans):
-            _check_int(f"conv_channels[{i}]", c, 1, 1024)
+            check_int(f"conv_channels[{i}]", c, 1, 1024)
         object.__setattr__(self, "conv_channels", chans)
-        _check_int("mlp_hidden", self.mlp_hidden, 1, 65536)
-        _check_int("epochs", self.epochs, 0, 100000)
-        _check_int("batch_size", self.batch_size, 1, 1 << 20)
-        _check_float("lr", self.lr, 0.0, lo_open=True)
+        check_int("mlp_hidden", self.mlp_hidden, 1, 65536)
+        check_int("epochs", self.epochs, 0, 100000)
+        check_int("batch_size", self.batch_size, 1, 1 << 20)
+        check_number("lr", self.lr, 0.0, lo_open=True)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer: got {self.optimizer!r}, must be one of {', '.join(OPTIMIZERS)}")
         if self.optimizer == "adam" and self.analog is not None:
             raise ConfigError("optimizer: 'adam' is digital only; analog tiles train with pulsed SGD "
                               "(set optimizer = 'sgd' or analog = none)")
-        _check_int("seed", self.seed, 0, 2**63 - 1)
+        check_int("seed", self.seed, 0, 2**63 - 1)
         if self.init_seed is not None:
-            _check_int("init_seed", self.init_seed, 0, 2**63 - 1)
+            check_int("init_seed", self.init_seed, 0, 2**63 - 1)
         if self.analog is not None and not isinstance(self.analog, dict):
             raise ConfigError(f"analog: got {type(self.analog).__name__}, must be a TileConfig table or unset")
         if self.analog is not None:
@@ -132,16 +108,16 @@ class EdgeConfig:
             raise ConfigError(f"bits: got {self.bits!r}, must be one of {', '.join(map(str, BITS))}")
         if not isinstance(self.per_feature_scale, bool):
             raise ConfigError(f"per_feature_scale: got {self.per_feature_scale!r}, must be true or false")
-        _check_int("chunk_bytes", self.chunk_bytes, 1, 4 * 1024 * 1024 - 64 * 1024)
-        _check_int("rows_per_upload", self.rows_per_upload, 0)
-        _check_int("max_attempts", self.max_attempts, 1, 100)
-        _check_float("backoff_initial_s", self.backoff_initial_s, 0.0)
-        _check_float("backoff_max_s", self.backoff_max_s, 0.0)
+        check_int("chunk_bytes", self.chunk_bytes, 1, 4 * 1024 * 1024 - 64 * 1024)
+        check_int("rows_per_upload", self.rows_per_upload, 0)
+        check_int("max_attempts", self.max_attempts, 1, 100)
+        check_number("backoff_initial_s", self.backoff_initial_s, 0.0)
+        check_number("backoff_max_s", self.backoff_max_s, 0.0)
         if self.backoff_max_s < self.backoff_initial_s:
             raise ConfigError(f"backoff_max_s: got {self.backoff_max_s}, must be >= backoff_initial_s "
                               f"({self.backoff_initial_s})")
-        _check_float("backoff_multiplier", self.backoff_multiplier, 1.0)
-        _check_float("rpc_timeout_s", self.rpc_timeout_s, 0.0, lo_open=True)
+        check_number("backoff_multiplier", self.backoff_multiplier, 1.0)
+        check_number("rpc_timeout_s", self.rpc_timeout_s, 0.0, lo_open=True)
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ConfigError("tls_cert/tls_key: mutual TLS needs both a certificate and a key")
         if self.tls_cert is not None and self.tls_ca is None:

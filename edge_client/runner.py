@@ -26,7 +26,7 @@ from .config import EdgeConfig, check_client_id
 from .state import ClientState
 from .data import Dataset, load_dataset, partition_indices, split_train_test
 from .training import encode, train_autoencoder
-from .uploader import LatentClient, RetryPolicy, TlsOptions
+from protos.client import LatentClient, RetryPolicy, TlsOptions
 
 log = logging.getLogger(__name__)
 

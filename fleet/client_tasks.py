@@ -21,7 +21,7 @@ from edge_client import runner as edge_runner
 from edge_client.codec import quantize_latents, wire_report
 from edge_client.state import ClientState
 from edge_client.training import encode
-from edge_client.uploader import LatentClient
+from protos.client import LatentClient
 from fleet.config import FleetConfig
 from fleet.fedavg import build_mlp, evaluate, get_arrays, set_arrays, train_local
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.validation import ConfigError, check_bool, check_choice, check_int, check_keys, check_number
 from edge_client.config import EdgeConfig
 from server.config import ClassifierConfig
 
@@ -29,10 +30,6 @@ SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy", "deploy")   # T
 DEFAULT_CONFIG = "configs/quickstart.toml"
 
 
-class ConfigError(ValueError):
-    """A fleet config value that is missing, unknown or out of range; the message names it."""
-
-
 def resolve_config_path(path: str | Path) -> Path:
     """`path` as given, or, when it is relative and missing, the same path under the source tree
     (so `configs/quickstart.toml` works from any working directory)."""
@@ -42,38 +39,6 @@ def resolve_config_path(path: str | Path) -> Path:
         if alt.exists():
             return alt
     return p
-
-
-def _check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{section}: got {type(data).__name__}, must be a table")
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ConfigError(f"{section}.{unknown[0]}: unknown key; allowed keys are {', '.join(sorted(allowed))}")
-
-
-def _int(section: str, name: str, value: Any, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{section}.{name}: got {value!r}, must be an integer")
-    if value < lo or (hi is not None and value > hi):
-        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ConfigError(f"{section}.{name}: got {value}, must be {bound}")
-    return value
-
-
-def _float(section: str, name: str, value: Any, lo: float, *, open_lo: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{section}.{name}: got {value!r}, must be a number")
-    value = float(value)
-    if value != value or (value <= lo if open_lo else value < lo):
-        raise ConfigError(f"{section}.{name}: got {value}, must be {'>' if open_lo else '>='} {lo}")
-    return value
-
-
-def _choice(section: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ConfigError(f"{section}.{name}: got {value!r}, must be one of {', '.join(choices)}")
-    return value
 
 
 @dataclass
@@ -93,15 +58,12 @@ class FedAvgConfig:
 
     def __post_init__(self) -> None:
         s = "fedavg"
-        self.rounds = _int(s, "rounds", self.rounds, 0)
-        self.local_epochs = _int(s, "local_epochs", self.local_epochs, 1)
-        self.lr = _float(s, "lr", self.lr, 0.0, open_lo=True)
-        self.batch_size = _int(s, "batch_size", self.batch_size, 1)
-        if not isinstance(self.analog, bool):
-            raise ConfigError(f"fedavg.analog: got {self.analog!r}, must be true or false")
-        self.fraction_train = _float(s, "fraction_train", self.fraction_train, 0.0, open_lo=True)
-        if self.fraction_train > 1.0:
-            raise ConfigError(f"fedavg.fraction_train: got {self.fraction_train}, must be in (0, 1]")
+        self.rounds = check_int(f"{s}.rounds", self.rounds, 0)
+        self.local_epochs = check_int(f"{s}.local_epochs", self.local_epochs, 1)
+        self.lr = check_number(f"{s}.lr", self.lr, 0.0, lo_open=True)
+        self.batch_size = check_int(f"{s}.batch_size", self.batch_size, 1)
+        check_bool("fedavg.analog", self.analog)
+        self.fraction_train = check_number(f"{s}.fraction_train", self.fraction_train, 0, 1, lo_open=True)
 
 
 @dataclass
@@ -126,19 +88,16 @@ class PrivacyConfig:
 
     def __post_init__(self) -> None:
         s = "privacy"
-        if not isinstance(self.enabled, bool):
-            raise ConfigError(f"privacy.enabled: got {self.enabled!r}, must be true or false")
-        self.leaked_client = _int(s, "leaked_client", self.leaked_client, 0)
-        self.leaked_fraction = _float(s, "leaked_fraction", self.leaked_fraction, 0.0, open_lo=True)
-        if self.leaked_fraction > 1.0:
-            raise ConfigError(f"privacy.leaked_fraction: got {self.leaked_fraction}, must be in (0, 1]")
-        self.epochs = _int(s, "epochs", self.epochs, 1, 100_000)
-        self.hidden = _int(s, "hidden", self.hidden, 1, 65_536)
-        self.lr = _float(s, "lr", self.lr, 0.0, open_lo=True)
-        self.batch_size = _int(s, "batch_size", self.batch_size, 1)
-        self.seed = _int(s, "seed", self.seed, 0)
-        self.dcor_samples = _int(s, "dcor_samples", self.dcor_samples, 4, 20_000)
-        self.examples = _int(s, "examples", self.examples, 0, 64)
+        check_bool("privacy.enabled", self.enabled)
+        self.leaked_client = check_int(f"{s}.leaked_client", self.leaked_client, 0)
+        self.leaked_fraction = check_number(f"{s}.leaked_fraction", self.leaked_fraction, 0, 1, lo_open=True)
+        self.epochs = check_int(f"{s}.epochs", self.epochs, 1, 100_000)
+        self.hidden = check_int(f"{s}.hidden", self.hidden, 1, 65_536)
+        self.lr = check_number(f"{s}.lr", self.lr, 0.0, lo_open=True)
+        self.batch_size = check_int(f"{s}.batch_size", self.batch_size, 1)
+        self.seed = check_int(f"{s}.seed", self.seed, 0)
+        self.dcor_samples = check_int(f"{s}.dcor_samples", self.dcor_samples, 4, 20_000)
+        self.examples = check_int(f"{s}.examples", self.examples, 0, 64)
 
 
 #: duration units of deploy.inference_times (a month is 30 days, a year 365)
@@ -222,17 +181,16 @@ class FleetConfig:
             raise ConfigError(f"fleet.name: got {self.name!r}, must be a non-empty string")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"fleet.dataset: got {self.dataset!r}, must be a dataset name or path")
-        self.num_clients = _int(s, "num_clients", self.num_clients, 1, 1024)
-        self.partitioner = _choice(s, "partitioner", self.partitioner, PARTITIONERS)
-        self.alpha = _float(s, "alpha", self.alpha, 0.0, open_lo=True)
-        self.seed = _int(s, "seed", self.seed, 0)
-        self.alignment = _choice(s, "alignment", self.alignment, ALIGNMENTS)
-        self.mode = _choice(s, "mode", self.mode, MODES)
-        self.backend = _choice(s, "backend", self.backend, BACKENDS)
-        self.server = _choice(s, "server", self.server, SERVER_MODES)
-        if not isinstance(self.digital, bool):
-            raise ConfigError(f"fleet.digital: got {self.digital!r}, must be true or false")
-        self.cpus = _int(s, "cpus", self.cpus, 0)
+        self.num_clients = check_int(f"{s}.num_clients", self.num_clients, 1, 1024)
+        self.partitioner = check_choice(f"{s}.partitioner", self.partitioner, PARTITIONERS)
+        self.alpha = check_number(f"{s}.alpha", self.alpha, 0.0, lo_open=True)
+        self.seed = check_int(f"{s}.seed", self.seed, 0)
+        self.alignment = check_choice(f"{s}.alignment", self.alignment, ALIGNMENTS)
+        self.mode = check_choice(f"{s}.mode", self.mode, MODES)
+        self.backend = check_choice(f"{s}.backend", self.backend, BACKENDS)
+        self.server = check_choice(f"{s}.server", self.server, SERVER_MODES)
+        check_bool("fleet.digital", self.digital)
+        self.cpus = check_int(f"{s}.cpus", self.cpus, 0)
         if self.analog is not None and not isinstance(self.analog, dict):
             raise ConfigError(f"analog: got {type(self.analog).__name__}, must be a table (a TileConfig)")
         for sec in ("edge", "classifier"):
@@ -341,10 +299,10 @@ class FleetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FleetConfig":
-        _check_keys("config", data, {"fleet", *SECTIONS})
+        check_keys("config", data, {"fleet", *SECTIONS})
         top = data.get("fleet", {})
         top_fields = {f.name for f in dataclasses.fields(cls) if f.init} - set(SECTIONS)
-        _check_keys("fleet", top, top_fields)
+        check_keys("fleet", top, top_fields)
         return cls(**top, analog=copy.deepcopy(data.get("analog")),
                    edge=copy.deepcopy(data.get("edge", {})),
                    classifier=copy.deepcopy(data.get("classifier", {})),
@@ -366,12 +324,12 @@ class FleetConfig:
 
 
 def fedavg_from_dict(data: dict[str, Any]) -> FedAvgConfig:
-    _check_keys("fedavg", data, {f.name for f in dataclasses.fields(FedAvgConfig)})
+    check_keys("fedavg", data, {f.name for f in dataclasses.fields(FedAvgConfig)})
     return FedAvgConfig(**data)
 
 
 def privacy_from_dict(data: dict[str, Any]) -> PrivacyConfig:
-    _check_keys("privacy", data, {f.name for f in dataclasses.fields(PrivacyConfig)})
+    check_keys("privacy", data, {f.name for f in dataclasses.fields(PrivacyConfig)})
     return PrivacyConfig(**data)
 
 
@@ -402,7 +360,7 @@ def _build_with(cls: type, section: str, data: dict[str, Any]) -> Any:
     """Build a side's config with the owning package's config class, prefixing its error."""
     if dataclasses.is_dataclass(cls):
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        _check_keys(section, data, known)
+        check_keys(section, data, known)
     try:
         return cls.from_dict(copy.deepcopy(data))
     except (ValueError, TypeError, KeyError) as exc:

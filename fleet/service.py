@@ -1,8 +1,9 @@
 """Start, talk to and stop the latent service for one fleet run.
 
 The service runs in-process (`server.app.start_server`) or as a child process (`analog-edge serve`
-on a free loopback port, stopped by its pid), and the fleet talks to it only through the gRPC
-contract (TrainClassifier, Status), exactly as any other operator tool would.
+on a free loopback port, stopped by its pid), or is an external one the devices can reach; the
+fleet talks to it only through the gRPC contract (TrainClassifier, Status) with the project's one
+service client (`protos.client.LatentClient`, TLS when given), as any other operator tool would.
 """
 from __future__ import annotations
 
@@ -16,11 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
 import tomli_w
 
 from protos import latent_service_pb2 as pb
-from protos import latent_service_pb2_grpc as pbg
+from protos.client import LatentClient, RetryPolicy, TlsOptions, UploadError
 from server.app import start_server
 from server.config import ClassifierConfig, ServerConfig
 
@@ -28,7 +28,7 @@ READY_TIMEOUT_S = 60.0
 
 
 class ServiceError(RuntimeError):
-    """The latent service did not start, or an RPC to it failed."""
+    """The latent service did not start or did not answer in time."""
 
 
 class ServiceHandle:
@@ -41,6 +41,7 @@ class ServiceHandle:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.mode = mode
         self.admin_token = secrets.token_hex(16)
+        self.tls: TlsOptions | None = None       # the services this handle starts listen on loopback
         self._handle: Any = None
         self._proc: subprocess.Popen | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
@@ -54,14 +55,16 @@ class ServiceHandle:
             raise ValueError(f"server: got {mode!r}, must be inprocess or subprocess")
 
     @classmethod
-    def external(cls, address: str, admin_token: str = "", store_dir: str | Path = "") -> "ServiceHandle":
-        """An already running service (e.g. `analog-edge serve` on a host the devices can reach):
-        the fleet only talks to it and never stops it."""
+    def external(cls, address: str, admin_token: str = "", store_dir: str | Path = "",
+                 tls: TlsOptions | None = None) -> "ServiceHandle":
+        """An already running service (e.g. `analog-edge serve` on a host the devices can reach),
+        over TLS when `tls` is given: the fleet only talks to it and never stops it."""
         self = cls.__new__(cls)
         self.store_dir, self.mode, self.admin_token = Path(store_dir or "."), "external", admin_token
+        self.tls = tls
         self._handle = self._proc = self._tmp = self._pid = None
         self.address = address
-        wait_ready(address)
+        wait_ready(address, tls=tls)
         return self
 
     def _server_dict(self, classifier: ClassifierConfig) -> dict[str, Any]:
@@ -136,14 +139,17 @@ class ServiceHandle:
     # ---- RPCs the fleet needs ------------------------------------------------------------
     def train_classifier(self, classifier: ClassifierConfig, timeout: float = 3600.0) -> dict[str, Any]:
         """TrainClassifier over gRPC with the fleet's classifier config; returns the new status."""
-        clf = classifier.to_dict()
-        req = pb.TrainClassifierRequest(admin_token=self.admin_token,
-                                        config_toml=tomli_w.dumps({"classifier": clf}))
-        resp = _call(self.address, "TrainClassifier", req, timeout)
+        toml = tomli_w.dumps({"classifier": classifier.to_dict()})
+        with self._client() as client:
+            resp = client.train_classifier(toml, self.admin_token, timeout_s=timeout)
         return classifier_status(resp.classifier)
 
+    def _client(self) -> LatentClient:
+        return LatentClient(self.address, tls=self.tls, retry=RetryPolicy(max_attempts=3, timeout_s=30.0))
+
     def status(self) -> dict[str, Any]:
-        resp = _call(self.address, "Status", pb.StatusRequest(), 30.0)
+        with self._client() as client:
+            resp = client.status()
         return {"total_rows": int(resp.total_rows),
                 "clients": {c.client_id: {"rows": int(c.rows), "uploads": int(c.uploads),
                                           "latent_dim": int(c.latent_dim), "dtype": pb.DType.Name(c.dtype)}
@@ -158,23 +164,16 @@ def classifier_status(c: Any) -> dict[str, Any]:
             "trained_at": c.trained_at, "description": c.description}
 
 
-def _call(address: str, method: str, request: Any, timeout: float) -> Any:
-    with grpc.insecure_channel(address) as channel:
-        stub = pbg.LatentServiceStub(channel)
-        try:
-            return getattr(stub, method)(request, timeout=timeout)
-        except grpc.RpcError as exc:
-            raise ServiceError(f"{method} at {address}: {exc.code().name}: {exc.details()}") from None
-
-
-def wait_ready(address: str, timeout: float = READY_TIMEOUT_S) -> None:
+def wait_ready(address: str, timeout: float = READY_TIMEOUT_S, tls: TlsOptions | None = None) -> None:
     """Block until the service answers Status (the port file can appear before it serves)."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _call(address, "Status", pb.StatusRequest(), 2.0)
-            return
-        except ServiceError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    with LatentClient(address, tls=tls, retry=RetryPolicy(max_attempts=1, timeout_s=2.0)) as client:
+        while True:
+            try:
+                client.status()
+                return
+            except UploadError as exc:
+                if time.monotonic() > deadline:
+                    raise ServiceError(f"latent service at {address}: no answer within {timeout:.0f} s "
+                                       f"({exc})") from None
+                time.sleep(0.2)

@@ -23,7 +23,8 @@ import torch
 from tqdm.auto import tqdm
 
 from fleet.client_tasks import LocalData, client_name, latent_evaluate, requantize_upload
-from fleet.config import ConfigError, FleetConfig
+from common.validation import ConfigError, check_choice, check_int
+from fleet.config import FleetConfig
 from fleet.fedavg import build_mlp, evaluate, train_local
 from fleet.phases import summarize_latent
 from fleet.pipeline import execute
@@ -38,6 +39,7 @@ CSV_FIELDS = ["label", "device", "algorithm", "digital", "latent_dim", "bits", "
 
 
 def _ints(text: str, name: str, allowed: tuple[int, ...] | None = None) -> list[int]:
+    """A comma list of distinct integers >= 1 (each one of `allowed`, when given)."""
     try:
         vals = [int(t) for t in str(text).split(",") if t.strip()]
     except ValueError:
@@ -45,8 +47,10 @@ def _ints(text: str, name: str, allowed: tuple[int, ...] | None = None) -> list[
     if not vals:
         raise ConfigError(f"{name}: got {text!r}, must name at least one value")
     for v in vals:
-        if v < 1 or (allowed and v not in allowed):
-            raise ConfigError(f"{name}: got {v}, must be " + (f"one of {allowed}" if allowed else ">= 1"))
+        if allowed:
+            check_choice(name, v, allowed)
+        else:
+            check_int(name, v, 1)
     return list(dict.fromkeys(vals))
 
 

@@ -1,6 +1,9 @@
-"""A small reference client of the LatentService (tests, benchmarks, scripts; the edge client may reuse it).
+"""A raw probe of the LatentService for tests and benchmarks: no retries, one identity per object.
 
-It shows the whole protocol with nothing but the generated code and ``protos.codec``.
+It sends exactly what it is given (malformed headers and chunks included, through ``.stub``) and
+lets gRPC errors surface unchanged, which is what the server's tests need. Devices, the fleet and
+tools use the project's one retrying client, ``protos.client.LatentClient``; both build their
+channels (TLS, mutual TLS) with ``protos.client.make_channel``.
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from protos import client as service_client
 from protos import codec
 from protos import latent_service_pb2 as pb
 from protos import latent_service_pb2_grpc as pb_grpc
@@ -32,15 +36,9 @@ def make_channel(address: str, tls_root: str | bytes | None = None, *,
         raise ValueError("tls_cert/tls_key: set both or neither")
     if tls_cert is not None and tls_root is None:
         raise ValueError("tls_cert: a client certificate needs tls_root (TLS) as well")
-    options = [("grpc.max_send_message_length", max_message_bytes),
-               ("grpc.max_receive_message_length", max_message_bytes)]
-    if server_name:
-        options.append(("grpc.ssl_target_name_override", server_name))
-    if tls_root is None:
-        return grpc.insecure_channel(address, options=options)
-    creds = grpc.ssl_channel_credentials(root_certificates=_pem(tls_root), private_key=_pem(tls_key),
-                                         certificate_chain=_pem(tls_cert))
-    return grpc.secure_channel(address, creds, options=options)
+    tls = None if tls_root is None else service_client.TlsOptions(
+        root_ca=_pem(tls_root), cert_chain=_pem(tls_cert), private_key=_pem(tls_key), server_name=server_name)
+    return service_client.make_channel(address, tls, max_message_bytes)
 
 
 def upload_messages(header: pb.UploadHeader, payload: bytes, chunk_bytes: int) -> Iterator[pb.UploadRequest]:

@@ -24,12 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.validation import ConfigError, check_int, check_keys, check_number
+
 CONDITIONING = ("none", "embedding", "adapter")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-class ConfigError(ValueError):
-    """A configuration value that is out of range; the message names the field."""
 
 
 def _load_toml(path: str | Path) -> dict[str, Any]:
@@ -46,29 +44,7 @@ def _load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def _check_keys(cls: type, data: dict[str, Any], prefix: str) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: got {type(data).__name__}, must be a table")
-    known = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in known:
-            raise ConfigError(f"{prefix}{key}: unknown key, allowed: {', '.join(sorted(known))}")
-
-
-def _int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}: got {value!r}, must be an integer")
-    if value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ConfigError(f"{name}: got {value}, must be {rng}")
-
-
-def _num(name: str, value: Any, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name}: got {value!r}, must be a number")
-    bad = (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi)
-    if bad or value != value:
-        lb, hb = ("(" if lo_open else "["), (")" if hi_open else "]")
-        raise ConfigError(f"{name}: got {value}, must be in {lb}{lo}, {hi}{hb}")
+    check_keys(prefix.rstrip("."), data, {f.name for f in dataclasses.fields(cls)})
 
 
 @dataclass
@@ -97,21 +73,21 @@ class ClassifierConfig:
             raise ConfigError(f"{p}hidden: got {self.hidden!r}, must be a list of layer widths")
         self.hidden = list(self.hidden)
         for i, h in enumerate(self.hidden):
-            _int(f"{p}hidden[{i}]", h, 1, 65536)
-        _int(f"{p}epochs", self.epochs, 1, 100000)
-        _int(f"{p}batch_size", self.batch_size, 1, 1 << 20)
-        _num(f"{p}lr", self.lr, 0.0, 100.0, lo_open=True)
-        _int(f"{p}seed", self.seed, 0)
-        _num(f"{p}held_out_fraction", self.held_out_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+            check_int(f"{p}hidden[{i}]", h, 1, 65536)
+        check_int(f"{p}epochs", self.epochs, 1, 100000)
+        check_int(f"{p}batch_size", self.batch_size, 1, 1 << 20)
+        check_number(f"{p}lr", self.lr, 0.0, 100.0, lo_open=True)
+        check_int(f"{p}seed", self.seed, 0)
+        check_number(f"{p}held_out_fraction", self.held_out_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
         if self.client_conditioning not in CONDITIONING:
             raise ConfigError(f"{p}client_conditioning: got {self.client_conditioning!r}, "
                               f"must be one of {', '.join(CONDITIONING)}")
-        _int(f"{p}embedding_dim", self.embedding_dim, 1, 4096)
-        _int(f"{p}adapter_rank", self.adapter_rank, 0, 4096)
-        _num(f"{p}adapter_lr_scale", self.adapter_lr_scale, 0.0, 1e4, lo_open=True)
+        check_int(f"{p}embedding_dim", self.embedding_dim, 1, 4096)
+        check_int(f"{p}adapter_rank", self.adapter_rank, 0, 4096)
+        check_number(f"{p}adapter_lr_scale", self.adapter_lr_scale, 0.0, 1e4, lo_open=True)
         if not isinstance(self.standardize, bool):
             raise ConfigError(f"{p}standardize: got {self.standardize!r}, must be true or false")
-        _int(f"{p}min_rows", self.min_rows, 2)
+        check_int(f"{p}min_rows", self.min_rows, 2)
         if self.analog is not None:
             if not isinstance(self.analog, dict):
                 raise ConfigError(f"{p}analog: got {type(self.analog).__name__}, must be a TileConfig table")
@@ -196,16 +172,16 @@ class ServerConfig:
             self.classifier = ClassifierConfig.from_dict(self.classifier)
         if not isinstance(self.host, str) or not self.host:
             raise ConfigError(f"host: got {self.host!r}, must be a non-empty host name or address")
-        _int("port", self.port, 0, 65535)
+        check_int("port", self.port, 0, 65535)
         if not isinstance(self.store, str) or not self.store:
             raise ConfigError(f"store: got {self.store!r}, must be a directory path")
-        _int("max_workers", self.max_workers, 1, 10000)
-        _int("max_upload_bytes", self.max_upload_bytes, 16)
-        _int("max_message_bytes", self.max_message_bytes, 1024, 1 << 31)
-        _int("max_rows_per_upload", self.max_rows_per_upload, 1)
-        _int("max_chunks", self.max_chunks, 1)
-        _int("max_rows_per_client", self.max_rows_per_client, 0)
-        _int("max_classify_rows", self.max_classify_rows, 1)
+        check_int("max_workers", self.max_workers, 1, 10000)
+        check_int("max_upload_bytes", self.max_upload_bytes, 16)
+        check_int("max_message_bytes", self.max_message_bytes, 1024, 1 << 31)
+        check_int("max_rows_per_upload", self.max_rows_per_upload, 1)
+        check_int("max_chunks", self.max_chunks, 1)
+        check_int("max_rows_per_client", self.max_rows_per_client, 0)
+        check_int("max_classify_rows", self.max_classify_rows, 1)
         for name in ("enrollment_secret", "admin_token"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value or not _SECRET.match(value)):
@@ -218,8 +194,8 @@ class ServerConfig:
                 raise ConfigError(f"{name}: file {value!r} does not exist")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("tls_client_ca: needs tls_cert and tls_key")
-        _num("grace_seconds", self.grace_seconds, 0.0, 3600.0)
-        _int("torch_threads", self.torch_threads, 0, 1024)
+        check_number("grace_seconds", self.grace_seconds, 0.0, 3600.0)
+        check_int("torch_threads", self.torch_threads, 0, 1024)
         if self.store_sync not in ("full", "normal"):
             raise ConfigError(f"store_sync: got {self.store_sync!r}, must be 'full' or 'normal'")
         if not isinstance(self.log_level, str) or self.log_level.upper() not in LOG_LEVELS:

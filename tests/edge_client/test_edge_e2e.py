@@ -16,7 +16,7 @@ import pytest
 
 from edge_client.config import EdgeConfig
 from edge_client.runner import evaluate_with_server, train_and_upload
-from edge_client.uploader import LatentClient
+from protos.client import LatentClient
 from protos import latent_service_pb2 as pb
 from protos import latent_service_pb2_grpc as pb_grpc
 

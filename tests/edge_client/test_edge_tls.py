@@ -1,4 +1,4 @@
-"""The uploader over TLS (server auth) and mutual TLS against the real server, with certificates made
+"""The service client (protos/client.py) over TLS (server auth) and mutual TLS against the real server, with certificates made
 here (a throwaway CA signs the server's and the client's)."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
 from edge_client.codec import quantize_latents  # noqa: E402
-from edge_client.uploader import LatentClient, RetryPolicy, TlsOptions, UploadError  # noqa: E402
+from protos.client import LatentClient, RetryPolicy, TlsOptions, UploadError  # noqa: E402
 
 
 def _pem_key(key) -> bytes:

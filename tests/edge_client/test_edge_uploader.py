@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_client.codec import quantize_latents
-from edge_client.uploader import LatentClient, RetryPolicy, UploadError
+from protos.client import LatentClient, RetryPolicy, UploadError
 from protos import codec as wire
 from protos import latent_service_pb2 as pb
 from protos import latent_service_pb2_grpc as pb_grpc

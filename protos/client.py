@@ -1,6 +1,7 @@
-"""Reliable upload of quantized latents to the LatentService, through the generated gRPC stubs.
+"""The one client of the LatentService: retrying, TLS / mutual-TLS capable, every RPC of the contract.
 
-Register once (or reuse a token), then stream each upload as a header and chunks under the gRPC
+Edge devices (edge_client), the fleet (fleet/service.py) and operator tools all use `LatentClient`;
+it lives beside the contract so every package above protos may import it. Register once (or reuse a token), then stream each upload as a header and chunks under the gRPC
 message limit. A failed attempt with UNAVAILABLE or DEADLINE_EXCEEDED is retried with exponential
 backoff and jitter, re-sending the *same* upload_id so the server stores the rows once (it answers
 duplicate = true if an earlier attempt had committed). Every other status (INVALID_ARGUMENT,
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import grpc
 import numpy as np
@@ -26,12 +28,28 @@ from protos import codec as wire
 from protos import latent_service_pb2 as pb
 from protos import latent_service_pb2_grpc as pb_grpc
 
-from .codec import QuantizedLatents
-
 log = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 GRPC_FRAME_BYTES = 5  # gRPC length-prefixed message header
+
+
+class WireLatents(Protocol):
+    """Latents ready for the wire (edge_client.codec.QuantizedLatents is one): raw values, their
+    Quantization, and the packed bytes."""
+
+    values: np.ndarray
+    quantization: pb.Quantization
+
+    @property
+    def num_rows(self) -> int: ...
+
+    @property
+    def latent_dim(self) -> int: ...
+
+    def pack(self) -> bytes: ...
+
+    def rows(self, index: slice) -> "WireLatents": ...
 
 
 class UploadError(RuntimeError):
@@ -117,6 +135,21 @@ def default_upload_id(client_id: str, payload: bytes, part: int = 0) -> str:
     return f"u{digest}-{part}"
 
 
+def make_channel(address: str, tls: TlsOptions | None = None,
+                 max_message_bytes: int = 4 * 1024 * 1024) -> grpc.Channel:
+    """An insecure channel, or TLS (mutual when `tls` has a client cert) with gRPC's own retries
+    off: the caller's retry loop decides, the channel must not silently retry underneath it."""
+    options = [("grpc.max_send_message_length", max_message_bytes),
+               ("grpc.max_receive_message_length", max_message_bytes),
+               ("grpc.enable_retries", 0)]
+    if tls is None:
+        return grpc.insecure_channel(address, options=options)
+    creds = grpc.ssl_channel_credentials(tls.root_ca, tls.private_key, tls.cert_chain)
+    if tls.server_name:
+        options.append(("grpc.ssl_target_name_override", tls.server_name))
+    return grpc.secure_channel(address, creds, options=options)
+
+
 class LatentClient:
     """A gRPC client of analog_edge.v1.LatentService with retries; use as a context manager."""
 
@@ -130,17 +163,7 @@ class LatentClient:
         self.retry = retry or RetryPolicy()
         self._rng = random.Random(seed)
         self._sleep = sleep
-        options = [("grpc.max_send_message_length", max_message_bytes),
-                   ("grpc.max_receive_message_length", max_message_bytes),
-                   # our own retry loop decides; the channel must not silently retry underneath it
-                   ("grpc.enable_retries", 0)]
-        if tls is None:
-            self._channel = grpc.insecure_channel(address, options=options)
-        else:
-            creds = grpc.ssl_channel_credentials(tls.root_ca, tls.private_key, tls.cert_chain)
-            if tls.server_name:
-                options.append(("grpc.ssl_target_name_override", tls.server_name))
-            self._channel = grpc.secure_channel(address, creds, options=options)
+        self._channel = make_channel(address, tls, max_message_bytes)
         self._stub = pb_grpc.LatentServiceStub(self._channel)
 
     # ------------------------------------------------------------------ plumbing
@@ -182,7 +205,7 @@ class LatentClient:
         resp, _ = self._call("Register", lambda: self._stub.Register(req, timeout=self.retry.timeout_s))
         return resp.token
 
-    def upload(self, client_id: str, token: str, latents: QuantizedLatents, labels: np.ndarray,
+    def upload(self, client_id: str, token: str, latents: WireLatents, labels: np.ndarray,
                upload_id: str | None = None, chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES,
                part: int = 0) -> UploadResult:
         """Stream one upload (all rows of `latents`), retrying with the same upload_id."""
@@ -215,7 +238,7 @@ class LatentClient:
                             payload_bytes=len(payload), wire_bytes=wire_bytes, chunks=total,
                             seconds=time.perf_counter() - t0, retry_codes=codes)
 
-    def upload_all(self, client_id: str, token: str, latents: QuantizedLatents, labels: np.ndarray,
+    def upload_all(self, client_id: str, token: str, latents: WireLatents, labels: np.ndarray,
                    rows_per_upload: int = 0, chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES
                    ) -> list[UploadResult]:
         """Split into uploads of at most rows_per_upload rows (0 = one upload), each its own id."""
@@ -224,12 +247,12 @@ class LatentClient:
         results = []
         for part, start in enumerate(range(0, n, step)):
             sl = slice(start, min(n, start + step))
-            piece = QuantizedLatents(latents.values[sl], latents.quantization, latents.bits)
+            piece = latents.rows(sl)
             results.append(self.upload(client_id, token, piece, np.asarray(labels)[sl],
                                        chunk_bytes=chunk_bytes, part=part))
         return results
 
-    def classify(self, client_id: str, token: str, latents: QuantizedLatents) -> pb.ClassifyResponse:
+    def classify(self, client_id: str, token: str, latents: WireLatents) -> pb.ClassifyResponse:
         req = pb.ClassifyRequest(client_id=client_id, token=token, num_rows=latents.num_rows,
                                  latent_dim=latents.latent_dim, quantization=latents.quantization,
                                  latents=latents.pack())
@@ -239,13 +262,13 @@ class LatentClient:
         resp, _ = self._call("Classify", lambda: self._stub.Classify(req, timeout=self.retry.timeout_s))
         return resp
 
-    def classify_batched(self, client_id: str, token: str, latents: QuantizedLatents,
+    def classify_batched(self, client_id: str, token: str, latents: WireLatents,
                          batch_rows: int = 4096) -> np.ndarray:
         """Predicted labels for all rows, in Classify calls of at most batch_rows rows."""
         preds = []
         for start in range(0, latents.num_rows, batch_rows):
             sl = slice(start, start + batch_rows)
-            piece = QuantizedLatents(latents.values[sl], latents.quantization, latents.bits)
+            piece = latents.rows(sl)
             resp = self.classify(client_id, token, piece)
             if len(resp.labels) != piece.num_rows:
                 raise UploadError("Classify", grpc.StatusCode.INTERNAL,
@@ -257,6 +280,16 @@ class LatentClient:
         resp, _ = self._call("Status", lambda: self._stub.Status(pb.StatusRequest(),
                                                                  timeout=self.retry.timeout_s))
         return resp
+
+    def train_classifier(self, config_toml: str = "", admin_token: str = "",
+                         timeout_s: float = 3600.0) -> pb.TrainClassifierResponse:
+        """Retrain the server classifier (admin). Tried once: a retry after a deadline could start
+        a second training run while the first is still going."""
+        req = pb.TrainClassifierRequest(admin_token=admin_token, config_toml=config_toml)
+        try:
+            return self._stub.TrainClassifier(req, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise UploadError("TrainClassifier", exc.code(), exc.details() or "", 1) from None
 
     def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Block until the channel connects (raises UploadError UNAVAILABLE otherwise)."""

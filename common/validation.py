@@ -1,0 +1,72 @@
+"""One `ConfigError` and the checks that raise it: one line naming the field, the value and what
+is allowed (`fleet.num_clients: got 0, must be in [1, 1024]`).
+
+edge_client, server and fleet validate their configs and flags with these. It is the lowest layer
+of the project (it imports nothing of it), so every package may use it except `analog/`, which
+imports nothing else of the project and keeps its own.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value or flag that is missing, unknown or out of range; the message names it."""
+
+
+def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {lo}"
+    if lo is None:
+        return f"{'<' if hi_open else '<='} {hi}"
+    return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
+    """`value` if it is an int (not a bool) in [lo, hi] (either bound may be None)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}: got {value!r}, must be an integer")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{name}: got {value}, must be {_bounds(lo, hi, False, False)}")
+    return value
+
+
+def check_number(name: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False) -> float:
+    """`value` as a float if it is a finite number (not a bool) within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name}: got {value!r}, must be a finite number")
+    value = float(value)
+    bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
+    bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
+    if bad_lo or bad_hi:
+        raise ConfigError(f"{name}: got {value}, must be {_bounds(lo, hi, lo_open, hi_open)}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    """`value` if it is one of `choices`."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{name}: got {value!r}, must be one of {', '.join(map(str, choices))}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}: got {value!r}, must be true or false")
+    return value
+
+
+def check_keys(section: str, data: Any, allowed: Iterable[str]) -> dict[str, Any]:
+    """`data` if it is a table whose keys are all in `allowed` (the error names the first other)."""
+    allowed = set(allowed)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section or 'config'}: got {type(data).__name__}, must be a table")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        name = f"{section}.{unknown[0]}" if section else unknown[0]
+        raise ConfigError(f"{name}: unknown key; allowed keys are {', '.join(sorted(allowed))}")
+    return data

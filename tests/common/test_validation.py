@@ -1,0 +1,39 @@
+"""The shared ConfigError and checks: one line naming the field, the value and what is allowed."""
+import pytest
+
+from common.validation import ConfigError, check_bool, check_choice, check_int, check_keys, check_number
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: check_int("fleet.num_clients", 0, 1, 1024), "fleet.num_clients: got 0, must be in [1, 1024]"),
+    (lambda: check_int("port", True, 0), "port: got True, must be an integer"),
+    (lambda: check_int("seed", -1, 0), "seed: got -1, must be >= 0"),
+    (lambda: check_number("lr", 0, 0.0, lo_open=True), "lr: got 0.0, must be > 0.0"),
+    (lambda: check_number("f", 1.5, 0, 1, lo_open=True), "f: got 1.5, must be in (0, 1]"),
+    (lambda: check_number("f", float("nan"), 0), "f: got nan, must be a finite number"),
+    (lambda: check_number("f", "1", 0), "f: got '1', must be a finite number"),
+    (lambda: check_choice("mode", "x", ("a", "b")), "mode: got 'x', must be one of a, b"),
+    (lambda: check_bool("digital", "yes"), "digital: got 'yes', must be true or false"),
+    (lambda: check_keys("edge", {"bitz": 1}, {"bits"}), "edge.bitz: unknown key; allowed keys are bits"),
+    (lambda: check_keys("", {"bitz": 1}, {"bits"}), "bitz: unknown key; allowed keys are bits"),
+    (lambda: check_keys("edge", [1], {"bits"}), "edge: got list, must be a table"),
+])
+def test_errors_are_one_line_naming_field_value_and_range(call, message):
+    with pytest.raises(ConfigError) as info:
+        call()
+    assert str(info.value) == message and isinstance(info.value, ValueError)
+
+
+def test_valid_values_pass_through():
+    assert check_int("n", 3, 1, 3) == 3
+    assert check_number("x", 1, 0, 1) == 1.0 and isinstance(check_number("x", 1, 0), float)
+    assert check_choice("m", "a", ("a",)) == "a" and check_bool("b", False) is False
+    assert check_keys("s", {"a": 1}, {"a", "b"}) == {"a": 1}
+
+
+def test_every_package_raises_the_same_config_error():
+    import edge_client.config
+    import fleet.config
+    import server.config
+
+    assert edge_client.config.ConfigError is server.config.ConfigError is fleet.config.ConfigError is ConfigError
