@@ -46,7 +46,7 @@ def test_missing_edge_data_path_names_that_key(tmp_path):
     (["--devices", "Foo"], "--devices: got 'Foo', must be one of AsymmetricLinear, "),
     (["--algorithms", "Foo"], "--algorithms: got 'Foo', must be one of AnalogSGD, RLv2, TTv2, TikiTaka"),
     (["--latent-dims", "-8,16"], "--latent-dims: got -8, must be >= 1"),
-    (["--bits", "8,5"], "--bits: got 5, must be one of (32, 16, 8, 4)"),
+    (["--bits", "8,5"], "--bits: got 5, must be one of 32, 16, 8, 4"),
 ])
 def test_sweep_rejects_bad_grid_names_in_one_line(tmp_path, flags, message):
     line = _one_line(_run("sweep", *flags, "--out", str(tmp_path / "out")))
