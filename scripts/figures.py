@@ -56,6 +56,7 @@ class Job:
     metrics: Callable[[Path], dict[str, float]]
     per_seed: bool = True                           # False: the command takes its seeds itself
     kind: str = "fleet"                             # fleet | sweep | study
+    docs_files: tuple[str, ...] = ()                # figures of the run folder that docs/ shows
 
     def command(self, seed: int | None, out: Path) -> list[str]:
         extra = ["--seed", str(seed)] if self.per_seed and seed is not None else []
@@ -95,6 +96,11 @@ def _sweep_metrics(out: Path) -> dict[str, float]:
     return m
 
 
+def _no_metrics(out: Path) -> dict[str, float]:
+    """Studies whose figures are their PNGs (copied into docs/); the wall time is measured here."""
+    return {}
+
+
 def _study_metrics(out: Path) -> dict[str, float]:
     r = json.loads((out / "results.json").read_text())
     m: dict[str, float] = {}
@@ -128,6 +134,9 @@ def jobs(quick: bool, config_dir: Path) -> list[Job]:
         Job("study", "README/analog/studies: response functions (its own seeds 0 1 2)",
             ["study", "response-functions", "--seeds", "0", "1", "2", "--epochs", "5"], _study_metrics,
             per_seed=False, kind="study"),
+        Job("robustness", "README: inference robustness (its own chips, seeds 0-4; docs/robustness_*.png)",
+            ["study", "robustness"], _no_metrics, per_seed=False, kind="study",
+            docs_files=("robustness_accuracy_vs_eta.png", "robustness_accuracy_vs_time.png")),
     ]
 
 
@@ -152,13 +161,19 @@ def run(job: Job, seeds: list[int], out: Path, env: dict[str, str]) -> Outcome:
         cmd = job.command(seed, run_dir)
         outcome.commands.append(" ".join(["analog-edge", *cmd[3:]]))
         print(f"[figures] {job.name} {label}: {outcome.commands[-1]}", flush=True)
+        t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - t0
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
         (run_dir.parent / f"{label}.stderr.txt").write_text(proc.stderr)
         if proc.returncode != 0:
             last = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
             outcome.errors.append(f"{label}: exit {proc.returncode}: {last[0]}")
             continue
-        outcome.runs[label] = job.metrics(run_dir)
+        try:
+            outcome.runs[label] = {"command_wall_s": wall, **job.metrics(run_dir)}
+        except (OSError, KeyError, ValueError) as exc:      # the run's own outputs are not as expected
+            outcome.errors.append(f"{label}: reading {run_dir}: {type(exc).__name__}: {exc}")
     return outcome
 
 
@@ -256,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         for j in selected:
             for seed in (args.seeds if j.per_seed else [None]):
-                print(" ".join(["analog-edge", *j.command(seed, out / j.name / f"seed{seed}")[3:]]))
+                label = "all" if seed is None else f"seed{seed}"
+                print(" ".join(["analog-edge", *j.command(seed, out / j.name / label)[3:]]))
         return 0
     out.mkdir(parents=True, exist_ok=True)
     if args.quick:
@@ -270,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     written = [out / "figures.md"]
     if any(j.kind == "sweep" for j in selected):
         written += aggregate_sweep(out, args.seeds)
+    for o in outcomes:
+        for name in o.job.docs_files:
+            found = sorted((out / o.job.name).glob(f"*/{name}"))
+            if found:
+                written.append(found[-1])
     if not args.no_docs and not args.quick:
         for path in written:
             shutil.copy2(path, DOCS / path.name)

@@ -27,10 +27,11 @@ def test_plan_lists_every_readme_figure_once_per_seed(tmp_path):
                 "sweep --config configs/sweep_mnist.toml --latent-dims 4,8,16,32,64 --bits 32,8,4 --fedavg --seed"):
         assert sum(cmd in line for line in lines) == 2, cmd          # seeds 3 and 4
     assert sum("study response-functions --seeds 0 1 2" in line for line in lines) == 1
+    assert sum("study robustness --out" in line for line in lines) == 1
     bad = _run("--plan", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "scripts/figures.py: --only: got 'nope', must be one of quickstart, quickstart-digital, privacy, "
-        "privacy-digital, sweep, study"]
+        "privacy-digital, sweep, study, robustness"]
 
 
 def test_quick_run_states_per_seed_values_and_their_spread(tmp_path):
