@@ -138,7 +138,7 @@ class DeployConfig:
         self.inference_times = [str(t) if not isinstance(t, str) else t for t in self.inference_times]
         for t in self.inference_times:
             parse_duration("deploy.inference_times", t)
-        self.seed = _int("deploy", "seed", self.seed, 0)
+        self.seed = check_int("deploy.seed", self.seed, 0)
 
     @property
     def enabled(self) -> bool:
@@ -334,7 +334,7 @@ def privacy_from_dict(data: dict[str, Any]) -> PrivacyConfig:
 
 
 def deploy_from_dict(data: dict[str, Any]) -> DeployConfig:
-    _check_keys("deploy", data, {f.name for f in dataclasses.fields(DeployConfig)})
+    check_keys("deploy", data, {f.name for f in dataclasses.fields(DeployConfig)})
     return DeployConfig(**data)
 
 
