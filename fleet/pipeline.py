@@ -46,9 +46,8 @@ def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid
             with timer("deploy"):
                 result["deploy"] = ({"skipped": "an external latent service holds the classifier"} if external
                                     else run_deploy(fleet, out_dir))
-                plot_deploy(result["deploy"], out_dir, f"{fleet.name}: {fleet.num_clients} clients, edge "
-                            f"{describe_tile(fleet.edge_config.analog).get('algorithm', 'digital')}, "
-                            f"PCM-like chips seed {fleet.deploy.seed}")
+                plot_deploy(result["deploy"], out_dir, f"{fleet.name}: {fleet.num_clients} clients, tiles "
+                            f"{_tile_label(fleet.edge_config.analog)}, PCM-like chips seed {fleet.deploy.seed}")
     if fleet.mode in ("fedavg", "both"):
         if grid is None:
             raise FleetError("fleet.mode: fedavg runs through Flower's FedAvg strategy; "
@@ -57,6 +56,16 @@ def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid
     result["timings_s"] = {**timer.phases, "total": time.perf_counter() - t0}
     rep.write_report(result, out_dir)
     return result
+
+
+def _tile_label(tile: dict[str, Any] | None) -> str:
+    """'digital', a preset's name, or the algorithm on the device, for a figure title."""
+    if tile is None:
+        return "digital"
+    if "preset" in tile:
+        return f"preset {tile['preset']}"
+    desc = describe_tile(tile)
+    return f"{desc['algorithm']} on {desc['device']}"
 
 
 def run_on_grid(grid: Grid, fleet: FleetConfig, out_dir: Path,
