@@ -34,6 +34,7 @@ ENCODER_FILE = "encoder.pt"
 DECODER_FILE = "decoder.pt"
 TOKEN_FILE = "token"
 SUMMARY_FILE = "summary.json"
+TRAIN_LATENTS_FILE = "train_latents.npy"   # float latents of the training split, before quantization
 
 
 def client_seed(seed: int, partition_id: int) -> int:
@@ -148,6 +149,9 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     times["encode_s"] = time.perf_counter() - t
     torch.save(model.encoder.state_dict(), state / ENCODER_FILE)
     torch.save(model.decoder.state_dict(), state / DECODER_FILE)
+    # kept on the device: re-quantizing at another bit width must start from these very latents (an
+    # analog encoder's reads are noisy, so encoding again would give others)
+    np.save(state / TRAIN_LATENTS_FILE, z)
 
     t = time.perf_counter()
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:

@@ -75,8 +75,8 @@ def latent_evaluate(fleet: FleetConfig, partition_id: int, num_partitions: int, 
 
 def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, dst_state: Path,
                       server_address: str) -> dict[str, Any]:
-    """Re-use a trained encoder: encode the local training split, quantize at the new bit width,
-    upload to the (fresh) service, and leave a state dir `latent_evaluate` can use."""
+    """Re-use a trained encoder: its training-split latents (saved by the first bit width) quantized at
+    the new bit width, uploaded to the (fresh) service, and a state dir `latent_evaluate` can use."""
     er = edge_runner
     cfg = fleet.edge_config
     n = fleet.num_clients
@@ -84,9 +84,12 @@ def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, ds
     dst_state.mkdir(parents=True, exist_ok=True)
     for name in (er.ENCODER_FILE, er.DECODER_FILE):
         shutil.copy2(src_state / name, dst_state / name)
-    model = er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id)
     seed = er.client_seed(cfg.seed, partition_id)
-    z = encode(model, data.x_train)
+    saved = src_state / er.TRAIN_LATENTS_FILE
+    if saved.exists():   # the latents the first bit width quantized: a point does not depend on the grid
+        z = np.load(saved)
+    else:
+        z = encode(er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id), data.x_train)
     quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
     cid = client_name(partition_id)
     with LatentClient(server_address) as client:

@@ -81,3 +81,17 @@ def test_sweep_figure_names_each_payload_once_and_hides_no_data():
     (legend,) = fig.legends
     assert not legend.get_window_extent().overlaps(ax.get_window_extent())
     assert any(c.__class__.__name__ == "LineCollection" for c in ax.collections)   # seed min..max bars
+
+
+def test_a_grid_point_does_not_depend_on_the_rest_of_the_grid(tmp_path):
+    # analog tiles: an encoder's reads are noisy, so a bit width that re-encoded instead of
+    # re-quantizing the first bit width's latents got other numbers than the same point run alone
+    base = _fleet()
+    fleet = base.with_overrides(digital=False, analog={"device": {"type": "ReRAMSoftBounds"}},
+                                edge={**base.edge, "epochs": 1})
+    alone = run_sweep(fleet, SweepSpec.parse("8", "8", references=False), tmp_path / "alone")["rows"]
+    grid = run_sweep(fleet, SweepSpec.parse("8", "32,8", references=False), tmp_path / "grid")["rows"]
+    (a,) = alone
+    g = next(r for r in grid if r["bits"] == 8)
+    assert (g["accuracy"], g["classifier_held_out"], g["bytes_up"]) == \
+        (a["accuracy"], a["classifier_held_out"], a["bytes_up"])
