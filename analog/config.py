@@ -1,230 +1,22 @@
-"""Tile configuration: periphery (IOConfig), pulsed update (UpdateConfig) and the whole tile (TileConfig).
+"""The whole tile's configuration (TileConfig): device, training algorithm, periphery, update, mapping.
 
-Every config is a dataclass that validates itself on construction (errors name the field and the
-reason) and round-trips through TOML-shaped dicts (``to_dict`` / ``from_dict``). TOML has no null,
-so "off" settings are written as the string ``"off"`` (bit resolutions) or ``inf`` (bounds).
+The periphery, update and mapping configs live in the leaf module analog/periphery.py (re-exported
+here); named presets (``{"preset": name, ...}``) are resolved by ``analog.presets.from_dict``.
+Validated on construction, round-trips through TOML-shaped dicts (``to_dict`` / ``from_dict``).
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from analog.algorithms.base import Algorithm, algorithm_from_dict
 from analog.algorithms.sgd import AnalogSGD
 from analog.devices import ConstantStep, Device, Ideal, device_from_dict
+from analog.periphery import IOConfig, MappingConfig, UpdateConfig, _check_keys
 
-NOISE_MANAGEMENT = ("abs_max", "constant", "none")
-BOUND_MANAGEMENT = ("iterative", "none")
-ROUNDING = ("nearest", "stochastic")
-PULSE_TYPES = ("stochastic", "mean", "none")
-UPDATE_MODES = ("batched", "per_sample")
-_OFF = ("off", "none")
-_C = TypeVar("_C", bound="_FlatConfig")
-
-
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}: got {value!r}, must be one of {', '.join(map(repr, allowed))}")
-
-
-def _check_bits(name: str, value: Any) -> int | None:
-    if value is None or (isinstance(value, str) and value.lower() in _OFF):
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: got {value!r}, must be an integer number of bits >= 1 or 'off'")
-    if value < 1 or value > 32:
-        raise ValueError(f"{name}: got {value}, must be >= 1 and <= 32 (or 'off')")
-    return value
-
-
-def _check_nonneg(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name}: got {value!r}, must be a number >= 0")
-    if value < 0:
-        raise ValueError(f"{name}: got {value}, must be >= 0")
-    return float(value)
-
-
-def _check_pos(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name}: got {value!r}, must be a number > 0")
-    if value <= 0:
-        raise ValueError(f"{name}: got {value}, must be > 0")
-    return float(value)
-
-
-def _check_keys(cls: type, data: Mapping[str, Any], prefix: str = "", extra: tuple[str, ...] = ()) -> None:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{prefix or cls.__name__}: got {type(data).__name__}, must be a table/dict")
-    allowed = {f.name for f in fields(cls)} | set(extra)
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(
-            f"{prefix}{unknown[0]}: unknown key for {cls.__name__}; allowed: {', '.join(sorted(allowed))}")
-
-
-def _plain(value: Any) -> Any:
-    """TOML-safe value: None -> 'off', tuples -> lists."""
-    if value is None:
-        return "off"
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-class _FlatConfig:
-    """to_dict / from_dict of a config whose fields are all plain TOML values (no nested tables)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls: type[_C], data: Mapping[str, Any], prefix: str = "") -> _C:
-        _check_keys(cls, data, prefix)
-        try:
-            return cls(**dict(data))
-        except ValueError as exc:
-            raise ValueError(f"{prefix}{exc}") from None
-
-
-@dataclass(frozen=True)
-class IOConfig(_FlatConfig):
-    """Periphery of one MVM direction (DAC -> crossbar -> ADC), docs/design.md §2.1.
-
-    inp_res / out_res are bit counts (None = no quantization). A b-bit converter has 2**b - 1
-    levels symmetric around zero, step = 2*bound / (2**b - 2) (7 bits -> step 1/63 of [-1, 1]).
-    out_noise is added before the ADC, in units of the normalized output, so the residual seen after
-    rescaling is out_noise * alpha. w_noise is output-referred read noise of the weights: each input
-    vector sees fresh W + w_noise*N(0,1), i.e. output noise w_noise * ||x_scaled||_2 per output.
-    """
-
-    inp_res: int | None = 7
-    out_res: int | None = 9
-    inp_bound: float = 1.0
-    out_bound: float = 12.0
-    out_noise: float = 0.06
-    w_noise: float = 0.0
-    inp_rounding: str = "nearest"
-    out_rounding: str = "nearest"
-    noise_management: str = "abs_max"
-    nm_constant: float = 1.0
-    bound_management: str = "iterative"
-    bm_max_iter: int = 10
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "inp_res", _check_bits("inp_res", self.inp_res))
-        object.__setattr__(self, "out_res", _check_bits("out_res", self.out_res))
-        object.__setattr__(self, "inp_bound", _check_pos("inp_bound", self.inp_bound))
-        object.__setattr__(self, "out_bound", _check_pos("out_bound", self.out_bound))
-        object.__setattr__(self, "out_noise", _check_nonneg("out_noise", self.out_noise))
-        object.__setattr__(self, "w_noise", _check_nonneg("w_noise", self.w_noise))
-        _check_choice("inp_rounding", self.inp_rounding, ROUNDING)
-        _check_choice("out_rounding", self.out_rounding, ROUNDING)
-        _check_choice("noise_management", self.noise_management, NOISE_MANAGEMENT)
-        object.__setattr__(self, "nm_constant", _check_pos("nm_constant", self.nm_constant))
-        _check_choice("bound_management", self.bound_management, BOUND_MANAGEMENT)
-        if isinstance(self.bm_max_iter, bool) or not isinstance(self.bm_max_iter, int) or self.bm_max_iter < 0:
-            raise ValueError(f"bm_max_iter: got {self.bm_max_iter!r}, must be an integer >= 0")
-        if self.out_res is not None and math.isinf(self.out_bound):
-            raise ValueError("out_res: an ADC needs a finite out_bound; set out_res='off' or a finite out_bound")
-        if self.inp_res is not None and math.isinf(self.inp_bound):
-            raise ValueError("inp_res: a DAC needs a finite inp_bound; set inp_res='off' or a finite inp_bound")
-
-    @classmethod
-    def ideal(cls) -> "IOConfig":
-        """Every non-ideality off: the MVM is the exact float matmul."""
-        return cls(inp_res=None, out_res=None, inp_bound=math.inf, out_bound=math.inf, out_noise=0.0,
-                   w_noise=0.0, noise_management="none", bound_management="none")
-
-    @property
-    def is_ideal(self) -> bool:
-        return (self.inp_res is None and self.out_res is None and math.isinf(self.inp_bound)
-                and math.isinf(self.out_bound) and self.out_noise == 0.0 and self.w_noise == 0.0)
-
-
-@dataclass(frozen=True)
-class UpdateConfig(_FlatConfig):
-    """How the outer product -lr * d x^T becomes pulses (docs/design.md §2.2).
-
-    pulse_type: "stochastic" (coincidences of Bernoulli pulse trains), "mean" (the expected number
-    of pulses, deterministic and fractional, for debugging) or "none" (the float update dW applied
-    through the device response, no pulse quantization).
-    update_management: rebalance A, B so that A*max|x| = B*max|d|.
-    bl_management: BL = min(ceil(lr*max|x|*max|d|/dw_min), desired_bl) per sample, else desired_bl.
-    mode: "batched" counts the whole mini-batch's coincidences and reads q(w) once;
-    "per_sample" applies each sample's pulses in turn (faithful, slower). Both have the same mean.
-    """
-
-    desired_bl: int = 31
-    pulse_type: str = "stochastic"
-    update_management: bool = True
-    bl_management: bool = True
-    mode: str = "batched"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.desired_bl, bool) or not isinstance(self.desired_bl, int) or self.desired_bl < 1:
-            raise ValueError(f"desired_bl: got {self.desired_bl!r}, must be an integer >= 1")
-        if self.desired_bl > 10_000:
-            raise ValueError(f"desired_bl: got {self.desired_bl}, must be <= 10000")
-        _check_choice("pulse_type", self.pulse_type, PULSE_TYPES)
-        _check_choice("mode", self.mode, UPDATE_MODES)
-        for name in ("update_management", "bl_management"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}: got {getattr(self, name)!r}, must be true or false")
-
-
-@dataclass(frozen=True)
-class MappingConfig(_FlatConfig):
-    """Weight scaling: map each tile's weights onto the conductance range with a digital output scale
-    (aihwkit's MappingParameter ``weight_scaling_omega`` / ``weight_scaling_columnwise``).
-
-    Off by default (``weight_scaling_omega=None``): the weights are the conductances, as before.
-    On: when the tile is programmed (layer init, set_weights, from_digital) it picks per output
-    column j (``per_column=True``; per tile otherwise) a scale ``s_j = max_i |W_ji| / (omega * g)``
-    and programs ``W / s`` onto the devices, so the largest weight sits at ``omega * g``, where
-    g = min(w_max, -w_min) is the device's nominal bound (1.0 for the unbounded Ideal device).
-    omega is a *fraction of the bound* (aihwkit's omega is an absolute weight value on a
-    normalized range; here omega=1 puts max|W| on the nominal bound, where soft-bounds devices stop
-    responding and device-to-device bound spread clips -- 0.5..0.8 leaves headroom to learn).
-    The forward pass returns ``s * noisy_mvm(x, W_analog)`` (output noise and ADC steps shrink by s),
-    backward computes ``W_analog^T (s * d)``, and the pulsed update gets ``d / s`` (see AnalogTile).
-    The scales stay fixed while training; ``remap_every`` = k re-derives them from the effective
-    weights every k optimizer steps and re-programs the tile (a full re-programming on hardware).
-    """
-
-    weight_scaling_omega: float | None = None
-    per_column: bool = True
-    remap_every: int | None = None
-
-    def __post_init__(self) -> None:
-        omega = self.weight_scaling_omega
-        if isinstance(omega, str) and omega.lower() in _OFF:
-            omega = None
-        if omega is not None:
-            if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not math.isfinite(omega):
-                raise ValueError(f"weight_scaling_omega: got {omega!r}, must be a number in (0, 1] or 'off'")
-            if not 0.0 < omega <= 1.0:
-                raise ValueError(f"weight_scaling_omega: got {omega}, must be > 0 and <= 1 "
-                                 "(a fraction of the device bound) or 'off'")
-            omega = float(omega)
-        object.__setattr__(self, "weight_scaling_omega", omega)
-        if not isinstance(self.per_column, bool):
-            raise ValueError(f"per_column: got {self.per_column!r}, must be true or false")
-        remap = self.remap_every
-        if isinstance(remap, str) and remap.lower() in _OFF:
-            remap = None
-        if remap is not None and (isinstance(remap, bool) or not isinstance(remap, int) or remap < 1):
-            raise ValueError(f"remap_every: got {remap!r}, must be an integer >= 1 or 'off'")
-        if remap is not None and omega is None:
-            raise ValueError(f"remap_every: got {remap}, needs weight_scaling_omega set (mapping is off)")
-        object.__setattr__(self, "remap_every", remap)
-
-    @property
-    def enabled(self) -> bool:
-        return self.weight_scaling_omega is not None
-
+__all__ = ["IOConfig", "MappingConfig", "TileConfig", "UpdateConfig"]
 
 @dataclass(frozen=True)
 class TileConfig:
@@ -299,17 +91,17 @@ class TileConfig:
         return cls.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "TileConfig":
-        """Build from a TOML-shaped dict; missing sections take defaults. ``{"preset": name, ...}``
-        starts from a named preset (analog.presets) and overrides the given sections."""
+    def from_dict(cls, data: Mapping[str, Any] | None, base: "TileConfig | None" = None) -> "TileConfig":
+        """Build from a TOML-shaped dict: the given sections replace those of ``base`` (default
+        TileConfig()). A named preset (``{"preset": name, ...}``) goes through
+        ``analog.presets.from_dict``, which owns the names."""
         if data is None:
-            return cls()
-        _check_keys(cls, data, extra=("preset",))
+            return base or cls()
+        if isinstance(data, Mapping) and "preset" in data:
+            raise ValueError(f"preset: got {data['preset']!r}; named presets are resolved by "
+                             "analog.presets.from_dict (TileConfig.from_dict takes explicit sections)")
+        _check_keys(cls, data)
         data = dict(data)
-        base = cls()
-        if "preset" in data:
-            from analog.presets import tile_config
-            base = tile_config(data.pop("preset"))
         kwargs: dict[str, Any] = {}
         if "device" in data:
             kwargs["device"] = device_from_dict(data["device"], prefix="device.")
@@ -325,4 +117,4 @@ class TileConfig:
         for name in ("analog_bias", "seed"):
             if name in data:
                 kwargs[name] = data[name]
-        return dataclasses.replace(base, **kwargs)
+        return dataclasses.replace(base or cls(), **kwargs)

@@ -1,4 +1,4 @@
-"""Named tile configurations, by name for configs and CLIs (``TileConfig.from_dict({"preset": name})``).
+"""Named tile configurations, by name for configs and CLIs (``analog.presets.from_dict({"preset": name})``).
 
 - "ideal":        Ideal device + ideal periphery (nn.Linear + SGD, the digital reference)
 - "near-ideal":   ConstantStep dw_min 5e-4, bounds +-1, no variation or noise, ideal periphery:
@@ -22,10 +22,12 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Mapping
+from typing import Any, Callable
 
 from analog import devices
-from analog.config import IOConfig, MappingConfig, TileConfig, UpdateConfig
+from analog.config import TileConfig
+from analog.periphery import IOConfig, MappingConfig, UpdateConfig
 
 
 def _near_ideal() -> TileConfig:
@@ -60,3 +62,13 @@ def tile_config(name: str) -> TileConfig:
 
 def names() -> list[str]:
     return sorted(PRESETS)
+
+
+def from_dict(data: Mapping[str, Any] | None) -> TileConfig:
+    """A TileConfig from a TOML-shaped dict that may name a preset: ``{"preset": name, ...}``
+    starts from that preset and the other sections override it; without ``preset`` it is
+    ``TileConfig.from_dict``. What configs and CLIs use for their ``analog`` tables."""
+    if data is None or not isinstance(data, Mapping) or "preset" not in data:
+        return TileConfig.from_dict(data)
+    rest = {k: v for k, v in data.items() if k != "preset"}
+    return TileConfig.from_dict(rest, base=tile_config(data["preset"]))

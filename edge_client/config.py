@@ -2,7 +2,7 @@
 
 Loadable from a TOML file (`[edge]` table or top-level keys) or a dict; CLI flags override fields
 with `dataclasses.replace`, which re-runs validation. The `analog` field is a TileConfig dict (the
-shape `analog.TileConfig.from_dict` accepts) or None for the digital reference.
+shape `analog.presets.from_dict` accepts: a preset name and/or sections) or None for the digital reference.
 """
 from __future__ import annotations
 
@@ -201,6 +201,6 @@ class EdgeConfig:
         import analog
 
         try:
-            return analog.TileConfig.from_dict(self.analog)
+            return analog.presets.from_dict(self.analog)
         except Exception as exc:  # noqa: BLE001 - re-raise with the field named
             raise ConfigError(f"analog: invalid TileConfig ({exc})") from exc

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.analog_preset:
         import analog
 
-        tile = analog.TileConfig.from_dict({"preset": args.analog_preset})
+        tile = analog.presets.tile_config(args.analog_preset)
     res = quantization_study(args.dataset, args.latent_dim, epochs=args.epochs, seed=args.seed,
                              repeats=args.repeats, per_feature_scale=args.per_feature_scale,
                              subset=args.subset, tile_config=tile, batch_size=args.batch_size, lr=args.lr,

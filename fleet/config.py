@@ -348,10 +348,10 @@ def _drop_none(value: Any) -> Any:
 
 def _validate_tile_dict(section: str, data: dict[str, Any]) -> None:
     """Build the TileConfig so a bad device/algorithm key fails at load time, prefixed by section."""
-    from analog import TileConfig  # imported on use: analog loads torch, `analog-edge --help` need not
+    from analog import presets  # imported on use: analog loads torch, `analog-edge --help` need not
 
     try:
-        TileConfig.from_dict(copy.deepcopy(data))
+        presets.from_dict(copy.deepcopy(data))
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"{section}: {exc}") from None
 

@@ -100,7 +100,7 @@ class ClassifierConfig:
         import analog
 
         try:
-            return analog.TileConfig.from_dict(self.analog)
+            return analog.presets.from_dict(self.analog)
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"classifier.analog: {exc}") from exc
 

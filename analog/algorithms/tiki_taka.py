@@ -30,11 +30,12 @@ from torch import Tensor
 from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
 from analog.devices import Device, device_from_dict
 from analog.mvm import noisy_mvm
+from analog.periphery import IOConfig
 from analog.pulsed import PulsedArray, PulseStats
 from analog.rounding import quantize_fixed
 
 if TYPE_CHECKING:
-    from analog.config import IOConfig, TileConfig
+    from analog.config import TileConfig
 
 REFERENCES = ("none", "zero-shift")
 _OFF = ("off", "none")
@@ -79,8 +80,6 @@ class TikiTaka(Algorithm):
     transfer_io: "IOConfig | None" = None
 
     def __post_init__(self) -> None:
-        from analog.config import IOConfig  # runtime import: analog.config imports this package
-
         if self.transfer_io is not None and not isinstance(self.transfer_io, IOConfig):
             raise ValueError(f"transfer_io: got {type(self.transfer_io).__name__}, must be an analog.IOConfig "
                              "or omitted (then the tile's forward IOConfig reads P)")
@@ -108,8 +107,6 @@ class TikiTaka(Algorithm):
         if tio is None or (isinstance(tio, str) and tio.lower() in _OFF):
             data["transfer_io"] = None
         elif isinstance(tio, dict):
-            from analog.config import IOConfig
-
             data["transfer_io"] = IOConfig.from_dict(tio, prefix="transfer_io.")
         for key in ("buffer_bits",):
             if isinstance(data.get(key), str) and data[key].lower() in _OFF:

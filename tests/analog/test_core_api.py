@@ -208,5 +208,5 @@ def test_presets_build():
         cfg = analog.presets.tile_config(name)
         layer = analog.AnalogLinear(5, 3, config=cfg)
         assert torch.isfinite(layer(torch.randn(2, 5))).all()
-    assert analog.TileConfig.from_dict({"preset": "ecram"}).device == devices.ECRAM()
+    assert analog.presets.from_dict({"preset": "ecram"}).device == devices.ECRAM()
     assert math.isinf(analog.IOConfig.ideal().out_bound)

@@ -212,9 +212,9 @@ def test_mapping_config_round_trips_through_dict_and_toml():
         cfg = analog.TileConfig(device=devices.SoftBounds(), mapping=mapping, seed=4)
         assert analog.TileConfig.from_dict(cfg.to_dict()) == cfg
         assert analog.TileConfig.from_dict(tomllib.loads(tomli_w.dumps(cfg.to_dict()))) == cfg
-    preset = analog.TileConfig.from_dict({"preset": "softbounds-mapped"})
+    preset = analog.presets.from_dict({"preset": "softbounds-mapped"})
     assert preset.mapping.enabled and isinstance(preset.device, devices.SoftBounds)
-    off = analog.TileConfig.from_dict({"preset": "softbounds-mapped", "mapping": {"weight_scaling_omega": "off"}})
+    off = analog.presets.from_dict({"preset": "softbounds-mapped", "mapping": {"weight_scaling_omega": "off"}})
     assert not off.mapping.enabled
 
 
