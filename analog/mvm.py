@@ -23,62 +23,61 @@ def converter_step(bits: int, bound: float) -> float:
     return 2.0 * bound / (2 ** bits - 2) if bits > 1 else bound
 
 
-def _quantize(x: Tensor, bits: int, bound: float, mode: str, generator: torch.Generator | None,
-              inplace: bool = False) -> Tensor:
-    """Clip to [-bound, bound] and round to the b-bit grid (no argument checks: hot path)."""
-    step = converter_step(bits, bound)
-    y = x.clamp_(-bound, bound) if inplace else x.clamp(-bound, bound)
-    y = y.mul_(1.0 / step)
-    if mode == "stochastic":
-        low = torch.floor(y)
-        y = low.add_(torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype) < y.sub_(low))
-    else:
-        y = y.round_()
-    return y.mul_(step)
+def _one_pass(x: Tensor, to_levels: Tensor | float, weight: Tensor, io: IOConfig,
+              generator: torch.Generator | None, need_rows: bool) -> tuple[Tensor, Tensor | None]:
+    """DAC -> crossbar -> ADC for inputs x; ``to_levels`` maps x to DAC levels (1 / (alpha * DAC
+    step)). Returns (y in ADC levels, i.e. in units of the ADC step -- 1 without an ADC -- and of
+    alpha; saturated-rows mask or None when no output saturated).
 
-
-def _saturated(y: Tensor, bound: float) -> bool:
-    """Whether any output reached the ADC bound (one pass over y)."""
-    lo, hi = torch.aminmax(y)
-    return bool((hi >= bound) | (lo <= -bound))
-
-
-def _one_pass(x: Tensor, inv: Tensor | float, weight: Tensor, io: IOConfig, generator: torch.Generator | None,
-              need_rows: bool) -> tuple[Tensor, Tensor | None]:
-    """DAC -> crossbar -> ADC for inputs x scaled by inv (1/alpha). Returns (normalized y,
-    saturated-rows mask or None when no output saturated). The DAC works in integer levels, so
-    the input is touched only by scale, clip and round."""
+    Few kernels (the MVM of a small layer costs what its launches cost): the DAC works in integer
+    levels, and one ``addmm`` computes the crossbar product, its scaling into ADC levels and the
+    output noise (drawn first, as one ``randn``). Weight read noise (``w_noise * ||x||`` per input
+    vector, see below) and output noise are independent Gaussians on the same output, so they are
+    drawn as one Gaussian of the summed variance."""
     if io.inp_res is not None:
-        step = converter_step(io.inp_res, io.inp_bound)
-        top = io.inp_bound / step
-        lv = (x * (inv / step) if isinstance(inv, Tensor) else x * (inv / step)).clamp_(-top, top)
+        in_step = converter_step(io.inp_res, io.inp_bound)
+        top = io.inp_bound / in_step
+        lv = (x * to_levels).clamp_(-top, top)
         if io.inp_rounding == "stochastic":
             low = torch.floor(lv)
             lv = low.add_(torch.rand(lv.shape, generator=generator, device=lv.device, dtype=lv.dtype) < lv.sub_(low))
         else:
             lv = lv.round_()
-        y = F.linear(lv, weight).mul_(step)
-        xs_norm = (lambda: lv.norm(dim=-1, keepdim=True).mul_(step)) if io.w_noise > 0 else None
     else:
-        xs = x * inv if not (isinstance(inv, float) and inv == 1.0) else x
+        in_step = 1.0
+        lv = x * to_levels if not (isinstance(to_levels, float) and to_levels == 1.0) else x
         if math.isfinite(io.inp_bound):
-            xs = xs.clamp(-io.inp_bound, io.inp_bound)
-        y = F.linear(xs, weight)
-        xs_norm = (lambda: xs.norm(dim=-1, keepdim=True)) if io.w_noise > 0 else None
-    if xs_norm is not None:
+            lv = lv.clamp(-io.inp_bound, io.inp_bound)
+    out_step = converter_step(io.out_res, io.out_bound) if io.out_res is not None else 1.0
+    gain = in_step / out_step
+    wt = weight.t()
+    if io.w_noise > 0:
         # fresh W + w_noise*N per input vector == output noise w_noise * ||x||_2 (exact marginal)
-        y = y.addcmul_(xs_norm().mul_(io.w_noise),
-                       torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype))
-    if io.out_noise > 0:
-        y = y.add_(torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype), alpha=io.out_noise)
+        var = lv.square().sum(dim=-1, keepdim=True).mul_((io.w_noise * in_step) ** 2)
+        sigma = var.add_(io.out_noise ** 2).sqrt_().mul_(1.0 / out_step)
+        noise = torch.randn((x.shape[0], weight.shape[0]), generator=generator, device=x.device, dtype=x.dtype)
+        y = torch.addmm(noise.mul_(sigma), lv, wt, alpha=gain)
+    elif io.out_noise > 0:
+        noise = torch.randn((x.shape[0], weight.shape[0]), generator=generator, device=x.device, dtype=x.dtype)
+        y = torch.addmm(noise, lv, wt, beta=io.out_noise / out_step, alpha=gain)
+    else:
+        y = torch.mm(lv, wt)
+        if gain != 1.0:
+            y = y.mul_(gain)
     saturated = None
     if math.isfinite(io.out_bound):
-        if need_rows and y.numel() and _saturated(y, io.out_bound):
-            saturated = (y.abs() >= io.out_bound).any(dim=-1)
-        if io.out_res is None:
-            y = y.clamp_(-io.out_bound, io.out_bound)
+        top_out = io.out_bound / out_step
+        if need_rows and y.numel():
+            lo, hi = torch.aminmax(y)
+            if hi.item() >= top_out or lo.item() <= -top_out:
+                saturated = (y.abs() >= top_out).any(dim=-1)
+        y = y.clamp_(-top_out, top_out)
     if io.out_res is not None:
-        y = _quantize(y, io.out_res, io.out_bound, io.out_rounding, generator, inplace=True)
+        if io.out_rounding == "stochastic":
+            low = torch.floor(y)
+            y = low.add_(torch.rand(y.shape, generator=generator, device=y.device, dtype=y.dtype) < y.sub_(low))
+        else:
+            y = y.round_()
     return y, saturated
 
 
@@ -91,29 +90,36 @@ def noisy_mvm(x: Tensor, weight: Tensor, io: IOConfig, generator: torch.Generato
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
     alpha: Tensor | float
+    in_step = converter_step(io.inp_res, io.inp_bound) if io.inp_res is not None else 1.0
     if io.noise_management == "abs_max":
         # all-zero rows: a tiny alpha keeps them exactly zero before noise, and ~0 after rescaling
         # (sqrt(tiny): 1/alpha times the DAC levels must stay finite)
-        alpha = x2.abs().amax(dim=-1, keepdim=True).clamp_min_(torch.finfo(x2.dtype).tiny ** 0.5)
-        inv: Tensor | float = 1.0 / alpha
+        alpha = torch.linalg.vector_norm(x2, ord=math.inf, dim=-1, keepdim=True)
+        alpha = alpha.clamp_min_(torch.finfo(x2.dtype).tiny ** 0.5)
+        to_levels: Tensor | float = (alpha * in_step).reciprocal_()
     elif io.noise_management == "constant":
         alpha = io.nm_constant
-        inv = 1.0 / alpha
+        to_levels = 1.0 / (alpha * in_step)
     else:
-        alpha = inv = 1.0
+        alpha = 1.0
+        to_levels = 1.0 / in_step
     use_bm = io.bound_management == "iterative" and math.isfinite(io.out_bound) and io.bm_max_iter > 0
-    y, saturated = _one_pass(x2, inv, weight, io, generator, use_bm)
+    y, saturated = _one_pass(x2, to_levels, weight, io, generator, use_bm)
     if use_bm and saturated is not None:
+        # halve the input of the rows that saturated and retry (their outputs come back doubled)
         scale = torch.ones((x2.shape[0], 1), dtype=x2.dtype, device=x2.device)
         for _ in range(io.bm_max_iter):
             rows = saturated.nonzero().squeeze(1)
             scale[rows] *= 2.0
-            inv_rows = (inv[rows] if isinstance(inv, Tensor) else inv) / scale[rows]
-            y_rows, sat_rows = _one_pass(x2[rows], inv_rows, weight, io, generator, True)
+            rows_to_levels = (to_levels[rows] if isinstance(to_levels, Tensor) else to_levels) / scale[rows]
+            y_rows, sat_rows = _one_pass(x2[rows], rows_to_levels, weight, io, generator, True)
             y = y.index_copy(0, rows, y_rows * scale[rows])
             if sat_rows is None:
                 break
             saturated = torch.zeros_like(saturated).index_copy(0, rows, sat_rows)
-    if not (isinstance(alpha, float) and alpha == 1.0):
-        y = y * alpha
+    out_step = converter_step(io.out_res, io.out_bound) if io.out_res is not None else 1.0
+    if isinstance(alpha, Tensor):
+        y = y.mul_(alpha * out_step if out_step != 1.0 else alpha)
+    elif alpha * out_step != 1.0:
+        y = y.mul_(alpha * out_step)
     return y.reshape(*lead, weight.shape[0])

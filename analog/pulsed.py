@@ -34,8 +34,9 @@ class PulseStats:
     ``n_up`` / ``n_down`` (out, in), assembled only when asked for (the update itself stays sparse)."""
 
     def __init__(self, bl: int, shape: torch.Size, parts: list[tuple[Tensor | None, Tensor, Tensor]],
-                 like: Tensor) -> None:
+                 like: Tensor, dense: bool = False) -> None:
         self.bl, self._shape, self._parts, self._like = bl, shape, parts, like
+        self._dense_update = dense      # the weights changed everywhere (ideal devices' float update)
         self._dense: tuple[Tensor, Tensor] | None = None
 
     def _assemble(self) -> tuple[Tensor, Tensor]:
@@ -51,6 +52,16 @@ class PulseStats:
                     down.index_add_(0, flat, n_down.to(up.dtype))
             self._dense = (up.view(self._shape), down.view(self._shape))
         return self._dense
+
+    def touched(self) -> Tensor | None:
+        """Flat (row-major) indices of the devices this update pulsed (possibly repeated), or None
+        when it updated the array densely."""
+        flats = [flat for flat, _, _ in self._parts]
+        if self._dense_update or any(flat is None for flat in flats):
+            return None
+        if len(flats) == 1:
+            return flats[0]
+        return torch.cat(flats) if flats else torch.zeros(0, dtype=torch.long, device=self._like.device)
 
     @property
     def n_up(self) -> Tensor:
@@ -171,97 +182,138 @@ class PulsedArray(nn.Module):
             return
         if nnz < _SPARSE_FRACTION * hit.numel():
             flat = hit.view(-1).nonzero().squeeze(1)
-            self._pulse_devices(flat, n_up.reshape(-1)[flat], n_down.reshape(-1)[flat], noise)
+            self.pulse_devices(flat, n_up.reshape(-1)[flat], n_down.reshape(-1)[flat], noise)
         else:
-            self._pulse_devices(None, n_up, n_down, noise)
+            self.pulse_devices(None, n_up, n_down, noise)
 
-    def _pulse_devices(self, flat: Tensor | None, n_up: Tensor, n_down: Tensor, noise: bool) -> None:
-        """The step W += s+ n+ - s- n- (+ c2c noise), clipped; on all devices (flat=None) or on the
-        devices with these flat indices."""
+    def _constants(self) -> Tensor:
+        """(4, out*in): w_min, w_max and the q = 1 up/down steps dw_min*(1 +- up_down) per device,
+        stacked so that a sparse update gathers them with one index_select. Rebuilt when any of the
+        buffers it derives from changes (load_state_dict, .to(), a test editing them)."""
+        key = tuple((t.data_ptr(), t._version) for t in (self.w_min, self.w_max, self.dw_min, self.up_down))
+        cached = getattr(self, "_consts", None)
+        if cached is None or cached[0] != key:
+            consts = torch.stack([self.w_min, self.w_max, self.dw_up, self.dw_down]).view(4, -1)
+            cached = (key, consts)
+            self._consts = cached
+        return cached[1]
+
+    @torch.no_grad()
+    def pulse_devices(self, flat: Tensor | None, n_up: Tensor, n_down: Tensor, noise: bool = True) -> None:
+        """Apply n_up up and n_down down pulses to the devices with flat (row-major) indices ``flat``
+        (1-D counts), or to all devices (``flat=None``, counts (out, in)): the step
+        W += s+ n+ - s- n- with s+- = dw_min (1 +- up_down) q+-(W) read once, cycle-to-cycle noise
+        dw_min_std * sqrt(s+^2 n+ + s-^2 n-) * N(0, 1), clipped to each device's bounds.
+
+        The entry point for callers that know which devices get pulses (a transfer writes a few
+        columns; the pulsed update's sparse counts); counts are not checked (hot path)."""
         dev = self.device_model
+        if dev.is_ideal:
+            if flat is None:
+                self.weight.add_(n_up - n_down)
+            else:
+                self.weight.view(-1).index_add_(0, flat, n_up - n_down)
+            return
+        consts = self._constants()
         if flat is None:
-            w, lo, hi, dw, beta = self.weight, self.w_min, self.w_max, self.dw_min, self.up_down
+            w = self.weight
+            lo, hi, s_up, s_down = (c.view(w.shape) for c in consts)
         else:
-            w, lo, hi = self.weight.view(-1)[flat], self.w_min.view(-1)[flat], self.w_max.view(-1)[flat]
-            dw, beta = self.dw_min.view(-1)[flat], self.up_down.view(-1)[flat]
-        s_up, s_down = dw * (1.0 + beta), dw * (1.0 - beta)
+            w = self.weight.view(-1).index_select(0, flat)
+            lo, hi, s_up, s_down = consts.index_select(1, flat)
         if not dev.constant_response:
             s_up = s_up * dev.q_up(w, lo, hi)
             s_down = s_down * dev.q_down(w, lo, hi)
-        delta = s_up * n_up - s_down * n_down
+        step_up, step_down = s_up * n_up, s_down * n_down
+        delta = step_up - step_down
         c2c = dev.dw_min_std
         if noise and c2c > 0:
-            var = s_up.square() * n_up + s_down.square() * n_down
-            delta += c2c * var.sqrt() * torch.randn(delta.shape, generator=self.generator(), device=delta.device,
-                                                    dtype=delta.dtype)
-        new = torch.minimum(torch.maximum(w + delta, lo), hi)
+            var = torch.addcmul(step_up.mul_(s_up), step_down, s_down)        # s+^2 n+ + s-^2 n-
+            z = torch.randn(delta.shape, generator=self.generator(), device=delta.device, dtype=delta.dtype)
+            delta.addcmul_(var.sqrt_(), z, value=c2c)
+        new = torch.clamp(delta.add_(w), lo, hi)
         if flat is None:
             self.weight.copy_(new)
         else:
-            self.weight.view(-1)[flat] = new
+            self.weight.view(-1).index_copy_(0, flat, new)
+
+    def train_parameters(self, max_x: Tensor, max_d: Tensor, lr: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-sample pulse-train length BL and probability scales (A, B) for samples whose inputs
+        and errors have these max|x| and max|d| (> 0): the single source of the update's train
+        statistics. BL = clamp(ceil(lr max|x| max|d| / dw_min), 1, desired_bl) with bl_management,
+        else desired_bl; A = B = sqrt(lr / (dw_min BL)), with update_management rebalanced to
+        A max|x| = B max|d|. Input i fires in a slot with probability min(A |x_i|, 1), error j with
+        min(B |d_j|, 1), so a coincidence has probability ~ lr |x_i d_j| / (dw_min BL)."""
+        cfg = self.update_config
+        k = lr / self.device_model.dw_min
+        if cfg.bl_management:
+            bl = (max_x * max_d).mul_(k).ceil_().clamp_(1, cfg.desired_bl)
+        else:
+            bl = torch.full_like(max_x, float(cfg.desired_bl))
+        r = bl.reciprocal().mul_(k).sqrt_()
+        if not cfg.update_management:
+            return bl, r, r
+        ratio = (max_d / max_x).sqrt_()
+        return bl, r * ratio, r.div_(ratio)
 
     def _trains_counts(self, x: Tensor, d: Tensor, lr: float) -> tuple[int, Tensor | None, Tensor, Tensor]:
         """Stochastic pulse trains for a (sub-)batch and their up/down coincidence counts.
 
         Returns (BL, flat, n_up, n_down): flat indexes the devices that got pulses (n_up, n_down
         are then 1-D), or is None with dense (out, in) counts. On large arrays only the rows and
-        columns whose trains carry at least one pulse enter the coincidence matmuls.
+        columns whose trains carry at least one pulse enter the coincidence matmuls: zero inputs
+        and zero errors (most of an MNIST row, most of a small gradient's trains) never fire, so
+        they cost nothing past the draw.
         """
         cfg = self.update_config
-        dw = self.device_model.dw_min
         cdt = _count_dtype(x.dtype)
         n, n_in, n_out = x.shape[0], x.shape[1], d.shape[1]
-        v = torch.cat([x, d], dim=1).to(cdt)                           # (B, in + out): one pass for both
-        mag = v.abs()
-        mx = mag[:, :n_in].amax(dim=1).clamp_min_(_TINY)               # all-zero rows: no pulses, no NaN
-        md = mag[:, n_in:].amax(dim=1).clamp_min_(_TINY)
-        if cfg.bl_management:
-            bl = (mx * md).mul_(lr / dw).ceil_().clamp_(1, cfg.desired_bl)
-        else:
-            bl = torch.full_like(mx, float(cfg.desired_bl))
+        v = torch.cat([x, d], dim=1)                                   # (B, in + out): one pass for both
+        if v.dtype != cdt:
+            v = v.to(cdt)
+        prob = v.abs()
+        mx = prob[:, :n_in].amax(dim=1).clamp_min_(_TINY)              # all-zero rows: no pulses, no NaN
+        md = prob[:, n_in:].amax(dim=1).clamp_min_(_TINY)
+        bl, a, b = self.train_parameters(mx, md, lr)
         n_slots = int(bl.max().item())
-        r = (lr / dw / bl).sqrt_()                                     # A = B = sqrt(lr / (dw_min BL))
-        if cfg.update_management:                                      # A max|x| = B max|d|
-            k = (md / mx).sqrt_()
-            scale = torch.cat([(r * k)[:, None].expand(n, n_in), (r / k)[:, None].expand(n, n_out)], dim=1)
+        if a is b:
+            prob.mul_(a[:, None])
         else:
-            scale = r[:, None]
-        prob = (mag * scale).clamp_max_(1.0)                           # (B, in + out)
+            prob[:, :n_in].mul_(a[:, None])
+            prob[:, n_in:].mul_(b[:, None])
+        prob.clamp_max_(1.0)
         fire = torch.rand((n, n_slots, n_in + n_out), generator=self.generator(), device=v.device,
                           dtype=cdt) < prob[:, None, :]
         if n_slots > 1 and cfg.bl_management and not bool((bl == n_slots).all()):
             fire &= (torch.arange(n_slots, device=v.device)[None, :] < bl[:, None])[:, :, None]
-        sign = torch.sign(v)[:, None, :]
+        fire = fire.view(n * n_slots, n_in + n_out)
         if self.weight.numel() <= _DENSE_NUMEL:                        # small array: dense counts
             trains = fire.to(cdt)
-            xb, db = trains[..., :n_in].reshape(-1, n_in), trains[..., n_in:].reshape(-1, n_out)
-            signed_tr = trains * sign
-            xs, ds = signed_tr[..., :n_in].reshape(-1, n_in), signed_tr[..., n_in:].reshape(-1, n_out)
-            total, signed = db.t() @ xb, ds.t() @ xs
-            n_up, n_down = (total - signed).mul_(0.5), (total + signed).mul_(0.5)
+            signed = (trains.view(n, n_slots, -1) * torch.sign(v)[:, None, :]).view_as(trains)
+            total = trains[:, n_in:].t() @ trains[:, :n_in]
+            n_down = (signed[:, n_in:].t() @ signed[:, :n_in]).add_(total).mul_(0.5)   # +1 where x d > 0
             hit = total.view(-1) > 0
+            n_up = total.sub_(n_down)
             if int(hit.sum().item()) < _SPARSE_FRACTION * hit.numel():
                 flat = hit.nonzero().squeeze(1)
                 return n_slots, flat, n_up.view(-1)[flat], n_down.view(-1)[flat]
             return n_slots, None, n_up, n_down
         # only rows/columns whose trains carry a pulse can see a coincidence
-        live = fire.any(dim=1).any(dim=0).nonzero().squeeze(1)
-        split = int((live < n_in).sum().item())
-        cols, rows = live[:split], live[split:]
-        empty = v.new_zeros(0)
-        if cols.numel() == 0 or rows.numel() == 0:
+        live = fire.any(dim=0).nonzero().squeeze(1)
+        split = int(torch.searchsorted(live, n_in).item())
+        if split == 0 or split == live.numel():
+            empty = v.new_zeros(0)
             return n_slots, empty.long(), empty, empty
-        trains = fire.index_select(2, live).to(cdt)                    # (B, BL, live) 0/1
-        signed_tr = (trains * sign.index_select(2, live)).reshape(-1, live.numel())
-        trains = trains.reshape(-1, live.numel())
+        trains = fire.index_select(1, live).to(cdt)                    # (B*BL, live) 0/1
+        signed = (trains.view(n, n_slots, -1) * torch.sign(v.index_select(1, live))[:, None, :]).view_as(trains)
         total = trains[:, split:].t() @ trains[:, :split]              # all coincidences (rows, cols)
-        signed = signed_tr[:, split:].t() @ signed_tr[:, :split]       # +1 where x*d > 0: down pulses
-        rows = rows - n_in
-        n_up, n_down = (total - signed).mul_(0.5), (total + signed).mul_(0.5)
-        hit = total > 0
-        if int(hit.sum().item()) < _SPARSE_FRACTION * self.weight.numel():
-            ii, jj = hit.nonzero(as_tuple=True)
-            return n_slots, rows[ii] * n_in + cols[jj], n_up[ii, jj], n_down[ii, jj]
+        n_down = (signed[:, split:].t() @ signed[:, :split]).add_(total).mul_(0.5)   # +1 where x d > 0
+        n_up = total - n_down
+        ii, jj = total.nonzero(as_tuple=True)
+        if ii.numel() < _SPARSE_FRACTION * self.weight.numel():
+            flat = live[split:][ii].sub_(n_in).mul_(n_in).add_(live[:split][jj])
+            return n_slots, flat, n_up[ii, jj], n_down[ii, jj]
+        rows, cols = live[split:] - n_in, live[:split]
         full_up = torch.zeros(self.weight.shape, dtype=cdt, device=v.device)
         full_down = torch.zeros_like(full_up)
         full_up[rows[:, None], cols[None, :]] = n_up
@@ -295,7 +347,7 @@ class PulsedArray(nn.Module):
         cfg = self.update_config
         if self.device_model.is_ideal:
             self.weight.add_(d.t().to(self.weight.dtype) @ x.to(self.weight.dtype), alpha=-lr)
-            return PulseStats(0, self.weight.shape, [], self.weight)
+            return PulseStats(0, self.weight.shape, [], self.weight, dense=True)
         if lr == 0.0 or x.shape[0] == 0:
             return PulseStats(0, self.weight.shape, [], self.weight)
         if cfg.pulse_type == "none":
@@ -307,20 +359,24 @@ class PulsedArray(nn.Module):
         per_train = cfg.desired_bl * (self.in_features + self.out_features)
         if cfg.mode == "batched" and cfg.pulse_type == "stochastic" and x.shape[0] * per_train > _MAX_TRAIN_ELEMENTS:
             return self._batched_in_chunks(x, d, lr, max(1, _MAX_TRAIN_ELEMENTS // per_train))
-        chunks = [slice(b, b + 1) for b in range(x.shape[0])] if cfg.mode == "per_sample" else [slice(None)]
+        if cfg.mode == "per_sample":
+            chunks = [(x[b:b + 1], d[b:b + 1]) for b in range(x.shape[0])]
+        else:
+            chunks = [(x, d)]
         bl_max = 0
         parts: list[tuple[Tensor | None, Tensor, Tensor]] = []
-        for sl in chunks:  # per-sample mode: sequential physics, one sample's pulses at a time
+        for xs, ds in chunks:  # per-sample mode: sequential physics, one sample's pulses at a time
             if cfg.pulse_type == "mean":
-                n_up, n_down = self._mean_counts(x[sl], d[sl], lr)
+                n_up, n_down = self._mean_counts(xs, ds, lr)
                 flat = None
             else:
-                bl, flat, n_up, n_down = self._trains_counts(x[sl], d[sl], lr)
+                bl, flat, n_up, n_down = self._trains_counts(xs, ds, lr)
                 bl_max = max(bl_max, bl)
                 if flat is not None and flat.numel() == 0:
                     continue
-            n_up, n_down = n_up.to(wdt), n_down.to(wdt)
-            self._pulse_devices(flat, n_up, n_down, True)
+            if n_up.dtype != wdt:
+                n_up, n_down = n_up.to(wdt), n_down.to(wdt)
+            self.pulse_devices(flat, n_up, n_down, True)
             parts.append((flat, n_up, n_down))
         return PulseStats(bl_max, self.weight.shape, parts, self.weight)
 

@@ -61,6 +61,7 @@ class AnalogTile(nn.Module):
                                                       make_generator(self.seed ^ 0x5DEECE66D))
         self._pending: list[tuple[Tensor, Tensor]] = []
         self._bound: tuple[Any, ...] = ()
+        self._synced: Tensor | None = None      # the weights the bound parameters last viewed
         #: digital gain after the ADC, a scalar or one per output (drift compensation); None = off.
         #: Set it through ``set_output_scale``.
         self.output_scale: Tensor | None = None
@@ -216,6 +217,8 @@ class AnalogTile(nn.Module):
             return
         weight, bias, n_in = self._bound
         w = self.effective_weight()
+        if self._synced is w and weight.data_ptr() == w.data_ptr():
+            return                  # the parameters already view this very tensor (updated in place)
         for param, src in ((weight, w[:, :n_in]), (bias, w[:, n_in] if bias is not None else None)):
             if param is None:
                 continue
@@ -229,6 +232,7 @@ class AnalogTile(nn.Module):
                 param.data = view
             else:
                 param.data.copy_(src.reshape(param.shape))
+        self._synced = w if weight.data_ptr() == w.data_ptr() else None
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> "AnalogTile":
         self._pending = []

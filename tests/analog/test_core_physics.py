@@ -344,3 +344,67 @@ def test_tiles_train_on_cuda_with_generators_on_the_device():
     arr = model[0].tile.algorithm_state.array
     assert arr.generator().device.type == "cuda" and arr.weight.is_cuda
     assert torch.equal(model[0].weight.detach(), model[0].get_weights())
+
+
+def _dense_reference(monkeypatch) -> None:
+    """Force the dense path: coincidences counted over every row and column, every device updated."""
+    import analog.pulsed as pulsed
+    monkeypatch.setattr(pulsed, "_DENSE_NUMEL", 1 << 40)
+    monkeypatch.setattr(pulsed, "_SPARSE_FRACTION", 0.0)
+
+
+def _mnist_like(g: torch.Generator, signed: bool) -> torch.Tensor:
+    x = torch.rand(10, 784, generator=g) * (torch.rand(10, 784, generator=g) > 0.8)    # ~80% zeros
+    return x * torch.randn(10, 784, generator=g).sign() if signed else x
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("d_scale", [1e-3, 0.05])     # few devices hit (sparse apply) / many (dense apply)
+def test_sparse_fast_path_gives_the_dense_paths_counts_and_weights_on_the_same_seed(monkeypatch, signed, d_scale):
+    g = torch.Generator().manual_seed(13)
+    x, d = _mnist_like(g, signed), torch.randn(10, 256, generator=g) * d_scale
+    w0 = torch.randn(256, 784, generator=g) * 0.1
+    dev = devices.SoftBounds(dw_min_std=0.0)          # device-to-device variation on, no c2c draws
+    runs = {}
+    for name in ("fast", "dense"):
+        if name == "dense":
+            _dense_reference(monkeypatch)
+        arr = _array(dev, 256, 784, seed=3)
+        arr.program(w0)
+        counts = []
+        for _ in range(5):
+            stats = arr.pulse_update(x, d, 0.05)
+            counts.append(torch.stack([stats.n_up, stats.n_down]))
+        runs[name] = (torch.stack(counts), arr.weight.clone())
+    (c_fast, w_fast), (c_dense, w_dense) = runs["fast"], runs["dense"]
+    assert c_fast.sum() > 1000                        # the update did something
+    assert torch.equal(c_fast, c_dense)               # the very same pulses
+    assert torch.allclose(w_fast, w_dense, atol=1e-7, rtol=0)
+
+
+@pytest.mark.parametrize("d_scale", [1e-3, 0.05])
+def test_sparse_fast_path_keeps_the_cycle_to_cycle_spread(monkeypatch, d_scale):
+    """With c2c noise the two paths draw it for different sets of devices (the touched ones vs all),
+    so compare statistics: on the same seed the first update's pulse counts agree exactly, and the
+    standardized noise (dW - E[dW]) / sqrt(s+^2 n+ + s-^2 n-) has mean 0 and std dw_min_std on both."""
+    g = torch.Generator().manual_seed(14)
+    x, d = _mnist_like(g, True), torch.randn(10, 256, generator=g) * d_scale
+    dev = devices.SoftBounds()                        # reference spreads: dw_min_std 0.3
+    out = {}
+    for name in ("fast", "dense"):
+        if name == "dense":
+            _dense_reference(monkeypatch)
+        arr = _array(dev, 256, 784, seed=4)
+        w0 = arr.weight.clone()
+        s_up, s_down = arr.response()
+        stats = arr.pulse_update(x, d, 0.05)
+        n_up, n_down = stats.n_up, stats.n_down
+        var = s_up ** 2 * n_up + s_down ** 2 * n_down
+        hit = var > 0                                 # pulsed devices (a few have dw_min clipped to 0)
+        z = (arr.weight - w0 - (s_up * n_up - s_down * n_down))[hit] / var[hit].sqrt()
+        out[name] = (torch.stack([n_up, n_down]), z)
+    assert torch.equal(out["fast"][0], out["dense"][0])
+    for name, (_, z) in out.items():
+        assert z.numel() > 2000, name
+        assert abs(z.mean().item()) < 0.05 * 0.3 * 3, name
+        assert abs(z.std().item() / 0.3 - 1.0) < 0.05, name
