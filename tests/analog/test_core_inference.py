@@ -38,7 +38,8 @@ def test_programming_noise_follows_the_polynomial_of_the_target_conductance():
         err = (g.g_plus[row, 1:] - target[row, 1:])
         sigma = (0.26348 + 1.9650 * x - 1.1731 * x * x)           # uS at g_max = 25 uS
         assert err.std().item() == pytest.approx(sigma, rel=0.03)
-    assert torch.equal(g.g_minus > 0, g.g_minus > 0) and float(g.g_minus.min()) >= 0.0   # clipped at 0
+    assert float(g.g_minus.min()) >= 0.0                          # G- targets 0: noise clipped at 0,
+    assert 0.3 < float((g.g_minus > 0).float().mean()) < 0.7      # about half the draws stay above it
     assert float(chip.prog_sigma(torch.tensor(0.0))) == pytest.approx(0.26348)
 
 
