@@ -130,8 +130,10 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
             client.status()
             token = cfg.token
         else:
+            # a re-run re-registers with the token it holds: an existing id needs proof
+            saved = (state / TOKEN_FILE).read_text().strip() if (state / TOKEN_FILE).is_file() else None
             token = client.register(client_id, cfg.latent_dim, wire.BITS_TO_DTYPE[cfg.bits],
-                                    np.unique(data.y_train).tolist(), cfg.enrollment_secret)
+                                    np.unique(data.y_train).tolist(), cfg.enrollment_secret, token=saved)
     times["register_s"] = time.perf_counter() - t
     save_token(state, token)
 

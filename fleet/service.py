@@ -149,7 +149,7 @@ class ServiceHandle:
 
     def status(self) -> dict[str, Any]:
         with self._client() as client:
-            resp = client.status()
+            resp = client.status(admin_token=self.admin_token)
         return {"total_rows": int(resp.total_rows),
                 "clients": {c.client_id: {"rows": int(c.rows), "uploads": int(c.uploads),
                                           "latent_dim": int(c.latent_dim), "dtype": pb.DType.Name(c.dtype)}

@@ -197,11 +197,12 @@ class LatentClient:
 
     # ------------------------------------------------------------------ RPCs
     def register(self, client_id: str, latent_dim: int, dtype: int, label_set: Sequence[int],
-                 enrollment_secret: str | None = None) -> str:
-        """Register this client's latent_dim/dtype/labels; returns the token for later calls."""
+                 enrollment_secret: str | None = None, token: str | None = None) -> str:
+        """Register this client's latent_dim/dtype/labels; returns the token for later calls.
+        Re-registering an existing id needs one of its current tokens (``token``)."""
         req = pb.RegisterRequest(client_id=client_id, latent_dim=int(latent_dim), dtype=dtype,
                                  label_set=sorted({int(v) for v in label_set}),
-                                 enrollment_secret=enrollment_secret or "")
+                                 enrollment_secret=enrollment_secret or "", token=token or "")
         resp, _ = self._call("Register", lambda: self._stub.Register(req, timeout=self.retry.timeout_s))
         return resp.token
 
@@ -276,8 +277,10 @@ class LatentClient:
             preds.append(np.asarray(resp.labels, dtype=np.int64))
         return np.concatenate(preds) if preds else np.empty(0, dtype=np.int64)
 
-    def status(self) -> pb.StatusResponse:
-        resp, _ = self._call("Status", lambda: self._stub.Status(pb.StatusRequest(),
+    def status(self, client_id: str = "", token: str = "", admin_token: str = "") -> pb.StatusResponse:
+        """Store totals; plus this client's row (client_id + token) or every row (admin_token)."""
+        req = pb.StatusRequest(client_id=client_id, token=token, admin_token=admin_token)
+        resp, _ = self._call("Status", lambda: self._stub.Status(req,
                                                                  timeout=self.retry.timeout_s))
         return resp
 

@@ -31,18 +31,22 @@ class Quantization(_message.Message):
     def __init__(self, dtype: _Optional[_Union[DType, str]] = ..., scale: _Optional[_Iterable[float]] = ..., zero_point: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("client_id", "latent_dim", "dtype", "label_set", "enrollment_secret")
+    __slots__ = ("client_id", "latent_dim", "dtype", "label_set", "enrollment_secret", "token", "admin_token")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     LABEL_SET_FIELD_NUMBER: _ClassVar[int]
     ENROLLMENT_SECRET_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     latent_dim: int
     dtype: DType
     label_set: _containers.RepeatedScalarFieldContainer[int]
     enrollment_secret: str
-    def __init__(self, client_id: _Optional[str] = ..., latent_dim: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., label_set: _Optional[_Iterable[int]] = ..., enrollment_secret: _Optional[str] = ...) -> None: ...
+    token: str
+    admin_token: str
+    def __init__(self, client_id: _Optional[str] = ..., latent_dim: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., label_set: _Optional[_Iterable[int]] = ..., enrollment_secret: _Optional[str] = ..., token: _Optional[str] = ..., admin_token: _Optional[str] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
     __slots__ = ("client_id", "token")
@@ -131,8 +135,14 @@ class ClassifyResponse(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[int]] = ..., classes: _Optional[_Iterable[int]] = ..., probabilities: _Optional[_Iterable[float]] = ..., classifier_version: _Optional[int] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("client_id", "token", "admin_token")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    token: str
+    admin_token: str
+    def __init__(self, client_id: _Optional[str] = ..., token: _Optional[str] = ..., admin_token: _Optional[str] = ...) -> None: ...
 
 class ClientStatus(_message.Message):
     __slots__ = ("client_id", "latent_dim", "dtype", "rows", "uploads", "label_set")
@@ -173,14 +183,16 @@ class ClassifierStatus(_message.Message):
     def __init__(self, version: _Optional[int] = ..., held_out_accuracy: _Optional[float] = ..., trained_rows: _Optional[int] = ..., trained_at: _Optional[str] = ..., description: _Optional[str] = ..., held_out_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., classes: _Optional[_Iterable[int]] = ..., client_conditioning: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("clients", "total_rows", "classifier")
+    __slots__ = ("clients", "total_rows", "classifier", "latent_dim")
     CLIENTS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_ROWS_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
+    LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
     clients: _containers.RepeatedCompositeFieldContainer[ClientStatus]
     total_rows: int
     classifier: ClassifierStatus
-    def __init__(self, clients: _Optional[_Iterable[_Union[ClientStatus, _Mapping]]] = ..., total_rows: _Optional[int] = ..., classifier: _Optional[_Union[ClassifierStatus, _Mapping]] = ...) -> None: ...
+    latent_dim: int
+    def __init__(self, clients: _Optional[_Iterable[_Union[ClientStatus, _Mapping]]] = ..., total_rows: _Optional[int] = ..., classifier: _Optional[_Union[ClassifierStatus, _Mapping]] = ..., latent_dim: _Optional[int] = ...) -> None: ...
 
 class TrainClassifierRequest(_message.Message):
     __slots__ = ("admin_token", "config_toml")
@@ -195,3 +207,21 @@ class TrainClassifierResponse(_message.Message):
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     classifier: ClassifierStatus
     def __init__(self, classifier: _Optional[_Union[ClassifierStatus, _Mapping]] = ...) -> None: ...
+
+class RevokeTokensRequest(_message.Message):
+    __slots__ = ("client_id", "token", "admin_token", "all")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    token: str
+    admin_token: str
+    all: bool
+    def __init__(self, client_id: _Optional[str] = ..., token: _Optional[str] = ..., admin_token: _Optional[str] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class RevokeTokensResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: int
+    def __init__(self, revoked: _Optional[int] = ...) -> None: ...

@@ -59,6 +59,11 @@ class LatentServiceStub:
                 request_serializer=protos_dot_latent__service__pb2.TrainClassifierRequest.SerializeToString,
                 response_deserializer=protos_dot_latent__service__pb2.TrainClassifierResponse.FromString,
                 _registered_method=True)
+        self.RevokeTokens = channel.unary_unary(
+                '/analog_edge.v1.LatentService/RevokeTokens',
+                request_serializer=protos_dot_latent__service__pb2.RevokeTokensRequest.SerializeToString,
+                response_deserializer=protos_dot_latent__service__pb2.RevokeTokensResponse.FromString,
+                _registered_method=True)
 
 
 class LatentServiceServicer:
@@ -94,6 +99,12 @@ class LatentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeTokens(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LatentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +132,11 @@ def add_LatentServiceServicer_to_server(servicer, server):
                     servicer.TrainClassifier,
                     request_deserializer=protos_dot_latent__service__pb2.TrainClassifierRequest.FromString,
                     response_serializer=protos_dot_latent__service__pb2.TrainClassifierResponse.SerializeToString,
+            ),
+            'RevokeTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeTokens,
+                    request_deserializer=protos_dot_latent__service__pb2.RevokeTokensRequest.FromString,
+                    response_serializer=protos_dot_latent__service__pb2.RevokeTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +274,33 @@ class LatentService:
             '/analog_edge.v1.LatentService/TrainClassifier',
             protos_dot_latent__service__pb2.TrainClassifierRequest.SerializeToString,
             protos_dot_latent__service__pb2.TrainClassifierResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/analog_edge.v1.LatentService/RevokeTokens',
+            protos_dot_latent__service__pb2.RevokeTokensRequest.SerializeToString,
+            protos_dot_latent__service__pb2.RevokeTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,8 +25,11 @@ def register(subparsers) -> None:
     p.add_argument("--tls-cert", help="PEM certificate chain; with --tls-key serves TLS only")
     p.add_argument("--tls-key", help="PEM private key")
     p.add_argument("--tls-client-ca", help="PEM CA bundle: require client certificates (mutual TLS)")
+    p.add_argument("--insecure", action="store_true", default=None,
+                   help="allow plaintext on a non-loopback --host (tokens travel in clear); loopback needs no flag")
     p.add_argument("--enrollment-secret", help="Register requires this secret")
-    p.add_argument("--admin-token", help="TrainClassifier requires this token")
+    p.add_argument("--admin-token", help="enables TrainClassifier and admin Status/Register/RevokeTokens "
+                                         "(without it TrainClassifier is disabled)")
     p.add_argument("--max-upload-bytes", type=int, help="payload limit of one upload")
     p.add_argument("--max-rows-per-client", type=int, help="row quota per client (0 = none)")
     p.add_argument("--max-workers", type=int, help="server threads")
@@ -72,6 +75,7 @@ def _serve(args: argparse.Namespace) -> int:
                           enrollment_secret=args.enrollment_secret, admin_token=args.admin_token,
                           max_upload_bytes=args.max_upload_bytes, max_rows_per_client=args.max_rows_per_client,
                           max_workers=args.max_workers, torch_threads=args.torch_threads,
+                          insecure=args.insecure,
                           store_sync=args.store_sync,
                           grace_seconds=args.grace_seconds, log_level=args.log_level)
     except ConfigError as exc:

@@ -71,9 +71,12 @@ class LatentClient:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def register(self, latent_dim: int, dtype: int, label_set: Sequence[int], enrollment_secret: str = "") -> str:
+    def register(self, latent_dim: int, dtype: int, label_set: Sequence[int], enrollment_secret: str = "",
+                 admin_token: str = "") -> str:
+        """Register (or re-register, proving the id with the current token or ``admin_token``)."""
         resp = self.stub.Register(pb.RegisterRequest(client_id=self.client_id, latent_dim=latent_dim, dtype=dtype,
-                                                     label_set=list(label_set), enrollment_secret=enrollment_secret),
+                                                     label_set=list(label_set), enrollment_secret=enrollment_secret,
+                                                     token=self.token, admin_token=admin_token),
                                   timeout=self.timeout)
         self.token = resp.token
         return self.token
@@ -108,8 +111,13 @@ class LatentClient:
                                                      quantization=q, latents=codec.pack_latents(values, q.dtype)),
                                   timeout=self.timeout)
 
-    def status(self) -> pb.StatusResponse:
-        return self.stub.Status(pb.StatusRequest(), timeout=self.timeout)
+    def status(self, admin_token: str = "") -> pb.StatusResponse:
+        """Every client's row with ``admin_token``; else this client's own row once registered."""
+        if admin_token:
+            req = pb.StatusRequest(admin_token=admin_token)
+        else:
+            req = pb.StatusRequest(client_id=self.client_id, token=self.token) if self.token else pb.StatusRequest()
+        return self.stub.Status(req, timeout=self.timeout)
 
     def train_classifier(self, config_toml: str = "", admin_token: str = "", timeout: float = 600.0):
         return self.stub.TrainClassifier(pb.TrainClassifierRequest(admin_token=admin_token, config_toml=config_toml),

@@ -139,6 +139,18 @@ class ClassifierConfig:
 _SECRET = re.compile(r"^[\x21-\x7e]*$")
 
 
+def is_loopback(host: str) -> bool:
+    """True for "localhost" and loopback IP literals (127.0.0.0/8, ::1); a name is not resolved."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass
 class ServerConfig:
     """Everything `analog-edge serve` needs; defaults suit a loopback test server."""
@@ -149,11 +161,19 @@ class ServerConfig:
     port_file: str | None = None
     max_workers: int = 64              # server threads; each open Upload stream holds one
     max_upload_bytes: int = 64 << 20   # payload limit of one upload (RESOURCE_EXHAUSTED above it)
-    max_message_bytes: int = 8 << 20   # gRPC receive limit of one message (a chunk, a Classify)
+    max_message_bytes: int = 4 << 20   # gRPC receive limit of one message (a chunk, a Classify), as the .proto states
     max_rows_per_upload: int = 1 << 20
     max_chunks: int = 1 << 16
     max_rows_per_client: int = 0       # 0 = unlimited (else RESOURCE_EXHAUSTED beyond it)
     max_classify_rows: int = 65536
+    max_inflight_bytes: int = 256 << 20    # all uploads' payload bytes held in memory at once (server-wide)
+    max_pending_streams: int = 256         # Upload streams still waiting for their header (unauthenticated)
+    header_timeout_seconds: float = 10.0   # an Upload stream must send its header within this
+    idle_timeout_seconds: float = 30.0     # ... and each chunk within this of the previous message
+    max_tokens_per_client: int = 8         # a new token beyond this retires the client's oldest one
+    max_classifier_bytes: int = 1 << 30    # estimated training memory of a classifier config (RESOURCE_EXHAUSTED above)
+    train_memory_bytes: int = 8 << 30      # address-space limit of the training child process (0 = none)
+    insecure: bool = False                 # allow plaintext on a non-loopback address (tokens travel in clear)
     enrollment_secret: str | None = None   # Register needs it when set
     admin_token: str | None = None         # TrainClassifier needs it when set
     tls_cert: str | None = None            # PEM paths; both or neither
@@ -182,6 +202,18 @@ class ServerConfig:
         check_int("max_chunks", self.max_chunks, 1)
         check_int("max_rows_per_client", self.max_rows_per_client, 0)
         check_int("max_classify_rows", self.max_classify_rows, 1)
+        check_int("max_inflight_bytes", self.max_inflight_bytes, 16)
+        if self.max_inflight_bytes < self.max_upload_bytes:
+            raise ConfigError(f"max_inflight_bytes: got {self.max_inflight_bytes}, must be >= max_upload_bytes "
+                              f"({self.max_upload_bytes}) or no upload of the maximum size could ever start")
+        check_int("max_pending_streams", self.max_pending_streams, 1, 1 << 20)
+        check_number("header_timeout_seconds", self.header_timeout_seconds, 0.0, 3600.0, lo_open=True)
+        check_number("idle_timeout_seconds", self.idle_timeout_seconds, 0.0, 3600.0, lo_open=True)
+        check_int("max_tokens_per_client", self.max_tokens_per_client, 1, 1024)
+        check_int("max_classifier_bytes", self.max_classifier_bytes, 1 << 20)
+        check_int("train_memory_bytes", self.train_memory_bytes, 0)
+        if not isinstance(self.insecure, bool):
+            raise ConfigError(f"insecure: got {self.insecure!r}, must be true or false")
         for name in ("enrollment_secret", "admin_token"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value or not _SECRET.match(value)):
@@ -194,6 +226,9 @@ class ServerConfig:
                 raise ConfigError(f"{name}: file {value!r} does not exist")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ConfigError("tls_client_ca: needs tls_cert and tls_key")
+        if not self.tls and not self.insecure and not is_loopback(self.host):
+            raise ConfigError(f"host: {self.host!r} is not a loopback address and no TLS is configured (tokens "
+                              "would travel in clear); set tls_cert/tls_key, or pass --insecure to accept that")
         check_number("grace_seconds", self.grace_seconds, 0.0, 3600.0)
         check_int("torch_threads", self.torch_threads, 0, 1024)
         if self.store_sync not in ("full", "normal"):

@@ -11,6 +11,7 @@ Reads dequantize on the fly and re-check each upload's CRC, so silent disk corru
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 import sqlite3
@@ -58,6 +59,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     UNIQUE (client_id, upload_id)
 );
 CREATE INDEX IF NOT EXISTS uploads_by_client ON uploads(client_id);
+CREATE INDEX IF NOT EXISTS tokens_by_client ON tokens(client_id, created_at);
 -- covering index: a client's row total (checked in every commit's transaction) reads only index pages
 CREATE INDEX IF NOT EXISTS uploads_rows_by_client ON uploads(client_id, num_rows);
 """
@@ -77,6 +79,23 @@ class StoreError(RuntimeError):
 
 class QuotaExceeded(StoreError):
     """Committing would exceed the client's row quota."""
+
+
+class NotAuthorized(StoreError):
+    """Re-registering or revoking an existing client without one of its tokens or the admin token."""
+
+
+class ConflictError(StoreError):
+    """A registration that contradicts the store (another latent_dim, dtype or label set)."""
+
+
+def tokens_equal_hash(token: str, token_hashes: list[str]) -> bool:
+    """Constant-time check of a presented token against stored hashes (every hash is compared)."""
+    digest = hash_token(token)
+    found = False
+    for stored in token_hashes:
+        found |= hmac.compare_digest(digest, stored)
+    return found
 
 
 @dataclass(frozen=True)
@@ -234,32 +253,83 @@ class LatentStore:
         self.close()
 
     # -- clients and tokens -----------------------------------------------------------------------
-    def register(self, client_id: str, latent_dim: int, dtype: int, label_set: list[int]) -> str:
-        """Create the client (or accept an identical re-registration) and return a fresh token.
+    def latent_dim(self) -> int:
+        """The store's latent_dim, fixed by its first registration (0 = no client yet)."""
+        rows = self._query("SELECT value FROM meta WHERE key = 'latent_dim'")
+        if rows:
+            return int(rows[0][0])
+        rows = self._query("SELECT latent_dim FROM clients ORDER BY registered_at, rowid LIMIT 1")
+        return int(rows[0][0]) if rows else 0   # a store from before the rule: its first client's
 
-        A client that lost its token registers again with the same parameters; earlier tokens stay
-        valid. Different parameters for an existing client raise StoreError naming the field.
+    def register(self, client_id: str, latent_dim: int, dtype: int, label_set: list[int], *,
+                 token: str = "", admin: bool = False, max_tokens: int = 8) -> str:
+        """Create the client (or re-register an existing one with proof) and return a fresh token.
+
+        Why proof: anyone can learn or guess an id, so re-registering an existing id needs one of its
+        current tokens (``token``) or the admin credential (``admin=True``), else NotAuthorized. The
+        parameters must match the registration (ConflictError naming the field), and the store's
+        latent_dim is fixed by its first registration. Only SHA-256 hashes of tokens are stored; a
+        client keeps at most ``max_tokens`` tokens, the oldest is retired first.
         """
         labels = sorted(int(v) for v in label_set)
-        token = secrets.token_urlsafe(32)
+        new_token = secrets.token_urlsafe(32)
         with self._tx() as conn:
             row = conn.execute("SELECT latent_dim, dtype, label_set FROM clients WHERE client_id = ?",
                                (client_id,)).fetchone()
             if row is None:
+                meta = conn.execute("SELECT value FROM meta WHERE key = 'latent_dim'").fetchone()
+                first = conn.execute("SELECT latent_dim FROM clients ORDER BY registered_at, rowid LIMIT 1").fetchone()
+                store_dim = int(meta[0]) if meta else (int(first[0]) if first else 0)
+                if store_dim and store_dim != latent_dim:
+                    raise ConflictError(f"latent_dim: got {latent_dim}, this store holds latent_dim {store_dim} "
+                                        "(fixed by its first registration; one classifier serves the store)")
+                if not meta:
+                    conn.execute("INSERT INTO meta VALUES ('latent_dim', ?)", (str(store_dim or latent_dim),))
                 conn.execute("INSERT INTO clients VALUES (?, ?, ?, ?, ?)",
                              (client_id, latent_dim, dtype, json.dumps(labels), _now()))
             else:
+                if not admin:
+                    hashes = [r[0] for r in conn.execute("SELECT token_hash FROM tokens WHERE client_id = ?",
+                                                         (client_id,))]
+                    if not token or not tokens_equal_hash(token, hashes):
+                        raise NotAuthorized(f"token: client {client_id!r} is already registered; re-registering "
+                                            "it needs one of its current tokens (or the admin token)")
                 old_dim, old_dtype, old_labels = row[0], row[1], json.loads(row[2])
                 if old_dim != latent_dim:
-                    raise StoreError(f"latent_dim: client {client_id!r} is registered with {old_dim}, got {latent_dim}")
+                    raise ConflictError(f"latent_dim: client {client_id!r} is registered with {old_dim}, "
+                                        f"got {latent_dim}")
                 if old_dtype != dtype:
-                    raise StoreError(f"dtype: client {client_id!r} is registered with "
-                                     f"{pb.DType.Name(old_dtype)}, got {pb.DType.Name(dtype)}")
+                    raise ConflictError(f"dtype: client {client_id!r} is registered with "
+                                        f"{pb.DType.Name(old_dtype)}, got {pb.DType.Name(dtype)}")
                 if old_labels != labels:
-                    raise StoreError(f"label_set: client {client_id!r} is registered with {old_labels}, got {labels}")
-            conn.execute("INSERT INTO tokens VALUES (?, ?, ?)", (hash_token(token), client_id, _now()))
+                    raise ConflictError(f"label_set: client {client_id!r} is registered with {old_labels}, "
+                                        f"got {labels}")
+            conn.execute("INSERT INTO tokens VALUES (?, ?, ?)", (hash_token(new_token), client_id, _now()))
+            conn.execute("DELETE FROM tokens WHERE client_id = ? AND rowid NOT IN (SELECT rowid FROM tokens "
+                         "WHERE client_id = ? ORDER BY rowid DESC LIMIT ?)", (client_id, client_id, max_tokens))
         self._clients.pop(client_id, None)
-        return token
+        return new_token
+
+    def revoke_tokens(self, client_id: str, token: str = "", *, admin: bool = False, all_tokens: bool = False) -> int:
+        """Withdraw ``token`` (or, with ``all_tokens``, every token) of a client; returns how many.
+
+        The caller proves the right with ``token`` itself or ``admin=True`` (NotAuthorized otherwise).
+        """
+        with self._tx() as conn:
+            hashes = [r[0] for r in conn.execute("SELECT token_hash FROM tokens WHERE client_id = ?", (client_id,))]
+            presented = bool(token) and tokens_equal_hash(token, hashes)
+            if not admin and not presented:
+                raise NotAuthorized(f"token: not valid for client {client_id!r}")
+            if all_tokens:
+                cur = conn.execute("DELETE FROM tokens WHERE client_id = ?", (client_id,))
+            elif presented:
+                cur = conn.execute("DELETE FROM tokens WHERE token_hash = ?", (hash_token(token),))
+            else:
+                raise NotAuthorized("token: name the token to revoke, or set all = true")
+            return int(cur.rowcount)
+
+    def token_count(self, client_id: str) -> int:
+        return int(self._query("SELECT COUNT(*) FROM tokens WHERE client_id = ?", (client_id,))[0][0])
 
     def client(self, client_id: str) -> ClientInfo | None:
         info = self._clients.get(client_id)
@@ -277,8 +347,11 @@ class LatentStore:
         return [self.client(r[0]) for r in rows]  # type: ignore[misc]
 
     def check_token(self, client_id: str, token: str) -> bool:
-        rows = self._query("SELECT client_id FROM tokens WHERE token_hash = ?", (hash_token(token),))
-        return bool(rows) and secrets.compare_digest(rows[0][0], client_id)
+        """Whether ``token`` is a current token of the client (hashed, compared in constant time)."""
+        if not token:
+            return False
+        rows = self._query("SELECT token_hash FROM tokens WHERE client_id = ?", (client_id,))
+        return tokens_equal_hash(token, [r[0] for r in rows])
 
     # -- uploads -----------------------------------------------------------------------------------
     def find_upload(self, client_id: str, upload_id: str) -> CommitResult | None:

@@ -19,6 +19,8 @@ ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 UPLOAD_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_LABEL = 1 << 20
 MAX_LATENT_DIM = 1 << 16
+MAX_LABELS = 1024
+MAX_CONFIG_TOML = 64 << 10
 
 
 class Rejection(Exception):
@@ -61,6 +63,9 @@ def check_register(req: pb.RegisterRequest, cfg: ServerConfig) -> None:
     labels = list(req.label_set)
     if not labels:
         raise invalid("label_set: empty, must list the labels this client may send")
+    if len(labels) > MAX_LABELS:
+        raise Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"label_set: got {len(labels)} labels, limit is {MAX_LABELS}")
     if len(set(labels)) != len(labels):
         raise invalid(f"label_set: has duplicates, got {sorted(labels)}")
     bad = [v for v in labels if not 0 <= v < MAX_LABEL]
@@ -196,3 +201,28 @@ def check_classify(req: pb.ClassifyRequest, client: ClientInfo, cfg: ServerConfi
         raise invalid(str(exc)) from None
     check_values(z)
     return z
+
+
+def classifier_bytes(ccfg, latent_dim: int, n_classes: int, n_clients: int) -> int:
+    """A generous estimate of a classifier config's training memory: weights, their gradients and two
+    optimizer/analog copies (4 x float32 each), plus a batch of activations forward and backward."""
+    extra = ccfg.embedding_dim if ccfg.client_conditioning == "embedding" else 0
+    dims = [latent_dim + extra, *ccfg.hidden, n_classes]
+    params = sum((a + 1) * b for a, b in zip(dims[:-1], dims[1:]))
+    if ccfg.client_conditioning == "embedding":
+        params += n_clients * extra
+    elif ccfg.client_conditioning == "adapter":
+        per = latent_dim * (latent_dim + 1) if ccfg.adapter_rank == 0 else latent_dim * (2 * ccfg.adapter_rank + 1)
+        params += n_clients * per
+    activations = ccfg.batch_size * sum(dims) * 3
+    return 16 * params + 4 * activations
+
+
+def check_classifier_config(ccfg, latent_dim: int, n_classes: int, n_clients: int, limit: int) -> None:
+    """RESOURCE_EXHAUSTED (naming the fields) for a config whose training would not fit ``limit`` bytes."""
+    need = classifier_bytes(ccfg, max(latent_dim, 1), max(n_classes, 2), max(n_clients, 1))
+    if need > limit:
+        raise Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"config_toml: classifier.hidden {list(ccfg.hidden)} with batch_size {ccfg.batch_size} "
+                        f"needs ~{need / 2**20:.0f} MiB to train (latent_dim {latent_dim}, {n_clients} clients), "
+                        f"over max_classifier_bytes ({limit / 2**20:.0f} MiB); use smaller layers or batches")

@@ -23,6 +23,9 @@ from protos import latent_service_pb2_grpc as pb_grpc
 ROOT = Path(__file__).resolve().parents[2]
 
 
+ADMIN = "e2e-admin-token"
+
+
 def _env() -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), FLWR_TELEMETRY_ENABLED="0", OMP_NUM_THREADS="1")
     return env
@@ -33,7 +36,8 @@ def server(tmp_path):
     port_file = tmp_path / "port"
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                             "--store", str(tmp_path / "store"), "--port-file", str(port_file)],
+                             "--store", str(tmp_path / "store"), "--port-file", str(port_file),
+                             "--admin-token", ADMIN],
                             cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -84,14 +88,15 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
     assert b2["recon_mse"] == b["recon_mse"] and b2["scale"] == b["scale"]  # seeded: the very same run
     assert b2["uploads"][0]["duplicate"] and b2["uploads"][0]["upload_id"] == b["uploads"][0]["upload_id"]
     with LatentClient(server) as c:
-        st = c.status()
+        st = c.status(admin_token=ADMIN)
     rows = {cl.client_id: cl.rows for cl in st.clients}
     assert rows == {"edge-a": a["rows"], "edge-b": b["rows"]} and st.total_rows == a["rows"] + b["rows"]
 
     with grpc.insecure_channel(server) as ch:
         # option (b) of docs/design.md §1.3: a learned per-client embedding beside z, since the two
         # independently trained encoders have latent spaces of their own
-        req = pb.TrainClassifierRequest(config_toml='client_conditioning = "embedding"\nepochs = 60\n')
+        req = pb.TrainClassifierRequest(config_toml='client_conditioning = "embedding"\nepochs = 60\n',
+                                        admin_token=ADMIN)
         trained = pb_grpc.LatentServiceStub(ch).TrainClassifier(req, timeout=120)
     assert trained.classifier.version >= 1 and trained.classifier.trained_rows > 0
 

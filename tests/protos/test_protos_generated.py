@@ -30,6 +30,6 @@ def test_generated_code_is_not_stale(tmp_path):
 
 def test_grpc_stub_exposes_every_rpc_of_the_proto():
     methods = {m.name for m in pb.DESCRIPTOR.services_by_name["LatentService"].methods}
-    assert methods == {"Register", "Upload", "Classify", "Status", "TrainClassifier"}
+    assert methods == {"Register", "Upload", "Classify", "Status", "TrainClassifier", "RevokeTokens"}
     for name in methods:
         assert hasattr(pb_grpc.LatentServiceServicer, name)

@@ -15,12 +15,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from protos import latent_service_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]
+ADMIN = "test-admin-token"   # the admin token ChildServer starts with (unless admin=None)
 
 
 class ChildServer:
     """`python -m server serve --port 0` in a child process; stopped by pid."""
 
-    def __init__(self, store: Path, *extra: str, log: Path | None = None) -> None:
+    def __init__(self, store: Path, *extra: str, log: Path | None = None, admin: str | None = ADMIN) -> None:
         self.store = Path(store)
         self.port_file = self.store.parent / f"{self.store.name}.port"
         self.port_file.unlink(missing_ok=True)
@@ -29,7 +30,8 @@ class ChildServer:
         env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server", "serve", "--host", "127.0.0.1", "--port", "0", "--store", str(store),
-             "--port-file", str(self.port_file), "--grace-seconds", "5", *extra],
+             "--port-file", str(self.port_file), "--grace-seconds", "5",
+             *(["--admin-token", admin] if admin else []), *extra],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not self.port_file.exists():
@@ -40,6 +42,7 @@ class ChildServer:
                 raise RuntimeError(f"server did not start:\n{self.log()}")
             time.sleep(0.05)
         self.port = int(self.port_file.read_text())
+        self.admin = admin or ""
         self.address = f"127.0.0.1:{self.port}"
 
     def log(self) -> str:

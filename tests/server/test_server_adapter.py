@@ -138,7 +138,7 @@ def test_classify_through_server_uses_the_requesting_clients_head(tmp_path):
                 z, y = _client(300, i, rot[c.client_id], centers)
                 c.upload(z, y, F32, upload_id="u0")
             g.register(DIM, pb.FLOAT32, range(4))
-            resp = a.train_classifier('hidden = [32]\nepochs = 20\nlr = 0.1\nclient_conditioning = "adapter"\n')
+            resp = a.train_classifier('hidden = [32]\nepochs = 20\nlr = 0.1\nclient_conditioning = "adapter"\n', admin_token=srv.admin)
             assert resp.classifier.client_conditioning == "adapter"
             assert resp.classifier.held_out_accuracy > 0.95
             za, ya = _client(200, 10, rot["alpha"], centers)

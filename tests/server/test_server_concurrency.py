@@ -43,7 +43,7 @@ def test_fifty_concurrent_clients(tmp_path):
         assert not errors, errors[:3]
         assert len(acks) == N_CLIENTS * UPLOADS and not any(a.duplicate for a in acks)
         with LatentClient(srv.address, "observer") as c:
-            st = c.status()
+            st = c.status(srv.admin)
         assert st.total_rows == N_CLIENTS * UPLOADS * ROWS
         assert sorted((x.rows, x.uploads) for x in st.clients) == [(UPLOADS * ROWS, UPLOADS)] * N_CLIENTS
     finally:

@@ -7,7 +7,7 @@ import pytest
 from protos import codec
 from protos import latent_service_pb2 as pb
 from server.config import ClassifierConfig, ConfigError, ServerConfig
-from server.store import LatentStore, QuotaExceeded, StoreError
+from server.store import LatentStore, NotAuthorized, QuotaExceeded, StoreError
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -59,10 +59,12 @@ def test_store_pragmas_uniqueness_and_tokens(tmp_path):
         assert s._query("PRAGMA journal_mode")[0][0] == "wal"
         assert s._query("PRAGMA synchronous")[0][0] == 2  # FULL
         t1 = s.register("a", 3, pb.FLOAT32, [0, 1])
-        t2 = s.register("a", 3, pb.FLOAT32, [1, 0])  # identical re-registration: new token, old one valid
+        with pytest.raises(NotAuthorized, match="token"):   # re-registration needs proof
+            s.register("a", 3, pb.FLOAT32, [1, 0])
+        t2 = s.register("a", 3, pb.FLOAT32, [1, 0], token=t1)  # with proof: new token, old one valid
         assert t1 != t2 and s.check_token("a", t1) and s.check_token("a", t2) and not s.check_token("a", "x")
         with pytest.raises(StoreError, match="latent_dim: client 'a' is registered with 3"):
-            s.register("a", 4, pb.FLOAT32, [0, 1])
+            s.register("a", 4, pb.FLOAT32, [0, 1], token=t1)
         r1, z = _commit(s, "a", "u1")
         r2, _ = _commit(s, "a", "u1")
         assert (r1.duplicate, r2.duplicate, r2.rows_stored, s.count("a")) == (False, True, 5, 5)

@@ -127,6 +127,7 @@ def test_kill_dash_nine_keeps_every_acknowledged_upload(tmp_path, sync):
             total = 0
             with LatentClient(srv2.address, f"dev-{k}") as c:
                 srv2.wait_serving(c.channel)
+                c.token = clients[k].token   # re-registering an existing id needs its current token
                 c.register(DIM, pb.FLOAT32, range(10))
                 for (cid, uid), (z, y) in sorted(attempted.items()):
                     if cid != c.client_id:
@@ -134,7 +135,7 @@ def test_kill_dash_nine_keeps_every_acknowledged_upload(tmp_path, sync):
                     ack = c.upload(z, y, F32, upload_id=uid)
                     assert ack.duplicate == ((cid, uid) in {(a, b) for a, b, _ in stored})
                     total += len(y)
-                rows = [x.rows for x in c.status().clients if x.client_id == c.client_id]
+                rows = [x.rows for x in c.status(srv2.admin).clients if x.client_id == c.client_id]
                 assert rows == [total] and ack.client_total_rows == total
         with LatentClient(srv2.address, "observer") as c:
             assert c.status().total_rows == sum(len(y) for _, y in attempted.values())

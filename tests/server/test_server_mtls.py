@@ -86,7 +86,7 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(tmp_path):
         # and nothing the refused clients tried reached the store
         with LatentClient(srv.address, "mtls-1", tls_root=ca_pem, tls_cert=cli_cert, tls_key=cli_key,
                           timeout=20) as c:
-            st = c.status()
+            st = c.status(srv.admin)
             assert [cl.client_id for cl in st.clients] == ["mtls-1"] and st.total_rows == 7
     finally:
         srv.kill()

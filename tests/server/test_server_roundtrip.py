@@ -32,7 +32,7 @@ def test_round_trip_register_upload_status_train_classify(child):
         acks.append(b.upload(np.clip(np.round(z / 0.1), -128, 127).astype(np.int8), y, q, upload_id="b-0"))
         assert [x.rows_stored for x in acks] == [120, 120, 120, 150]
         assert [x.client_total_rows for x in acks] == [120, 240, 360, 150]
-        st = a.status()
+        st = a.status(child.admin)
         assert st.total_rows == 510
         assert {(c.client_id, c.rows, c.uploads) for c in st.clients} == {("alpha", 360, 3), ("beta", 150, 1)}
         assert st.classifier.version == 0
@@ -40,7 +40,7 @@ def test_round_trip_register_upload_status_train_classify(child):
             a.classify(z[:2])
         assert err.value.code().name == "FAILED_PRECONDITION"
 
-        resp = a.train_classifier('hidden = [32]\nepochs = 15\nlr = 0.05\nseed = 3\n')
+        resp = a.train_classifier('hidden = [32]\nepochs = 15\nlr = 0.05\nseed = 3\n', admin_token=child.admin)
         assert resp.classifier.version == 1 and resp.classifier.trained_rows + resp.classifier.held_out_rows == 510
         assert resp.classifier.held_out_accuracy > 0.9
         zt, yt = clusters(200, dim, k, seed=99)

@@ -2,7 +2,7 @@
 import grpc
 import numpy as np
 import pytest
-from server_helpers import ChildServer
+from server_helpers import ADMIN, ChildServer
 
 from protos import codec
 from protos import latent_service_pb2 as pb
@@ -53,12 +53,12 @@ def _header(c, payload, rows=5, chunk=16, **over):
 
 
 def _reject(c, requests, code, field):
-    before = c.status()
+    before = c.status(ADMIN)
     with pytest.raises(grpc.RpcError) as err:
         c.stub.Upload(requests, timeout=20)
     assert err.value.code() == code, err.value.details()
     assert field in err.value.details()
-    after = c.status()
+    after = c.status(ADMIN)
     assert after.total_rows == before.total_rows
     assert [(x.client_id, x.rows, x.uploads) for x in after.clients] == \
         [(x.client_id, x.rows, x.uploads) for x in before.clients]
@@ -173,7 +173,7 @@ def test_row_quota_is_resource_exhausted(env):
     with pytest.raises(grpc.RpcError) as err:
         other.upload(np.ones((60, DIM), np.float32), np.zeros(60, np.int32), upload_id="q2")
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_rows_per_client" in err.value.details()
-    assert [x.rows for x in c.status().clients if x.client_id == "other"] == [150]
+    assert [x.rows for x in c.status(ADMIN).clients if x.client_id == "other"] == [150]
 
 
 def test_reused_upload_id_with_other_payload_is_already_exists(env):
@@ -190,8 +190,11 @@ def test_reused_upload_id_with_other_payload_is_already_exists(env):
     (dict(client_id="x", latent_dim=4, dtype=pb.FLOAT32, label_set=[1, 1]), INV, "label_set"),
     (dict(client_id="x", latent_dim=4, dtype=pb.FLOAT32, label_set=[-1]), INV, "label_set"),
     (dict(client_id="", latent_dim=4, dtype=pb.FLOAT32, label_set=[0]), INV, "client_id"),
-    (dict(client_id="good", latent_dim=8, dtype=pb.FLOAT32, label_set=[0, 1, 2]),
+    (dict(client_id="good", latent_dim=8, dtype=pb.FLOAT32, label_set=[0, 1, 2]), UNAUTH, "token"),
+    (dict(client_id="new-dim", latent_dim=DIM + 1, dtype=pb.FLOAT32, label_set=[0]),
      grpc.StatusCode.FAILED_PRECONDITION, "latent_dim"),
+    (dict(client_id="x", latent_dim=4, dtype=pb.FLOAT32, label_set=list(range(1025))),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "label_set"),
 ])
 def test_register_validation(env, req, code, field):
     _, c, _ = env
