@@ -148,6 +148,9 @@ def start_server(cfg: ServerConfig) -> ServerHandle:
             ("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.http2.max_ping_strikes", 0),
+            # unread chunks of a stream waiting for the byte budget sit in its HTTP/2 window: keep that
+            # window fixed (no BDP growth) so waiting streams hold ~lookahead bytes each, not megabytes
+            ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1 << 20),
         ]
         server = grpc.aio.server(options=options)
         server.add_generic_rpc_handlers((service.handlers(),))

@@ -38,6 +38,13 @@ def register(subparsers) -> None:
                         "survives a server crash (kill -9) but not an OS crash, and commits cost no fsync")
     p.add_argument("--torch-threads", type=int, help="torch intra-op threads for training (0 = torch default; default 1)")
     p.add_argument("--grace-seconds", type=float, help="grace period for in-flight RPCs at shutdown")
+    p.add_argument("--header-timeout-seconds", type=float, help="an Upload must send its header within this")
+    p.add_argument("--idle-timeout-seconds", type=float, help="... and each chunk within this of the previous one")
+    p.add_argument("--max-inflight-bytes", type=int, help="payload bytes of all uploads in flight (server-wide)")
+    p.add_argument("--max-pending-streams", type=int, help="Upload streams allowed to wait for a header at once")
+    p.add_argument("--max-tokens-per-client", type=int, help="tokens a client may hold (oldest retired first)")
+    p.add_argument("--max-classifier-bytes", type=int, help="estimated training memory a classifier config may need")
+    p.add_argument("--train-memory-bytes", type=int, help="address-space limit of the training process (0 = none)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     p.set_defaults(func=_serve)
 
@@ -77,7 +84,12 @@ def _serve(args: argparse.Namespace) -> int:
                           max_workers=args.max_workers, torch_threads=args.torch_threads,
                           insecure=args.insecure,
                           store_sync=args.store_sync,
-                          grace_seconds=args.grace_seconds, log_level=args.log_level)
+                          grace_seconds=args.grace_seconds, log_level=args.log_level,
+                          header_timeout_seconds=args.header_timeout_seconds,
+                          idle_timeout_seconds=args.idle_timeout_seconds, max_inflight_bytes=args.max_inflight_bytes,
+                          max_pending_streams=args.max_pending_streams,
+                          max_tokens_per_client=args.max_tokens_per_client,
+                          max_classifier_bytes=args.max_classifier_bytes, train_memory_bytes=args.train_memory_bytes)
     except ConfigError as exc:
         print(f"analog-edge serve: {exc}", file=sys.stderr)
         return 2

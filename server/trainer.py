@@ -35,8 +35,11 @@ def main() -> int:
         except (TrainingError, StoreError) as exc:
             out = {"error": str(exc), "code": "FAILED_PRECONDITION"}
     except MemoryError:
-        out = {"error": f"classifier: training ran out of memory (limit {job.get('memory_bytes')} bytes)",
+        out = {"error": f"classifier: training ran out of memory (train_memory_bytes {job.get('memory_bytes')})",
                "code": "RESOURCE_EXHAUSTED"}
+    except (ImportError, OSError) as exc:   # under a tight limit even loading torch's libraries fails
+        out = {"error": f"classifier: training could not start within train_memory_bytes "
+                        f"({job.get('memory_bytes')}): {str(exc)[:200]}", "code": "RESOURCE_EXHAUSTED"}
     except RuntimeError as exc:   # torch reports a failed allocation as RuntimeError
         text = str(exc)
         code = "RESOURCE_EXHAUSTED" if "alloc" in text.lower() or "memory" in text.lower() else "INTERNAL"
