@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import threading
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -35,11 +36,26 @@ LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s [%(process)d]: %(me
 WATCHDOG_MARGIN_S = 10.0
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at emit time (not the stream current at setup), so a
+    command run in-process (tests capture and close stderr) leaves no handler on a closed file."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO") -> None:
-    """Timestamped log lines on stderr (idempotent)."""
-    root = logging.getLogger()
+    """Timestamped log lines of the project's loggers (``analog_edge.*``) on stderr (idempotent);
+    third-party loggers are left as they are."""
+    root = logging.getLogger("analog_edge")
+    root.propagate = False
     if not any(getattr(h, "_analog_edge", False) for h in root.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S"))
         handler._analog_edge = True  # type: ignore[attr-defined]
         root.addHandler(handler)

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -152,6 +153,12 @@ class LatentService:
                 await context.abort(rej.code, rej.message)
             except grpc.aio.AbortError:
                 raise
+            except sqlite3.Error as exc:   # e.g. the disk is full: the transaction rolled back, nothing stored
+                full = "full" in str(exc).lower()
+                log.warning("%s: store error: %s", name, exc)
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED if full else grpc.StatusCode.UNAVAILABLE,
+                                    f"store: {'the disk is full' if full else 'unavailable'} ({exc}); "
+                                    "nothing was stored, retry later")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 -- the one place every unexpected error is answered

@@ -227,8 +227,16 @@ class LatentStore:
             return self.store._conn
 
         def __exit__(self, exc_type, exc, tb):
+            conn = self.store._conn
             try:
-                self.store._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                if not exc_type:
+                    conn.execute("COMMIT")
+                elif conn.in_transaction:   # SQLite may have rolled back already (e.g. SQLITE_FULL)
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                if conn.in_transaction:     # a failed COMMIT (disk full): undo, then report the failure
+                    conn.execute("ROLLBACK")
+                raise
             finally:
                 self.store._lock.release()
             return False
