@@ -127,7 +127,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     t = time.perf_counter()
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:
         if cfg.token:
-            client.status()
+            client.status(client_id, cfg.token)   # checks the token too
             token = cfg.token
         else:
             # a re-run re-registers with the token it holds: an existing id needs proof
