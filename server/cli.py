@@ -94,10 +94,19 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"analog-edge serve: {exc}", file=sys.stderr)
         return 2
     try:
-        return serve(cfg)
+        rc = serve(cfg)
     except OSError as exc:
         print(f"analog-edge serve: {exc}", file=sys.stderr)
         return 1
+    # The store is closed and the logs are written: exit now. Interpreter teardown of gRPC's threads
+    # can take seconds more, and shutdown is promised within the grace period.
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
 
 
 def _classifier_config(args: argparse.Namespace) -> tuple["ClassifierConfig", str]:

@@ -167,7 +167,7 @@ class ServerConfig:
     max_rows_per_client: int = 0       # 0 = unlimited (else RESOURCE_EXHAUSTED beyond it)
     max_classify_rows: int = 65536
     max_inflight_bytes: int = 256 << 20    # all uploads' payload bytes held in memory at once (server-wide)
-    max_pending_streams: int = 256         # Upload streams still waiting for their header (unauthenticated)
+    max_pending_streams: int = 256         # Upload streams waiting for their header; the oldest is evicted beyond it
     header_timeout_seconds: float = 10.0   # an Upload stream must send its header within this
     idle_timeout_seconds: float = 30.0     # ... and each chunk within this of the previous message
     max_tokens_per_client: int = 8         # a new token beyond this retires the client's oldest one

@@ -4,7 +4,8 @@ Concurrency design (why asyncio): an open stream costs a coroutine, not a thread
 open and say nothing cannot starve Register/Status of handlers. Blocking work (SQLite, numpy checks,
 torch inference) runs in a bounded thread pool and never waits on the network. Each Upload stream
 must send its header within ``header_timeout_seconds`` and each chunk within ``idle_timeout_seconds``
-(else DEADLINE_EXCEEDED), at most ``max_pending_streams`` streams may wait for a header at once, and
+(else DEADLINE_EXCEEDED), at most ``max_pending_streams`` streams wait for a header at once (the
+oldest is evicted to admit a new one, so silent streams cannot lock real clients out), and
 the payload bytes of all uploads in flight share one budget, ``max_inflight_bytes``: an authenticated
 upload waits for room (up to the idle timeout) before its chunks are read, then RESOURCE_EXHAUSTED.
 
@@ -19,6 +20,7 @@ computed as chunks arrive, and only a complete, CRC-correct, fully validated pay
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import hmac
 import json
@@ -93,10 +95,14 @@ class ByteBudget:
                                   "retry later") from None
             self.used += n
 
-    async def release(self, n: int) -> None:
+    def release(self, n: int) -> None:
+        """Synchronous, so a handler being cancelled cannot skip it; waiters are woken by a task."""
+        self.used -= n
+        asyncio.get_running_loop().create_task(self._wake())
+
+    async def _wake(self) -> None:
         cond = self._c()
         async with cond:
-            self.used -= n
             cond.notify_all()
 
 
@@ -109,7 +115,7 @@ class LatentService:
         self.store_dir = Path(cfg.store)
         self.pool = pool
         self.budget = ByteBudget(cfg.max_inflight_bytes)
-        self.pending_streams = 0
+        self.pending: collections.OrderedDict[object, asyncio.Event] = collections.OrderedDict()
         self._training = False
         self._train_proc: subprocess.Popen | None = None
         self._model_lock = threading.Lock()
@@ -264,28 +270,47 @@ class LatentService:
             return None
         return _parse(pb.UploadRequest, raw, what)
 
-    async def Upload(self, _requests, context) -> pb.UploadAck:
-        if self.pending_streams >= self.cfg.max_pending_streams:
-            raise v.Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"upload: {self.pending_streams} streams are waiting for a header, limit "
-                              f"max_pending_streams ({self.cfg.max_pending_streams}); retry later")
-        self.pending_streams += 1
-        counted = True
+    async def _read_header(self, context) -> pb.UploadRequest | None:
+        """The first message, within header_timeout_seconds. While it waits the stream is "pending";
+        when max_pending_streams are pending, the OLDEST is evicted (RESOURCE_EXHAUSTED): a flood of
+        silent streams only evicts itself, while a real client's header arrives microseconds after
+        its stream opens and so is almost never the oldest."""
+        evicted = asyncio.Event()
+        key = object()
+        if len(self.pending) >= self.cfg.max_pending_streams:
+            _, oldest = self.pending.popitem(last=False)
+            oldest.set()
+        self.pending[key] = evicted
+        read = asyncio.ensure_future(context.read())
+        evict = asyncio.ensure_future(evicted.wait())
         try:
-            first = await self._read(context, self.cfg.header_timeout_seconds, "header")
-            if first is None:
-                raise v.invalid("header: the stream ended before an UploadHeader")
-            if first.WhichOneof("kind") != "header":
-                raise v.invalid("header: the first message must be an UploadHeader, got "
-                                f"{first.WhichOneof('kind') or 'an empty message'}")
-            h = first.header
-            client = await self._run(self._authenticate, h.client_id, h.token, "header.")
-            self.pending_streams -= 1
-            counted = False
-            return await self._upload(h, client, context)
+            done, _ = await asyncio.wait({read, evict}, timeout=self.cfg.header_timeout_seconds,
+                                         return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if counted:
-                self.pending_streams -= 1
+            self.pending.pop(key, None)
+            evict.cancel()
+            if not read.done():
+                read.cancel()
+        if read in done:
+            raw = read.result()
+            return None if raw is grpc.aio.EOF else _parse(pb.UploadRequest, raw, "header")
+        if evict in done:
+            raise v.Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"header: evicted, {self.cfg.max_pending_streams} newer streams are waiting for a "
+                              "header (max_pending_streams); send the header as soon as the stream opens")
+        raise v.Rejection(grpc.StatusCode.DEADLINE_EXCEEDED,
+                          f"header: nothing arrived within {self.cfg.header_timeout_seconds:g} s; nothing stored")
+
+    async def Upload(self, _requests, context) -> pb.UploadAck:
+        first = await self._read_header(context)
+        if first is None:
+            raise v.invalid("header: the stream ended before an UploadHeader")
+        if first.WhichOneof("kind") != "header":
+            raise v.invalid("header: the first message must be an UploadHeader, got "
+                            f"{first.WhichOneof('kind') or 'an empty message'}")
+        h = first.header
+        client = await self._run(self._authenticate, h.client_id, h.token, "header.")
+        return await self._upload(h, client, context)
 
     async def _upload(self, h: pb.UploadHeader, client, context) -> pb.UploadAck:
         if not h.upload_id or not v.UPLOAD_ID_RE.match(h.upload_id):
@@ -303,7 +328,7 @@ class LatentService:
         try:
             return await self._receive(h, client, expected, context)
         finally:
-            await self.budget.release(expected)
+            self.budget.release(expected)
 
     async def _receive(self, h: pb.UploadHeader, client, expected: int, context) -> pb.UploadAck:
         t_start = time.perf_counter()

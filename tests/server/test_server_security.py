@@ -156,21 +156,24 @@ def test_silent_upload_streams_neither_starve_others_nor_live_forever(srv):
         ch.close()
 
 
-def test_pending_stream_cap_and_inflight_budget(tmp_path):
+def test_pending_streams_evict_the_oldest_and_inflight_budget(tmp_path):
     s = ChildServer(tmp_path / "store", "--max-pending-streams", "8", "--max-upload-bytes", "65536",
                     "--max-inflight-bytes", "65536", "--idle-timeout-seconds", "1.5", "--header-timeout-seconds", "5")
     stop = threading.Event()
     try:
         ch, calls = _silent_streams(s.address, 12, stop)
         time.sleep(1.0)
-        refused = [c for c in calls if c.done()]
-        assert len(refused) == 4 and all(c.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                                         and "max_pending_streams" in c.exception().details() for c in refused)
-        stop.set()
-        ch.close()
+        refused = [c for c in calls if c.done()]     # the 4 oldest were evicted to admit newer ones
+        assert refused == calls[:4] and all(c.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                                            and "max_pending_streams" in c.exception().details() for c in refused)
         with LatentClient(s.address, "big", timeout=20) as c:
             s.wait_serving(c.channel)
             c.register(DIM, pb.FLOAT32, [0])
+            # 8 silent streams fill the pending slots, yet a real upload gets in (it evicts the oldest)
+            assert c.upload(np.ones((2, DIM), np.float32), np.zeros(2, int), F32, upload_id="in").rows_stored == 2
+            assert calls[4].exception(timeout=5).code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            stop.set()
+            ch.close()
             z = np.ones((3000, DIM), np.float32)                  # 60 000-byte payload: fills the budget
             payload = codec.build_payload(codec.pack_latents(z, pb.FLOAT32), np.zeros(3000, int))
 
