@@ -190,10 +190,11 @@ def upload_once(c: LatentClient, ledger: Ledger, upload_id: str, chunk_bytes: in
     return ack
 
 
-def retry_all(address: str, tokens: dict[str, str], ledger: Ledger) -> int:
-    """Re-send every attempted upload with its upload_id; returns how many were duplicates."""
+def retry_all(address: str, tokens: dict[str, str], ledger: Ledger, prefix: str = "") -> int:
+    """Re-send every attempted upload (whose id starts with ``prefix``) with its upload_id; returns how
+    many were duplicates."""
     dups = 0
-    for cid, uid in sorted(ledger.attempted):
+    for cid, uid in sorted(k for k in ledger.attempted if k[1].startswith(prefix)):
         with LatentClient(address, cid, timeout=30) as c:
             c.token = tokens[cid]
             dups += bool(upload_once(c, ledger, uid).duplicate)
@@ -243,7 +244,7 @@ def fault_kill9(work: Path, rounds: int, rng: random.Random) -> dict[str, Any]:
             t.join(30)
         after_kill = verify(store, ledger)
         srv = Server(store)
-        dups = retry_all(srv.address, tokens, ledger)
+        dups = retry_all(srv.address, tokens, ledger, prefix=f"r{r}-")
         after_retry = verify(store, ledger, all_stored=True)
         records.append({"round": r, "after_kill": after_kill, "after_retry": after_retry, "retry_duplicates": dups})
     srv.kill()
@@ -707,7 +708,7 @@ async def _load_clients(address: str, n: int, seconds: float, rows: int) -> dict
 
 
 def load_level(work: Path, n: int, seconds: float, rows: int = 64) -> dict[str, Any]:
-    srv = Server(work / f"load-{n}", "--store-sync", "full", "--max-pending-streams", "4096")
+    srv = Server(work / f"load-{n}", "--store-sync", "full")
     try:
         with LatentClient(srv.address, "warm") as c:
             wait_ready(c.channel)
