@@ -664,7 +664,9 @@ async def _load_clients(address: str, n: int, seconds: float, rows: int) -> dict
     labels = rng.integers(0, 10, rows)
     q = pb.Quantization(dtype=pb.INT8, scale=[0.05])
     payload = codec.build_payload(codec.pack_latents(values, pb.INT8), labels)
-    channels = [grpc.aio.insecure_channel(address) for _ in range(n)]
+    # a local subchannel pool per channel: each client has its own TCP connection (gRPC would share one)
+    channels = [grpc.aio.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(n)]
     stubs = [pb_grpc.LatentServiceStub(ch) for ch in channels]
     tokens = []
     for k, stub in enumerate(stubs):

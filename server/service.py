@@ -48,6 +48,8 @@ from server.store import ConflictError, LatentStore, NotAuthorized, QuotaExceede
 log = logging.getLogger("analog_edge.server")
 SERVICE = "analog_edge.v1.LatentService"
 ROOT = Path(__file__).resolve().parents[1]
+PENDING_GRACE_S = 1.0       # a stream pending this long may be evicted for a newer one
+HARD_PENDING_FACTOR = 8     # a burst of young pending streams beyond 8 x max_pending_streams is refused
 
 
 def classifier_status(info: dict | None) -> pb.ClassifierStatus:
@@ -115,7 +117,7 @@ class LatentService:
         self.store_dir = Path(cfg.store)
         self.pool = pool
         self.budget = ByteBudget(cfg.max_inflight_bytes)
-        self.pending: collections.OrderedDict[object, asyncio.Event] = collections.OrderedDict()
+        self.pending: collections.OrderedDict[object, tuple[float, asyncio.Event]] = collections.OrderedDict()
         self._training = False
         self._train_proc: subprocess.Popen | None = None
         self._model_lock = threading.Lock()
@@ -272,15 +274,23 @@ class LatentService:
 
     async def _read_header(self, context) -> pb.UploadRequest | None:
         """The first message, within header_timeout_seconds. While it waits the stream is "pending";
-        when max_pending_streams are pending, the OLDEST is evicted (RESOURCE_EXHAUSTED): a flood of
-        silent streams only evicts itself, while a real client's header arrives microseconds after
-        its stream opens and so is almost never the oldest."""
+        when max_pending_streams are pending, the OLDEST is evicted (RESOURCE_EXHAUSTED) if it has been
+        silent for PENDING_GRACE_S: a flood of silent streams only evicts itself, while a real client's
+        header arrives right after its stream opens, even in a burst of hundreds (a burst is admitted
+        up to HARD_PENDING_FACTOR x the cap)."""
         evicted = asyncio.Event()
         key = object()
+        now = time.monotonic()
         if len(self.pending) >= self.cfg.max_pending_streams:
-            _, oldest = self.pending.popitem(last=False)
-            oldest.set()
-        self.pending[key] = evicted
+            oldest_key, (since, oldest) = next(iter(self.pending.items()))
+            if now - since >= PENDING_GRACE_S:     # only a stream silent for a while is evicted ...
+                del self.pending[oldest_key]
+                oldest.set()
+            elif len(self.pending) >= HARD_PENDING_FACTOR * self.cfg.max_pending_streams:
+                raise v.Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED,   # ... a burst beyond this is refused
+                                  f"upload: {len(self.pending)} streams are waiting for a header "
+                                  f"(max_pending_streams {self.cfg.max_pending_streams}); retry later")
+        self.pending[key] = (now, evicted)
         read = asyncio.ensure_future(context.read())
         evict = asyncio.ensure_future(evicted.wait())
         try:

@@ -161,9 +161,16 @@ def test_pending_streams_evict_the_oldest_and_inflight_budget(tmp_path):
                     "--max-inflight-bytes", "65536", "--idle-timeout-seconds", "1.5", "--header-timeout-seconds", "5")
     stop = threading.Event()
     try:
-        ch, calls = _silent_streams(s.address, 12, stop)
+        ch, calls = _silent_streams(s.address, 8, stop)
+        time.sleep(0.3)
+        ch2, burst = _silent_streams(s.address, 4, stop)   # a burst of young streams is admitted ...
+        time.sleep(0.3)
+        assert not any(c.done() for c in calls + burst)
         time.sleep(1.0)
-        refused = [c for c in calls if c.done()]     # the 4 oldest were evicted to admit newer ones
+        ch3, late = _silent_streams(s.address, 4, stop)    # ... later ones evict those silent for > 1 s
+        time.sleep(0.5)
+        calls = calls + burst + late
+        refused = [c for c in calls if c.done()]
         assert len(refused) == 4 and all(c.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                                             and "max_pending_streams" in c.exception().details() for c in refused)
         with LatentClient(s.address, "big", timeout=20) as c:
@@ -174,7 +181,8 @@ def test_pending_streams_evict_the_oldest_and_inflight_budget(tmp_path):
             time.sleep(0.2)
             assert sum(c.done() for c in calls) == 5   # ... by evicting one more silent stream
             stop.set()
-            ch.close()
+            for channel in (ch, ch2, ch3):
+                channel.close()
             z = np.ones((3000, DIM), np.float32)                  # 60 000-byte payload: fills the budget
             payload = codec.build_payload(codec.pack_latents(z, pb.FLOAT32), np.zeros(3000, int))
 
