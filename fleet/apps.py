@@ -2,7 +2,7 @@
 
 `server_app` reads the run config and runs the same phases as `analog-edge fleet`
 (`pipeline.run_on_grid`); `client_app` is the edge device of fleet/client_app.py. Run config keys:
-`config` (fleet TOML), `out-dir`, `mode`, `num-clients`, and `latent-address` / `admin-token` to
+`config` (fleet TOML), `out-dir`, `mode`, `num-clients`, and `latent-address` / `admin-token` / `latent-ca` (its TLS root certificate) to
 use a latent service the devices can reach (on real devices the one this ServerApp would start
 listens on loopback only). See docs/fleet.md.
 """
@@ -36,5 +36,6 @@ def _server_main(grid: Grid, context: Context) -> None:
     fleet = fleet.with_overrides(**overrides)
     out = Path(str(rc.get("out-dir", "") or f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}"))
     address = str(rc.get("latent-address", "") or "")
-    external = (address, str(rc.get("admin-token", "") or "")) if address else None
+    external = (address, str(rc.get("admin-token", "") or ""), str(rc.get("latent-ca", "") or "")) \
+        if address else None
     run_on_grid(grid, fleet, out.resolve(), external)

@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "fleet.commands",        # fleet, sweep, demo
     "edge_client.cli",       # client
     "server.cli",            # serve, train-classifier
+    "fleet.flower_deploy_cli",  # deploy certs / server / local (Flower's deployment engine)
     "fleet.study_cli",       # study response-functions (the analog simulator studies)
 )
 

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from fleet.config import ALIGNMENTS, DEFAULT_CONFIG, PARTITIONERS, ConfigError, FleetConfig, resolve_config_path
+from fleet.errors import FleetError
+from fleet.processes import ProcessError
 
 
 def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
@@ -74,7 +76,14 @@ def _run_fleet(args: argparse.Namespace) -> int:
         print(f"alignment: {out / 'alignment.json'}")
         return 0
     external = (args.latent_address, args.admin_token or "") if args.latent_address else None
-    result = run_fleet(fleet, out, external)
+    ray_address = getattr(args, "ray_address", None)
+    if ray_address is not None and not _is_host_port(ray_address):
+        return _fail(ValueError(f"--ray-address: got {ray_address!r}, must be host:port of a running Ray head"))
+    try:
+        result = run_fleet(fleet, out, external, verbose=bool(getattr(args, "verbose", False)),
+                           ray_address=ray_address)
+    except (FleetError, ProcessError) as exc:
+        return _fail(exc)
     print((out / "table.txt").read_text(), end="")
     print(f"report: {out / 'report.json'}")
     del result
@@ -104,10 +113,15 @@ def link_latest(run: Path, link: Path) -> None:
     os.replace(tmp, link)
 
 
+def _is_host_port(value: str) -> bool:
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     args.config = args.config or DEFAULT_CONFIG
     for flag in ("clients", "partitioner", "alpha", "alignment", "backend", "server", "seed", "latent_address",
-                 "admin_token", "privacy"):
+                 "admin_token", "privacy", "ray_address"):
         setattr(args, flag, None)
     if args.out:
         return _run_fleet(args)
@@ -159,6 +173,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
     p.add_argument("--latent-address", help="use this running latent service (host:port) instead of starting one")
     p.add_argument("--admin-token", help="its TrainClassifier admin token (with --latent-address)")
+    p.add_argument("--ray-address", help="simulate on this running Ray cluster (host:port of its head) "
+                                         "instead of starting a local one")
+    p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     p.add_argument("--compare-alignment", action="store_true",
                    help="measure none / shared_init / embedding / adapter (and combinations) against an "
                         "oracle encoder (in-process)")
@@ -180,4 +197,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--digital", action="store_true", default=None, help="digital tiles instead of analog")
     d.add_argument("--out", help="output folder (default: a new runs/demo/demo-<time>, linked from "
                                  "runs/demo/latest)")
+    d.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     d.set_defaults(func=_run_demo)

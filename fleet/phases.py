@@ -17,6 +17,7 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord
 
 from edge_client.data import load_dataset
+from protos.client import TlsOptions
 from fleet.client_tasks import fedavg_model
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
@@ -85,14 +86,16 @@ def check_partitions(fleet: FleetConfig, uploads: list[dict]) -> None:
 
 
 def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer,
-               external: tuple[str, str] | None = None) -> dict[str, Any]:
+               external: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Phases of the latent pipeline: service, train+upload, classifier, per-client evaluation.
-    `external` = (address, admin_token) of a running service to use instead of starting one."""
+    `external` = (address, admin_token[, tls ca]) of a running service to use instead of starting one."""
     clf = fleet.classifier_config
     fresh_run_dir(out_dir)
     with timer("start_service"):
         if external:
-            service = ServiceHandle.external(*external)
+            ca = external[2] if len(external) > 2 else ""      # the service's TLS root certificate
+            service = ServiceHandle.external(external[0], external[1] if len(external) > 1 else "",
+                                             tls=TlsOptions.from_files(ca) if ca else None)
         else:
             service = ServiceHandle(out_dir / "server", clf, fleet.server_mode)
     try:

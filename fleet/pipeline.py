@@ -22,7 +22,7 @@ from fleet.transport import FlowerTransport, Transport
 
 
 def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid: Grid | None = None,
-            external: tuple[str, str] | None = None) -> dict[str, Any]:
+            external: tuple[str, ...] | None = None) -> dict[str, Any]:
     """All phases the config asks for, then the report files; returns the report dict."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rep.write_config(fleet, out_dir)
@@ -69,7 +69,7 @@ def _tile_label(tile: dict[str, Any] | None) -> str:
 
 
 def run_on_grid(grid: Grid, fleet: FleetConfig, out_dir: Path,
-                external: tuple[str, str] | None = None) -> dict[str, Any]:
+                external: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The ServerApp body: Flower transport over the grid, then `execute`."""
     transport = FlowerTransport(grid, fleet.num_clients) if fleet.mode != "fedavg" else None
     return execute(fleet, out_dir, transport, grid, external)

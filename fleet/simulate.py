@@ -1,98 +1,138 @@
-"""`run_fleet`: one fleet, simulated with Flower's simulation engine (Ray) or run in-process.
+"""`run_fleet`: one fleet, simulated on Flower's simulation runtime (Ray) or run in-process.
 
-With the Ray backend a ServerApp (a closure over `pipeline.run_on_grid`) and the ClientApp go to
-`flwr.simulation.run_simulation`; with the `local` backend the same phases drive the clients in
-this process through `LocalTransport`.
+With the Ray backend the fleet runs the way Flower 1.41 supports simulations: a
+`flower-superlink --simulation` on a free loopback port, the fleet's Flower App
+(`fleet/apps.py`) submitted with `flwr run` and a federation config (one virtual SuperNode per
+client, one CPU each), then a wait for the run to finish. Flower's and Ray's output goes to
+`<out>/flower/` (`verbose=True` shows it); the client progress bars are relayed to this terminal.
+With `ray_address` the simulation attaches to that running Ray cluster instead of starting one.
+With the `local` backend the same phases drive the clients in this process (`LocalTransport`).
 """
 from __future__ import annotations
 
-import logging
+import json
 import os
 import shutil
+import sys
 import tempfile
-import warnings
-from collections.abc import Callable
+import threading
 from pathlib import Path
 from typing import Any
 
-import ray
-from flwr.app import Context
-from flwr.serverapp import Grid, ServerApp
-from flwr.simulation import run_simulation
+import tomli_w
 
-from fleet.client_app import client_app
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.pipeline import execute, run_on_grid
-from fleet.transport import LocalTransport
+from fleet.flower_runtime import FlowerRuntime
+from fleet.pipeline import execute
+from fleet.processes import ProcessGroup
+from fleet.transport import PROGRESS_ENV, LocalTransport
 
 
-def make_server_app(main: Callable[[Grid, Context], None]) -> ServerApp:
-    """A ServerApp whose main is `main(grid, context)`."""
-    app = ServerApp()
-    app.main()(main)
-    return app
-
-
-def ray_backend_config(fleet: FleetConfig) -> dict[str, Any]:
-    """One CPU per virtual client; Ray may use `fleet.cpus` (0 = all of this machine's)."""
-    cpus = fleet.cpus or os.cpu_count() or 1
-    return {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": cpus, "num_gpus": 0, "include_dashboard": False}}
-
-
-def run_fleet(fleet: FleetConfig, out_dir: str | Path, external: tuple[str, str] | None = None) -> dict[str, Any]:
+def run_fleet(fleet: FleetConfig, out_dir: str | Path, external: tuple[str, ...] | None = None,
+              verbose: bool = False, ray_address: str | None = None) -> dict[str, Any]:
     """Run one fleet (simulated with Flower + Ray, or local) and return its report.
-    `external` = (address, admin_token) of a running latent service to use instead of starting one."""
+    `external` = (address, admin_token[, ca]) of a running latent service to use instead of starting
+    one; `ray_address` = host:port of a running Ray cluster to simulate on."""
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if fleet.backend == "local":
+        if ray_address:
+            raise FleetError(f"--ray-address: got {ray_address!r}, but the local backend does not use Ray")
         return execute(fleet, out, LocalTransport(fleet.num_clients), external=external)
-    return _simulate(fleet, out, external)
+    return simulate(fleet, out, external, verbose, ray_address)
 
 
-def _simulate(fleet: FleetConfig, out: Path, external: tuple[str, str] | None = None) -> dict[str, Any]:
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")      # Ray forks while gRPC threads run: noisy INFO lines
-    if not os.environ.get("ANALOG_EDGE_FLWR_LOGS"):       # our own tqdm bars report progress
-        logging.getLogger("flwr").setLevel(logging.WARNING)
+def federation_config(fleet: FleetConfig, ray_address: str | None = None) -> dict[str, Any]:
+    """One virtual SuperNode per client, one CPU each; Ray may use `fleet.cpus` (0 = all of this
+    machine's) unless it is an existing cluster (whose size is its own)."""
+    cfg: dict[str, Any] = {"num-supernodes": fleet.num_clients, "client-resources-num-cpus": 1,
+                           "client-resources-num-gpus": 0.0}
+    if not ray_address:
+        cfg["init-args-num-cpus"] = fleet.cpus or os.cpu_count() or 1
+        cfg["init-args-num-gpus"] = 0
+    return cfg
+
+
+def write_fleet_toml(fleet: FleetConfig, path: Path) -> Path:
+    """The resolved fleet config the ServerApp reads (CLI overrides included)."""
+    path.write_text(tomli_w.dumps(fleet.to_dict()))
+    return path
+
+
+def simulate(fleet: FleetConfig, out: Path, external: tuple[str, ...] | None = None, verbose: bool = False,
+             ray_address: str | None = None) -> dict[str, Any]:
+    """The fleet on Flower's simulation runtime (`flower-superlink --simulation` + `flwr run`)."""
+    flower_dir = out / "flower"
+    flower_dir.mkdir(parents=True, exist_ok=True)
+    report = out / "report.json"
+    report.unlink(missing_ok=True)
+    progress = flower_dir / "progress.txt"
+    progress.write_text("")
     ray_tmp = tempfile.mkdtemp(prefix="ae-ray-")       # short path: Ray's socket names have a length limit
-    old_tmp = os.environ.get("RAY_TMPDIR")
-    os.environ["RAY_TMPDIR"] = ray_tmp
-    sink: dict[str, Any] = {}
-    errors: list[BaseException] = []
-
-    def main(grid: Grid, context: Context) -> None:
-        try:
-            sink["report"] = run_on_grid(grid, fleet, out, external)
-        except BaseException as exc:  # surfaced below with its own message, not Flower's
-            errors.append(exc)
-
+    env = {"RAY_TMPDIR": ray_tmp, PROGRESS_ENV: str(progress)}
+    if ray_address:
+        env["RAY_ADDRESS"] = ray_address
+    runtime = FlowerRuntime(flower_dir, ProcessGroup(), env=env, verbose=verbose)
+    relay = _Relay(progress) if not verbose else None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            run_simulation(server_app=make_server_app(main), client_app=client_app,
-                           num_supernodes=fleet.num_clients, backend_name="ray",
-                           backend_config=ray_backend_config(fleet))
+        runtime.start_superlink(simulation=True)
+        run_config: dict[str, Any] = {"config": str(write_fleet_toml(fleet, flower_dir / "fleet.toml")),
+                                      "out-dir": str(out)}
+        if external:
+            run_config.update({"latent-address": external[0], "admin-token": external[1] if len(external) > 1 else ""})
+            if len(external) > 2 and external[2]:
+                run_config["latent-ca"] = external[2]
+        run_id = runtime.run(run_config, federation_config(fleet, ray_address))
+        if relay:
+            relay.start()
+        status = runtime.wait(run_id)
+        log = runtime.save_log(run_id, flower_dir / "run.log")
     finally:
-        _shutdown_ray()
-        if old_tmp is None:
-            os.environ.pop("RAY_TMPDIR", None)
-        else:
-            os.environ["RAY_TMPDIR"] = old_tmp
+        if relay:
+            relay.stop()
+        runtime.close()
         shutil.rmtree(ray_tmp, ignore_errors=True)
-    if errors:
-        raise errors[0]
-    if "report" not in sink:
-        raise FleetError("the Flower simulation ended without a report (see the log above)")
-    return sink["report"]
+    if verbose:
+        print(log, file=sys.stderr)
+    if status != "finished:completed" or not report.is_file():
+        raise FleetError(f"flwr run {run_id} {status}: {_last_error(log)} (full log: {flower_dir / 'run.log'})")
+    return json.loads(report.read_text())
 
 
-def _shutdown_ray() -> None:
-    try:
-        if ray.is_initialized():
-            ray.shutdown()
-    except Exception:  # noqa: BLE001 - best effort: Flower normally shuts Ray down itself
-        pass
+def _last_error(log: str) -> str:
+    """The last exception line of a run log (what went wrong, in one line)."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line:
+            return line[-300:]
+    return lines[-1][-300:] if lines else "no output"
+
+
+class _Relay:
+    """Copy what the ServerApp writes to the progress file onto this terminal, as it arrives."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        with open(self.path, "rb") as fh:
+            while True:
+                chunk = fh.read()
+                if chunk:
+                    sys.stderr.write(chunk.decode(errors="replace"))
+                    sys.stderr.flush()
+                elif self._stop.is_set():
+                    return
+                else:
+                    self._stop.wait(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)

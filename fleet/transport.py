@@ -10,6 +10,7 @@ deployment) and `LocalTransport` in this process, one client after another.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any, Protocol
 
@@ -26,6 +27,9 @@ LATENT_TRAIN = f"train.{LATENT_ACTION}"       # train the AE, upload latents
 LATENT_EVALUATE = f"evaluate.{LATENT_ACTION}"  # encode the local test split, Classify
 TASK_KEY = "task"          # ConfigRecord the ServerApp sends: {"json": ...}
 RESULT_KEY = "result"      # ConfigRecord a client replies with: {"json": ...}
+# When set, the ServerApp's progress bars go to this file (the simulation relays it to the terminal:
+# Flower captures the ServerApp's own stdout/stderr into the run log).
+PROGRESS_ENV = "ANALOG_EDGE_PROGRESS_FILE"
 
 
 def task_content(task: dict[str, Any]) -> RecordDict:
@@ -52,6 +56,16 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+class _nothing:
+    """A no-op context manager (no progress file)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
 
 
 class Transport(Protocol):
@@ -83,7 +97,8 @@ class FlowerTransport:
         pending = set(self.grid.push_messages(msgs))
         replies: list[Message] = []
         deadline = time.monotonic() + self.timeout_s
-        with tqdm(total=len(pending), desc=desc, unit="client") as bar:
+        sink = open(os.environ[PROGRESS_ENV], "a", buffering=1) if os.environ.get(PROGRESS_ENV) else None
+        with sink or _nothing(), tqdm(total=len(pending), desc=desc, unit="client", file=sink) as bar:
             while pending:
                 got = list(self.grid.pull_messages(list(pending)))
                 for m in got:
