@@ -208,8 +208,9 @@ class LatentClient:
 
     def upload(self, client_id: str, token: str, latents: WireLatents, labels: np.ndarray,
                upload_id: str | None = None, chunk_bytes: int = wire.DEFAULT_CHUNK_BYTES,
-               part: int = 0) -> UploadResult:
-        """Stream one upload (all rows of `latents`), retrying with the same upload_id."""
+               part: int = 0, anchors: bool = False) -> UploadResult:
+        """Stream one upload (all rows of `latents`), retrying with the same upload_id. With
+        ``anchors`` the rows are public-anchor latents and ``labels`` their anchor indices."""
         labels = np.asarray(labels)
         if labels.shape != (latents.num_rows,):
             raise ValueError(f"labels: got shape {labels.shape}, must be ({latents.num_rows},)")
@@ -219,7 +220,7 @@ class LatentClient:
         header = pb.UploadRequest(header=pb.UploadHeader(
             upload_id=upload_id, client_id=client_id, token=token, num_rows=latents.num_rows,
             latent_dim=latents.latent_dim, quantization=latents.quantization, total_chunks=total,
-            payload_crc32=wire.crc32(payload), payload_bytes=len(payload)))
+            payload_crc32=wire.crc32(payload), payload_bytes=len(payload), anchors=anchors))
         wire_bytes = header.ByteSize() + GRPC_FRAME_BYTES
 
         chunks = [wire.chunk_request(seq, data) for seq, data in enumerate(wire.iter_chunks(payload, chunk_bytes))]

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/latent_service.proto\x12\x0e\x61nalog_edge.v1\"W\n\x0cQuantization\x12$\n\x05\x64type\x18\x01 \x01(\x0e\x32\x15.analog_edge.v1.DType\x12\r\n\x05scale\x18\x02 \x03(\x02\x12\x12\n\nzero_point\x18\x03 \x03(\x02\"\xb0\x01\n\x0fRegisterRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x12\n\nlatent_dim\x18\x02 \x01(\r\x12$\n\x05\x64type\x18\x03 \x01(\x0e\x32\x15.analog_edge.v1.DType\x12\x11\n\tlabel_set\x18\x04 \x03(\x05\x12\x19\n\x11\x65nrollment_secret\x18\x05 \x01(\t\x12\r\n\x05token\x18\x06 \x01(\t\x12\x13\n\x0b\x61\x64min_token\x18\x07 \x01(\t\"4\n\x10RegisterResponse\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\xe1\x01\n\x0cUploadHeader\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x10\n\x08num_rows\x18\x04 \x01(\r\x12\x12\n\nlatent_dim\x18\x05 \x01(\r\x12\x32\n\x0cquantization\x18\x06 \x01(\x0b\x32\x1c.analog_edge.v1.Quantization\x12\x14\n\x0ctotal_chunks\x18\x07 \x01(\r\x12\x15\n\rpayload_crc32\x18\x08 \x01(\r\x12\x15\n\rpayload_bytes\x18\t \x01(\x04\"(\n\x0bUploadChunk\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"u\n\rUploadRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.analog_edge.v1.UploadHeaderH\x00\x12,\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1b.analog_edge.v1.UploadChunkH\x00\x42\x06\n\x04kind\"a\n\tUploadAck\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x13\n\x0brows_stored\x18\x02 \x01(\r\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x19\n\x11\x63lient_total_rows\x18\x04 \x01(\x04\"\x9e\x01\n\x0f\x43lassifyRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x10\n\x08num_rows\x18\x03 \x01(\r\x12\x12\n\nlatent_dim\x18\x04 \x01(\r\x12\x32\n\x0cquantization\x18\x05 \x01(\x0b\x32\x1c.analog_edge.v1.Quantization\x12\x0f\n\x07latents\x18\x06 \x01(\x0c\"f\n\x10\x43lassifyResponse\x12\x0e\n\x06labels\x18\x01 \x03(\x05\x12\x0f\n\x07\x63lasses\x18\x02 \x03(\x05\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x1a\n\x12\x63lassifier_version\x18\x04 \x01(\x04\"F\n\rStatusRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x64min_token\x18\x03 \x01(\t\"\x8d\x01\n\x0c\x43lientStatus\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x12\n\nlatent_dim\x18\x02 \x01(\r\x12$\n\x05\x64type\x18\x03 \x01(\x0e\x32\x15.analog_edge.v1.DType\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x0f\n\x07uploads\x18\x05 \x01(\x04\x12\x11\n\tlabel_set\x18\x06 \x03(\x05\"\xd6\x01\n\x10\x43lassifierStatus\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x19\n\x11held_out_accuracy\x18\x02 \x01(\x01\x12\x14\n\x0ctrained_rows\x18\x03 \x01(\x04\x12\x12\n\ntrained_at\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x15\n\rheld_out_rows\x18\x06 \x01(\x04\x12\x12\n\nlatent_dim\x18\x07 \x01(\r\x12\x0f\n\x07\x63lasses\x18\x08 \x03(\x05\x12\x1b\n\x13\x63lient_conditioning\x18\t \x01(\t\"\x9d\x01\n\x0eStatusResponse\x12-\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x1c.analog_edge.v1.ClientStatus\x12\x12\n\ntotal_rows\x18\x02 \x01(\x04\x12\x34\n\nclassifier\x18\x03 \x01(\x0b\x32 .analog_edge.v1.ClassifierStatus\x12\x12\n\nlatent_dim\x18\x04 \x01(\r\"B\n\x16TrainClassifierRequest\x12\x13\n\x0b\x61\x64min_token\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_toml\x18\x02 \x01(\t\"O\n\x17TrainClassifierResponse\x12\x34\n\nclassifier\x18\x01 \x01(\x0b\x32 .analog_edge.v1.ClassifierStatus\"Y\n\x13RevokeTokensRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x64min_token\x18\x03 \x01(\t\x12\x0b\n\x03\x61ll\x18\x04 \x01(\x08\"\'\n\x14RevokeTokensResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\r*L\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x12\x0b\n\x07\x46LOAT16\x10\x02\x12\x08\n\x04INT8\x10\x03\x12\x08\n\x04INT4\x10\x04\x32\xfb\x03\n\rLatentService\x12M\n\x08Register\x12\x1f.analog_edge.v1.RegisterRequest\x1a .analog_edge.v1.RegisterResponse\x12\x44\n\x06Upload\x12\x1d.analog_edge.v1.UploadRequest\x1a\x19.analog_edge.v1.UploadAck(\x01\x12M\n\x08\x43lassify\x12\x1f.analog_edge.v1.ClassifyRequest\x1a .analog_edge.v1.ClassifyResponse\x12G\n\x06Status\x12\x1d.analog_edge.v1.StatusRequest\x1a\x1e.analog_edge.v1.StatusResponse\x12\x62\n\x0fTrainClassifier\x12&.analog_edge.v1.TrainClassifierRequest\x1a\'.analog_edge.v1.TrainClassifierResponse\x12Y\n\x0cRevokeTokens\x12#.analog_edge.v1.RevokeTokensRequest\x1a$.analog_edge.v1.RevokeTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/latent_service.proto\x12\x0e\x61nalog_edge.v1\"W\n\x0cQuantization\x12$\n\x05\x64type\x18\x01 \x01(\x0e\x32\x15.analog_edge.v1.DType\x12\r\n\x05scale\x18\x02 \x03(\x02\x12\x12\n\nzero_point\x18\x03 \x03(\x02\"\xb0\x01\n\x0fRegisterRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x12\n\nlatent_dim\x18\x02 \x01(\r\x12$\n\x05\x64type\x18\x03 \x01(\x0e\x32\x15.analog_edge.v1.DType\x12\x11\n\tlabel_set\x18\x04 \x03(\x05\x12\x19\n\x11\x65nrollment_secret\x18\x05 \x01(\t\x12\r\n\x05token\x18\x06 \x01(\t\x12\x13\n\x0b\x61\x64min_token\x18\x07 \x01(\t\"4\n\x10RegisterResponse\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\xf2\x01\n\x0cUploadHeader\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x10\n\x08num_rows\x18\x04 \x01(\r\x12\x12\n\nlatent_dim\x18\x05 \x01(\r\x12\x32\n\x0cquantization\x18\x06 \x01(\x0b\x32\x1c.analog_edge.v1.Quantization\x12\x14\n\x0ctotal_chunks\x18\x07 \x01(\r\x12\x15\n\rpayload_crc32\x18\x08 \x01(\r\x12\x15\n\rpayload_bytes\x18\t \x01(\x04\x12\x0f\n\x07\x61nchors\x18\n \x01(\x08\"(\n\x0bUploadChunk\x12\x0b\n\x03seq\x18\x01 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"u\n\rUploadRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.analog_edge.v1.UploadHeaderH\x00\x12,\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x1b.analog_edge.v1.UploadChunkH\x00\x42\x06\n\x04kind\"a\n\tUploadAck\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x13\n\x0brows_stored\x18\x02 \x01(\r\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12\x19\n\x11\x63lient_total_rows\x18\x04 \x01(\x04\"\x9e\x01\n\x0f\x43lassifyRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x10\n\x08num_rows\x18\x03 \x01(\r\x12\x12\n\nlatent_dim\x18\x04 \x01(\r\x12\x32\n\x0cquantization\x18\x05 \x01(\x0b\x32\x1c.analog_edge.v1.Quantization\x12\x0f\n\x07latents\x18\x06 \x01(\x0c\"f\n\x10\x43lassifyResponse\x12\x0e\n\x06labels\x18\x01 \x03(\x05\x12\x0f\n\x07\x63lasses\x18\x02 \x03(\x05\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x1a\n\x12\x63lassifier_version\x18\x04 \x01(\x04\"F\n\rStatusRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x64min_token\x18\x03 \x01(\t\"\xa2\x01\n\x0c\x43lientStatus\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\x12\n\nlatent_dim\x18\x02 \x01(\r\x12$\n\x05\x64type\x18\x03 \x01(\x0e\x32\x15.analog_edge.v1.DType\x12\x0c\n\x04rows\x18\x04 \x01(\x04\x12\x0f\n\x07uploads\x18\x05 \x01(\x04\x12\x11\n\tlabel_set\x18\x06 \x03(\x05\x12\x13\n\x0b\x61nchor_rows\x18\x07 \x01(\x04\"\xea\x01\n\x10\x43lassifierStatus\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x19\n\x11held_out_accuracy\x18\x02 \x01(\x01\x12\x14\n\x0ctrained_rows\x18\x03 \x01(\x04\x12\x12\n\ntrained_at\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x15\n\rheld_out_rows\x18\x06 \x01(\x04\x12\x12\n\nlatent_dim\x18\x07 \x01(\r\x12\x0f\n\x07\x63lasses\x18\x08 \x03(\x05\x12\x1b\n\x13\x63lient_conditioning\x18\t \x01(\t\x12\x12\n\nanchor_map\x18\n \x01(\t\"\x9d\x01\n\x0eStatusResponse\x12-\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x1c.analog_edge.v1.ClientStatus\x12\x12\n\ntotal_rows\x18\x02 \x01(\x04\x12\x34\n\nclassifier\x18\x03 \x01(\x0b\x32 .analog_edge.v1.ClassifierStatus\x12\x12\n\nlatent_dim\x18\x04 \x01(\r\"B\n\x16TrainClassifierRequest\x12\x13\n\x0b\x61\x64min_token\x18\x01 \x01(\t\x12\x13\n\x0b\x63onfig_toml\x18\x02 \x01(\t\"O\n\x17TrainClassifierResponse\x12\x34\n\nclassifier\x18\x01 \x01(\x0b\x32 .analog_edge.v1.ClassifierStatus\"Y\n\x13RevokeTokensRequest\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x64min_token\x18\x03 \x01(\t\x12\x0b\n\x03\x61ll\x18\x04 \x01(\x08\"\'\n\x14RevokeTokensResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\r*L\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x46LOAT32\x10\x01\x12\x0b\n\x07\x46LOAT16\x10\x02\x12\x08\n\x04INT8\x10\x03\x12\x08\n\x04INT4\x10\x04\x32\xfb\x03\n\rLatentService\x12M\n\x08Register\x12\x1f.analog_edge.v1.RegisterRequest\x1a .analog_edge.v1.RegisterResponse\x12\x44\n\x06Upload\x12\x1d.analog_edge.v1.UploadRequest\x1a\x19.analog_edge.v1.UploadAck(\x01\x12M\n\x08\x43lassify\x12\x1f.analog_edge.v1.ClassifyRequest\x1a .analog_edge.v1.ClassifyResponse\x12G\n\x06Status\x12\x1d.analog_edge.v1.StatusRequest\x1a\x1e.analog_edge.v1.StatusResponse\x12\x62\n\x0fTrainClassifier\x12&.analog_edge.v1.TrainClassifierRequest\x1a\'.analog_edge.v1.TrainClassifierResponse\x12Y\n\x0cRevokeTokens\x12#.analog_edge.v1.RevokeTokensRequest\x1a$.analog_edge.v1.RevokeTokensResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.latent_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DTYPE']._serialized_start=1996
-  _globals['_DTYPE']._serialized_end=2072
+  _globals['_DTYPE']._serialized_start=2054
+  _globals['_DTYPE']._serialized_end=2130
   _globals['_QUANTIZATION']._serialized_start=47
   _globals['_QUANTIZATION']._serialized_end=134
   _globals['_REGISTERREQUEST']._serialized_start=137
@@ -40,33 +40,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERRESPONSE']._serialized_start=315
   _globals['_REGISTERRESPONSE']._serialized_end=367
   _globals['_UPLOADHEADER']._serialized_start=370
-  _globals['_UPLOADHEADER']._serialized_end=595
-  _globals['_UPLOADCHUNK']._serialized_start=597
-  _globals['_UPLOADCHUNK']._serialized_end=637
-  _globals['_UPLOADREQUEST']._serialized_start=639
-  _globals['_UPLOADREQUEST']._serialized_end=756
-  _globals['_UPLOADACK']._serialized_start=758
-  _globals['_UPLOADACK']._serialized_end=855
-  _globals['_CLASSIFYREQUEST']._serialized_start=858
-  _globals['_CLASSIFYREQUEST']._serialized_end=1016
-  _globals['_CLASSIFYRESPONSE']._serialized_start=1018
-  _globals['_CLASSIFYRESPONSE']._serialized_end=1120
-  _globals['_STATUSREQUEST']._serialized_start=1122
-  _globals['_STATUSREQUEST']._serialized_end=1192
-  _globals['_CLIENTSTATUS']._serialized_start=1195
-  _globals['_CLIENTSTATUS']._serialized_end=1336
-  _globals['_CLASSIFIERSTATUS']._serialized_start=1339
-  _globals['_CLASSIFIERSTATUS']._serialized_end=1553
-  _globals['_STATUSRESPONSE']._serialized_start=1556
-  _globals['_STATUSRESPONSE']._serialized_end=1713
-  _globals['_TRAINCLASSIFIERREQUEST']._serialized_start=1715
-  _globals['_TRAINCLASSIFIERREQUEST']._serialized_end=1781
-  _globals['_TRAINCLASSIFIERRESPONSE']._serialized_start=1783
-  _globals['_TRAINCLASSIFIERRESPONSE']._serialized_end=1862
-  _globals['_REVOKETOKENSREQUEST']._serialized_start=1864
-  _globals['_REVOKETOKENSREQUEST']._serialized_end=1953
-  _globals['_REVOKETOKENSRESPONSE']._serialized_start=1955
-  _globals['_REVOKETOKENSRESPONSE']._serialized_end=1994
-  _globals['_LATENTSERVICE']._serialized_start=2075
-  _globals['_LATENTSERVICE']._serialized_end=2582
+  _globals['_UPLOADHEADER']._serialized_end=612
+  _globals['_UPLOADCHUNK']._serialized_start=614
+  _globals['_UPLOADCHUNK']._serialized_end=654
+  _globals['_UPLOADREQUEST']._serialized_start=656
+  _globals['_UPLOADREQUEST']._serialized_end=773
+  _globals['_UPLOADACK']._serialized_start=775
+  _globals['_UPLOADACK']._serialized_end=872
+  _globals['_CLASSIFYREQUEST']._serialized_start=875
+  _globals['_CLASSIFYREQUEST']._serialized_end=1033
+  _globals['_CLASSIFYRESPONSE']._serialized_start=1035
+  _globals['_CLASSIFYRESPONSE']._serialized_end=1137
+  _globals['_STATUSREQUEST']._serialized_start=1139
+  _globals['_STATUSREQUEST']._serialized_end=1209
+  _globals['_CLIENTSTATUS']._serialized_start=1212
+  _globals['_CLIENTSTATUS']._serialized_end=1374
+  _globals['_CLASSIFIERSTATUS']._serialized_start=1377
+  _globals['_CLASSIFIERSTATUS']._serialized_end=1611
+  _globals['_STATUSRESPONSE']._serialized_start=1614
+  _globals['_STATUSRESPONSE']._serialized_end=1771
+  _globals['_TRAINCLASSIFIERREQUEST']._serialized_start=1773
+  _globals['_TRAINCLASSIFIERREQUEST']._serialized_end=1839
+  _globals['_TRAINCLASSIFIERRESPONSE']._serialized_start=1841
+  _globals['_TRAINCLASSIFIERRESPONSE']._serialized_end=1920
+  _globals['_REVOKETOKENSREQUEST']._serialized_start=1922
+  _globals['_REVOKETOKENSREQUEST']._serialized_end=2011
+  _globals['_REVOKETOKENSRESPONSE']._serialized_start=2013
+  _globals['_REVOKETOKENSRESPONSE']._serialized_end=2052
+  _globals['_LATENTSERVICE']._serialized_start=2133
+  _globals['_LATENTSERVICE']._serialized_end=2640
 # @@protoc_insertion_point(module_scope)

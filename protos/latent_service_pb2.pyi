@@ -57,7 +57,7 @@ class RegisterResponse(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("upload_id", "client_id", "token", "num_rows", "latent_dim", "quantization", "total_chunks", "payload_crc32", "payload_bytes")
+    __slots__ = ("upload_id", "client_id", "token", "num_rows", "latent_dim", "quantization", "total_chunks", "payload_crc32", "payload_bytes", "anchors")
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,7 @@ class UploadHeader(_message.Message):
     TOTAL_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_CRC32_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ANCHORS_FIELD_NUMBER: _ClassVar[int]
     upload_id: str
     client_id: str
     token: str
@@ -76,7 +77,8 @@ class UploadHeader(_message.Message):
     total_chunks: int
     payload_crc32: int
     payload_bytes: int
-    def __init__(self, upload_id: _Optional[str] = ..., client_id: _Optional[str] = ..., token: _Optional[str] = ..., num_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., quantization: _Optional[_Union[Quantization, _Mapping]] = ..., total_chunks: _Optional[int] = ..., payload_crc32: _Optional[int] = ..., payload_bytes: _Optional[int] = ...) -> None: ...
+    anchors: bool
+    def __init__(self, upload_id: _Optional[str] = ..., client_id: _Optional[str] = ..., token: _Optional[str] = ..., num_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., quantization: _Optional[_Union[Quantization, _Mapping]] = ..., total_chunks: _Optional[int] = ..., payload_crc32: _Optional[int] = ..., payload_bytes: _Optional[int] = ..., anchors: _Optional[bool] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
     __slots__ = ("seq", "data")
@@ -145,23 +147,25 @@ class StatusRequest(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., token: _Optional[str] = ..., admin_token: _Optional[str] = ...) -> None: ...
 
 class ClientStatus(_message.Message):
-    __slots__ = ("client_id", "latent_dim", "dtype", "rows", "uploads", "label_set")
+    __slots__ = ("client_id", "latent_dim", "dtype", "rows", "uploads", "label_set", "anchor_rows")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     UPLOADS_FIELD_NUMBER: _ClassVar[int]
     LABEL_SET_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_ROWS_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     latent_dim: int
     dtype: DType
     rows: int
     uploads: int
     label_set: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, client_id: _Optional[str] = ..., latent_dim: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., rows: _Optional[int] = ..., uploads: _Optional[int] = ..., label_set: _Optional[_Iterable[int]] = ...) -> None: ...
+    anchor_rows: int
+    def __init__(self, client_id: _Optional[str] = ..., latent_dim: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., rows: _Optional[int] = ..., uploads: _Optional[int] = ..., label_set: _Optional[_Iterable[int]] = ..., anchor_rows: _Optional[int] = ...) -> None: ...
 
 class ClassifierStatus(_message.Message):
-    __slots__ = ("version", "held_out_accuracy", "trained_rows", "trained_at", "description", "held_out_rows", "latent_dim", "classes", "client_conditioning")
+    __slots__ = ("version", "held_out_accuracy", "trained_rows", "trained_at", "description", "held_out_rows", "latent_dim", "classes", "client_conditioning", "anchor_map")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     HELD_OUT_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     TRAINED_ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +175,7 @@ class ClassifierStatus(_message.Message):
     LATENT_DIM_FIELD_NUMBER: _ClassVar[int]
     CLASSES_FIELD_NUMBER: _ClassVar[int]
     CLIENT_CONDITIONING_FIELD_NUMBER: _ClassVar[int]
+    ANCHOR_MAP_FIELD_NUMBER: _ClassVar[int]
     version: int
     held_out_accuracy: float
     trained_rows: int
@@ -180,7 +185,8 @@ class ClassifierStatus(_message.Message):
     latent_dim: int
     classes: _containers.RepeatedScalarFieldContainer[int]
     client_conditioning: str
-    def __init__(self, version: _Optional[int] = ..., held_out_accuracy: _Optional[float] = ..., trained_rows: _Optional[int] = ..., trained_at: _Optional[str] = ..., description: _Optional[str] = ..., held_out_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., classes: _Optional[_Iterable[int]] = ..., client_conditioning: _Optional[str] = ...) -> None: ...
+    anchor_map: str
+    def __init__(self, version: _Optional[int] = ..., held_out_accuracy: _Optional[float] = ..., trained_rows: _Optional[int] = ..., trained_at: _Optional[str] = ..., description: _Optional[str] = ..., held_out_rows: _Optional[int] = ..., latent_dim: _Optional[int] = ..., classes: _Optional[_Iterable[int]] = ..., client_conditioning: _Optional[str] = ..., anchor_map: _Optional[str] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
     __slots__ = ("clients", "total_rows", "classifier", "latent_dim")

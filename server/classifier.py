@@ -21,6 +21,15 @@ analog cost. A client unseen at training time has no head, and an identity head 
 misclassify its (unaligned) latents, so it is refused: ``UnknownClient`` (Classify answers
 FAILED_PRECONDITION naming the client; upload its latents and retrain).
 
+``anchor_map`` (public-anchor alignment, ``server.anchors``): every client also uploaded the latents
+of the same public anchor images; the server fits, without labels, a per-client affine map onto a
+reference space (the generalized Procrustes mean of all clients' anchors) and trains on the mapped
+latents of every client that has anchors (rows of a client without anchors are left out and listed
+as ``unaligned_clients``). Classify maps a client's latents the same way; a client whose anchors
+arrived after training (or who has no labelled rows at all) is mapped on first use from its stored
+anchors, and one without anchors is refused (``UnknownClient``, FAILED_PRECONDITION). With an
+adapter on top, a client without a head uses the identity head: its latents are already aligned.
+
 Held-out split: per client, a seeded random ``held_out_fraction`` of its rows is never trained on;
 the accuracy on them is the checkpoint's ``held_out_accuracy`` (also reported per client).
 
@@ -88,9 +97,10 @@ def _adapter_class():
     class ClientAdapter(nn.Module):
         """Per-client affine head z -> A_c z + b_c (digital), identity at init; see the module docstring."""
 
-        def __init__(self, n_clients: int, dim: int, rank: int) -> None:
+        def __init__(self, n_clients: int, dim: int, rank: int, identity_for_unknown: bool = False) -> None:
             super().__init__()
             self.rank = rank
+            self.identity_for_unknown = identity_for_unknown
             self.bias = nn.Parameter(torch.zeros(n_clients, dim))
             if rank == 0:
                 self.weight = nn.Parameter(torch.eye(dim).repeat(n_clients, 1, 1))
@@ -99,8 +109,14 @@ def _adapter_class():
                 self.v = nn.Parameter(torch.randn(n_clients, dim, rank) / dim ** 0.5)
 
         def forward(self, z: torch.Tensor, client_idx: torch.Tensor) -> torch.Tensor:
-            if bool((client_idx < 0).any()):
-                raise UnknownClient("client_id: no adapter head for this client")
+            unknown = client_idx < 0
+            if bool(unknown.any()):
+                if not self.identity_for_unknown:
+                    raise UnknownClient("client_id: no adapter head for this client")
+                out = self.forward(z[~unknown], client_idx[~unknown]) if bool((~unknown).any()) else z[:0]
+                full = z.clone()
+                full[~unknown] = out
+                return full
             b = self.bias[client_idx]
             if self.rank == 0:
                 return torch.bmm(self.weight[client_idx], z.unsqueeze(2)).squeeze(2) + b
@@ -123,7 +139,8 @@ def _build(latent_dim: int, hidden: list[int], n_classes: int, n_clients: int, c
             super().__init__()
             extra = cfg.embedding_dim if cfg.client_conditioning == "embedding" else 0
             self.embedding = nn.Embedding(max(n_clients, 1), extra) if extra else None
-            self.adapter = (ClientAdapter(max(n_clients, 1), latent_dim, cfg.adapter_rank)
+            self.adapter = (ClientAdapter(max(n_clients, 1), latent_dim, cfg.adapter_rank,
+                                          identity_for_unknown=cfg.anchor_map != "none")
                             if cfg.client_conditioning == "adapter" else None)
             dims = [latent_dim + extra, *hidden]
             layers: list[nn.Module] = []
@@ -195,6 +212,8 @@ def describe(cfg: ClassifierConfig, latent_dim: int, n_classes: int) -> str:
         kind = "full" if cfg.adapter_rank == 0 else f"rank-{cfg.adapter_rank}"
         cond = (f", per-client digital {kind} affine adapter "
                 f"({adapter_parameters(latent_dim, cfg.adapter_rank)} parameters each)")
+    if cfg.anchor_map != "none":
+        cond += f", public-anchor alignment ({cfg.anchor_map})"
     if cfg.analog is None:
         return f"digital MLP {arch}{cond}, SGD lr {cfg.lr}"
     dev = (cfg.analog.get("device") or {}).get("type", "default device")
@@ -220,6 +239,19 @@ def train_classifier(store_dir: str | Path, cfg: ClassifierConfig, *, progress: 
     t0 = time.perf_counter()
     with LatentStore(store_dir) as store:
         z_np, y_np, client_ids = store.latents()
+        anchor_sets = {}
+        if cfg.anchor_map != "none":
+            for cid in store.anchor_counts():
+                z_a, idx = store.anchor_latents(cid)
+                anchor_sets[cid] = (idx, z_a)
+    alignment, unaligned = None, []
+    if cfg.anchor_map != "none":
+        alignment = fit_alignment(anchor_sets, cfg)
+        unaligned = sorted(set(client_ids) - set(alignment["maps"]))
+        keep = np.asarray([c in alignment["maps"] for c in client_ids], dtype=bool)
+        z_np, y_np = z_np[keep], y_np[keep]
+        client_ids = [c for c, k in zip(client_ids, keep) if k]
+        z_np = apply_alignment(alignment, z_np, client_ids)
     n = len(y_np)
     if n < cfg.min_rows:
         raise TrainingError(f"store: {n} rows stored, training needs at least classifier.min_rows ({cfg.min_rows})")
@@ -297,14 +329,46 @@ def train_classifier(store_dir: str | Path, cfg: ClassifierConfig, *, progress: 
         "client_conditioning": cfg.client_conditioning,
         "adapter_parameters_per_client": (adapter_parameters(int(latent_dim), cfg.adapter_rank)
                                           if cfg.client_conditioning == "adapter" else 0),
+        "anchor_map": cfg.anchor_map,
+        "anchors": None if alignment is None else {
+            "reference_anchors": int(alignment["ref_idx"].size),
+            "aligned_clients": sorted(alignment["maps"]),
+            "unaligned_clients": unaligned,
+            "residual": {c: m.residual for c, m in alignment["maps"].items()}},
         "description": describe(cfg, latent_dim, len(classes)),
         "history": history,
         "seconds": round(time.perf_counter() - t0, 3),
         "config": cfg.to_dict(),
     }
     payload = {"state_dict": model.state_dict(), "mean": mean, "std": std, "classes": classes, "clients": clients,
-               "latent_dim": int(latent_dim), "config": asdict(cfg), "weights": _analog_weights(model)}
+               "latent_dim": int(latent_dim), "config": asdict(cfg), "weights": _analog_weights(model),
+               "alignment": None if alignment is None else {
+                   "ref_idx": alignment["ref_idx"], "ref": alignment["ref"],
+                   "maps": {c: m.to_dict() for c, m in alignment["maps"].items()}}}
     return _save(store_dir, payload, result)
+
+
+def fit_alignment(anchor_sets: dict[str, tuple[np.ndarray, np.ndarray]], cfg: ClassifierConfig) -> dict[str, Any]:
+    """Reference space and per-client maps from every client's (anchor indices, anchor latents)."""
+    from server import anchors as am
+
+    try:
+        ref_idx, ref = am.reference_space(anchor_sets)
+        maps = {c: am.fit_map(idx, z, ref_idx, ref, cfg.anchor_map, cfg.anchor_ridge)
+                for c, (idx, z) in anchor_sets.items()}
+    except am.AnchorError as exc:
+        raise TrainingError(str(exc)) from None
+    return {"ref_idx": ref_idx, "ref": ref, "maps": maps}
+
+
+def apply_alignment(alignment: dict[str, Any], z: np.ndarray, client_ids: list[str]) -> np.ndarray:
+    """Each row through its client's anchor map (every client must have one)."""
+    ids = np.asarray(client_ids)
+    out = np.empty((z.shape[0], alignment["ref"].shape[1]), np.float32)
+    for cid in sorted(set(client_ids)):
+        rows = ids == cid
+        out[rows] = alignment["maps"][cid].apply(z[rows])
+    return out
 
 
 def _analog_weights(model) -> list:
@@ -333,7 +397,7 @@ def _save(store_dir: str | Path, payload: dict, result: dict[str, Any]) -> dict[
     (vdir / "report.json").write_text(json.dumps(result, indent=2))
     info = {k: result[k] for k in ("version", "held_out_accuracy", "held_out_rows", "trained_rows", "trained_at",
                                    "description", "latent_dim", "classes", "client_conditioning", "mode",
-                                   "checkpoint")}
+                                   "checkpoint", "anchor_map")}
     tmp = root / f".{LATEST}.{os.getpid()}.{threading.get_ident()}"
     tmp.write_text(json.dumps(info, indent=2))
     os.replace(tmp, root / LATEST)
@@ -363,11 +427,43 @@ class Classifier:
         self.model.eval()
         self._index = {c: i for i, c in enumerate(self.clients)}
         self._lock = threading.Lock()
+        self.alignment = None
+        if payload.get("alignment"):
+            from server.anchors import AnchorMap
 
-    def predict_proba(self, z: np.ndarray, client_ids: list[str]) -> np.ndarray:
+            a = payload["alignment"]
+            self.alignment = {"ref_idx": np.asarray(a["ref_idx"]), "ref": np.asarray(a["ref"]),
+                              "maps": {c: AnchorMap.from_dict(m) for c, m in a["maps"].items()}}
+
+    def _align(self, z: np.ndarray, client_ids: list[str], anchors) -> np.ndarray:
+        """Map each client's rows onto the reference space, fitting a missing client's map from its
+        stored anchors (``anchors(client_id) -> (z, indices)``, newest last) on first use."""
+        from server import anchors as am
+
+        maps = self.alignment["maps"]
+        for cid in sorted(set(client_ids) - set(maps)):
+            z_a, idx = anchors(cid) if anchors is not None else (np.zeros((0, 0)), np.zeros(0))
+            if len(idx) == 0:
+                raise UnknownClient(
+                    f"client_id: {cid!r} has uploaded no anchor latents; classifier version {self.version} "
+                    f"maps every client's latents through its public anchors (anchor_map = "
+                    f"{self.cfg.anchor_map}), so upload the anchor set's latents (header.anchors) first")
+            try:
+                maps[cid] = am.fit_map(idx, z_a, self.alignment["ref_idx"], self.alignment["ref"],
+                                       self.cfg.anchor_map, self.cfg.anchor_ridge)
+            except am.AnchorError as exc:
+                raise UnknownClient(f"client_id: {cid!r}: {exc}") from None
+        return apply_alignment(self.alignment, z, client_ids)
+
+    def predict_proba(self, z: np.ndarray, client_ids: list[str], anchors=None) -> np.ndarray:
+        """Class probabilities; ``anchors(client_id) -> (z, indices)`` serves a client's stored anchor
+        latents when the classifier was trained with an anchor map and has none for that client."""
         import torch
 
-        if self.cfg.client_conditioning == "adapter":
+        if self.alignment is not None:
+            with self._lock:
+                z = self._align(z, client_ids, anchors)
+        elif self.cfg.client_conditioning == "adapter":
             unknown = sorted({c for c in client_ids if c not in self._index})
             if unknown:
                 raise UnknownClient(

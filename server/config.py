@@ -27,6 +27,7 @@ from typing import Any
 from common.validation import ConfigError, check_int, check_keys, check_number
 
 CONDITIONING = ("none", "embedding", "adapter")
+ANCHOR_MAPS = ("none", "lstsq", "ridge", "procrustes")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -64,6 +65,9 @@ class ClassifierConfig:
     adapter_rank: int = 0                       # 0: full A_c (d*d + d parameters per client);
                                                 # r >= 1: A_c = I + U_c V_c^T (2*d*r + d per client)
     adapter_lr_scale: float = 1.0               # adapter lr = lr * this * n_clients (each head sees 1/n of a batch)
+    anchor_map: str = "none"                    # map each client's latents onto a reference space fitted on
+                                                # its public anchor latents: lstsq | ridge | procrustes
+    anchor_ridge: float = 0.01                  # ridge penalty (x number of anchors) on standardized latents
     standardize: bool = True                    # z-score latents with train-split statistics
     min_rows: int = 10
 
@@ -85,6 +89,9 @@ class ClassifierConfig:
         check_int(f"{p}embedding_dim", self.embedding_dim, 1, 4096)
         check_int(f"{p}adapter_rank", self.adapter_rank, 0, 4096)
         check_number(f"{p}adapter_lr_scale", self.adapter_lr_scale, 0.0, 1e4, lo_open=True)
+        if self.anchor_map not in ANCHOR_MAPS:
+            raise ConfigError(f"{p}anchor_map: got {self.anchor_map!r}, must be one of {', '.join(ANCHOR_MAPS)}")
+        check_number(f"{p}anchor_ridge", self.anchor_ridge, 0.0, 1e6, lo_open=True)
         if not isinstance(self.standardize, bool):
             raise ConfigError(f"{p}standardize: got {self.standardize!r}, must be true or false")
         check_int(f"{p}min_rows", self.min_rows, 2)

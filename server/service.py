@@ -60,7 +60,8 @@ def classifier_status(info: dict | None) -> pb.ClassifierStatus:
         trained_rows=int(info["trained_rows"]), trained_at=str(info["trained_at"]),
         description=str(info.get("description", "")), held_out_rows=int(info.get("held_out_rows", 0)),
         latent_dim=int(info.get("latent_dim", 0)), classes=[int(c) for c in info.get("classes", [])],
-        client_conditioning=str(info.get("client_conditioning", "none")))
+        client_conditioning=str(info.get("client_conditioning", "none")),
+        anchor_map=str(info.get("anchor_map", "none")))
 
 
 def _parse(cls, raw: bytes, what: str):
@@ -234,8 +235,10 @@ class LatentService:
 
         def build() -> pb.StatusResponse:
             rows = [] if only == "" else self.store.summary()
+            anchors = self.store.anchor_counts() if rows else {}
             clients = [pb.ClientStatus(client_id=c.client_id, latent_dim=c.latent_dim, dtype=c.dtype, rows=n,
-                                       uploads=u, label_set=list(c.label_set))
+                                       uploads=u, label_set=list(c.label_set),
+                                       anchor_rows=anchors.get(c.client_id, 0))
                        for c, n, u in rows if only is None or c.client_id == only]
             return pb.StatusResponse(clients=clients, total_rows=self.store.count(),
                                      latent_dim=self.store.latent_dim(),
@@ -389,7 +392,7 @@ class LatentService:
             result = self.store.commit_upload(
                 h.client_id, h.upload_id, num_rows=h.num_rows, latent_dim=h.latent_dim,
                 quantization=h.quantization, latent_bytes=latent_bytes, labels=labels,
-                payload_crc32=crc, max_rows_per_client=self.cfg.max_rows_per_client)
+                payload_crc32=crc, max_rows_per_client=self.cfg.max_rows_per_client, anchors=h.anchors)
         except QuotaExceeded as exc:
             raise v.Rejection(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         except StoreError as exc:
@@ -429,8 +432,9 @@ class LatentService:
             raise v.invalid(f"latent_dim: got {z.shape[1]}, the classifier (version {model.version}) "
                             f"takes {model.latent_dim}")
         try:
-            probs = model.predict_proba(z, [req.client_id] * z.shape[0])
-        except clf.UnknownClient as exc:  # an adapter classifier has no head for this client
+            probs = model.predict_proba(z, [req.client_id] * z.shape[0],
+                                        anchors=lambda cid: self.store.anchor_latents(cid))
+        except clf.UnknownClient as exc:  # no adapter head / no anchors for this client
             raise v.Rejection(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
         labels = np.asarray(model.classes)[probs.argmax(axis=1)]
         return pb.ClassifyResponse(labels=labels.tolist(), classes=list(model.classes),

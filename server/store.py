@@ -7,6 +7,11 @@ committed transaction survives ``kill -9`` and power loss (FULL fsyncs the WAL a
 ``sync="normal"`` it survives ``kill -9`` of the server but not an OS crash, and saves the fsync), and
 ``UNIQUE(client_id, upload_id)`` makes the database itself refuse a second copy of a retried upload.
 Reads dequantize on the fly and re-check each upload's CRC, so silent disk corruption is detected.
+
+Anchor uploads (``anchors = 1``: latents of the public anchor images, whose int32 column holds each
+anchor's index instead of a label) live in the same table, so they get the same atomicity and
+duplicate handling, but every read of training rows (``latents``, ``count``, ``summary``) filters
+them out: they only ever reach the classifier through ``anchor_latents``, as alignment data.
 """
 from __future__ import annotations
 
@@ -56,6 +61,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     payload_crc32 INTEGER NOT NULL,
     payload_bytes INTEGER NOT NULL,
     committed_at  TEXT NOT NULL,
+    anchors       INTEGER NOT NULL DEFAULT 0,
     UNIQUE (client_id, upload_id)
 );
 CREATE INDEX IF NOT EXISTS uploads_by_client ON uploads(client_id);
@@ -206,6 +212,9 @@ class LatentStore:
             self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
             with self._tx():
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                cols = {r[1] for r in self._conn.execute("PRAGMA table_info(uploads)").fetchall()}
+                if "anchors" not in cols:   # a store written before anchor uploads existed
+                    self._conn.execute("ALTER TABLE uploads ADD COLUMN anchors INTEGER NOT NULL DEFAULT 0")
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None or int(row[0]) != SCHEMA_VERSION:
             raise StoreError(f"store: schema_version {row and row[0]} in {db}, this code reads {SCHEMA_VERSION}")
@@ -371,8 +380,11 @@ class LatentStore:
 
     def commit_upload(self, client_id: str, upload_id: str, *, num_rows: int, latent_dim: int,
                       quantization: pb.Quantization, latent_bytes: bytes, labels: np.ndarray,
-                      payload_crc32: int, max_rows_per_client: int = 0) -> CommitResult:
-        """Insert one validated upload in a single fsynced transaction; a committed id is a duplicate."""
+                      payload_crc32: int, max_rows_per_client: int = 0, anchors: bool = False) -> CommitResult:
+        """Insert one validated upload in a single fsynced transaction; a committed id is a duplicate.
+        ``anchors``: the rows are anchor latents (``labels`` holds anchor indices), kept apart from
+        the training rows; they count toward the row quota (they take space) but not toward
+        ``client_total_rows``."""
         scale = np.asarray(quantization.scale, dtype="<f4").tobytes()
         zero = np.asarray(quantization.zero_point, dtype="<f4").tobytes()
         label_bytes = np.ascontiguousarray(labels, dtype="<i4").tobytes()
@@ -388,11 +400,13 @@ class LatentStore:
                                             f"would exceed max_rows_per_client ({max_rows_per_client})")
                 conn.execute(
                     "INSERT INTO uploads (client_id, upload_id, num_rows, latent_dim, dtype, scale, zero_point,"
-                    " latents, labels, payload_crc32, payload_bytes, committed_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " latents, labels, payload_crc32, payload_bytes, committed_at, anchors)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (client_id, upload_id, num_rows, latent_dim, int(quantization.dtype), scale, zero,
-                     latent_bytes, label_bytes, payload_crc32, len(latent_bytes) + len(label_bytes), _now()))
-                total += num_rows
+                     latent_bytes, label_bytes, payload_crc32, len(latent_bytes) + len(label_bytes), _now(),
+                     int(bool(anchors))))
+                total = conn.execute("SELECT COALESCE(SUM(num_rows), 0) FROM uploads WHERE client_id = ?"
+                                     " AND anchors = 0", (client_id,)).fetchone()[0]
             if self._checkpointer is not None:
                 self._checkpointer.wrote(len(latent_bytes) + len(label_bytes))
         except sqlite3.IntegrityError:
@@ -404,16 +418,22 @@ class LatentStore:
 
     # -- reads -------------------------------------------------------------------------------------
     def count(self, client_id: str | None = None) -> int:
+        """Training rows (anchor rows are not counted)."""
         if client_id is None:
-            return int(self._query("SELECT COALESCE(SUM(num_rows), 0) FROM uploads")[0][0])
-        return int(self._query("SELECT COALESCE(SUM(num_rows), 0) FROM uploads WHERE client_id = ?",
+            return int(self._query("SELECT COALESCE(SUM(num_rows), 0) FROM uploads WHERE anchors = 0")[0][0])
+        return int(self._query("SELECT COALESCE(SUM(num_rows), 0) FROM uploads WHERE client_id = ? AND anchors = 0",
                                (client_id,))[0][0])
 
     def summary(self) -> list[tuple[ClientInfo, int, int]]:
-        """(client, rows, uploads) for every registered client, sorted by id."""
+        """(client, training rows, training uploads) for every registered client, sorted by id."""
         counts = {r[0]: (int(r[1]), int(r[2])) for r in self._query(
-            "SELECT client_id, SUM(num_rows), COUNT(*) FROM uploads GROUP BY client_id")}
+            "SELECT client_id, SUM(num_rows), COUNT(*) FROM uploads WHERE anchors = 0 GROUP BY client_id")}
         return [(c, *counts.get(c.client_id, (0, 0))) for c in self.clients()]
+
+    def anchor_counts(self) -> dict[str, int]:
+        """Anchor rows stored per client (clients without anchors are absent)."""
+        return {r[0]: int(r[1]) for r in self._query(
+            "SELECT client_id, SUM(num_rows) FROM uploads WHERE anchors = 1 GROUP BY client_id")}
 
     def upload_ids(self, client_id: str | None = None) -> list[tuple[str, str, int]]:
         """(client_id, upload_id, num_rows) in commit order."""
@@ -440,11 +460,12 @@ class LatentStore:
         return self._decode(rows[0]) if rows else None
 
     def latents(self, client_id: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """All stored rows in commit order: z float32 [N, D], y int64 [N], the client id of each row."""
+        """All stored training rows in commit order: z float32 [N, D], y int64 [N], the client id of
+        each row. Anchor rows are never among them (see ``anchor_latents``)."""
         sql = ("SELECT client_id, upload_id, num_rows, latent_dim, dtype, scale, zero_point, latents, labels,"
-               " payload_crc32 FROM uploads")
+               " payload_crc32 FROM uploads WHERE anchors = 0")
         rows = self._query(sql + " ORDER BY seq") if client_id is None else \
-            self._query(sql + " WHERE client_id = ? ORDER BY seq", (client_id,))
+            self._query(sql + " AND client_id = ? ORDER BY seq", (client_id,))
         if not rows:
             return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), []
         dims = sorted({int(r[3]) for r in rows})
@@ -457,6 +478,17 @@ class LatentStore:
             ys.append(y)
             ids += [row[0]] * len(y)
         return np.concatenate(zs), np.concatenate(ys), ids
+
+    def anchor_latents(self, client_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """One client's anchor latents in commit order: z float32 [K, D] and anchor indices int64 [K]
+        (an index uploaded twice appears twice; the later row is the current one)."""
+        rows = self._query("SELECT client_id, upload_id, num_rows, latent_dim, dtype, scale, zero_point, latents,"
+                           " labels, payload_crc32 FROM uploads WHERE anchors = 1 AND client_id = ? ORDER BY seq",
+                           (client_id,))
+        if not rows:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+        parts = [self._decode(r) for r in rows]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def integrity_check(self) -> str:
         return str(self._query("PRAGMA integrity_check")[0][0])

@@ -21,6 +21,7 @@ MAX_LABEL = 1 << 20
 MAX_LATENT_DIM = 1 << 16
 MAX_LABELS = 1024
 MAX_CONFIG_TOML = 64 << 10
+MAX_ANCHOR_INDEX = 1 << 20
 
 
 class Rejection(Exception):
@@ -151,6 +152,18 @@ def check_labels(labels: np.ndarray, client: ClientInfo) -> None:
                       f"{list(client.label_set)}")
 
 
+def check_anchor_indices(indices: np.ndarray) -> None:
+    """An anchor upload's int32 column: distinct anchor indices in [0, MAX_ANCHOR_INDEX)."""
+    bad = np.flatnonzero((indices < 0) | (indices >= MAX_ANCHOR_INDEX))
+    if bad.size:
+        r = int(bad[0])
+        raise invalid(f"labels: row {r} has anchor index {int(indices[r])}, anchor indices must be in "
+                      f"[0, {MAX_ANCHOR_INDEX}) (header.anchors is set)")
+    if np.unique(indices).size != indices.size:
+        raise invalid("labels: anchor indices repeat within one upload, each anchor is sent once "
+                      "(header.anchors is set)")
+
+
 def _check_latent_values(latent_bytes: bytes, h: pb.UploadHeader) -> None:
     """Finite real values, without materializing them when the dtype makes that unnecessary.
 
@@ -184,7 +197,10 @@ def decode_payload(h: pb.UploadHeader, payload: bytes, client: ClientInfo) -> tu
     except codec.CodecError as exc:
         raise invalid(str(exc)) from None
     _check_latent_values(latent_bytes, h)
-    check_labels(labels, client)
+    if h.anchors:
+        check_anchor_indices(labels)
+    else:
+        check_labels(labels, client)
     return latent_bytes, labels
 
 
