@@ -19,6 +19,7 @@ BUILTIN_DATASETS = ("mnist5k", "digits")   # loaded by name in edge_client.data
 AUTOENCODERS = ("auto", "conv", "mlp")
 BITS = (32, 16, 8, 4)
 OPTIMIZERS = ("sgd", "adam")
+MIN_ANCHORS, MAX_ANCHORS = 50, 1000
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -52,6 +53,16 @@ class EdgeConfig:
     analog: dict | None = field(default_factory=lambda: {"preset": "default"})
     #                                     TileConfig dict ({"preset": name} or device/algorithm/forward/...
     #                                     tables), or None = plain torch (the digital reference)
+    # alignment (public data no client owns)
+    anchors: int = 0                    # public anchor set size: 0 = none, else 50..1000 images whose
+    #                                     latents are uploaded as anchors (never as training rows)
+    anchor_path: str | None = None      # the public images (a dataset file or directory); unset = a fixed
+    #                                     slice of the dataset held out of every partition (see data.py)
+    init_weights: str | None = None     # pretrained AE weights (a torch state-dict file) to program onto
+    #                                     the tiles instead of a seeded initialization
+    init_programming: dict = field(default_factory=lambda: {"type": "weight_noise", "eta": 0.05})
+    #                                     how init_weights are written onto analog tiles: a noise model
+    #                                     of analog.inference (weight_noise: std eta x std(W) per tile; pcm)
     # wire
     bits: int = 8                       # 32 float, 16 half, 8 / 4 integer with scale
     per_feature_scale: bool = False     # one scale per latent column instead of per tensor
@@ -104,6 +115,17 @@ class EdgeConfig:
             raise ConfigError(f"analog: got {type(self.analog).__name__}, must be a TileConfig table or unset")
         if self.analog is not None:
             self.tile_config()  # validate now: the error names the analog field
+        if self.anchors != 0:
+            check_int("anchors", self.anchors, MIN_ANCHORS, MAX_ANCHORS)
+        for name in ("anchor_path", "init_weights"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name}: got {value!r}, must be a non-empty path or unset")
+        if self.anchor_path is not None and self.anchors == 0:
+            raise ConfigError("anchor_path: set, but anchors is 0; set anchors to the anchor set size (50..1000)")
+        if not isinstance(self.init_programming, dict):
+            raise ConfigError(f"init_programming: got {self.init_programming!r}, must be a noise-model table")
+        self.programming_model()  # validate now: the error names the field
         if self.bits not in BITS:
             raise ConfigError(f"bits: got {self.bits!r}, must be one of {', '.join(map(str, BITS))}")
         if not isinstance(self.per_feature_scale, bool):
@@ -138,7 +160,7 @@ class EdgeConfig:
         unknown = {k: v for k, v in data.items() if k not in known}
         if "conv_channels" in kwargs and isinstance(kwargs["conv_channels"], list):
             kwargs["conv_channels"] = tuple(kwargs["conv_channels"])
-        for key in ("analog", "init_seed", "data_path", "tls_ca", "tls_cert", "tls_key",
+        for key in ("analog", "init_seed", "data_path", "anchor_path", "init_weights", "tls_ca", "tls_cert", "tls_key",
                     "tls_server_name", "enrollment_secret", "token"):
             if kwargs.get(key) in ("none", "None", ""):  # TOML has no null
                 kwargs[key] = None
@@ -193,6 +215,15 @@ class EdgeConfig:
         name = field_name or ("data_path" if self.data_path else "dataset")
         raise ConfigError(f"{name}: got {src!r}, neither a built-in dataset ({', '.join(BUILTIN_DATASETS)}) "
                           f"nor an existing file or folder")
+
+    def programming_model(self):
+        """The analog.inference noise model that writes init_weights onto the tiles."""
+        from analog.inference import noise_model_from_dict
+
+        try:
+            return noise_model_from_dict(self.init_programming, "init_programming.")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
     def tile_config(self):
         """The analog TileConfig this edge trains on, or None for the digital reference."""

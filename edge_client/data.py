@@ -388,6 +388,28 @@ def _top_up(parts: list[np.ndarray], need: int, rng: np.random.Generator) -> lis
     return [np.sort(p) for p in parts]
 
 
+def public_anchor_indices(labels: np.ndarray, n: int) -> np.ndarray:
+    """The public anchor slice of a dataset: the last images of every class in file order,
+    ``n // C`` per class (the first ``n % C`` classes one more), returned in class order.
+
+    It is held out of every partition, so no client owns these images. For mnist5k (500 images per
+    class, sorted by class) and n = 500: images 450..499 of every digit (indices 500c+450..500c+499).
+    """
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    if not 1 <= n < labels.size:
+        raise DataError(f"anchors: got {n}, must be in [1, {labels.size - 1}] for {labels.size} samples")
+    per, extra = divmod(n, classes.size)
+    out = []
+    for k, c in enumerate(classes):
+        members = np.flatnonzero(labels == c)
+        take = per + (1 if k < extra else 0)
+        if take > members.size - 1:
+            raise DataError(f"anchors: {n} anchors take {take} images of class {int(c)}, which has {members.size}")
+        out.append(members[members.size - take:])
+    return np.concatenate(out)
+
+
 def split_train_test(indices: np.ndarray, labels: np.ndarray, test_fraction: float,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A seeded, per-class stratified split of one client's indices into (train, test).

@@ -20,11 +20,11 @@ import torch
 
 from protos import codec as wire
 
-from .autoencoder import Autoencoder, build_autoencoder, resolve_kind
+from .autoencoder import Autoencoder, build_autoencoder, is_analog, resolve_kind
 from .codec import quantize_latents, wire_report
 from .config import EdgeConfig, check_client_id
 from .state import ClientState
-from .data import Dataset, load_dataset, partition_indices, split_train_test
+from .data import DataError, Dataset, load_dataset, partition_indices, public_anchor_indices, split_train_test
 from .training import encode, train_autoencoder
 from protos.client import LatentClient, RetryPolicy, TlsOptions
 
@@ -68,7 +68,11 @@ class ClientData:
 def client_data(cfg: EdgeConfig, partition_id: int, num_partitions: int, alpha: float | None) -> ClientData:
     """This client's partition of the dataset, split into local train and held-out test."""
     ds = load_dataset(cfg.data_source)
-    part = partition_indices(ds.y, num_partitions, partition_id, alpha=alpha, seed=cfg.seed)
+    if cfg.anchors and cfg.anchor_path is None:   # the public slice belongs to no partition
+        pool = np.setdiff1d(np.arange(len(ds)), public_anchor_indices(ds.y, cfg.anchors))
+        part = pool[partition_indices(ds.y[pool], num_partitions, partition_id, alpha=alpha, seed=cfg.seed)]
+    else:
+        part = partition_indices(ds.y, num_partitions, partition_id, alpha=alpha, seed=cfg.seed)
     rng = np.random.default_rng(client_seed(cfg.seed, partition_id))
     if cfg.max_samples and part.size > cfg.max_samples:
         part = np.sort(rng.choice(part, cfg.max_samples, replace=False))
@@ -77,6 +81,30 @@ def client_data(cfg: EdgeConfig, partition_id: int, num_partitions: int, alpha: 
         raise ValueError(f"partition {partition_id}/{num_partitions}: no training samples "
                          f"({part.size} in the partition)")
     return ClientData(ds, train, test)
+
+
+def public_anchor_images(cfg: EdgeConfig) -> np.ndarray:
+    """The public anchor images every client encodes (the same ones, in the same order, everywhere):
+    the first `cfg.anchors` images of `cfg.anchor_path`, or the dataset's held-out public slice."""
+    if not cfg.anchors:
+        raise ValueError("anchors: 0, this config has no public anchor set")
+    ds = load_dataset(cfg.data_source)
+    if cfg.anchor_path is None:
+        return ds.x[public_anchor_indices(ds.y, cfg.anchors)]
+    pub = load_dataset(cfg.anchor_path)
+    if pub.image_shape != ds.image_shape:
+        raise DataError(f"anchor_path: images are {pub.image_shape}, the dataset's are {ds.image_shape}")
+    if len(pub) < cfg.anchors:
+        raise DataError(f"anchor_path: holds {len(pub)} images, anchors asks for {cfg.anchors}")
+    return pub.x[: cfg.anchors]
+
+
+def _quantize_like(z: np.ndarray, bits: int, scale: list[float] | None, seed: int):
+    """Quantize with an earlier upload's scale (clipping beyond it), so these latents share its grid."""
+    if scale:
+        qmax = {8: 127, 4: 7}[bits]
+        z = np.clip(z, -np.asarray(scale) * qmax, np.asarray(scale) * qmax)
+    return quantize_latents(z, bits, scale=scale or None, seed=seed)
 
 
 def _tls(cfg: EdgeConfig, tls: TlsOptions | None) -> TlsOptions | None:
@@ -93,9 +121,26 @@ def _retry(cfg: EdgeConfig) -> RetryPolicy:
 def build_client_autoencoder(cfg: EdgeConfig, image_shape: tuple[int, int, int], seed: int) -> Autoencoder:
     """This client's untrained AE on its own chip: `seed` (see `client_seed`) seeds the tiles."""
     torch.manual_seed(seed)  # tile d2d variation and noise streams of this client's chip
-    return build_autoencoder(image_shape, cfg.latent_dim, cfg.autoencoder, tile_config=cfg.tile_config(),
-                             conv_channels=cfg.conv_channels, mlp_hidden=cfg.mlp_hidden,
-                             init_seed=cfg.init_seed if cfg.init_seed is not None else seed)
+    model = build_autoencoder(image_shape, cfg.latent_dim, cfg.autoencoder, tile_config=cfg.tile_config(),
+                              conv_channels=cfg.conv_channels, mlp_hidden=cfg.mlp_hidden,
+                              init_seed=cfg.init_seed if cfg.init_seed is not None else seed)
+    return model
+
+
+def program_initial_weights(model: Autoencoder, cfg: EdgeConfig, seed: int) -> int:
+    """Program the pretrained weights of `cfg.init_weights` onto this chip (analog tiles: through
+    the simulator's programming path, with `cfg.init_programming`'s noise; digital: loaded exactly).
+    Returns the bytes of the weights (what the download cost)."""
+    from .pretrain import load_weights
+
+    state = load_weights(cfg.init_weights)
+    if is_analog(model):
+        from analog.inference import program_weights
+
+        program_weights(model, state, cfg.programming_model(), seed=seed)
+    else:
+        model.load_state_dict(state)
+    return sum(int(t.numel()) * t.element_size() for t in state.values())
 
 
 def save_token(state_dir: Path, token: str) -> None:
@@ -139,6 +184,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
 
     t = time.perf_counter()
     model = build_client_autoencoder(cfg, data.dataset.image_shape, seed)
+    init_bytes = program_initial_weights(model, cfg, seed) if cfg.init_weights else 0
     result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                lr=cfg.lr, optimizer=cfg.optimizer, seed=seed, progress=progress,
                                desc=f"{client_id} AE")
@@ -159,10 +205,17 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:
         uploads = client.upload_all(client_id, token, quant, data.y_train,
                                     rows_per_upload=cfg.rows_per_upload, chunk_bytes=cfg.chunk_bytes)
+        anchor_up = None
+        if cfg.anchors:   # the public anchors through this chip's encoder, on the uploads' grid
+            z_a = encode(model, public_anchor_images(cfg))
+            q_a = _quantize_like(z_a, cfg.bits, quant.scale_list(), seed + 4)
+            anchor_up = client.upload(client_id, token, q_a, np.arange(q_a.num_rows), anchors=True,
+                                      chunk_bytes=cfg.chunk_bytes)
     times["upload_s"] = time.perf_counter() - t
 
+    anchor_bytes = anchor_up.wire_bytes if anchor_up is not None else 0
     sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
-                       wire_bytes=sum(u.wire_bytes for u in uploads))
+                       wire_bytes=sum(u.wire_bytes for u in uploads) + anchor_bytes)
     z_std = float(z.std()) or 1.0
     summary = {
         "client_id": client_id,
@@ -186,6 +239,9 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
                      "duplicate": u.duplicate, "attempts": u.attempts, "chunks": u.chunks,
                      "retry_codes": u.retry_codes} for u in uploads],
         "rows_stored": sum(u.rows_stored for u in uploads),
+        "anchor_rows": anchor_up.rows_stored if anchor_up is not None else 0,
+        "anchor_wire_bytes": anchor_bytes,       # included in wire_bytes
+        "init_bytes_down": init_bytes,           # pretrained weights received (0 with a seeded init)
         "client_total_rows": uploads[-1].client_total_rows if uploads else 0,
         "attempts": sum(u.attempts for u in uploads),
         "timings": {**times, "total_s": sum(times.values())},
@@ -229,7 +285,7 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
     trained_cfg = saved.config
     now = cfg.to_dict()
     for key in ("dataset", "data_path", "seed", "max_samples", "test_fraction", "autoencoder", "latent_dim",
-                "conv_channels", "mlp_hidden", "init_seed", "analog"):
+                "conv_channels", "mlp_hidden", "init_seed", "analog", "anchors", "anchor_path"):
         if trained_cfg.get(key) != now.get(key):
             raise ValueError(f"{key}: got {now.get(key)!r}, but {state} was trained with {trained_cfg.get(key)!r}")
     data = client_data(cfg, partition_id, num_partitions, alpha)
@@ -238,11 +294,8 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
         return out
     model = load_encoder(cfg, state, data.dataset.image_shape, partition_id)
     z = encode(model, data.x_test)
-    scale = saved.scale or None
-    if scale is not None:  # reuse the upload's scale: the test latents look like the training ones
-        qmax = {8: 127, 4: 7}[saved.bits]
-        z = np.clip(z, -np.asarray(scale) * qmax, np.asarray(scale) * qmax)
-    quant = quantize_latents(z, saved.bits, scale=scale, seed=saved.seed + 3)
+    # reuse the upload's scale: the test latents look like the training ones
+    quant = _quantize_like(z, saved.bits, saved.scale or None, saved.seed + 3)
     token = cfg.token or (state / TOKEN_FILE).read_text().strip()
     t = time.perf_counter()
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=saved.seed) as client:

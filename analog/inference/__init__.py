@@ -8,15 +8,17 @@
 
 Modules: ``noise`` (the program/drift/read protocol, PCMLike, WeightNoise), ``compensation``
 (global and per-column drift compensation), ``hwa`` (hardware-aware training layers), ``deploy``
-(program a copy, evaluate it at any time after programming).
+(program a copy, evaluate it at any time after programming), ``write`` (program trained weights onto
+a model that goes on training, e.g. a pretrained initialization).
 """
 from analog.inference.compensation import ColumnDriftCompensation, GlobalDriftCompensation
 from analog.inference.deploy import ProgrammedModel, analog_tiles, deploy, program
 from analog.inference.hwa import HWAConfig, HWAConv2d, HWALinear, hardware_aware
 from analog.inference.noise import (Conductances, NoiseModel, PCMLike, WeightNoise, noise_model_from_dict)
+from analog.inference.write import program_weights
 
 __all__ = [
     "ColumnDriftCompensation", "Conductances", "GlobalDriftCompensation", "HWAConfig", "HWAConv2d", "HWALinear",
     "NoiseModel", "PCMLike", "ProgrammedModel", "WeightNoise", "analog_tiles", "deploy", "hardware_aware",
-    "noise_model_from_dict", "program",
+    "noise_model_from_dict", "program", "program_weights",
 ]
