@@ -56,6 +56,7 @@ class EdgeConfig:
     # alignment (public data no client owns)
     anchors: int = 0                    # public anchor set size: 0 = none, else 50..1000 images whose
     #                                     latents are uploaded as anchors (never as training rows)
+    upload_anchors: bool = True         # upload the anchors' latents (false: only hold the slice out)
     anchor_path: str | None = None      # the public images (a dataset file or directory); unset = a fixed
     #                                     slice of the dataset held out of every partition (see data.py)
     init_weights: str | None = None     # pretrained AE weights (a torch state-dict file) to program onto
@@ -121,6 +122,8 @@ class EdgeConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"{name}: got {value!r}, must be a non-empty path or unset")
+        if not isinstance(self.upload_anchors, bool):
+            raise ConfigError(f"upload_anchors: got {self.upload_anchors!r}, must be true or false")
         if self.anchor_path is not None and self.anchors == 0:
             raise ConfigError("anchor_path: set, but anchors is 0; set anchors to the anchor set size (50..1000)")
         if not isinstance(self.init_programming, dict):

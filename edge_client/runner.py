@@ -206,7 +206,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
         uploads = client.upload_all(client_id, token, quant, data.y_train,
                                     rows_per_upload=cfg.rows_per_upload, chunk_bytes=cfg.chunk_bytes)
         anchor_up = None
-        if cfg.anchors:   # the public anchors through this chip's encoder, on the uploads' grid
+        if cfg.anchors and cfg.upload_anchors:   # the public anchors through this chip's encoder, on the uploads' grid
             z_a = encode(model, public_anchor_images(cfg))
             q_a = _quantize_like(z_a, cfg.bits, quant.scale_list(), seed + 4)
             anchor_up = client.upload(client_id, token, q_a, np.arange(q_a.num_rows), anchors=True,

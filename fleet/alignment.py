@@ -37,10 +37,33 @@ from fleet.tables import grid, json_safe
 from fleet.transport import LocalTransport
 
 OPTIONS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter", "oracle")
+# With a public anchor set (fleet.anchors > 0) the comparison adds, on the same held-out slice:
+PUBLIC_OPTIONS = ("shared_init+anchors", "shared_init+anchors+adapter", "pretrained", "pretrained+adapter",
+                  "pretrained+anchors", "pretrained+anchors+adapter")
+ANCHOR_MAPS = ("lstsq", "ridge", "procrustes")
+
+
+def _twin(opt: str) -> str:
+    """The trained run an option reuses: its initialization, with anchors uploaded when it maps them."""
+    init = opt.split("+")[0] if opt.split("+")[0] in ("shared_init", "pretrained") else "none"
+    return init
+
+
+def _options(fleet: FleetConfig) -> list[tuple[str, str]]:
+    """(row name, alignment) pairs; anchor rows once per map method."""
+    rows: list[tuple[str, str]] = [(o, o) for o in OPTIONS if o != "oracle"]
+    if fleet.anchors:
+        for opt in PUBLIC_OPTIONS:
+            if "anchors" in opt:
+                rows += [(f"{opt} ({m})", opt) for m in ANCHOR_MAPS]
+            else:
+                rows.append((opt, opt))
+    return rows + [("oracle", "oracle")]
 
 
 def _reclassify(fleet: FleetConfig, run_dir: Path) -> dict[str, Any]:
-    """Retrain the classifier on an existing run's store with `fleet`'s conditioning; re-evaluate."""
+    """Retrain the classifier on an existing run's store with `fleet`'s conditioning (and anchor
+    map); re-evaluate."""
     clf = fleet.classifier_config
     with ServiceHandle(run_dir / "server", clf, "inprocess") as svc:
         cls = svc.train_classifier(clf)
@@ -49,7 +72,15 @@ def _reclassify(fleet: FleetConfig, run_dir: Path) -> dict[str, Any]:
     n = sum(e["n_test"] for e in evals)
     accs = [e["accuracy"] for e in evals]
     return {"accuracy": sum(e["correct"] for e in evals) / n, "accuracy_min": min(accs),
-            "accuracy_max": max(accs), "classifier_held_out": cls["held_out_accuracy"]}
+            "accuracy_max": max(accs), "accuracy_std": float(np.std(accs)),
+            "classifier_held_out": cls["held_out_accuracy"]}
+
+
+def _row(lat: dict[str, Any], bytes_up: int, bytes_down: int, seconds: float) -> dict[str, Any]:
+    return {"accuracy": lat["accuracy"], "accuracy_min": lat["accuracy_spread"]["min"],
+            "accuracy_max": lat["accuracy_spread"]["max"], "accuracy_std": lat["accuracy_spread"]["std"],
+            "classifier_held_out": lat["classifier"]["held_out_accuracy"], "recon_mse": lat["recon_mse"],
+            "bytes_up": int(bytes_up), "bytes_down": int(bytes_down or 0), "seconds": seconds}
 
 
 def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
@@ -83,32 +114,50 @@ def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
     return summarize_latent(fleet, ups, evals, status, cls, address)
 
 
-def compare_alignment(fleet: FleetConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Run every option; write alignment.json and alignment.txt; return the rows."""
+def compare_alignment(fleet: FleetConfig, out_dir: str | Path, only: list[str] | None = None) -> dict[str, Any]:
+    """Run every option (or the rows named in `only`); write alignment.json and alignment.txt.
+
+    One fleet is trained per initialization (none, shared_init, pretrained; with a public anchor
+    set every one holds it out and uploads its anchors, so all rows share partitions); every other
+    row retrains only the classifier on its twin's store. Bytes: up = training latents (+ anchor
+    latents for rows that map them), down = the pretrained weights."""
     out = Path(out_dir).resolve()
     base = fleet.with_overrides(backend="local", server="inprocess", mode="latent")
+    options = [(name, a) for name, a in _options(base) if not only or name in only]
+    unknown = sorted(set(only or ()) - {name for name, _ in _options(base)})
+    if unknown:
+        from fleet.errors import FleetError
+
+        raise FleetError(f"--options: got {unknown[0]!r}, must be among: {', '.join(n for n, _ in _options(base))}")
+    trained: dict[str, dict[str, Any]] = {}
     rows: dict[str, dict[str, Any]] = {}
-    for opt in tqdm(OPTIONS, desc="alignment options", unit="option"):
+    for name, opt in tqdm(options, desc="alignment options", unit="option"):
         t0 = time.perf_counter()
         if opt == "oracle":
             lat = _oracle(base.with_overrides(alignment="shared_init"), out / opt)
-        elif opt.endswith(("embedding", "adapter")):
-            twin = "shared_init" if opt.startswith("shared_init") else "none"
-            rows[opt] = {**_reclassify(base.with_overrides(alignment=opt), out / twin),
-                         "recon_mse": rows[twin]["recon_mse"], "seconds": time.perf_counter() - t0}
+            rows[name] = _row(lat, lat["bytes_up"], 0, time.perf_counter() - t0)
             continue
-        else:
-            lat = execute(base.with_overrides(alignment=opt), out / opt, LocalTransport(base.num_clients))["latent"]
-        rows[opt] = {"accuracy": lat["accuracy"], "accuracy_min": lat["accuracy_spread"]["min"],
-                     "accuracy_max": lat["accuracy_spread"]["max"],
-                     "classifier_held_out": lat["classifier"]["held_out_accuracy"],
-                     "recon_mse": lat["recon_mse"], "seconds": time.perf_counter() - t0}
-    table = [["alignment", "fleet accuracy", "client min..max", "server held-out", "recon MSE"]]
+        twin = _twin(opt)
+        if twin not in trained:       # train this initialization's fleet once (anchors uploaded if any)
+            train_as = twin if not base.anchors else ("anchors" if twin == "none" else f"{twin}+anchors")
+            trained[twin] = execute(base.with_overrides(alignment=train_as), out / twin,
+                                    LocalTransport(base.num_clients))["latent"]
+        lat = trained[twin]
+        amap = name.split("(")[1].rstrip(")") if "(" in name else None
+        clf = {**base.classifier, **({"anchor_map": amap} if amap else {})}
+        variant = base.with_overrides(alignment=opt, classifier=clf)
+        re = _reclassify(variant, out / twin)
+        up = lat["bytes_up"] - (0 if variant.uses_anchors else lat["anchor_bytes_up"])
+        rows[name] = {**_row(lat, up, lat["bytes_down"], time.perf_counter() - t0), **re}
+    table = [["alignment", "fleet accuracy", "client min..max", "server held-out", "recon MSE", "bytes up",
+              "bytes down"]]
     for opt, r in rows.items():
         table.append([opt, f"{100 * r['accuracy']:.1f}%", f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%",
-                      f"{100 * r['classifier_held_out']:.1f}%", f"{r['recon_mse']:.4f}"])
+                      f"{100 * r['classifier_held_out']:.1f}%", f"{r['recon_mse']:.4f}",
+                      f"{r['bytes_up'] / 1024:.0f} KiB", f"{r['bytes_down'] / 1024:.0f} KiB"])
+    public = f", public anchor set {fleet.anchors}" if fleet.anchors else ""
     text = (f"latent alignment on {fleet.dataset}, {fleet.num_clients} clients, {fleet.partitioner}, "
-            f"{'digital' if fleet.digital else 'analog'}\n" + grid(table))
+            f"{'digital' if fleet.digital else 'analog'}, seed {fleet.seed}{public}\n" + grid(table))
     (out / "alignment.txt").write_text(text + "\n")
     (out / "alignment.json").write_text(json.dumps(json_safe({"config": fleet.to_dict(), "rows": rows}), indent=2))
     return {"rows": rows, "table": text}

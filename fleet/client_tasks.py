@@ -44,11 +44,23 @@ def _state_dir(state_root: str, partition_id: int) -> Path:
     return path
 
 
+PRETRAINED_FILE = "pretrained-autoencoder.pt"
+
+
+def pretrained_path(state_root: str | Path) -> Path:
+    """Where a run keeps the pretrained shared initialization: beside the clients' state folders.
+    (A simulated fleet shares one file system; on real devices the weights would travel with the
+    train message.)"""
+    return Path(state_root).parent / PRETRAINED_FILE
+
+
 def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
                  state_root: str, progress: bool = False) -> dict[str, Any]:
     """Train the autoencoder on analog tiles, encode, quantize and upload this partition's latents."""
     _limit_threads()
     cfg = fleet.edge_config
+    if fleet.pretrained:     # start from the server's pretrained weights, programmed onto this chip
+        cfg = cfg.replace(init_weights=str(pretrained_path(state_root)))
     t0 = time.perf_counter()
     summary = edge_runner.train_and_upload(cfg, server_address, client_name(partition_id), partition_id,
                                            num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id),

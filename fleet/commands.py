@@ -22,8 +22,10 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partitioner", choices=list(PARTITIONERS),
                    help="how the dataset is split across clients: iid, or dirichlet (label skew, --alpha)")
     p.add_argument("--alpha", type=float, help="Dirichlet concentration (with --partitioner dirichlet)")
-    p.add_argument("--alignment", choices=list(ALIGNMENTS),
-                   help="how client latent spaces are aligned (docs/design.md §1.3)")
+    p.add_argument("--alignment", metavar="ALIGNMENT",
+                   help="how client latent spaces are aligned: none, or parts joined by '+' "
+                        "(shared_init | pretrained, anchors, embedding | adapter), e.g. "
+                        f"{', '.join(ALIGNMENTS[-4:])} (docs/fleet.md)")
     p.add_argument("--backend", choices=["ray", "local"], help="ray: Flower simulation; local: in-process")
     p.add_argument("--server", choices=["auto", "inprocess", "subprocess"], help="how the latent service runs")
     p.add_argument("--digital", action="store_true", default=None,
@@ -72,7 +74,11 @@ def _run_fleet(args: argparse.Namespace) -> int:
     if getattr(args, "compare_alignment", False):
         from fleet.alignment import compare_alignment  # imported on use: start-up time of --help
 
-        print(compare_alignment(fleet, out)["table"])
+        only = [o.strip() for o in args.options.split(",") if o.strip()] if args.options else None
+        try:
+            print(compare_alignment(fleet, out, only)["table"])
+        except FleetError as exc:
+            return _fail(exc)
         print(f"alignment: {out / 'alignment.json'}")
         return 0
     external = (args.latent_address, args.admin_token or "") if args.latent_address else None
@@ -177,8 +183,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "instead of starting a local one")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     p.add_argument("--compare-alignment", action="store_true",
-                   help="measure none / shared_init / embedding / adapter (and combinations) against an "
-                        "oracle encoder (in-process)")
+                   help="measure none / shared_init / embedding / adapter, and with fleet.anchors the public-"
+                        "set options (anchor maps lstsq/ridge/procrustes, pretrained init), against an oracle "
+                        "encoder (in-process)")
+    p.add_argument("--options", help="with --compare-alignment: only these rows (comma list of row names, "
+                                     "e.g. 'shared_init+adapter,pretrained+anchors (lstsq),oracle')")
     p.set_defaults(func=_run_fleet)
 
     s = subparsers.add_parser("sweep", help="sweep latent size x bits x device x algorithm (compression vs accuracy)")

@@ -21,7 +21,14 @@ from common.validation import ConfigError, check_bool, check_choice, check_int, 
 from edge_client.config import EdgeConfig
 from server.config import ClassifierConfig
 
-ALIGNMENTS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter")
+# fleet.alignment is "none" or "+"-joined parts, at most one of each group, in this order:
+#   initialization  shared_init (a seed) | pretrained (weights pretrained on the public set)
+#   latent map      anchors (per-client maps fitted on the public anchors' latents)
+#   classifier      embedding | adapter (per-client conditioning)
+ALIGNMENT_PARTS = (("shared_init", "pretrained"), ("anchors",), ("embedding", "adapter"))
+ALIGNMENTS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter",
+              "anchors", "shared_init+anchors", "pretrained", "pretrained+anchors", "pretrained+adapter",
+              "shared_init+anchors+adapter", "pretrained+anchors+adapter")
 MODES = ("latent", "fedavg", "both")
 BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
@@ -39,6 +46,19 @@ def resolve_config_path(path: str | Path) -> Path:
         if alt.exists():
             return alt
     return p
+
+
+def _alignment(value: Any) -> str:
+    """"none" or parts joined by "+", one per group of ALIGNMENT_PARTS at most, in group order."""
+    parts = value.split("+") if isinstance(value, str) and value else None
+    if value == "none":
+        return value
+    groups = [next((i for i, g in enumerate(ALIGNMENT_PARTS) if p in g), None) for p in parts or [None]]
+    if parts is None or None in groups or groups != sorted(set(groups)):
+        raise ConfigError(f"fleet.alignment: got {value!r}, must be none or parts joined by '+' in this order, at "
+                          "most one of each: shared_init | pretrained, anchors, embedding | adapter "
+                          "(e.g. pretrained+anchors)")
+    return value
 
 
 @dataclass
@@ -160,6 +180,8 @@ class FleetConfig:
     alpha: float = 0.5                 # Dirichlet concentration, used when partitioner = "dirichlet"
     seed: int = 0
     alignment: str = "shared_init"
+    anchors: int = 0                   # public anchor set size (50..1000; 0 = none): the images no client owns
+    pretrain_epochs: int = 20          # digital pretraining of the AE on the public set (alignment "pretrained")
     mode: str = "latent"
     backend: str = "ray"
     server: str = "auto"               # auto: a child process under Ray (keeps the GIL free), else in-process
@@ -185,7 +207,13 @@ class FleetConfig:
         self.partitioner = check_choice(f"{s}.partitioner", self.partitioner, PARTITIONERS)
         self.alpha = check_number(f"{s}.alpha", self.alpha, 0.0, lo_open=True)
         self.seed = check_int(f"{s}.seed", self.seed, 0)
-        self.alignment = check_choice(f"{s}.alignment", self.alignment, ALIGNMENTS)
+        self.alignment = _alignment(self.alignment)
+        if self.anchors:
+            self.anchors = check_int(f"{s}.anchors", self.anchors, 50, 1000)
+        self.pretrain_epochs = check_int(f"{s}.pretrain_epochs", self.pretrain_epochs, 1, 10_000)
+        if (self.uses_anchors or self.pretrained) and not self.anchors:
+            raise ConfigError(f"fleet.anchors: 0, but fleet.alignment {self.alignment!r} needs the public anchor "
+                              "set; set anchors to its size (50..1000)")
         self.mode = check_choice(f"{s}.mode", self.mode, MODES)
         self.backend = check_choice(f"{s}.backend", self.backend, BACKENDS)
         self.server = check_choice(f"{s}.server", self.server, SERVER_MODES)
@@ -233,14 +261,27 @@ class FleetConfig:
         return "subprocess" if self.backend == "ray" else "inprocess"
 
     @property
+    def _parts(self) -> list[str]:
+        return self.alignment.split("+")
+
+    @property
     def shared_init(self) -> bool:
-        return self.alignment.startswith("shared_init")
+        """Every client starts from the same weights: a shared seed, or the pretrained weights."""
+        return "shared_init" in self._parts or self.pretrained
+
+    @property
+    def pretrained(self) -> bool:
+        return "pretrained" in self._parts
+
+    @property
+    def uses_anchors(self) -> bool:
+        return "anchors" in self._parts
 
     @property
     def conditioning(self) -> str:
         """The classifier's client_conditioning: (b) embedding, (c) per-client adapter head, or none."""
         for cond in ("embedding", "adapter"):
-            if self.alignment.endswith(cond):
+            if cond in self._parts:
                 return cond
         return "none"
 
@@ -255,15 +296,17 @@ class FleetConfig:
         """Every client's EdgeConfig: the [edge] table plus fleet-wide settings (the edge client
         derives each device's own seeds from (seed, partition) itself)."""
         d = copy.deepcopy(self.edge)
-        for key in ("dataset", "seed", "init_seed"):
+        for key in ("dataset", "seed", "init_seed", "anchors", "upload_anchors", "init_weights"):
             if key in d:
-                raise ConfigError(f"edge.{key}: set it in [fleet] (dataset, seed) or via fleet.alignment, "
+                raise ConfigError(f"edge.{key}: set it in [fleet] (dataset, seed, anchors) or via fleet.alignment, "
                                   "the fleet sets it per client")
         d["dataset"] = self.dataset
         # One seed for the whole fleet: the edge client partitions with it (so partitions are disjoint)
         # and derives each device's own streams (split, shuffling, d2d variation) from (seed, partition).
         d["seed"] = self.seed
         d["init_seed"] = self.seed if self.shared_init else None
+        d["anchors"] = self.anchors                 # the public slice is held out whenever it is named
+        d["upload_anchors"] = self.uses_anchors
         d["analog"] = self._side_analog(self.edge)
         return _build_with(EdgeConfig, "edge", d)
 
@@ -274,6 +317,11 @@ class FleetConfig:
             raise ConfigError("classifier.client_conditioning: set fleet.alignment instead "
                               "(embedding, adapter, or shared_init+ either)")
         d["client_conditioning"] = self.conditioning
+        if self.uses_anchors:
+            d.setdefault("anchor_map", "lstsq")
+        elif d.get("anchor_map", "none") != "none":
+            raise ConfigError(f"classifier.anchor_map: got {d['anchor_map']!r}, but fleet.alignment "
+                              f"{self.alignment!r} has no 'anchors'")
         d["analog"] = self._side_analog(self.classifier)
         return _build_with(ClassifierConfig, "classifier", d)
 

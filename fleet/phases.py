@@ -18,7 +18,7 @@ from flwr.app import ArrayRecord, ConfigRecord
 
 from edge_client.data import load_dataset
 from protos.client import TlsOptions
-from fleet.client_tasks import fedavg_model
+from fleet.client_tasks import fedavg_model, pretrained_path
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
 from fleet.fedavg import get_arrays, make_strategy
@@ -85,6 +85,21 @@ def check_partitions(fleet: FleetConfig, uploads: list[dict]) -> None:
         raise FleetError(f"node_config.partition-id: got {ids}, must be each of 0..{fleet.num_clients - 1} once")
 
 
+def pretrain_shared_init(fleet: FleetConfig, path: Path) -> dict[str, Any]:
+    """The server's part of alignment "pretrained": train the clients' AE architecture digitally on
+    the public anchor images and write its weights where every client picks them up."""
+    from edge_client.pretrain import pretrain_autoencoder, save_weights
+    from edge_client.runner import public_anchor_images
+
+    t0 = time.perf_counter()
+    cfg = fleet.edge_config
+    state, mse = pretrain_autoencoder(cfg, public_anchor_images(cfg), fleet.pretrain_epochs, fleet.seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbytes = save_weights(state, path)
+    return {"path": str(path), "bytes": nbytes, "epochs": fleet.pretrain_epochs, "public_images": cfg.anchors,
+            "recon_mse_public": mse, "seconds": time.perf_counter() - t0}
+
+
 def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer,
                external: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Phases of the latent pipeline: service, train+upload, classifier, per-client evaluation.
@@ -101,6 +116,10 @@ def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: P
     try:
         task = {"fleet": fleet.to_dict(), "server_address": service.address,
                 "state_root": str(out_dir / "clients")}
+        pretrained = None
+        if fleet.pretrained:
+            with timer("pretrain"):
+                pretrained = pretrain_shared_init(fleet, pretrained_path(out_dir / "clients"))
         with timer("clients_train_upload"):
             uploads = transport.broadcast(LATENT_TRAIN, task, "edge: train AE + upload")
         check_partitions(fleet, uploads)
@@ -114,6 +133,7 @@ def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: P
         service.stop()
     out = summarize_latent(fleet, uploads, evals, status, classifier, service.address)
     out["server_mode"], out["server_pid"] = service.mode, service.pid
+    out["pretrained"] = pretrained
     return out
 
 
@@ -128,7 +148,8 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
                         "timings": up.get("timings", {}),
                         "n_test": int(e.get("n_test", 0)), "correct": int(e.get("correct", 0)),
                         "accuracy": float(e.get("accuracy", float("nan"))),
-                        "stored_rows": int(status["clients"].get(up["client_id"], {}).get("rows", 0))})
+                        "stored_rows": int(status["clients"].get(up["client_id"], {}).get("rows", 0)),
+                        "stored_anchor_rows": int(status["clients"].get(up["client_id"], {}).get("anchor_rows", 0))})
     n_test = sum(c["n_test"] for c in clients)
     correct = sum(c["correct"] for c in clients)
     rows = sum(int(c.get("rows", 0)) for c in clients)
@@ -145,10 +166,12 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
         "rows_stored": int(status["total_rows"]),
         "store_matches": int(status["total_rows"]) == rows and all(
             c["stored_rows"] == int(c.get("rows", -1)) for c in clients),
-        "bytes_up": up_bytes,
-        # Training needs no downlink beyond Register/Upload acks (tens of bytes per client, not
-        # counted); Classify traffic at evaluation time is inference, not training communication.
-        "bytes_down": None,
+        "bytes_up": up_bytes,                   # training latents + anchor latents, with framing
+        "anchor_bytes_up": sum(int(c.get("anchor_wire_bytes", 0)) for c in clients),
+        # The downlink is the pretrained initialization (0 with a seeded one) plus Register/Upload
+        # acks (tens of bytes per client, not counted); Classify traffic at evaluation time is
+        # inference, not training communication.
+        "bytes_down": sum(int(c.get("init_bytes_down", 0)) for c in clients),
         "raw_bytes": raw,
         "compression_pixels_per_latent": float(clients[0].get("compression_pixels", 0.0)) if clients else 0.0,
         "compression_raw_over_wire": raw / up_bytes if up_bytes else float("nan"),

@@ -152,6 +152,7 @@ class ServiceHandle:
             resp = client.status(admin_token=self.admin_token)
         return {"total_rows": int(resp.total_rows),
                 "clients": {c.client_id: {"rows": int(c.rows), "uploads": int(c.uploads),
+                                          "anchor_rows": int(c.anchor_rows),
                                           "latent_dim": int(c.latent_dim), "dtype": pb.DType.Name(c.dtype)}
                             for c in resp.clients},
                 "classifier": classifier_status(resp.classifier)}
@@ -161,7 +162,8 @@ def classifier_status(c: Any) -> dict[str, Any]:
     """A ClassifierStatus as a dict: the accuracy was measured on held_out_rows, never on trained_rows."""
     return {"version": int(c.version), "held_out_accuracy": float(c.held_out_accuracy),
             "trained_rows": int(c.trained_rows), "held_out_rows": int(c.held_out_rows),
-            "trained_at": c.trained_at, "description": c.description}
+            "trained_at": c.trained_at, "description": c.description,
+            "client_conditioning": c.client_conditioning, "anchor_map": c.anchor_map or "none"}
 
 
 def wait_ready(address: str, timeout: float = READY_TIMEOUT_S, tls: TlsOptions | None = None) -> None:

@@ -65,6 +65,8 @@ def format_privacy(priv: dict[str, Any]) -> str:
             ["mean-image guess (no latents)", *cells(priv["mean_image"])],
             [f"attack from {priv['leaked_client']}'s {priv['leaked_pairs']} leaked pairs", *cells(priv["attack"])],
             ["victims' own decoders", *cells(priv["own_decoder"])]]
+    if priv.get("attack_anchor_aligned"):
+        rows.insert(3, ["the same attack through the anchor maps", *cells(priv["attack_anchor_aligned"])])
     if priv.get("leaked_client_held_out"):
         rows.append([f"attack on {priv['leaked_client']}'s other images", *cells(priv["leaked_client_held_out"])])
     per = [["victim", "dCor(X,Z)", "attack MSE", "PSNR", "SSIM", "mean-img PSNR", "own-dec PSNR"]]

@@ -40,6 +40,16 @@ def _own_decoder(cfg: EdgeConfig, state_dir: Path, image_shape: tuple[int, int, 
     return reconstruct(model.decoder, z)
 
 
+def _anchor_mapped(stored: dict[int, np.ndarray], anchors: dict[int, tuple[np.ndarray, np.ndarray]]
+                   ) -> dict[int, np.ndarray]:
+    """Every client's stored latents through its least-squares anchor map onto the shared reference."""
+    from server import anchors as am
+
+    sets = {p: (idx, z) for p, (z, idx) in anchors.items()}
+    ref_idx, ref = am.reference_space(sets)
+    return {p: am.fit_map(*sets[p], ref_idx, ref, "lstsq").apply(stored[p]) for p in stored}
+
+
 def run_privacy(fleet: FleetConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """The privacy phase of a fleet run: dCor per client and the attack from `privacy.leaked_client`.
     Needs the run's store (`out_dir/server`) and client state dirs (`out_dir/clients`)."""
@@ -52,6 +62,7 @@ def run_privacy(fleet: FleetConfig, out_dir: Path, progress: bool = True) -> dic
     store = LatentStore(store_dir, readonly=True)
     try:
         stored = {p: store.latents(client_name(p))[0] for p in range(fleet.num_clients)}
+        anchors = {p: store.anchor_latents(client_name(p)) for p in range(fleet.num_clients)}
     finally:
         store.close()
     xs, dcor, own_recon = {}, [], {}
@@ -78,6 +89,16 @@ def run_privacy(fleet: FleetConfig, out_dir: Path, progress: bool = True) -> dic
                  own=own_recon, progress=progress)
     for row in res.victims:
         row["dcor"] = next(d["dcor"] for d in dcor if d["client_id"] == row["client_id"])
+    aligned = None
+    if all(len(a[1]) for a in anchors.values()):
+        # The stronger attacker alignment makes possible: the server holds every client's public
+        # anchor latents, so it maps all stored latents into one space (the classifier's own map)
+        # and the leaked client's decoder applies to every victim there.
+        mapped = _anchor_mapped(stored, anchors)
+        zA = standardize(mapped[L])
+        vA = {client_name(p): (xs[p], standardize(mapped[p])) for p in range(fleet.num_clients) if p != L}
+        resA = attack(xs[L][leak], zA[leak], vA, pc, progress=progress)
+        aligned = mean_metrics(resA.victims, "attack")
     out = {
         "leaked_client": client_name(L), "leaked_pairs": int(n_leak), "leaked_fraction": pc.leaked_fraction,
         "attacker": f"digital MLP {stored[L].shape[1]}-{pc.hidden}-{pc.hidden}-{xs[L][0].size}, "
@@ -86,6 +107,7 @@ def run_privacy(fleet: FleetConfig, out_dir: Path, progress: bool = True) -> dic
         "dcor": float(np.mean([d["dcor"] for d in dcor])),
         "dcor_clients": dcor,
         "attack": mean_metrics(res.victims, "attack"),
+        "attack_anchor_aligned": aligned,     # None when the clients uploaded no anchors
         "mean_image": mean_metrics(res.victims, "mean_image"),
         "own_decoder": mean_metrics(res.victims, "own_decoder"),
         "leaked_client_held_out": res.held_out,

@@ -63,6 +63,36 @@ def test_alignment_options_map_to_init_and_classifier_conditioning(alignment, in
     assert fleet.classifier_config.client_conditioning == conditioning
 
 
+@pytest.mark.parametrize("alignment,pretrained,upload,amap,conditioning", [
+    ("shared_init+anchors", False, True, "lstsq", "none"), ("pretrained", True, False, "none", "none"),
+    ("pretrained+anchors", True, True, "lstsq", "none"), ("pretrained+anchors+adapter", True, True, "lstsq", "adapter"),
+])
+def test_public_set_alignments(alignment, pretrained, upload, amap, conditioning):
+    """The public set is held out (edge.anchors) whenever it is named; anchors are uploaded and the
+    classifier maps them only with 'anchors'; 'pretrained' also shares the initialization."""
+    fleet = FleetConfig.from_dict(_quickstart()).with_overrides(alignment=alignment, anchors=200)
+    edge = fleet.edge_config
+    assert (edge.anchors, edge.upload_anchors, fleet.pretrained) == (200, upload, pretrained)
+    assert fleet.classifier_config.anchor_map == amap and fleet.classifier_config.client_conditioning == conditioning
+    assert edge.init_seed == fleet.seed
+    plain = fleet.with_overrides(alignment="shared_init+adapter")
+    assert plain.edge_config.anchors == 200 and not plain.edge_config.upload_anchors   # same partitions
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"alignment": "anchors+shared_init"}, "fleet.alignment: got 'anchors+shared_init', must be none or parts"),
+    ({"alignment": "shared_init+pretrained"}, "fleet.alignment: got 'shared_init+pretrained'"),
+    ({"alignment": "pretrained+anchors"}, "fleet.anchors: 0, but fleet.alignment 'pretrained+anchors' needs"),
+    ({"alignment": "anchors", "anchors": 10}, "fleet.anchors: got 10, must be in [50, 1000]"),
+    ({"alignment": "shared_init", "anchors": 100, "classifier": {"anchor_map": "ridge"}},
+     "classifier.anchor_map: got 'ridge', but fleet.alignment 'shared_init' has no 'anchors'"),
+])
+def test_public_set_alignment_errors_name_the_field(changes, needle):
+    with pytest.raises(ConfigError) as exc:
+        FleetConfig.from_dict(_quickstart()).with_overrides(**changes)
+    assert needle in str(exc.value)
+
+
 @pytest.mark.parametrize("section,key,value,needle", [
     ("fleet", "num_clients", 0, "fleet.num_clients: got 0"),
     ("fleet", "bogus", 1, "fleet.bogus: unknown key"),
@@ -74,6 +104,7 @@ def test_alignment_options_map_to_init_and_classifier_conditioning(alignment, in
     ("edge", "bits", 5, "edge.bits: got 5"),
     ("edge", "colour", "red", "edge.colour: unknown key"),
     ("edge", "seed", 3, "edge.seed: set it in [fleet]"),
+    ("edge", "anchors", 100, "edge.anchors: set it in [fleet]"),
     ("classifier", "hidden", [0], "classifier.hidden[0]: got 0"),
     ("classifier", "client_conditioning", "embedding", "classifier.client_conditioning: set fleet.alignment"),
     ("classifier", "shape", 1, "classifier.shape: unknown key"),
