@@ -99,6 +99,16 @@ def public_anchor_images(cfg: EdgeConfig) -> np.ndarray:
     return pub.x[: cfg.anchors]
 
 
+def upload_anchors(client: LatentClient, client_id: str, token: str, model: Autoencoder, cfg: EdgeConfig,
+                   scale: list[float] | None, seed: int):
+    """Encode the public anchors with this chip's encoder, quantize them on the training upload's
+    grid (`scale`) and upload them flagged as anchors; None when the config uploads no anchors."""
+    if not (cfg.anchors and cfg.upload_anchors):
+        return None
+    q_a = _quantize_like(encode(model, public_anchor_images(cfg)), cfg.bits, scale, seed + 4)
+    return client.upload(client_id, token, q_a, np.arange(q_a.num_rows), anchors=True, chunk_bytes=cfg.chunk_bytes)
+
+
 def _quantize_like(z: np.ndarray, bits: int, scale: list[float] | None, seed: int):
     """Quantize with an earlier upload's scale (clipping beyond it), so these latents share its grid."""
     if scale:
@@ -205,12 +215,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:
         uploads = client.upload_all(client_id, token, quant, data.y_train,
                                     rows_per_upload=cfg.rows_per_upload, chunk_bytes=cfg.chunk_bytes)
-        anchor_up = None
-        if cfg.anchors and cfg.upload_anchors:   # the public anchors through this chip's encoder, on the uploads' grid
-            z_a = encode(model, public_anchor_images(cfg))
-            q_a = _quantize_like(z_a, cfg.bits, quant.scale_list(), seed + 4)
-            anchor_up = client.upload(client_id, token, q_a, np.arange(q_a.num_rows), anchors=True,
-                                      chunk_bytes=cfg.chunk_bytes)
+        anchor_up = upload_anchors(client, client_id, token, model, cfg, quant.scale_list(), seed)
     times["upload_s"] = time.perf_counter() - t
 
     anchor_bytes = anchor_up.wire_bytes if anchor_up is not None else 0

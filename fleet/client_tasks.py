@@ -107,12 +107,14 @@ def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, ds
     with LatentClient(server_address) as client:
         token = client.register(cid, cfg.latent_dim, quant.dtype, np.unique(data.y_train).tolist())
         uploads = client.upload_all(cid, token, quant, data.y_train, chunk_bytes=cfg.chunk_bytes)
+        anchor_up = er.upload_anchors(client, cid, token, model, cfg, quant.scale_list(), seed)
     ClientState.load(src_state).replace(bits=cfg.bits, scale=quant.scale_list(), config=cfg.to_dict()).save(dst_state)
     er.save_token(dst_state, token)
     src_summary = json.loads((src_state / er.SUMMARY_FILE).read_text())
+    anchor_bytes = anchor_up.wire_bytes if anchor_up is not None else 0
     sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
-                       wire_bytes=sum(u.wire_bytes for u in uploads))
-    return {**sent, "client_id": cid, "partition_id": partition_id, "recon_mse": src_summary.get("recon_mse"),
+                       wire_bytes=sum(u.wire_bytes for u in uploads) + anchor_bytes)
+    return {**sent, "client_id": cid, "anchor_wire_bytes": anchor_bytes, "partition_id": partition_id, "recon_mse": src_summary.get("recon_mse"),
             "n_train": int(data.train_idx.size), "n_test": int(data.test_idx.size)}
 
 

@@ -317,11 +317,12 @@ class FleetConfig:
             raise ConfigError("classifier.client_conditioning: set fleet.alignment instead "
                               "(embedding, adapter, or shared_init+ either)")
         d["client_conditioning"] = self.conditioning
-        if self.uses_anchors:
-            d.setdefault("anchor_map", "lstsq")
-        elif d.get("anchor_map", "none") != "none":
-            raise ConfigError(f"classifier.anchor_map: got {d['anchor_map']!r}, but fleet.alignment "
-                              f"{self.alignment!r} has no 'anchors'")
+        # [classifier] anchor_map is how the anchors are mapped when fleet.alignment uses them
+        # (lstsq by default); without 'anchors' in the alignment the classifier maps nothing.
+        d["anchor_map"] = d.get("anchor_map", "lstsq") if self.uses_anchors else "none"
+        if self.uses_anchors and d["anchor_map"] == "none":
+            raise ConfigError(f"classifier.anchor_map: got 'none', but fleet.alignment {self.alignment!r} maps "
+                              "anchors; use lstsq, ridge or procrustes")
         d["analog"] = self._side_analog(self.classifier)
         return _build_with(ClassifierConfig, "classifier", d)
 

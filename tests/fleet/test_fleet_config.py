@@ -75,17 +75,20 @@ def test_public_set_alignments(alignment, pretrained, upload, amap, conditioning
     assert (edge.anchors, edge.upload_anchors, fleet.pretrained) == (200, upload, pretrained)
     assert fleet.classifier_config.anchor_map == amap and fleet.classifier_config.client_conditioning == conditioning
     assert edge.init_seed == fleet.seed
-    plain = fleet.with_overrides(alignment="shared_init+adapter")
+    plain = fleet.with_overrides(alignment="shared_init+adapter", classifier={"anchor_map": "ridge"})
     assert plain.edge_config.anchors == 200 and not plain.edge_config.upload_anchors   # same partitions
+    assert plain.classifier_config.anchor_map == "none"                 # the map method waits for 'anchors'
+    assert fleet.with_overrides(classifier={"anchor_map": "ridge"}).classifier_config.anchor_map == (
+        "ridge" if fleet.uses_anchors else "none")
 
 
 @pytest.mark.parametrize("changes,needle", [
     ({"alignment": "anchors+shared_init"}, "fleet.alignment: got 'anchors+shared_init', must be none or parts"),
     ({"alignment": "shared_init+pretrained"}, "fleet.alignment: got 'shared_init+pretrained'"),
-    ({"alignment": "pretrained+anchors"}, "fleet.anchors: 0, but fleet.alignment 'pretrained+anchors' needs"),
+    ({"alignment": "pretrained+anchors", "anchors": 0}, "fleet.anchors: 0, but fleet.alignment 'pretrained+anchors' needs"),
     ({"alignment": "anchors", "anchors": 10}, "fleet.anchors: got 10, must be in [50, 1000]"),
-    ({"alignment": "shared_init", "anchors": 100, "classifier": {"anchor_map": "ridge"}},
-     "classifier.anchor_map: got 'ridge', but fleet.alignment 'shared_init' has no 'anchors'"),
+    ({"alignment": "anchors", "anchors": 100, "classifier": {"anchor_map": "none"}},
+     "classifier.anchor_map: got 'none', but fleet.alignment 'anchors' maps anchors"),
 ])
 def test_public_set_alignment_errors_name_the_field(changes, needle):
     with pytest.raises(ConfigError) as exc:
