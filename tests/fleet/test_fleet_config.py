@@ -19,9 +19,11 @@ def test_quickstart_loads_with_the_issue_settings():
     assert (fleet.dataset, fleet.num_clients, fleet.partitioner) == ("mnist5k", 8, "iid")
     edge = fleet.edge_config
     assert (edge.latent_dim, edge.bits) == (32, 8)
-    assert edge.analog["algorithm"]["type"] == "TikiTaka"
-    assert fleet.classifier_config.analog == edge.analog      # same tiles both sides
-    assert edge.tile_config() == fleet.classifier_config.tile_config()
+    cls = fleet.classifier_config
+    assert edge.analog["algorithm"] == {"type": "MixedPrecision", "threshold": 4.0}   # [edge.analog]
+    assert cls.analog["algorithm"] == {"type": "MixedPrecision"}                     # [analog]
+    assert edge.tile_config().device == cls.tile_config().device      # one device, both sides
+    assert edge.tile_config().forward == cls.tile_config().forward
 
 
 def test_round_trip_through_toml_dict(tmp_path):
