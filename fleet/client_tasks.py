@@ -98,16 +98,20 @@ def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, ds
         shutil.copy2(src_state / name, dst_state / name)
     seed = er.client_seed(cfg.seed, partition_id)
     saved = src_state / er.TRAIN_LATENTS_FILE
+    encoder = None
     if saved.exists():   # the latents the first bit width quantized: a point does not depend on the grid
         z = np.load(saved)
     else:
-        z = encode(er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id), data.x_train)
+        encoder = er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id)
+        z = encode(encoder, data.x_train)
+    if encoder is None and cfg.anchors and cfg.upload_anchors:   # the anchors need the trained encoder
+        encoder = er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id)
     quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
     cid = client_name(partition_id)
     with LatentClient(server_address) as client:
         token = client.register(cid, cfg.latent_dim, quant.dtype, np.unique(data.y_train).tolist())
         uploads = client.upload_all(cid, token, quant, data.y_train, chunk_bytes=cfg.chunk_bytes)
-        anchor_up = er.upload_anchors(client, cid, token, model, cfg, quant.scale_list(), seed)
+        anchor_up = er.upload_anchors(client, cid, token, encoder, cfg, quant.scale_list(), seed)
     ClientState.load(src_state).replace(bits=cfg.bits, scale=quant.scale_list(), config=cfg.to_dict()).save(dst_state)
     er.save_token(dst_state, token)
     src_summary = json.loads((src_state / er.SUMMARY_FILE).read_text())
