@@ -57,8 +57,9 @@ class AnalogTile(nn.Module):
         self.config = config
         self.seed = resolve_seed(config.seed, seed)
         self._generator = make_generator(self.seed)
-        self.algorithm_state = config.algorithm.build(out_features, in_features, config,
-                                                      make_generator(self.seed ^ 0x5DEECE66D))
+        self.algorithm_state = config.algorithm.build(
+            out_features, in_features, device=config.device, update=config.update, forward=config.forward,
+            generator=make_generator(self.seed ^ 0x5DEECE66D))
         self._pending: list[tuple[Tensor, Tensor]] = []
         self._bound: tuple[Any, ...] = ()
         self._synced: Tensor | None = None      # the weights the bound parameters last viewed

@@ -1,22 +1,22 @@
 """Training algorithms for analog tiles: a frozen-dataclass recipe (Algorithm) that builds the
 per-tile state (AlgorithmState, an nn.Module holding one or more PulsedArrays).
 
-Import rule (avoids cycles): modules under analog/algorithms import analog.pulsed, analog.mvm,
-analog.devices, analog.rounding at runtime, and analog.config only under TYPE_CHECKING.
+A state is built from the parts of a tile it uses -- the device, the update config and the
+forward periphery -- not from the whole TileConfig, so algorithms depend only on the leaf modules
+(analog.devices, analog.periphery, analog.pulsed, analog.mvm, analog.rounding) and never on analog.config.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from analog._registry import from_type_table
 from analog._rng import generator_on
-
-if TYPE_CHECKING:
-    from analog.config import TileConfig
+from analog.devices import Device
+from analog.periphery import IOConfig, UpdateConfig
 
 ALGORITHMS: dict[str, type["Algorithm"]] = {}
 
@@ -30,11 +30,9 @@ def register_algorithm(cls: type["Algorithm"]) -> type["Algorithm"]:
 class AlgorithmState(nn.Module):
     """Per-tile state of an algorithm. Subclasses implement the three methods below."""
 
-    def __init__(self, out_features: int, in_features: int, tile_config: "TileConfig",
-                 generator: torch.Generator) -> None:
+    def __init__(self, out_features: int, in_features: int, generator: torch.Generator) -> None:
         super().__init__()
         self.out_features, self.in_features = out_features, in_features
-        self.tile_config = tile_config
         self._generator = generator
 
     def generator(self, device: torch.device | None = None) -> torch.Generator:
@@ -62,8 +60,10 @@ class AlgorithmState(nn.Module):
 class Algorithm:
     """A training algorithm's hyper-parameters; ``build`` makes the per-tile state."""
 
-    def build(self, out_features: int, in_features: int, tile_config: "TileConfig",
-              generator: torch.Generator) -> AlgorithmState:
+    def build(self, out_features: int, in_features: int, *, device: Device, update: UpdateConfig,
+              forward: IOConfig, generator: torch.Generator) -> AlgorithmState:
+        """The state of one out_features x in_features tile: ``device`` and ``update`` make its pulsed
+        arrays, ``forward`` is the periphery the tile reads through (transfers read P with it)."""
         raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,26 +16,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
+from analog.devices import Device
+from analog.periphery import IOConfig, UpdateConfig
 from analog.pulsed import PulsedArray
-
-if TYPE_CHECKING:
-    from analog.config import TileConfig
 
 
 class MixedPrecisionState(AlgorithmState):
     """One PulsedArray (what the MVMs read) and the digital gradient accumulator chi."""
 
-    def __init__(self, out_features: int, in_features: int, tile_config: "TileConfig",
+    def __init__(self, out_features: int, in_features: int, device: Device, update: UpdateConfig,
                  generator: torch.Generator, algorithm: "MixedPrecision") -> None:
-        super().__init__(out_features, in_features, tile_config, generator)
+        super().__init__(out_features, in_features, generator)
         self.algorithm = algorithm
-        self.array = PulsedArray(out_features, in_features, tile_config.device, tile_config.update, generator)
+        self.array = PulsedArray(out_features, in_features, device, update, generator)
         self.register_buffer("chi", torch.zeros(out_features, in_features))
         self.pulses_fired = 0
 
@@ -100,9 +99,9 @@ class MixedPrecision(Algorithm):
         if isinstance(m, bool) or not isinstance(m, int) or m < 1:
             raise ValueError(f"max_pulses: got {m!r}, must be an integer >= 1")
 
-    def build(self, out_features: int, in_features: int, tile_config: "TileConfig",
-              generator: torch.Generator) -> MixedPrecisionState:
-        return MixedPrecisionState(out_features, in_features, tile_config, generator, self)
+    def build(self, out_features: int, in_features: int, *, device: Device, update: UpdateConfig,
+              forward: IOConfig, generator: torch.Generator) -> MixedPrecisionState:
+        return MixedPrecisionState(out_features, in_features, device, update, generator, self)
 
 
 __all__ = ["MixedPrecision", "MixedPrecisionState"]

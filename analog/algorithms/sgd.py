@@ -6,25 +6,23 @@ symmetric point), so it converges to a biased point -- the baseline Tiki-Taka & 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
+from analog.devices import Device
+from analog.periphery import IOConfig, UpdateConfig
 from analog.pulsed import PulsedArray, PulseStats
-
-if TYPE_CHECKING:
-    from analog.config import TileConfig
 
 
 class AnalogSGDState(AlgorithmState):
     """One PulsedArray; update = pulse_update."""
 
-    def __init__(self, out_features: int, in_features: int, tile_config: "TileConfig",
+    def __init__(self, out_features: int, in_features: int, device: Device, update: UpdateConfig,
                  generator: torch.Generator) -> None:
-        super().__init__(out_features, in_features, tile_config, generator)
-        self.array = PulsedArray(out_features, in_features, tile_config.device, tile_config.update, generator)
+        super().__init__(out_features, in_features, generator)
+        self.array = PulsedArray(out_features, in_features, device, update, generator)
 
     def effective_weight(self) -> Tensor:
         return self.array.weight
@@ -41,6 +39,6 @@ class AnalogSGDState(AlgorithmState):
 class AnalogSGD(Algorithm):
     """Plain analog SGD (no hyper-parameters beyond the tile's UpdateConfig)."""
 
-    def build(self, out_features: int, in_features: int, tile_config: "TileConfig",
-              generator: torch.Generator) -> AnalogSGDState:
-        return AnalogSGDState(out_features, in_features, tile_config, generator)
+    def build(self, out_features: int, in_features: int, *, device: Device, update: UpdateConfig,
+              forward: IOConfig, generator: torch.Generator) -> AnalogSGDState:
+        return AnalogSGDState(out_features, in_features, device, update, generator)

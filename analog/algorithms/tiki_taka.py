@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,12 +30,9 @@ from torch import Tensor
 from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
 from analog.devices import Device, device_from_dict
 from analog.mvm import noisy_mvm
-from analog.periphery import IOConfig
+from analog.periphery import IOConfig, UpdateConfig
 from analog.pulsed import PulsedArray, PulseStats
 from analog.rounding import quantize_fixed
-
-if TYPE_CHECKING:
-    from analog.config import TileConfig
 
 REFERENCES = ("none", "zero-shift")
 _OFF = ("off", "none")
@@ -116,9 +113,9 @@ class TikiTaka(Algorithm):
                 data[key] = None
         return cls(**data)
 
-    def build(self, out_features: int, in_features: int, tile_config: "TileConfig",
-              generator: torch.Generator) -> "TikiTakaState":
-        return TikiTakaState(out_features, in_features, tile_config, generator, self)
+    def build(self, out_features: int, in_features: int, *, device: Device, update: UpdateConfig,
+              forward: IOConfig, generator: torch.Generator) -> "TikiTakaState":
+        return TikiTakaState(out_features, in_features, device, update, forward, generator, self)
 
 
 @register_algorithm
@@ -157,9 +154,9 @@ class TTv2(TikiTaka):
     def buffer_gain(self) -> float:
         return 1.0
 
-    def build(self, out_features: int, in_features: int, tile_config: "TileConfig",
-              generator: torch.Generator) -> "BufferedTransferState":
-        return BufferedTransferState(out_features, in_features, tile_config, generator, self)
+    def build(self, out_features: int, in_features: int, *, device: Device, update: UpdateConfig,
+              forward: IOConfig, generator: torch.Generator) -> "BufferedTransferState":
+        return BufferedTransferState(out_features, in_features, device, update, forward, generator, self)
 
 
 @register_algorithm
@@ -183,19 +180,18 @@ class RLv2(TTv2):
 class TikiTakaState(AlgorithmState):
     """Arrays P (``fast``), W (``main``), reference R and the transfer schedule of one tile."""
 
-    def __init__(self, out_features: int, in_features: int, tile_config: "TileConfig",
-                 generator: torch.Generator, algorithm: TikiTaka) -> None:
-        super().__init__(out_features, in_features, tile_config, generator)
+    def __init__(self, out_features: int, in_features: int, device: Device, update: UpdateConfig,
+                 forward: IOConfig, generator: torch.Generator, algorithm: TikiTaka) -> None:
+        super().__init__(out_features, in_features, generator)
         self.algorithm = algorithm
-        fast_device = algorithm.fast_device or tile_config.device
-        self.fast = PulsedArray(out_features, in_features, fast_device, tile_config.update, generator)
-        self.main = PulsedArray(out_features, in_features, tile_config.device, tile_config.update, generator)
+        self.fast = PulsedArray(out_features, in_features, algorithm.fast_device or device, update, generator)
+        self.main = PulsedArray(out_features, in_features, device, update, generator)
         self.register_buffer("reference", torch.zeros(out_features, in_features))
         self.register_buffer("chopper", torch.ones(in_features))   # per-column sign of P (chopped TTv2)
         self.steps = 0          # optimizer updates seen
         self.next_column = 0    # next column of P to transfer
         self.transfers = 0
-        self.transfer_io = algorithm.transfer_io or tile_config.forward
+        self.transfer_io = algorithm.transfer_io or forward
         if algorithm.reference == "zero-shift":
             self.zero_shift()
 
@@ -371,9 +367,9 @@ class BufferedTransferState(TikiTakaState):
 
     algorithm: TTv2
 
-    def __init__(self, out_features: int, in_features: int, tile_config: "TileConfig",
-                 generator: torch.Generator, algorithm: TTv2) -> None:
-        super().__init__(out_features, in_features, tile_config, generator, algorithm)
+    def __init__(self, out_features: int, in_features: int, device: Device, update: UpdateConfig,
+                 forward: IOConfig, generator: torch.Generator, algorithm: TTv2) -> None:
+        super().__init__(out_features, in_features, device, update, forward, generator, algorithm)
         self.register_buffer("buffer", torch.zeros(out_features, in_features))
         self.pulses_fired = 0
 

@@ -276,3 +276,25 @@ def test_effective_weight_refreshed_in_place_equals_a_full_recompute(algo):
     full = st.main.weight + algo.gamma * (st.fast.weight - st.reference) * st.chopper
     assert (st.fast.weight != st.reference).sum() > 100 and st.transfers > 5     # P and W both moved
     assert torch.allclose(cached, full, atol=1e-6, rtol=0)
+
+
+
+def test_state_is_built_from_the_tile_parts_it_uses():
+    """An algorithm builds its state from device, update and forward periphery alone (no TileConfig):
+    both arrays pulse with the given update config, P takes ``fast_device`` when set, and the transfer
+    read goes through the given forward periphery unless the algorithm names its own."""
+    main_dev, fast_dev = _clean(), _clean(devices.SoftBounds)
+    upd, fwd, own = analog.UpdateConfig(pulse_type="mean"), analog.IOConfig(out_noise=0.01), IDEAL_IO
+    gen = torch.Generator().manual_seed(0)
+    st = algorithms.TTv2(fast_device=fast_dev).build(3, 4, device=main_dev, update=upd, forward=fwd,
+                                                     generator=gen)
+    assert isinstance(st, BufferedTransferState)
+    assert st.transfer_io is fwd
+    assert st.main.update_config is upd and st.fast.update_config is upd
+    assert type(st.main.device_model).__name__ == "ConstantStep"
+    assert type(st.fast.device_model).__name__ == "SoftBounds"
+    st.update(torch.ones(1, 4), -torch.ones(1, 3), 0.05)                 # mean pulses: 5 steps of dw_min up
+    assert torch.all(st.fast.weight > 0) and st.steps == 1
+    own_st = algorithms.TikiTaka(transfer_io=own).build(3, 4, device=main_dev, update=upd, forward=fwd,
+                                                        generator=gen)
+    assert own_st.transfer_io is own
