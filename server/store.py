@@ -460,11 +460,14 @@ class LatentStore:
         return self._decode(rows[0]) if rows else None
 
     def latents(self, client_id: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """All stored training rows in commit order: z float32 [N, D], y int64 [N], the client id of
-        each row. Anchor rows are never among them (see ``anchor_latents``)."""
+        """All stored training rows, by client id and then in commit order: z float32 [N, D], y int64 [N],
+        the client id of each row. Anchor rows are never among them (see ``anchor_latents``).
+
+        Grouping by client makes the rows (and so a seeded classifier trained on them) the same whatever
+        order the clients' uploads happened to arrive in."""
         sql = ("SELECT client_id, upload_id, num_rows, latent_dim, dtype, scale, zero_point, latents, labels,"
                " payload_crc32 FROM uploads WHERE anchors = 0")
-        rows = self._query(sql + " ORDER BY seq") if client_id is None else \
+        rows = self._query(sql + " ORDER BY client_id, seq") if client_id is None else \
             self._query(sql + " AND client_id = ? ORDER BY seq", (client_id,))
         if not rows:
             return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), []

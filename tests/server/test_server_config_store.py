@@ -93,3 +93,21 @@ def test_store_sync_mode_reaches_sqlite(tmp_path, sync, level):
         assert store._conn.execute("PRAGMA synchronous").fetchone()[0] == level
     with pytest.raises(StoreError, match="sync: got 'off'"):
         LatentStore(tmp_path / "t", sync="off")
+
+
+def test_store_training_rows_do_not_depend_on_upload_arrival_order(tmp_path):
+    """Clients upload concurrently: the rows a classifier trains on must not follow the arrival order."""
+    reads = []
+    for name, order in (("ab", ["a", "b", "a"]), ("ba", ["b", "a", "a"])):
+        with LatentStore(tmp_path / name) as s:
+            for cid in ("a", "b"):
+                s.register(cid, 3, pb.FLOAT32, [0])
+            seen = {"a": 0, "b": 0}
+            for cid in order:              # the same uploads per client, interleaved differently
+                seen[cid] += 1
+                _commit(s, cid, f"u{seen[cid]}", seed=10 * ord(cid) + seen[cid])
+            reads.append(s.latents())
+    (z1, y1, ids1), (z2, y2, ids2) = reads
+    assert ids1 == ids2 == ["a"] * 10 + ["b"] * 5
+    np.testing.assert_array_equal(z1, z2)
+    np.testing.assert_array_equal(y1, y2)
