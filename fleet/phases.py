@@ -48,12 +48,18 @@ def _edge_epochs(fleet: FleetConfig) -> int:
 
 
 def describe_tile(tile: dict[str, Any] | None) -> dict[str, Any]:
+    """The side's tiles for tables and titles: device and algorithm class names of the resolved
+    TileConfig (a named preset resolves to its own device and algorithm), and the preset's name."""
     if tile is None:
         return {"mode": "digital"}
-    dev = tile.get("device", {}) if isinstance(tile.get("device"), dict) else {"type": tile.get("device")}
-    alg = tile.get("algorithm", {}) if isinstance(tile.get("algorithm"), dict) else {"type": tile.get("algorithm")}
-    return {"mode": "analog", "device": dev.get("type", "default"), "algorithm": alg.get("type", "AnalogSGD"),
-            "tile": tile}
+    from analog import presets  # imported on use: analog loads torch
+
+    cfg = presets.from_dict(tile)
+    out = {"mode": "analog", "device": type(cfg.device).__name__, "algorithm": type(cfg.algorithm).__name__,
+           "tile": tile}
+    if "preset" in tile:
+        out["preset"] = tile["preset"]
+    return out
 
 
 def spread(values: list[float]) -> dict[str, float]:

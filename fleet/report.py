@@ -96,7 +96,8 @@ def classifier_summary(clf: dict[str, Any]) -> str:
 def _side(desc: dict[str, Any]) -> str:
     if desc.get("mode") == "digital":
         return "digital"
-    return f"{desc.get('algorithm')} on {desc.get('device')}"
+    side = f"{desc.get('algorithm', '?')} on {desc.get('device', '?')}"
+    return f"{side} (preset {desc['preset']})" if desc.get("preset") else side
 
 
 def run_title(result: dict[str, Any]) -> str:

@@ -59,3 +59,26 @@ def test_fedavg_round_metrics_average_rates_sum_counts_and_drop_partition_ids():
     assert "partition_id" not in agg and "num-examples" not in agg
     assert agg["correct"] == 240.0
     assert abs(agg["accuracy"] - 0.6) < 1e-12          # (90 + 150) / 400, weighted by examples
+
+
+def test_header_names_the_resolved_device_and_algorithm_of_preset_and_explicit_tiles():
+    from fleet.config import FleetConfig
+    from fleet.phases import describe_tile
+    from fleet.report import format_table, run_title
+
+    def header(path):
+        fleet = FleetConfig.from_toml(path)
+        result = {"name": fleet.name, "num_clients": fleet.num_clients, "dataset": fleet.dataset,
+                  "partition": fleet.partitioner, "alignment": fleet.alignment,
+                  "edge_side": describe_tile(fleet.edge_config.analog),
+                  "server_side": describe_tile(fleet.classifier_config.analog)}
+        return format_table(result).splitlines()[0], run_title(result)
+
+    line, title = header("configs/deploy_hwa.toml")           # [analog] preset = "hwa" on both sides
+    assert "None" not in line + title
+    assert "edge=AnalogSGD on Ideal (preset hwa), server=AnalogSGD on Ideal (preset hwa)" in line, line
+    assert "edge AnalogSGD on Ideal (preset hwa)" in title, title
+    line, _ = header("configs/quickstart.toml")               # explicit device and algorithm tables
+    assert "edge=MixedPrecision on ReRAMSoftBounds, server=MixedPrecision on ReRAMSoftBounds" in line, line
+    assert describe_tile({"forward": {"out_noise": 0.02}})["device"] == "ConstantStep"   # TileConfig's default
+    assert describe_tile(None) == {"mode": "digital"}
