@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,7 @@ SOURCE_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent            # flower-superlink, flwr, ... of this environment
 CONNECTION = "fleet"                         # the one SuperLink connection in our Flower home
 START_TIMEOUT_S = 120.0
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")   # Flower colours its log levels even into files
 
 APP_PYPROJECT = {
     "build-system": {"requires": ["hatchling"], "build-backend": "hatchling.build"},
@@ -186,13 +188,23 @@ class FlowerRuntime:
 
     def save_log(self, run_id: int, path: Path) -> str:
         """The run's captured output (ServerApp, and in simulation the ClientApps and Ray)."""
-        text = self.flwr(["log", str(run_id), CONNECTION, "--show"], check=False).stdout
+        text = strip_ansi(self.flwr(["log", str(run_id), CONNECTION, "--show"], check=False).stdout)
         path.write_text(text)
         return text
 
     def close(self) -> None:
+        """Stop every process started, then leave their log files as plain text."""
         self.procs.stop()
         self._home.cleanup()
+        for log in self.log_dir.glob("*.log"):
+            text = log.read_text(errors="replace")
+            if ANSI_ESCAPE.search(text):
+                log.write_text(strip_ansi(text))
+
+
+def strip_ansi(text: str) -> str:
+    """`text` without terminal colour/cursor escapes (log files are read in editors, not terminals)."""
+    return ANSI_ESCAPE.sub("", text)
 
 
 def _accepts(address: str) -> bool:

@@ -58,6 +58,10 @@ def test_demo_runs_on_the_supported_simulation_path_without_banners(tmp_path):
     assert report["latent"]["rows_stored"] == report["latent"]["rows_sent"] > 0
     # Flower's own output was kept, not shown: the run log holds the simulation runtime's lines
     assert "ClientAppActor" in (out / "flower" / "run.log").read_text()
+    logs = sorted((out / "flower").glob("*.log"))
+    assert {p.name for p in logs} >= {"run.log", "superlink.log"}
+    for log in logs:                                 # plain text: Flower's colour escapes are gone
+        assert "\x1b[" not in log.read_text(), log.name
 
 
 def test_fleet_attaches_to_an_existing_ray_head(tmp_path):
