@@ -26,7 +26,7 @@ from edge_client.codec import quantize_latents
 from edge_client.state import ClientState
 from fleet.client_tasks import client_name
 from fleet.config import FleetConfig
-from server.classifier import load_classifier
+from server.classifier.loading import load_classifier
 
 def device_seed(seed: int, device: int) -> int:
     """The inference chip of client ``device`` (>= 0); the server's chip is device -1."""

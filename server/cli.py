@@ -143,7 +143,9 @@ def _classifier_config(args: argparse.Namespace) -> tuple["ClassifierConfig", st
 
 def _train(args: argparse.Namespace) -> int:
     from server.app import setup_logging
-    from server.classifier import TrainingError, format_result, train_classifier
+    from server.classifier.errors import TrainingError
+    from server.classifier.report import format_result
+    from server.classifier.training import train_classifier
     from server.config import ConfigError
     from server.store import DB_NAME, StoreError
 

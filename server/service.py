@@ -42,6 +42,8 @@ from google.protobuf.message import DecodeError
 
 from protos import latent_service_pb2 as pb
 from server import validation as v
+from server.classifier import checkpoints
+from server.classifier.errors import TrainingError, UnknownClient
 from server.config import ClassifierConfig, ConfigError, ServerConfig
 from server.store import ConflictError, LatentStore, NotAuthorized, QuotaExceeded, StoreError
 
@@ -122,7 +124,7 @@ class LatentService:
         self._training = False
         self._train_proc: subprocess.Popen | None = None
         self._model_lock = threading.Lock()
-        self._model = None            # the loaded latest classifier (server.classifier.Classifier)
+        self._model = None            # the loaded latest classifier (server.classifier.loading.Classifier)
         self._model_key = None        # latest.json's (mtime, size) when it was loaded
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -190,14 +192,16 @@ class LatentService:
 
     def _latest_model(self):
         """The newest checkpoint, reloaded when latest.json changes (training runs in another process)."""
-        from server import classifier as clf
+        # lazy for start-up time: loading a checkpoint imports torch, which the service needs only once
+        # the first Classify arrives
+        from server.classifier.loading import load_classifier
 
-        key = clf.latest_key(self.store_dir)
+        key = checkpoints.latest_key(self.store_dir)
         with self._model_lock:
             if key is None:
                 return None
             if key != self._model_key:
-                self._model = clf.load_classifier(self.store_dir)
+                self._model = load_classifier(self.store_dir)
                 self._model_key = key
             return self._model
 
@@ -221,8 +225,6 @@ class LatentService:
         return pb.RegisterResponse(client_id=req.client_id, token=token)
 
     async def Status(self, raw: bytes, context) -> pb.StatusResponse:
-        from server import classifier as clf
-
         req = _parse(pb.StatusRequest, raw, "Status")
         if req.admin_token:
             self._check_admin(req.admin_token, "Status")
@@ -242,7 +244,7 @@ class LatentService:
                        for c, n, u in rows if only is None or c.client_id == only]
             return pb.StatusResponse(clients=clients, total_rows=self.store.count(),
                                      latent_dim=self.store.latent_dim(),
-                                     classifier=classifier_status(clf.latest_info(self.store_dir)))
+                                     classifier=classifier_status(checkpoints.latest_info(self.store_dir)))
 
         return await self._run(build)
 
@@ -418,12 +420,10 @@ class LatentService:
     def _classify(self, req: pb.ClassifyRequest, client) -> pb.ClassifyResponse:
         import numpy as np
 
-        from server import classifier as clf
-
         z = v.check_classify(req, client, self.cfg)
         try:
             model = self._latest_model()
-        except clf.TrainingError as exc:
+        except TrainingError as exc:
             raise v.Rejection(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
         if model is None:
             raise v.Rejection(grpc.StatusCode.FAILED_PRECONDITION,
@@ -434,7 +434,7 @@ class LatentService:
         try:
             probs = model.predict_proba(z, [req.client_id] * z.shape[0],
                                         anchors=lambda cid: self.store.anchor_latents(cid))
-        except clf.UnknownClient as exc:  # no adapter head / no anchors for this client
+        except UnknownClient as exc:  # no adapter head / no anchors for this client
             raise v.Rejection(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
         labels = np.asarray(model.classes)[probs.argmax(axis=1)]
         return pb.ClassifyResponse(labels=labels.tolist(), classes=list(model.classes),

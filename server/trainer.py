@@ -23,7 +23,8 @@ def main() -> int:
     try:
         import torch
 
-        from server.classifier import TrainingError, train_classifier
+        from server.classifier.errors import TrainingError
+        from server.classifier.training import train_classifier
         from server.config import ClassifierConfig
         from server.store import StoreError
 

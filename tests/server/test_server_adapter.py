@@ -13,7 +13,10 @@ from server_helpers import F32, ChildServer
 
 from protos import codec
 from protos import latent_service_pb2 as pb
-from server.classifier import UnknownClient, adapter_parameters, load_classifier, train_classifier
+from server.classifier.errors import UnknownClient
+from server.classifier.loading import load_classifier
+from server.classifier.model import adapter_parameters
+from server.classifier.training import train_classifier
 from server.client import LatentClient
 from server.config import ClassifierConfig, ConfigError
 from server.store import LatentStore

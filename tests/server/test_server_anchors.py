@@ -135,7 +135,7 @@ def test_anchor_alignment_through_the_server(server):
 def test_a_rotated_client_without_alignment_is_misclassified(server):
     """The control of the test above: the same unseen client without its anchor map (a plain
     classifier given c3's rotated latents) is far from the aligned accuracy."""
-    from server.classifier import load_classifier
+    from server.classifier.loading import load_classifier
 
     plain = load_classifier(server.store, version=1)             # trained with anchor_map = "none"
     z, y = _labelled(400, 99, _transform(13))

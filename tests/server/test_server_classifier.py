@@ -8,7 +8,10 @@ import pytest
 from protos import codec
 from protos import latent_service_pb2 as pb
 from server import __main__ as server_main
-from server.classifier import TrainingError, latest_info, load_classifier, train_classifier
+from server.classifier.checkpoints import latest_info
+from server.classifier.errors import TrainingError
+from server.classifier.loading import load_classifier
+from server.classifier.training import train_classifier
 from server.config import ClassifierConfig
 from server.store import LatentStore
 

@@ -51,7 +51,7 @@ def test_round_trip_register_upload_status_train_classify(child):
         assert np.mean(np.asarray(out.labels) == yt) > 0.9
         assert a.status().classifier.version == 1
         # a checkpoint trained by another process (the CLI) is served by the running server
-        from server.classifier import train_classifier
+        from server.classifier.training import train_classifier
         from server.config import ClassifierConfig
 
         train_classifier(child.store, ClassifierConfig(hidden=[8], epochs=2, seed=1))
