@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 from protos import codec  # noqa: E402
 from protos import latent_service_pb2 as pb  # noqa: E402
 from server.app import keep_heap_warm  # noqa: E402
-from server.client import LatentClient, upload_messages  # noqa: E402
+from server.probe import ServiceProbe, upload_messages  # noqa: E402
 
 DTYPES = {"float32": pb.FLOAT32, "float16": pb.FLOAT16, "int8": pb.INT8, "int4": pb.INT4}
 
@@ -129,7 +129,7 @@ class Server:
 def run_level(address: str, n_clients: int, uploads_each: int, values, labels, q, payload: bytes,
               chunk: int, window: int = 1) -> dict:
     """n_clients identities, each with ``window`` uploads in flight on its channel."""
-    clients = [LatentClient(address, f"bench-{n_clients}x{window}-{k}", timeout=300) for k in range(n_clients)]
+    clients = [ServiceProbe(address, f"bench-{n_clients}x{window}-{k}", timeout=300) for k in range(n_clients)]
     for c in clients:
         c.register(values.shape[1], q.dtype, range(10))
     streams = [(c, w) for c in clients for w in range(window)]
@@ -138,7 +138,7 @@ def run_level(address: str, n_clients: int, uploads_each: int, values, labels, q
     errors: list[str] = []
     payload_len = len(payload)
 
-    def work(c: LatentClient, w: int) -> None:
+    def work(c: ServiceProbe, w: int) -> None:
         barrier.wait()
         try:
             for i in range(w, per_stream * window, window):

@@ -53,7 +53,7 @@ import numpy as np  # noqa: E402
 from protos import codec  # noqa: E402
 from protos import latent_service_pb2 as pb  # noqa: E402
 from protos import latent_service_pb2_grpc as pb_grpc  # noqa: E402
-from server.client import LatentClient, upload_messages  # noqa: E402
+from server.probe import ServiceProbe, upload_messages  # noqa: E402
 from server.store import LatentStore  # noqa: E402
 
 ADMIN = "reliability-admin-token"
@@ -181,7 +181,7 @@ def verify(store: Path, ledger: Ledger, *, all_stored: bool = False,
             "unacked_present": present_but_cut}
 
 
-def upload_once(c: LatentClient, ledger: Ledger, upload_id: str, chunk_bytes: int = 512) -> pb.UploadAck:
+def upload_once(c: ServiceProbe, ledger: Ledger, upload_id: str, chunk_bytes: int = 512) -> pb.UploadAck:
     key = (c.client_id, upload_id)
     z, y = batch_for(*key)
     ledger.attempt(key)
@@ -195,14 +195,14 @@ def retry_all(address: str, tokens: dict[str, str], ledger: Ledger, prefix: str 
     many were duplicates."""
     dups = 0
     for cid, uid in sorted(k for k in ledger.attempted if k[1].startswith(prefix)):
-        with LatentClient(address, cid, timeout=30) as c:
+        with ServiceProbe(address, cid, timeout=30) as c:
             c.token = tokens[cid]
             dups += bool(upload_once(c, ledger, uid).duplicate)
     return dups
 
 
 def register(address: str, client_id: str, token: str = "") -> str:
-    with LatentClient(address, client_id, timeout=30) as c:
+    with ServiceProbe(address, client_id, timeout=30) as c:
         c.token = token
         wait_ready(c.channel)
         return c.register(DIM, pb.FLOAT32, range(4))
@@ -224,7 +224,7 @@ def fault_kill9(work: Path, rounds: int, rng: random.Random) -> dict[str, Any]:
         stop = threading.Event()
 
         def pump(cid: str) -> None:
-            with LatentClient(srv.address, cid, timeout=10) as c:
+            with ServiceProbe(srv.address, cid, timeout=10) as c:
                 c.token = tokens[cid]
                 i = 0
                 while not stop.is_set():
@@ -259,8 +259,8 @@ import os, sys, time
 sys.path.insert(0, os.environ["RELIABILITY_DIR"])
 import reliability as rel
 from protos import codec
-from server.client import LatentClient
-c = LatentClient(os.environ["ADDR"], os.environ["CID"], timeout=60)
+from server.probe import ServiceProbe
+c = ServiceProbe(os.environ["ADDR"], os.environ["CID"], timeout=60)
 c.token = os.environ["TOKEN"]
 uid = os.environ["UID"]
 z, y = rel.batch_for(c.client_id, uid)
@@ -288,7 +288,7 @@ def fault_client_kill(work: Path, rounds: int, rng: random.Random) -> dict[str, 
     env = dict(os.environ, PYTHONPATH=str(ROOT), RELIABILITY_DIR=str(Path(__file__).parent), ADDR=srv.address,
                CID="ck", TOKEN=token)
     cut: set[tuple[str, str]] = set()
-    with LatentClient(srv.address, "ck", timeout=20) as good:
+    with ServiceProbe(srv.address, "ck", timeout=20) as good:
         good.token = token
         for r in range(rounds):
             uid = f"cut-{r}"
@@ -312,7 +312,7 @@ def fault_stall(work: Path, rounds: int, rng: random.Random) -> dict[str, Any]:
     srv = Server(store, "--idle-timeout-seconds", "0.5", "--header-timeout-seconds", "0.5")
     ledger, records, cut = Ledger(), [], set()
     token = register(srv.address, "st")
-    with LatentClient(srv.address, "st", timeout=20) as c:
+    with ServiceProbe(srv.address, "st", timeout=20) as c:
         c.token = token
         for r in range(rounds):
             uid = f"stall-{r}"
@@ -381,7 +381,7 @@ def fault_disk_full(work: Path, rounds: int, rng: random.Random) -> dict[str, An
             ledger, codes = Ledger(), []
             cid = "df"
             token = register(srv.address, cid)
-            with LatentClient(srv.address, cid, timeout=20) as c:
+            with ServiceProbe(srv.address, cid, timeout=20) as c:
                 c.token = token
                 for i in range(2000):
                     try:
@@ -408,10 +408,10 @@ import json, os, sys, time
 sys.path.insert(0, os.environ["RELIABILITY_DIR"])
 import grpc
 import reliability as rel
-from server.client import LatentClient
+from server.probe import ServiceProbe
 out = open(os.environ["OUT"], "a", buffering=1)
 stop = os.environ["STOP"]
-c = LatentClient(os.environ["ADDR"], os.environ["CID"], timeout=2)
+c = ServiceProbe(os.environ["ADDR"], os.environ["CID"], timeout=2)
 c.token = os.environ["TOKEN"]
 i = 0
 while not os.path.exists(stop):
@@ -519,7 +519,7 @@ BAD_CODES = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 
 
 def store_fingerprint(address: str) -> tuple:
-    with LatentClient(address, "observer", timeout=20) as c:
+    with ServiceProbe(address, "observer", timeout=20) as c:
         st = c.status(ADMIN)
     return (st.total_rows, tuple((x.client_id, x.rows, x.uploads, tuple(x.label_set)) for x in st.clients),
             st.latent_dim)
@@ -640,7 +640,7 @@ def fuzz(address: str, seconds: float, seed: int = 0, victim: tuple[str, str] | 
 def fuzz_run(work: Path, seconds: float, seed: int) -> dict[str, Any]:
     srv = Server(work / "fuzz", "--enrollment-secret", "fuzz-enrollment-secret")
     try:
-        with LatentClient(srv.address, "victim", timeout=20) as c:
+        with ServiceProbe(srv.address, "victim", timeout=20) as c:
             wait_ready(c.channel)
             token = c.register(DIM, pb.FLOAT32, range(4), enrollment_secret="fuzz-enrollment-secret")
             c.upload(np.ones((5, DIM), np.float32), np.zeros(5, int), F32, upload_id="before")
@@ -648,7 +648,7 @@ def fuzz_run(work: Path, seconds: float, seed: int) -> dict[str, Any]:
         result = fuzz(srv.address, seconds, seed, victim=("victim", token))
         result["alive"] = srv.alive()
         result["store_unchanged"] = result["alive"] and store_fingerprint(srv.address) == before
-        with LatentClient(srv.address, "victim", timeout=20) as c:   # the real client still works
+        with ServiceProbe(srv.address, "victim", timeout=20) as c:   # the real client still works
             c.token = token
             result["victim_ok"] = c.status().clients[0].rows == 5
     finally:
@@ -712,7 +712,7 @@ async def _load_clients(address: str, n: int, seconds: float, rows: int) -> dict
 def load_level(work: Path, n: int, seconds: float, rows: int = 64) -> dict[str, Any]:
     srv = Server(work / f"load-{n}", "--store-sync", "full")
     try:
-        with LatentClient(srv.address, "warm") as c:
+        with ServiceProbe(srv.address, "warm") as c:
             wait_ready(c.channel)
         before = proc_stat(srv.pid)
         peak = dict(before)
@@ -751,7 +751,7 @@ def ingest_vs_ceiling(work: Path, seconds: float) -> dict[str, Any]:
     ceiling = protobuf_ceiling(payload, len(labels), 64, q, chunk, seconds)
     srv = Server(work / "ingest", "--store-sync", "full")
     try:
-        with LatentClient(srv.address, "ingest", timeout=120) as c:
+        with ServiceProbe(srv.address, "ingest", timeout=120) as c:
             wait_ready(c.channel)
             c.register(64, pb.INT8, range(10))
             n, t0 = 0, time.perf_counter()

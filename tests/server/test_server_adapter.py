@@ -17,7 +17,7 @@ from server.classifier.errors import UnknownClient
 from server.classifier.loading import load_classifier
 from server.classifier.model import adapter_parameters
 from server.classifier.training import train_classifier
-from server.client import LatentClient
+from server.probe import ServiceProbe
 from server.config import ClassifierConfig, ConfigError
 from server.store import LatentStore
 
@@ -133,8 +133,8 @@ def test_classify_through_server_uses_the_requesting_clients_head(tmp_path):
     rot = {"alpha": _rot2(np.pi / 2), "beta": _rot2(-np.pi / 2)}
     srv = ChildServer(tmp_path / "store")
     try:
-        with LatentClient(srv.address, "alpha") as a, LatentClient(srv.address, "beta") as b, \
-                LatentClient(srv.address, "gamma") as g:
+        with ServiceProbe(srv.address, "alpha") as a, ServiceProbe(srv.address, "beta") as b, \
+                ServiceProbe(srv.address, "gamma") as g:
             srv.wait_serving(a.channel)
             for i, c in enumerate((a, b)):
                 c.register(DIM, pb.FLOAT32, range(4))

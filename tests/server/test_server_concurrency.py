@@ -5,7 +5,7 @@ import numpy as np
 from server_helpers import F32, ChildServer
 
 from protos import latent_service_pb2 as pb
-from server.client import LatentClient
+from server.probe import ServiceProbe
 from server.store import LatentStore
 
 N_CLIENTS, UPLOADS, ROWS, DIM = 50, 3, 40, 16
@@ -24,7 +24,7 @@ def test_fifty_concurrent_clients(tmp_path):
 
     def run(k: int):
         try:
-            with LatentClient(srv.address, f"c{k:02d}") as c:
+            with ServiceProbe(srv.address, f"c{k:02d}") as c:
                 srv.wait_serving(c.channel)
                 c.register(DIM, pb.INT4, range(10))
                 start.wait(30)
@@ -42,7 +42,7 @@ def test_fifty_concurrent_clients(tmp_path):
             t.join(120)
         assert not errors, errors[:3]
         assert len(acks) == N_CLIENTS * UPLOADS and not any(a.duplicate for a in acks)
-        with LatentClient(srv.address, "observer") as c:
+        with ServiceProbe(srv.address, "observer") as c:
             st = c.status(srv.admin)
         assert st.total_rows == N_CLIENTS * UPLOADS * ROWS
         assert sorted((x.rows, x.uploads) for x in st.clients) == [(UPLOADS * ROWS, UPLOADS)] * N_CLIENTS

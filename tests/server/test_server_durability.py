@@ -9,7 +9,7 @@ from server_helpers import F32, ChildServer
 
 from protos import codec
 from protos import latent_service_pb2 as pb
-from server.client import LatentClient, upload_messages
+from server.probe import ServiceProbe, upload_messages
 from server.store import LatentStore
 
 DIM = 8
@@ -23,7 +23,7 @@ def _batch(seed: int, rows: int = 40):
 def test_broken_stream_leaves_nothing_and_retry_stores_once(tmp_path):
     srv = ChildServer(tmp_path / "store")
     try:
-        with LatentClient(srv.address, "edge-1") as c:
+        with ServiceProbe(srv.address, "edge-1") as c:
             srv.wait_serving(c.channel)
             c.register(DIM, pb.FLOAT32, range(10))
             z, y = _batch(1, rows=300)
@@ -72,12 +72,12 @@ def test_kill_dash_nine_keeps_every_acknowledged_upload(tmp_path, sync):
     lock = threading.Lock()
     clients = []
     for k in range(n_clients):
-        c = LatentClient(srv.address, f"dev-{k}", timeout=10)
+        c = ServiceProbe(srv.address, f"dev-{k}", timeout=10)
         srv.wait_serving(c.channel)
         c.register(DIM, pb.FLOAT32, range(10))
         clients.append(c)
 
-    def pump(k: int, c: LatentClient):
+    def pump(k: int, c: ServiceProbe):
         for i in range(10_000):
             uid = f"u{i:05d}"
             z, y = _batch(1000 * k + i, rows=int(20 + (i % 7) * 15))
@@ -125,7 +125,7 @@ def test_kill_dash_nine_keeps_every_acknowledged_upload(tmp_path, sync):
     try:
         for k in range(n_clients):
             total = 0
-            with LatentClient(srv2.address, f"dev-{k}") as c:
+            with ServiceProbe(srv2.address, f"dev-{k}") as c:
                 srv2.wait_serving(c.channel)
                 c.token = clients[k].token   # re-registering an existing id needs its current token
                 c.register(DIM, pb.FLOAT32, range(10))
@@ -137,7 +137,7 @@ def test_kill_dash_nine_keeps_every_acknowledged_upload(tmp_path, sync):
                     total += len(y)
                 rows = [x.rows for x in c.status(srv2.admin).clients if x.client_id == c.client_id]
                 assert rows == [total] and ack.client_total_rows == total
-        with LatentClient(srv2.address, "observer") as c:
+        with ServiceProbe(srv2.address, "observer") as c:
             assert c.status().total_rows == sum(len(y) for _, y in attempted.values())
     finally:
         srv2.kill()
@@ -146,7 +146,7 @@ def test_kill_dash_nine_keeps_every_acknowledged_upload(tmp_path, sync):
 def test_sigterm_during_uploads_exits_cleanly_with_every_ack_stored(tmp_path):
     srv = ChildServer(tmp_path / "store")
     acked, stop = [], threading.Event()
-    with LatentClient(srv.address, "t", timeout=10) as c:
+    with ServiceProbe(srv.address, "t", timeout=10) as c:
         srv.wait_serving(c.channel)
         c.register(DIM, pb.FLOAT32, range(10))
 

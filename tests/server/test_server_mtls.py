@@ -12,7 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from server_helpers import ChildServer
 
 from protos import latent_service_pb2 as pb
-from server.client import LatentClient
+from server.probe import ServiceProbe
 
 _NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -67,24 +67,24 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(tmp_path):
                       "--tls-key", str(tmp_path / "server.key"), "--tls-client-ca", str(tmp_path / "ca.crt"))
     ca_pem = _pem(ca_cert)
     try:
-        with LatentClient(srv.address, "mtls-1", tls_root=ca_pem, tls_cert=cli_cert, tls_key=cli_key,
+        with ServiceProbe(srv.address, "mtls-1", tls_root=ca_pem, tls_cert=cli_cert, tls_key=cli_key,
                           timeout=20) as c:
             c.register(4, pb.FLOAT32, [0, 1])
             ack = c.upload(np.ones((7, 4), np.float32), np.ones(7, np.int32), upload_id="m1")
             assert ack.rows_stored == 7 and c.status().total_rows == 7
         # TLS without a client certificate: the handshake is refused, not even Status gets through
-        with LatentClient(srv.address, "no-cert", tls_root=ca_pem, timeout=5) as anon:
+        with ServiceProbe(srv.address, "no-cert", tls_root=ca_pem, timeout=5) as anon:
             with pytest.raises(grpc.RpcError) as err:
                 anon.status()
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         # a certificate signed by another CA is refused as well
-        with LatentClient(srv.address, "rogue", tls_root=ca_pem, tls_cert=rogue_cli_cert, tls_key=rogue_cli_key,
+        with ServiceProbe(srv.address, "rogue", tls_root=ca_pem, tls_cert=rogue_cli_cert, tls_key=rogue_cli_key,
                           timeout=5) as rogue:
             with pytest.raises(grpc.RpcError) as err:
                 rogue.register(4, pb.FLOAT32, [0, 1])
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         # and nothing the refused clients tried reached the store
-        with LatentClient(srv.address, "mtls-1", tls_root=ca_pem, tls_cert=cli_cert, tls_key=cli_key,
+        with ServiceProbe(srv.address, "mtls-1", tls_root=ca_pem, tls_cert=cli_cert, tls_key=cli_key,
                           timeout=20) as c:
             st = c.status(srv.admin)
             assert [cl.client_id for cl in st.clients] == ["mtls-1"] and st.total_rows == 7
@@ -94,4 +94,4 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(tmp_path):
 
 def test_client_certificate_needs_both_halves():
     with pytest.raises(ValueError, match="tls_cert/tls_key"):
-        LatentClient("127.0.0.1:1", "x", tls_root=b"-", tls_cert=b"cert-only")
+        ServiceProbe("127.0.0.1:1", "x", tls_root=b"-", tls_cert=b"cert-only")

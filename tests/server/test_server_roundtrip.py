@@ -5,7 +5,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from server_helpers import F32, ChildServer, clusters
 
 from protos import latent_service_pb2 as pb
-from server.client import LatentClient
+from server.probe import ServiceProbe
 from server.store import LatentStore
 
 
@@ -19,7 +19,7 @@ def child(tmp_path_factory):
 
 def test_round_trip_register_upload_status_train_classify(child):
     dim, k = 6, 3
-    with LatentClient(child.address, "alpha") as a, LatentClient(child.address, "beta") as b:
+    with ServiceProbe(child.address, "alpha") as a, ServiceProbe(child.address, "beta") as b:
         child.wait_serving(a.channel)
         a.register(dim, pb.FLOAT32, range(k))
         b.register(dim, pb.INT8, range(k))

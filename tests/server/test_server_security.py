@@ -22,7 +22,7 @@ from protos import codec
 from protos import latent_service_pb2 as pb
 from protos import latent_service_pb2_grpc as pb_grpc
 from server import validation as v
-from server.client import LatentClient
+from server.probe import ServiceProbe
 from server.config import ConfigError, ServerConfig
 from server.store import LatentStore
 
@@ -46,7 +46,7 @@ def _code(fn):
 
 # -- 1. client takeover ----------------------------------------------------------------------------
 def test_status_discloses_rows_only_to_their_credentials(srv):
-    with LatentClient(srv.address, "victim") as a, LatentClient(srv.address, "bystander") as b:
+    with ServiceProbe(srv.address, "victim") as a, ServiceProbe(srv.address, "bystander") as b:
         srv.wait_serving(a.channel)
         a.register(DIM, pb.FLOAT32, [0, 1])
         b.register(DIM, pb.FLOAT32, [0, 1])
@@ -61,7 +61,7 @@ def test_status_discloses_rows_only_to_their_credentials(srv):
 
 
 def test_reregistering_an_existing_id_needs_its_token_or_the_admin_token(srv):
-    with LatentClient(srv.address, "owner") as owner, LatentClient(srv.address, "owner") as thief:
+    with ServiceProbe(srv.address, "owner") as owner, ServiceProbe(srv.address, "owner") as thief:
         srv.wait_serving(owner.channel)
         first = owner.register(DIM, pb.INT8, [3, 4])
         # the thief knows the id and the registration parameters, not a token: no token for it
@@ -76,7 +76,7 @@ def test_reregistering_an_existing_id_needs_its_token_or_the_admin_token(srv):
         # the owner (current token) and the operator (admin token) may re-register
         second = owner.register(DIM, pb.INT8, [3, 4])
         assert second != first
-        op = LatentClient(srv.address, "owner")
+        op = ServiceProbe(srv.address, "owner")
         third = op.register(DIM, pb.INT8, [3, 4], admin_token=srv.admin)
         op.close()
         for tok in (first, second, third):
@@ -87,7 +87,7 @@ def test_reregistering_an_existing_id_needs_its_token_or_the_admin_token(srv):
 
 
 def test_tokens_are_hashed_capped_and_revocable(srv):
-    with LatentClient(srv.address, "capped") as c:
+    with ServiceProbe(srv.address, "capped") as c:
         srv.wait_serving(c.channel)
         tokens = [c.register(DIM, pb.FLOAT32, [0])]
         for _ in range(4):                       # the server keeps 3 per client (--max-tokens-per-client 3)
@@ -141,7 +141,7 @@ def test_silent_upload_streams_neither_starve_others_nor_live_forever(srv):
     ch, calls = _silent_streams(srv.address, 150, stop)   # well over the 64 handler threads
     try:
         time.sleep(0.3)
-        with LatentClient(srv.address, "starved", timeout=3) as c:
+        with ServiceProbe(srv.address, "starved", timeout=3) as c:
             t0 = time.monotonic()
             c.register(DIM, pb.FLOAT32, [0, 1])
             c.status()
@@ -173,7 +173,7 @@ def test_pending_streams_evict_the_oldest_and_inflight_budget(tmp_path):
         refused = [c for c in calls if c.done()]
         assert len(refused) == 4 and all(c.exception().code() == grpc.StatusCode.RESOURCE_EXHAUSTED
                                             and "max_pending_streams" in c.exception().details() for c in refused)
-        with LatentClient(s.address, "big", timeout=20) as c:
+        with ServiceProbe(s.address, "big", timeout=20) as c:
             s.wait_serving(c.channel)
             c.register(DIM, pb.FLOAT32, [0])
             # 8 silent streams fill the pending slots, yet a real upload gets in (it evicts the oldest)
@@ -215,7 +215,7 @@ def test_parallel_large_uploads_stay_within_the_inflight_budget(tmp_path):
     128 MiB budget; the rest is the allocator keeping freed buffers warm per thread)."""
     s = ChildServer(tmp_path / "store", "--max-upload-bytes", str(8 << 20), "--max-inflight-bytes", str(16 << 20))
     try:
-        with LatentClient(s.address, "rss") as c:
+        with ServiceProbe(s.address, "rss") as c:
             s.wait_serving(c.channel)
             c.register(256, pb.FLOAT32, [0])
             c.upload(np.ones((8, 256), np.float32), np.zeros(8, int), F32, upload_id="warm")
@@ -226,13 +226,13 @@ def test_parallel_large_uploads_stay_within_the_inflight_budget(tmp_path):
 
         def one(k: int):
             try:
-                with LatentClient(s.address, "rss", timeout=120) as c:
+                with ServiceProbe(s.address, "rss", timeout=120) as c:
                     c.token = token
                     c.upload(z, np.zeros(rows, int), F32, upload_id=f"big-{k}")
             except Exception as exc:  # noqa: BLE001 -- asserted below
                 errors.append(repr(exc))
 
-        with LatentClient(s.address, "rss") as c0:
+        with ServiceProbe(s.address, "rss") as c0:
             token = c0.register(256, pb.FLOAT32, [0], admin_token=s.admin)
         threads = [threading.Thread(target=one, args=(k,)) for k in range(8)]
         for t in threads:
@@ -262,7 +262,7 @@ def test_sigterm_after_a_garbled_and_a_stalled_stream_exits_within_the_grace(tmp
                     "--idle-timeout-seconds", "60")
     stop = threading.Event()
     try:
-        with LatentClient(s.address, "g") as c:
+        with ServiceProbe(s.address, "g") as c:
             s.wait_serving(c.channel)
             c.register(DIM, pb.FLOAT32, [0])
             payload = codec.build_payload(codec.pack_latents(np.ones((2, DIM), np.float32), pb.FLOAT32), [0, 0])
@@ -295,8 +295,8 @@ def test_sigterm_after_a_garbled_and_a_stalled_stream_exits_within_the_grace(tmp
 
 
 # -- 4. TrainClassifier ----------------------------------------------------------------------------
-def _fill(address: str, cid: str = "t") -> LatentClient:
-    c = LatentClient(address, cid, timeout=60)
+def _fill(address: str, cid: str = "t") -> ServiceProbe:
+    c = ServiceProbe(address, cid, timeout=60)
     c.register(DIM, pb.FLOAT32, [0, 1, 2])
     z, y = clusters(90, DIM, 3, seed=1)
     c.upload(z, y, F32, upload_id="rows")
@@ -306,7 +306,7 @@ def _fill(address: str, cid: str = "t") -> LatentClient:
 def test_train_classifier_is_disabled_without_an_admin_token(tmp_path):
     s = ChildServer(tmp_path / "store", admin=None)
     try:
-        with LatentClient(s.address, "x") as c:
+        with ServiceProbe(s.address, "x") as c:
             s.wait_serving(c.channel)
             code, details = _code(lambda: c.train_classifier("epochs = 1"))
             assert code == grpc.StatusCode.PERMISSION_DENIED and "admin token" in details
@@ -353,7 +353,7 @@ def test_training_out_of_memory_is_resource_exhausted_in_a_child(tmp_path):
 def test_the_first_registration_fixes_the_stores_latent_dim(tmp_path):
     s = ChildServer(tmp_path / "store")
     try:
-        with _fill(s.address, "first") as a, LatentClient(s.address, "other-dim") as b:
+        with _fill(s.address, "first") as a, ServiceProbe(s.address, "other-dim") as b:
             code, details = _code(lambda: b.register(DIM * 2, pb.FLOAT32, [0, 1]))
             assert code == grpc.StatusCode.FAILED_PRECONDITION and f"latent_dim {DIM}" in details
             assert a.status().latent_dim == DIM

@@ -12,7 +12,7 @@ from cryptography.x509.oid import NameOID
 from server_helpers import ChildServer
 
 from protos import latent_service_pb2 as pb
-from server.client import LatentClient
+from server.probe import ServiceProbe
 
 
 def _self_signed(tmp_path, cn="localhost"):
@@ -40,17 +40,17 @@ def test_tls_round_trip_and_plaintext_is_refused(tmp_path):
     other_cert, _ = _self_signed(tmp_path, cn="impostor")
     srv = ChildServer(tmp_path / "store", "--tls-cert", str(cert), "--tls-key", str(key))
     try:
-        with LatentClient(srv.address, "secure-1", tls_root=str(cert), timeout=20) as c:
+        with ServiceProbe(srv.address, "secure-1", tls_root=str(cert), timeout=20) as c:
             c.register(4, pb.FLOAT32, [0, 1])
             ack = c.upload(np.ones((10, 4), np.float32), np.zeros(10, np.int32), upload_id="t1")
             assert ack.rows_stored == 10 and c.status().total_rows == 10
         # a plaintext client cannot talk to the TLS port at all (no token can leak in clear)
-        with LatentClient(srv.address, "plain", timeout=3) as p:
+        with ServiceProbe(srv.address, "plain", timeout=3) as p:
             with pytest.raises(grpc.RpcError) as err:
                 p.register(4, pb.FLOAT32, [0, 1])
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         # a client trusting a different CA refuses the server
-        with LatentClient(srv.address, "mitm", tls_root=str(other_cert), timeout=3) as m:
+        with ServiceProbe(srv.address, "mitm", tls_root=str(other_cert), timeout=3) as m:
             with pytest.raises(grpc.RpcError) as err:
                 m.register(4, pb.FLOAT32, [0, 1])
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE

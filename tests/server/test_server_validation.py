@@ -6,7 +6,7 @@ from server_helpers import ADMIN, ChildServer
 
 from protos import codec
 from protos import latent_service_pb2 as pb
-from server.client import LatentClient
+from server.probe import ServiceProbe
 
 DIM = 4
 LIMIT = 4096  # --max-upload-bytes of the server under test
@@ -17,10 +17,10 @@ QUOTA = 200   # --max-rows-per-client
 def env(tmp_path_factory):
     srv = ChildServer(tmp_path_factory.mktemp("val") / "store", "--max-upload-bytes", str(LIMIT),
                       "--max-rows-per-client", str(QUOTA))
-    c = LatentClient(srv.address, "good")
+    c = ServiceProbe(srv.address, "good")
     srv.wait_serving(c.channel)
     c.register(DIM, pb.FLOAT32, [0, 1, 2])
-    other = LatentClient(srv.address, "other")
+    other = ServiceProbe(srv.address, "other")
     other.register(DIM, pb.FLOAT32, [0, 1, 2])
     c.upload(np.zeros((3, DIM), np.float32), np.array([0, 1, 2]), upload_id="seed")
     yield srv, c, other
@@ -111,7 +111,7 @@ def test_non_finite_latents(env, bad):
 
 def test_quantized_values_overflowing_to_inf(env):
     srv, c, _ = env
-    with LatentClient(srv.address, "q8") as q8:
+    with ServiceProbe(srv.address, "q8") as q8:
         q8.register(DIM, pb.INT8, [0])
         q = pb.Quantization(dtype=pb.INT8, scale=[3e38])
         v = np.zeros((4, DIM), np.int8)

@@ -1,9 +1,11 @@
-"""A raw probe of the LatentService for tests and benchmarks: no retries, one identity per object.
+"""``ServiceProbe``: a raw probe of the LatentService for the server's tests and benchmarks -- no
+retries, one client identity per object.
 
 It sends exactly what it is given (malformed headers and chunks included, through ``.stub``) and
-lets gRPC errors surface unchanged, which is what the server's tests need. Devices, the fleet and
-tools use the project's one retrying client, ``protos.client.LatentClient``; both build their
-channels (TLS, mutual TLS) with ``protos.client.make_channel``.
+lets gRPC errors surface unchanged, which is what probing the server's checks needs. It is not a
+client to build on: devices, the fleet and tools use the project's one retrying client,
+``protos.client.LatentClient``. Both build their channels (TLS, mutual TLS) with
+``protos.client.make_channel``.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ def _pem(value: str | bytes | None) -> bytes | None:
     return Path(value).read_bytes() if isinstance(value, str) else value
 
 
-def make_channel(address: str, tls_root: str | bytes | None = None, *,
+def _channel(address: str, tls_root: str | bytes | None = None, *,
                  server_name: str | None = None, max_message_bytes: int = 16 << 20,
                  tls_cert: str | bytes | None = None, tls_key: str | bytes | None = None) -> grpc.Channel:
     """Insecure channel, or TLS trusting ``tls_root`` (a PEM path or bytes) when given.
@@ -50,13 +52,14 @@ def upload_messages(header: pb.UploadHeader, payload: bytes, chunk_bytes: int) -
         yield codec.chunk_request(seq, data)
 
 
-class LatentClient:
-    """One client identity on one channel: register once, then upload / classify."""
+class ServiceProbe:
+    """One client identity on one channel: register once, then upload / classify, each call sent once
+    as given and its gRPC error raised unchanged."""
 
     def __init__(self, address: str, client_id: str, *, tls_root: str | bytes | None = None,
                  server_name: str | None = None, timeout: float = 60.0,
                  tls_cert: str | bytes | None = None, tls_key: str | bytes | None = None) -> None:
-        self.channel = make_channel(address, tls_root, server_name=server_name, tls_cert=tls_cert, tls_key=tls_key)
+        self.channel = _channel(address, tls_root, server_name=server_name, tls_cert=tls_cert, tls_key=tls_key)
         self.stub = pb_grpc.LatentServiceStub(self.channel)
         self.client_id = client_id
         self.token = ""
@@ -65,7 +68,7 @@ class LatentClient:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "LatentClient":
+    def __enter__(self) -> "ServiceProbe":
         return self
 
     def __exit__(self, *exc) -> None:
