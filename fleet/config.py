@@ -187,6 +187,7 @@ class FleetConfig:
     server: str = "auto"               # auto: a child process under Ray (keeps the GIL free), else in-process
     digital: bool = False
     cpus: int = 0                      # CPUs Ray may use (0 = all); each virtual client takes one
+    torch_threads: int = 1             # intra-op threads of the server side's own compute (0 = torch's default)
     analog: dict[str, Any] | None = None       # TileConfig dict shared by both sides unless overridden
     edge: dict[str, Any] = field(default_factory=dict)
     classifier: dict[str, Any] = field(default_factory=dict)
@@ -219,6 +220,7 @@ class FleetConfig:
         self.server = check_choice(f"{s}.server", self.server, SERVER_MODES)
         check_bool("fleet.digital", self.digital)
         self.cpus = check_int(f"{s}.cpus", self.cpus, 0)
+        self.torch_threads = check_int(f"{s}.torch_threads", self.torch_threads, 0, 1024)
         if self.analog is not None and not isinstance(self.analog, dict):
             raise ConfigError(f"analog: got {type(self.analog).__name__}, must be a table (a TileConfig)")
         for sec in ("edge", "classifier"):

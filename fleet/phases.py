@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
 from edge_client.data import load_dataset
@@ -97,13 +98,16 @@ def pretrain_shared_init(fleet: FleetConfig, path: Path) -> dict[str, Any]:
     from edge_client.pretrain import pretrain_autoencoder, save_weights
     from edge_client.runner import public_anchor_images
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     cfg = fleet.edge_config
     state, mse = pretrain_autoencoder(cfg, public_anchor_images(cfg), fleet.pretrain_epochs, fleet.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     nbytes = save_weights(state, path)
+    # threads and this process's CPU seconds beside the wall time: a slow pretraining on a busy
+    # machine reads as CPU-starved (cpu << wall) or as threads waiting on each other (cpu >> work)
     return {"path": str(path), "bytes": nbytes, "epochs": fleet.pretrain_epochs, "public_images": cfg.anchors,
-            "recon_mse_public": mse, "seconds": time.perf_counter() - t0}
+            "recon_mse_public": mse, "seconds": time.perf_counter() - t0,
+            "cpu_seconds": time.process_time() - cpu0, "torch_threads": torch.get_num_threads()}
 
 
 def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer,

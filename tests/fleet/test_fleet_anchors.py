@@ -3,13 +3,19 @@ pretrained weights reach every client (bytes down counted), anchors go up flagge
 (bytes up counted, never stored as rows), and --compare-alignment prices every row."""
 import json
 
+import numpy as np
 import pytest
+import torch
 
+from edge_client import runner as edge_runner
 from fleet.alignment import compare_alignment
+from fleet.client_tasks import client_name, requantize_upload
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
 from fleet.pipeline import execute
+from fleet.service import ServiceHandle
 from fleet.transport import LocalTransport
+from server.store import LatentStore
 
 
 def _fleet(**over) -> FleetConfig:
@@ -22,10 +28,19 @@ def _fleet(**over) -> FleetConfig:
 
 
 def test_pretrained_anchor_fleet_counts_both_directions(tmp_path):
-    fleet = _fleet()
-    rep = execute(fleet, tmp_path / "run", LocalTransport(fleet.num_clients))
+    fleet = _fleet(torch_threads=1)
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rep = execute(fleet, tmp_path / "run", LocalTransport(fleet.num_clients))
+        after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(caller)
     lat = rep["latent"]
     pre = lat["pretrained"]
+    # the server side's pretraining ran on fleet.torch_threads, and the caller's setting came back
+    assert pre["torch_threads"] == 1 and after == 2
+    assert 0 < pre["cpu_seconds"]
     assert pre["bytes"] > 1000 and lat["bytes_down"] == fleet.num_clients * pre["bytes"]
     # 100 anchors x 8 dims x 1 byte + 100 int32 indices, plus framing, from every client
     assert lat["anchor_bytes_up"] >= fleet.num_clients * 100 * (8 + 4)
@@ -46,3 +61,34 @@ def test_compare_alignment_rows_share_partitions_and_price_their_bytes(tmp_path)
     assert "shared_init+anchors (ridge)" in res["table"]
     with pytest.raises(FleetError, match="--options: got 'magic'"):
         compare_alignment(fleet, tmp_path / "cmp2", only=["magic"])
+
+
+@pytest.mark.parametrize("saved_latents", [True, False])
+def test_a_requantized_point_uploads_anchors_from_each_clients_trained_encoder(tmp_path, saved_latents):
+    """The sweep's further bit widths re-use each client's trained encoder: the anchors a re-quantized
+    point uploads must be that client's own encoding of the public images, on its upload's grid.
+    At the first point's bit width they therefore equal, row for row, what the first run stored
+    (digital tiles: encoding is deterministic, quantization is seeded); an untrained, another
+    client's, or no encoder fails that. Both branches: the saved training latents re-used, or
+    (when they are missing) the training split re-encoded."""
+    fleet = _fleet()
+    execute(fleet, tmp_path / "run", LocalTransport(fleet.num_clients))
+    src = tmp_path / "run" / "clients"
+    if not saved_latents:
+        for pid in range(fleet.num_clients):
+            (src / client_name(pid) / edge_runner.TRAIN_LATENTS_FILE).unlink()
+    with LatentStore(tmp_path / "run" / "server", readonly=True) as first:
+        before = {client_name(pid): first.anchor_latents(client_name(pid)) for pid in range(fleet.num_clients)}
+    with ServiceHandle(tmp_path / "rq" / "server", fleet.classifier_config, "inprocess") as svc:
+        ups = [requantize_upload(fleet, pid, src / client_name(pid), tmp_path / "rq" / "clients" / client_name(pid),
+                                 svc.address) for pid in range(fleet.num_clients)]
+        status = svc.status()
+    assert all(u["anchor_wire_bytes"] >= 100 * (8 + 4) for u in ups)        # 100 anchors: 8 int8 + int32 index
+    assert [status["clients"][client_name(p)]["anchor_rows"] for p in range(fleet.num_clients)] == [100] * 3
+    with LatentStore(tmp_path / "rq" / "server", readonly=True) as again:
+        for cid, (z0, idx0) in before.items():
+            z1, idx1 = again.anchor_latents(cid)
+            np.testing.assert_array_equal(idx1, idx0)
+            np.testing.assert_array_equal(z1, z0)
+    # the clients' encoders really differ, so equality above is per client, not a shared encoding
+    assert not np.allclose(before[client_name(0)][0], before[client_name(1)][0], atol=1e-3)

@@ -105,6 +105,7 @@ def test_public_set_alignment_errors_name_the_field(changes, needle):
     ("fleet", "partitioner", "random", "fleet.partitioner: got 'random'"),
     ("fleet", "alpha", 0.0, "fleet.alpha: got 0.0"),
     ("fleet", "backend", "dask", "fleet.backend: got 'dask'"),
+    ("fleet", "torch_threads", -1, "fleet.torch_threads: got -1"),
     ("edge", "latent_dim", 0, "edge.latent_dim: got 0"),
     ("edge", "bits", 5, "edge.bits: got 5"),
     ("edge", "colour", "red", "edge.colour: unknown key"),
