@@ -9,32 +9,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
+
+from analog.studies.settings import check_int, check_positive, check_subset, overlay, plain
 
 PARTS = ("least_squares", "mnist", "fixed_point")
 ALGORITHM_NAMES = ("digital", "analog-sgd", "tiki-taka", "tiki-taka-no-zs", "ttv2", "rlv2")
 ROUNDING_MODES = ("stochastic", "nearest")
 IO_CHOICES = ("ideal", "default")
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: got {value!r}, must be an integer >= {low}")
-
-
-def _check_pos(name: str, value: Any, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: got {value!r}, must be a finite number")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name}: got {value}, must be {'>= 0' if allow_zero else '> 0'}")
-
-
-def _check_subset(name: str, values: tuple, allowed: tuple[str, ...]) -> None:
-    if not values:
-        raise ValueError(f"{name}: got an empty list, must name at least one of {', '.join(allowed)}")
-    for v in values:
-        if v not in allowed:
-            raise ValueError(f"{name}: got {v!r}, must be one of {', '.join(allowed)}")
 
 
 def parse_device_spec(spec: str) -> tuple[str, float]:
@@ -83,18 +65,18 @@ class LeastSquaresSettings:
     def __post_init__(self) -> None:
         for name in ("out_features", "in_features", "n_samples", "steps", "batch_size", "transfer_every",
                      "columns_per_transfer", "max_pulses", "log_points"):
-            _check_int(name, getattr(self, name), 1)
+            check_int(name, getattr(self, name), 1)
         for name in ("tau", "w_scale", "dw_min", "lr", "transfer_lr", "rl_beta"):
-            _check_pos(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("noise", "variation", "gamma"):
-            _check_pos(name, getattr(self, name), allow_zero=True)
+            check_positive(name, getattr(self, name), allow_zero=True)
         if self.w_scale >= 1:
             raise ValueError(f"w_scale: got {self.w_scale}, must be < 1 (W* inside the device range)")
         if self.rl_beta >= 1:
             raise ValueError(f"rl_beta: got {self.rl_beta}, must be < 1")
         for spec in self.devices:
             parse_device_spec(spec)
-        _check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
+        check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
 
 
 @dataclass(frozen=True)
@@ -123,12 +105,12 @@ class MnistSettings:
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_test", "batch_size", "transfer_every", "columns_per_transfer", "max_pulses"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("epochs", self.epochs, 0)
+            check_int(name, getattr(self, name), 1)
+        check_int("epochs", self.epochs, 0)
         for name in ("lr", "dw_min", "tau", "transfer_lr", "rl_beta"):
-            _check_pos(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("variation", "gamma"):
-            _check_pos(name, getattr(self, name), allow_zero=True)
+            check_positive(name, getattr(self, name), allow_zero=True)
         if len(self.sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.sizes):
             raise ValueError(f"sizes: got {self.sizes!r}, must be >= 2 integers >= 1")
         if self.sizes[0] != 784 or self.sizes[-1] != 10:
@@ -136,8 +118,8 @@ class MnistSettings:
         if not self.gamma_res:
             raise ValueError("gamma_res: got an empty list, must hold at least one value > 0")
         for g in self.gamma_res:
-            _check_pos("gamma_res", g)
-        _check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
+            check_positive("gamma_res", g)
+        check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
         if self.io not in IO_CHOICES:
             raise ValueError(f"io: got {self.io!r}, must be one of {', '.join(IO_CHOICES)}")
         if self.activation not in ("sigmoid", "relu", "tanh"):
@@ -163,16 +145,16 @@ class FixedPointSettings:
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_test", "batch_size"):
-            _check_int(name, getattr(self, name), 1)
-        _check_int("epochs", self.epochs, 0)
-        _check_int("word_bits", self.word_bits, 2)
-        _check_pos("lr", self.lr)
+            check_int(name, getattr(self, name), 1)
+        check_int("epochs", self.epochs, 0)
+        check_int("word_bits", self.word_bits, 2)
+        check_positive("lr", self.lr)
         if not self.frac_bits:
             raise ValueError("frac_bits: got an empty list, must hold at least one value")
         for fb in self.frac_bits:
             if isinstance(fb, bool) or not isinstance(fb, int) or not 0 <= fb < self.word_bits:
                 raise ValueError(f"frac_bits: got {fb!r}, must be an integer in [0, word_bits={self.word_bits})")
-        _check_subset("modes", self.modes, ROUNDING_MODES)
+        check_subset("modes", self.modes, ROUNDING_MODES)
         if not isinstance(self.float_baseline, bool):
             raise ValueError(f"float_baseline: got {self.float_baseline!r}, must be true or false")
         if self.activation not in ("sigmoid", "relu", "tanh"):
@@ -183,20 +165,12 @@ _SECTIONS: dict[str, type] = {"least_squares": LeastSquaresSettings, "mnist": Mn
                               "fixed_point": FixedPointSettings}
 
 
-def _section_from_dict(cls: type, data: Mapping[str, Any], base: Any) -> Any:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{cls.__name__}: got {type(data).__name__}, must be a table")
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{unknown[0]}: unknown key for {cls.__name__}; allowed: {', '.join(sorted(allowed))}")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return dataclasses.replace(base, **kwargs)
-
-
 @dataclass(frozen=True)
 class StudyConfig:
-    """The whole study: which parts, which seeds, and each part's settings."""
+    """The whole study: which parts, which seeds, and each part's settings (a
+    ``analog.studies.settings.StudySettings``; a --config file holds its tables at the top level)."""
+
+    TOML_TABLE: ClassVar[str | None] = None
 
     seeds: tuple[int, ...] = (0, 1, 2)
     parts: tuple[str, ...] = PARTS
@@ -209,8 +183,8 @@ class StudyConfig:
         if not self.seeds:
             raise ValueError("seeds: got an empty list, must hold at least one seed")
         for s in self.seeds:
-            _check_int("seeds", s, 0)
-        _check_subset("parts", self.parts, PARTS)
+            check_int("seeds", s, 0)
+        check_subset("parts", self.parts, PARTS)
 
     @classmethod
     def full(cls) -> "StudyConfig":
@@ -229,12 +203,6 @@ class StudyConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        def plain(obj: Any) -> Any:
-            if dataclasses.is_dataclass(obj):
-                return {f.name: plain(getattr(obj, f.name)) for f in fields(obj)}
-            if isinstance(obj, tuple):
-                return [plain(v) for v in obj]
-            return obj
         return plain(self)
 
     @classmethod
@@ -255,7 +223,7 @@ class StudyConfig:
         for name, section_cls in _SECTIONS.items():
             if name in data:
                 try:
-                    kwargs[name] = _section_from_dict(section_cls, data[name], getattr(base, name))
+                    kwargs[name] = overlay(getattr(base, name), data[name], section_cls.__name__)
                 except (ValueError, TypeError) as exc:
                     raise ValueError(f"{name}.{exc}") from None
         for name in ("seeds", "parts"):
