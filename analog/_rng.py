@@ -45,6 +45,8 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 
 def generator_on(gen: torch.Generator, device: torch.device) -> torch.Generator:
     """gen if it already lives on device, else a new generator there seeded from gen (deterministic)."""
+    if gen.device == device:            # the per-call case: no torch.device construction
+        return gen
     device = torch.device(device)
     if gen.device.type == device.type and (device.index is None or gen.device.index in (None, device.index)):
         return gen

@@ -89,6 +89,14 @@ def _count_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
+def _signed_trains(sgn: Tensor, fire: Tensor, n_slots: int) -> Tensor:
+    """Signed pulse trains (B*BL, lines) in {-1, 0, +1}: the 0/1 trains ``fire`` (B*BL, lines, sample-
+    major) times each line's sign ``sgn`` (B, lines) -- the sign of its x_i or d_j."""
+    if n_slots == 1:
+        return sgn.mul_(fire)
+    return (fire.view(sgn.shape[0], n_slots, -1) * sgn[:, None, :]).view(fire.shape)
+
+
 class PulsedArray(nn.Module):
     """A crossbar (out_features x in_features) of one device type with per-device variation."""
 
@@ -132,8 +140,10 @@ class PulsedArray(nn.Module):
     # ------------------------------------------------------------------ helpers
     def generator(self) -> torch.Generator:
         """This array's generator, on the device of its tensors (recreated once after .to(cuda))."""
-        self._generator = generator_on(self._generator, self.weight.device)
-        return self._generator
+        gen = generator_on(self._generator, self.weight.device)
+        if gen is not self._generator:      # (nn.Module attribute writes are slow: only on a move)
+            self._generator = gen
+        return gen
 
     @property
     def dw_up(self) -> Tensor:
@@ -187,15 +197,20 @@ class PulsedArray(nn.Module):
             self.pulse_devices(None, n_up, n_down, noise)
 
     def _constants(self) -> Tensor:
-        """(4, out*in): w_min, w_max and the q = 1 up/down steps dw_min*(1 +- up_down) per device,
-        stacked so that a sparse update gathers them with one index_select. Rebuilt when any of the
-        buffers it derives from changes (load_state_dict, .to(), a test editing them)."""
+        """(4 or 6, out*in): w_min, w_max and the q = 1 up/down steps dw_min*(1 +- up_down) per device,
+        and for a linear response (``Device.linear_slopes``) the slopes of the steps, dw_up*gamma_up/
+        w_max and dw_down*gamma_down/w_min, stacked so that a sparse update gathers them with one
+        index_select. Rebuilt when any of the buffers it derives from changes (load_state_dict,
+        .to(), a test editing them)."""
         key = tuple((t.data_ptr(), t._version) for t in (self.w_min, self.w_max, self.dw_min, self.up_down))
-        cached = getattr(self, "_consts", None)
+        cached = self.__dict__.get("_consts")
         if cached is None or cached[0] != key:
-            consts = torch.stack([self.w_min, self.w_max, self.dw_up, self.dw_down]).view(4, -1)
-            cached = (key, consts)
-            self._consts = cached
+            rows = [self.w_min, self.w_max, self.dw_up, self.dw_down]
+            slopes = self.device_model.linear_slopes()
+            if slopes is not None and not self.device_model.constant_response:
+                rows += [rows[2] * (slopes[0] / self.w_max), rows[3] * (slopes[1] / self.w_min)]
+            cached = (key, torch.stack(rows).view(len(rows), -1))
+            self.__dict__["_consts"] = cached
         return cached[1]
 
     @torch.no_grad()
@@ -217,11 +232,15 @@ class PulsedArray(nn.Module):
         consts = self._constants()
         if flat is None:
             w = self.weight
-            lo, hi, s_up, s_down = (c.view(w.shape) for c in consts)
+            cs = [c.view(w.shape) for c in consts]
         else:
             w = self.weight.view(-1).index_select(0, flat)
-            lo, hi, s_up, s_down = consts.index_select(1, flat)
-        if not dev.constant_response:
+            cs = consts.index_select(1, flat).unbind(0)
+        lo, hi, s_up, s_down = cs[:4]
+        if len(cs) == 6:                   # linear response: s = max(0, s(q=1) - slope * w)
+            s_up = torch.addcmul(s_up, w, cs[4], value=-1.0).clamp_min_(0.0)
+            s_down = torch.addcmul(s_down, w, cs[5], value=-1.0).clamp_min_(0.0)
+        elif not dev.constant_response:
             s_up = s_up * dev.q_up(w, lo, hi)
             s_down = s_down * dev.q_down(w, lo, hi)
         step_up, step_down = s_up * n_up, s_down * n_down
@@ -239,85 +258,84 @@ class PulsedArray(nn.Module):
 
     def train_parameters(self, max_x: Tensor, max_d: Tensor, lr: float) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample pulse-train length BL and probability scales (A, B) for samples whose inputs
-        and errors have these max|x| and max|d| (> 0): the single source of the update's train
-        statistics. BL = clamp(ceil(lr max|x| max|d| / dw_min), 1, desired_bl) with bl_management,
-        else desired_bl; A = B = sqrt(lr / (dw_min BL)), with update_management rebalanced to
-        A max|x| = B max|d|. Input i fires in a slot with probability min(A |x_i|, 1), error j with
-        min(B |d_j|, 1), so a coincidence has probability ~ lr |x_i d_j| / (dw_min BL)."""
+        and errors have these max|x| and max|d| (> 0, any matching shapes): the single source of the
+        update's train statistics. BL = clamp(ceil(lr max|x| max|d| / dw_min), 1, desired_bl) with
+        bl_management, else desired_bl; A = B = sqrt(lr / (dw_min BL)), with update_management
+        rebalanced to A max|x| = B max|d|. Input i fires in a slot with probability min(A |x_i|, 1),
+        error j with min(B |d_j|, 1), so a coincidence has probability ~ lr |x_i d_j| / (dw_min BL)."""
         cfg = self.update_config
         k = lr / self.device_model.dw_min
         if cfg.bl_management:
             bl = (max_x * max_d).mul_(k).ceil_().clamp_(1, cfg.desired_bl)
         else:
             bl = torch.full_like(max_x, float(cfg.desired_bl))
-        r = bl.reciprocal().mul_(k).sqrt_()
+        q = bl.reciprocal().mul_(k)                                    # k / BL
         if not cfg.update_management:
+            r = q.sqrt_()
             return bl, r, r
-        ratio = (max_d / max_x).sqrt_()
-        return bl, r * ratio, r.div_(ratio)
+        a = (max_d / max_x).mul_(q).sqrt_()                            # sqrt(k/BL * max|d|/max|x|)
+        return bl, a, q.div_(a)                                        # B = (k/BL) / A
 
     def _trains_counts(self, x: Tensor, d: Tensor, lr: float) -> tuple[int, Tensor | None, Tensor, Tensor]:
         """Stochastic pulse trains for a (sub-)batch and their up/down coincidence counts.
 
         Returns (BL, flat, n_up, n_down): flat indexes the devices that got pulses (n_up, n_down
-        are then 1-D), or is None with dense (out, in) counts. On large arrays only the rows and
-        columns whose trains carry at least one pulse enter the coincidence matmuls: zero inputs
-        and zero errors (most of an MNIST row, most of a small gradient's trains) never fire, so
-        they cost nothing past the draw.
+        are then 1-D), or is None with dense (out, in) counts. One draw covers the x and d trains of
+        every sample and slot; on large arrays only the lines whose trains carry at least one pulse
+        enter the coincidence matmuls: zero inputs and zero errors (most of an MNIST row, most of a
+        small gradient's trains) never fire, so they cost nothing past the draw. Every path counts
+        the very same pulses from the same draw (tests/analog/test_core_physics.py checks it).
         """
-        cfg = self.update_config
         cdt = _count_dtype(x.dtype)
-        n, n_in, n_out = x.shape[0], x.shape[1], d.shape[1]
-        v = torch.cat([x, d], dim=1)                                   # (B, in + out): one pass for both
-        if v.dtype != cdt:
-            v = v.to(cdt)
-        prob = v.abs()
-        mx = prob[:, :n_in].amax(dim=1).clamp_min_(_TINY)              # all-zero rows: no pulses, no NaN
-        md = prob[:, n_in:].amax(dim=1).clamp_min_(_TINY)
-        bl, a, b = self.train_parameters(mx, md, lr)
+        if x.dtype != cdt:
+            x, d = x.to(cdt), d.to(cdt)
+        n, n_in = x.shape
+        inf = float("inf")
+        mx = torch.linalg.vector_norm(x, inf, dim=1, keepdim=True).clamp_min_(_TINY)   # all-zero rows:
+        md = torch.linalg.vector_norm(d, inf, dim=1, keepdim=True).clamp_min_(_TINY)   # no pulses, no NaN
+        bl, a, b = self.train_parameters(mx, md, lr)                   # (n, 1) each
+        sp = torch.cat([x * a, d * b], dim=1)                          # signed fire probabilities
+        prob = sp.abs().clamp_max_(1.0)
         n_slots = int(bl.max().item())
-        if a is b:
-            prob.mul_(a[:, None])
+        gen = self.generator()
+        if n_slots == 1:
+            fire = torch.rand(sp.shape, generator=gen, device=sp.device, dtype=cdt) < prob
         else:
-            prob[:, :n_in].mul_(a[:, None])
-            prob[:, n_in:].mul_(b[:, None])
-        prob.clamp_max_(1.0)
-        fire = torch.rand((n, n_slots, n_in + n_out), generator=self.generator(), device=v.device,
-                          dtype=cdt) < prob[:, None, :]
-        if n_slots > 1 and cfg.bl_management and not bool((bl == n_slots).all()):
-            fire &= (torch.arange(n_slots, device=v.device)[None, :] < bl[:, None])[:, :, None]
-        fire = fire.view(n * n_slots, n_in + n_out)
-        if self.weight.numel() <= _DENSE_NUMEL:                        # small array: dense counts
-            trains = fire.to(cdt)
-            signed = (trains.view(n, n_slots, -1) * torch.sign(v)[:, None, :]).view_as(trains)
-            total = trains[:, n_in:].t() @ trains[:, :n_in]
-            n_down = (signed[:, n_in:].t() @ signed[:, :n_in]).add_(total).mul_(0.5)   # +1 where x d > 0
-            hit = total.view(-1) > 0
-            n_up = total.sub_(n_down)
-            if int(hit.sum().item()) < _SPARSE_FRACTION * hit.numel():
-                flat = hit.nonzero().squeeze(1)
-                return n_slots, flat, n_up.view(-1)[flat], n_down.view(-1)[flat]
-            return n_slots, None, n_up, n_down
-        # only rows/columns whose trains carry a pulse can see a coincidence
-        live = fire.any(dim=0).nonzero().squeeze(1)
-        split = int(torch.searchsorted(live, n_in).item())
-        if split == 0 or split == live.numel():
-            empty = v.new_zeros(0)
-            return n_slots, empty.long(), empty, empty
-        trains = fire.index_select(1, live).to(cdt)                    # (B*BL, live) 0/1
-        signed = (trains.view(n, n_slots, -1) * torch.sign(v.index_select(1, live))[:, None, :]).view_as(trains)
+            fire = torch.rand((n, n_slots, sp.shape[1]), generator=gen, device=sp.device, dtype=cdt) < prob[:, None, :]
+            if self.update_config.bl_management:                       # slots past a sample's BL stay silent
+                fire &= (torch.arange(n_slots, device=sp.device) < bl)[:, :, None]
+            fire = fire.view(n * n_slots, -1)
+        sgn = sp.sign_()                                               # (B, in + out)
+        if self.weight.numel() <= _DENSE_NUMEL:                        # small array: count every line
+            signed, split, lines = _signed_trains(sgn, fire, n_slots), n_in, None
+        else:                                                          # only lines that fired can coincide
+            lines = fire.any(dim=0).nonzero().squeeze(1)
+            split = int(torch.searchsorted(lines, n_in).item())
+            if split == 0 or split == lines.numel():
+                empty = sp.new_zeros(0)
+                return n_slots, empty.long(), empty, empty
+            signed = _signed_trains(sgn.index_select(1, lines), fire.index_select(1, lines), n_slots)
+        trains = signed.abs()                                          # (B*BL, lines) 0/1
         total = trains[:, split:].t() @ trains[:, :split]              # all coincidences (rows, cols)
-        n_down = (signed[:, split:].t() @ signed[:, :split]).add_(total).mul_(0.5)   # +1 where x d > 0
-        n_up = total - n_down
+        # down pulses where x d > 0: (all + signed coincidences) / 2, in one addmm
+        n_down = torch.addmm(total, signed[:, split:].t(), signed[:, :split], beta=0.5, alpha=0.5)
+        if lines is None:
+            hit = total.view(-1).nonzero().squeeze(1)
+            n_up = total.sub_(n_down)
+            if hit.numel() < _SPARSE_FRACTION * total.numel():
+                return n_slots, hit, n_up.view(-1)[hit], n_down.view(-1)[hit]
+            return n_slots, None, n_up, n_down
         ii, jj = total.nonzero(as_tuple=True)
+        n_up = total.sub_(n_down)
+        rows, cols = lines[split:], lines[:split]
         if ii.numel() < _SPARSE_FRACTION * self.weight.numel():
-            flat = live[split:][ii].sub_(n_in).mul_(n_in).add_(live[:split][jj])
+            flat = cols[jj].add_(rows[ii], alpha=n_in).sub_(n_in * n_in)   # row-major (row - n_in, col)
             return n_slots, flat, n_up[ii, jj], n_down[ii, jj]
-        rows, cols = live[split:] - n_in, live[:split]
-        full_up = torch.zeros(self.weight.shape, dtype=cdt, device=v.device)
+        full_up = torch.zeros(self.weight.shape, dtype=cdt, device=sp.device)
         full_down = torch.zeros_like(full_up)
-        full_up[rows[:, None], cols[None, :]] = n_up
-        full_down[rows[:, None], cols[None, :]] = n_down
+        rows = (rows - n_in)[:, None]
+        full_up[rows, cols[None, :]] = n_up
+        full_down[rows, cols[None, :]] = n_down
         return n_slots, None, full_up, full_down
 
     def _mean_counts(self, x: Tensor, d: Tensor, lr: float) -> tuple[Tensor, Tensor]:

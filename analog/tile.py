@@ -83,8 +83,10 @@ class AnalogTile(nn.Module):
 
     # ------------------------------------------------------------------ randomness
     def generator(self, device: torch.device) -> torch.Generator:
-        self._generator = generator_on(self._generator, device)
-        return self._generator
+        gen = generator_on(self._generator, device)
+        if gen is not self._generator:      # (nn.Module attribute writes are slow: only on a move)
+            self._generator = gen
+        return gen
 
     # ------------------------------------------------------------------ MVMs
     def analog_weight(self) -> Tensor:

@@ -111,6 +111,35 @@ def test_all_zero_rows_give_finite_near_zero_outputs(rounding):
     assert torch.allclose(y[2], x[2] @ w.t(), atol=0.5)
 
 
+@pytest.mark.parametrize("bm", ["iterative", "none"])
+def test_skipping_all_zero_vectors_matches_the_dense_pass(monkeypatch, bm):
+    """Large abs-max batches skip all-zero input vectors (their alpha is 0, so they read out 0).
+    Noise-free, the skipping pass and the dense pass give the same outputs; with output noise (and
+    saturating rows for bound management) the residual of the non-zero vectors has the same
+    statistics on both, and the skipped vectors are exactly 0."""
+    import analog.mvm as mvm
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(2000, 40, generator=g) * (torch.rand(2000, 1, generator=g) > 0.6)     # ~60% zero rows
+    x[:100] = x[:100].abs()
+    w = torch.randn(16, 40, generator=g) * 0.3
+    w[0] = 1.0                                         # output 0 of the positive rows saturates
+    zero = x.abs().amax(1) == 0
+    quiet = analog.IOConfig(out_noise=0.0, bound_management=bm)
+    noisy = analog.IOConfig(out_noise=0.1, bound_management=bm)
+    out = {}
+    for name in ("skip", "dense"):
+        if name == "dense":
+            monkeypatch.setattr(mvm, "_SKIP_MIN_ROWS", 1 << 40)
+        y_quiet = analog.noisy_mvm(x, w, quiet, torch.Generator().manual_seed(0))
+        y_noisy = analog.noisy_mvm(x, w, noisy, torch.Generator().manual_seed(1))
+        out[name] = (y_quiet, y_noisy)
+    assert torch.allclose(out["skip"][0], out["dense"][0], atol=1e-5, rtol=0)
+    assert bool((out["skip"][1][zero] == 0).all()) and out["dense"][1][zero].abs().max() < 1e-12
+    alpha = x[~zero].abs().amax(1, keepdim=True)
+    stds = [((y[~zero] - x[~zero] @ w.t()) / alpha).std().item() for _, y in out.values()]
+    assert stds[0] > 0.05 and abs(stds[0] / stds[1] - 1) < 0.05
+
+
 def test_adc_quantizes_to_out_res_levels():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(500, 16, generator=g)
