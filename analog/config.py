@@ -7,6 +7,7 @@ Validated on construction, round-trips through TOML-shaped dicts (``to_dict`` / 
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,7 +82,6 @@ class TileConfig:
     @classmethod
     def from_toml(cls, path: str, table: str | None = None) -> "TileConfig":
         """Load from a TOML file; ``table`` selects a sub-table (dotted, e.g. "classifier.analog")."""
-        import tomllib
         with open(path, "rb") as fh:
             data: Any = tomllib.load(fh)
         for key in (table.split(".") if table else []):

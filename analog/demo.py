@@ -18,10 +18,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
+
+import analog
 
 
 def load_digits_split(seed: int = 0, test_fraction: float = 0.25) -> tuple[torch.Tensor, ...]:
     """load_digits scaled to [0, 1], stratified train/test split (seeded)."""
+    # sklearn on use (start-up time): it costs more to import than this whole module
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -41,8 +45,6 @@ def make_mlp(hidden: int = 64, seed: int = 0) -> nn.Module:
 def train_eval(model: nn.Module, data: tuple[torch.Tensor, ...], epochs: int = 15, batch_size: int = 10,
                lr: float = 0.1, seed: int = 0, analog_opt: bool = True, progress: bool = False) -> dict[str, Any]:
     """Mini-batch SGD on cross-entropy; returns test accuracy and seconds."""
-    import analog
-
     x_tr, y_tr, x_te, y_te = data
     opt = (analog.AnalogOptimizer(model.parameters(), lr=lr) if analog_opt
            else torch.optim.SGD(model.parameters(), lr=lr))
@@ -50,7 +52,6 @@ def train_eval(model: nn.Module, data: tuple[torch.Tensor, ...], epochs: int = 1
     start = time.perf_counter()
     epochs_iter = range(epochs)
     if progress:
-        from tqdm import tqdm
         epochs_iter = tqdm(epochs_iter, desc="epochs", leave=False)
     for _ in epochs_iter:
         model.train()
@@ -68,14 +69,11 @@ def train_eval(model: nn.Module, data: tuple[torch.Tensor, ...], epochs: int = 1
 
 
 def near_ideal_config(seed: int = 0) -> Any:
-    import analog
     cfg = analog.presets.tile_config("near-ideal")
     return cfg.replace(seed=seed)
 
 
 def run(epochs: int = 15, seed: int = 0, progress: bool = True) -> list[dict[str, Any]]:
-    import analog
-
     torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
     data = load_digits_split(seed)
     rows = []

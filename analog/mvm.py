@@ -8,14 +8,12 @@ rescale. The backward pass calls the same function with W^T and the backward IOC
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from analog.config import IOConfig
+from analog.periphery import IOConfig
 
 
 def converter_step(bits: int, bound: float) -> float:

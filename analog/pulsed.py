@@ -17,16 +17,12 @@ simulator targets); cycle-to-cycle noise adds ``dw_min_std * step * sqrt(n) * N(
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 
 from analog._rng import generator_on
 from analog.devices import Device
-
-if TYPE_CHECKING:  # config imports the algorithms, which import this module
-    from analog.config import UpdateConfig
+from analog.periphery import UpdateConfig
 
 
 class PulseStats:

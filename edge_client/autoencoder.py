@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import analog
+
 
 class Autoencoder(nn.Module):
     """encoder(x) = z (B, latent_dim); decoder(z) = x_hat (B, C, H, W)."""
@@ -117,8 +119,6 @@ def build_autoencoder(image_shape: tuple[int, int, int], latent_dim: int, kind: 
         encoder, decoder = make()
     model = Autoencoder(encoder, decoder, kind, image_shape, latent_dim)
     if tile_config is not None:
-        import analog
-
         analog_model = analog.convert_to_analog(model, tile_config)
         # keep the metadata attributes (convert deep-copies the module, attributes included)
         for attr in ("kind", "image_shape", "latent_dim"):
@@ -130,9 +130,4 @@ def build_autoencoder(image_shape: tuple[int, int, int], latent_dim: int, kind: 
 
 def is_analog(model: nn.Module) -> bool:
     """True if any sub-module is an analog layer (trained with AnalogOptimizer)."""
-    try:
-        import analog
-    except ImportError:
-        return False
-    kinds = tuple(k for k in (getattr(analog, "AnalogLinear", None), getattr(analog, "AnalogConv2d", None)) if k)
-    return any(isinstance(m, kinds) for m in model.modules())
+    return any(isinstance(m, (analog.AnalogLinear, analog.AnalogConv2d)) for m in model.modules())

@@ -7,11 +7,16 @@ Config comes from `--config edge.toml` (an `[edge]` table or top-level keys, wit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
 import math
 import os
 import sys
 from pathlib import Path
+
+from .config import ConfigError, EdgeConfig, check_client_id
+from .state import ClientState
 
 
 PARTITIONERS = ("iid", "dirichlet")   # Flower Datasets' IidPartitioner / DirichletPartitioner
@@ -116,10 +121,6 @@ def register(subparsers) -> None:
 
 
 def _config(args: argparse.Namespace):
-    import dataclasses
-
-    from .config import ConfigError, EdgeConfig
-
     cfg = EdgeConfig.from_toml(args.config) if args.config else EdgeConfig()
     over = dict(latent_dim=args.latent_dim, bits=args.bits,
                 per_feature_scale=args.per_feature_scale, autoencoder=args.autoencoder, epochs=args.epochs,
@@ -172,9 +173,7 @@ def format_table(summary: dict) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import logging
-
-    from .config import ConfigError, check_client_id
+    # on use (start-up time of `analog-edge --help`): numpy, grpc and, below, torch
     from .data import DataError
     from protos.client import UploadError
 
@@ -185,8 +184,6 @@ def _run(args: argparse.Namespace) -> int:
         check_client_id(args.client_id)
         state_dir = Path(args.state_dir or Path("runs") / "edge" / args.client_id)
         if args.evaluate_only:
-            from .state import ClientState
-
             pid, n, alpha = saved_partition_args(args, ClientState.load(state_dir))
         else:
             pid, n, alpha = partition_args(args)

@@ -13,23 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from analog.rounding import stochastic_round
 from protos import codec as wire
 from protos import latent_service_pb2 as pb
 
 QMAX = {8: 127, 4: 7}
-
-
-def _stochastic_round(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Round to the integer grid, up with probability frac(x): E[round(x)] = x (Gupta et al. 2015)."""
-    try:
-        from analog.rounding import stochastic_round
-    except ImportError:  # the analog package is optional for a digital-only install
-        stochastic_round = None
-    if stochastic_round is not None:
-        return stochastic_round(x, generator=generator)
-    floor = torch.floor(x)
-    u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-    return floor + (u < (x - floor)).to(x.dtype)
 
 
 def _stochastic_half(z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -123,7 +111,7 @@ def quantize_latents(z: np.ndarray | torch.Tensor, bits: int, per_feature: bool 
         raise ValueError(f"scale: got {scale.size} values, must be 1 or latent_dim ({z.shape[1]}), finite, > 0")
     gen = torch.Generator().manual_seed(int(seed))
     scaled = torch.from_numpy(z.astype(np.float64) / scale.astype(np.float64))
-    q = _stochastic_round(scaled, gen).clamp_(-qmax, qmax)
+    q = stochastic_round(scaled, generator=gen).clamp_(-qmax, qmax)
     values = q.numpy().astype(np.int8)
     quant = pb.Quantization(dtype=dtype, scale=[float(s) for s in scale])
     return QuantizedLatents(values, quant, bits)

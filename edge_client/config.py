@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,6 @@ class EdgeConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "EdgeConfig":
-        import tomllib
-
         p = Path(path)
         try:
             with p.open("rb") as fh:
@@ -221,7 +220,7 @@ class EdgeConfig:
 
     def programming_model(self):
         """The analog.inference noise model that writes init_weights onto the tiles."""
-        from analog.inference import noise_model_from_dict
+        from analog.inference import noise_model_from_dict  # on use (start-up time): torch
 
         try:
             return noise_model_from_dict(self.init_programming, "init_programming.")
@@ -232,7 +231,7 @@ class EdgeConfig:
         """The analog TileConfig this edge trains on, or None for the digital reference."""
         if self.analog is None:
             return None
-        import analog
+        import analog  # on use (start-up time): torch, which a config check need not load
 
         try:
             return analog.presets.from_dict(self.analog)

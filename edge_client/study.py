@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import analog
+
 from .autoencoder import build_autoencoder
 from .codec import QMAX, quantize_latents, wire_report
 from .data import load_dataset, split_train_test
@@ -23,6 +25,7 @@ from .training import encode, train_autoencoder
 
 
 def _fit_eval(z_tr: np.ndarray, y_tr: np.ndarray, z_te: np.ndarray, y_te: np.ndarray, seed: int) -> float:
+    # sklearn and matplotlib on use (start-up time): each costs more to import than this module
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -104,8 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(max(1, args.threads))
     tile = None
     if args.analog_preset:
-        import analog
-
         tile = analog.presets.tile_config(args.analog_preset)
     res = quantization_study(args.dataset, args.latent_dim, epochs=args.epochs, seed=args.seed,
                              repeats=args.repeats, per_feature_scale=args.per_feature_scale,
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(res, indent=2))
-        import matplotlib
+        import matplotlib  # on use (start-up time); Agg chosen before pyplot loads
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+import analog
 
 from .autoencoder import is_analog
 
@@ -42,8 +45,6 @@ def make_optimizer(model: nn.Module, lr: float, optimizer: str = "sgd") -> torch
     if is_analog(model):
         if optimizer != "sgd":
             raise ValueError(f"optimizer: got {optimizer!r}; analog tiles train with pulsed SGD only")
-        import analog
-
         return analog.AnalogOptimizer(model.parameters(), lr=lr)
     if optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
@@ -82,8 +83,6 @@ def train_autoencoder(model: nn.Module, x_train: np.ndarray | torch.Tensor,
                       batch_size: int = 32, lr: float = 0.05, optimizer: str = "sgd", seed: int = 0,
                       progress: bool = True, desc: str = "AE") -> TrainResult:
     """Train on x_train for `epochs` (seeded shuffling); report held-out per-pixel MSE on x_val."""
-    from tqdm.auto import tqdm
-
     x_train = _as_tensor(x_train)
     if x_train.shape[0] == 0:
         raise ValueError("x_train: no samples to train on")

@@ -15,6 +15,7 @@ PROTO_FILES = ("latent_service.proto",)
 
 def generate(out_root: Path = REPO_ROOT) -> list[Path]:
     """Run protoc on every contract file; return the generated files under ``out_root/protos``."""
+    # on use: grpcio-tools is needed only to regenerate (start-up time of whoever imports this module)
     import grpc_tools
     from grpc_tools import protoc
 

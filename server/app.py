@@ -12,6 +12,8 @@ durable, so a hard exit loses nothing acknowledged.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -71,9 +73,6 @@ def keep_heap_warm(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 
     ceiling with and without a warm heap side by side; figures in README.md). The price is up
     to ``trim_threshold`` bytes of freed memory kept resident. Returns False where mallopt is absent.
     """
-    import ctypes
-    import ctypes.util
-
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
@@ -221,7 +220,7 @@ def serve(cfg: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT, then stop within the grace period; the exit code is 0."""
     setup_logging(cfg.log_level)
     if cfg.torch_threads:
-        import torch
+        import torch  # on use (start-up time): the service loads torch only to classify
 
         torch.set_num_threads(cfg.torch_threads)
     if not keep_heap_warm():

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
+import os
 import sys
+import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from server.config import CONDITIONING
-
-if TYPE_CHECKING:
-    from server.config import ClassifierConfig
+from server.classifier.errors import TrainingError
+from server.config import CONDITIONING, ClassifierConfig, ConfigError, ServerConfig
 
 
 def register(subparsers) -> None:
@@ -66,14 +67,11 @@ def register(subparsers) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import os
-
     # gRPC's C core logs to stderr on its own (e.g. a raw "add_port.cc ... Failed to add port" line
     # before our one-line error); it reads this when grpc loads. --log-level DEBUG or the variable keeps it.
     if (args.log_level or "").upper() != "DEBUG":
         os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    from server.app import serve
-    from server.config import ConfigError, ServerConfig
+    from server.app import serve  # only now: grpc reads GRPC_VERBOSITY when it loads (and start-up time)
 
     try:
         cfg = ServerConfig.from_toml(args.config) if args.config else ServerConfig()
@@ -100,25 +98,18 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     # The store is closed and the logs are written: exit now. Interpreter teardown of gRPC's threads
     # can take seconds more, and shutdown is promised within the grace period.
-    import logging
-    import os
-
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(rc)
 
 
-def _classifier_config(args: argparse.Namespace) -> tuple["ClassifierConfig", str]:
+def _classifier_config(args: argparse.Namespace) -> tuple[ClassifierConfig, str]:
     """The hand run's ClassifierConfig and a line saying what it trains on.
 
     Analog tiles unless --digital, as the fleet does: a fleet config's top-level [analog] table is the
     TileConfig of both sides, so it applies here too when [classifier] has no analog table of its own."""
-    import dataclasses
-    import tomllib
-
-    import analog
-    from server.config import ClassifierConfig
+    import analog  # on use (start-up time of `analog-edge --help`): torch
 
     cfg = ClassifierConfig.from_toml(args.config) if args.config else ClassifierConfig()
     source = f"{args.config} [classifier.analog]" if cfg.analog is not None else \
@@ -142,11 +133,10 @@ def _classifier_config(args: argparse.Namespace) -> tuple["ClassifierConfig", st
 
 
 def _train(args: argparse.Namespace) -> int:
+    # on use (start-up time of `analog-edge --help`): grpc, numpy and torch
     from server.app import setup_logging
-    from server.classifier.errors import TrainingError
     from server.classifier.report import format_result
     from server.classifier.training import train_classifier
-    from server.config import ConfigError
     from server.store import DB_NAME, StoreError
 
     store = Path(args.store)

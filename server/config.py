@@ -19,7 +19,9 @@ CLI flags override file values (see ``server/cli.py``). Errors name the field an
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,6 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _load_toml(path: str | Path) -> dict[str, Any]:
-    import tomllib
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config: file {str(path)!r} does not exist")
@@ -104,7 +104,7 @@ class ClassifierConfig:
         """The analog.TileConfig of the classifier's layers, or None for digital."""
         if self.analog is None:
             return None
-        import analog
+        import analog  # on use (start-up time): torch, which the service loads only to classify
 
         try:
             return analog.presets.from_dict(self.analog)
@@ -128,8 +128,6 @@ class ClassifierConfig:
 
     @classmethod
     def from_toml_text(cls, text: str) -> "ClassifierConfig":
-        import tomllib
-
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -148,8 +146,6 @@ _SECRET = re.compile(r"^[\x21-\x7e]*$")
 
 def is_loopback(host: str) -> bool:
     """True for "localhost" and loopback IP literals (127.0.0.0/8, ::1); a name is not resolved."""
-    import ipaddress
-
     if host == "localhost":
         return True
     try:

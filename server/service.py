@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import grpc
+import numpy as np
 from google.protobuf.message import DecodeError
 
 from protos import latent_service_pb2 as pb
@@ -418,8 +419,6 @@ class LatentService:
         return await self._run(self._classify, req, client)
 
     def _classify(self, req: pb.ClassifyRequest, client) -> pb.ClassifyResponse:
-        import numpy as np
-
         z = v.check_classify(req, client, self.cfg)
         try:
             model = self._latest_model()

@@ -10,17 +10,17 @@ memory_bytes) and prints one JSON object: ``{"info": ...}`` or ``{"error": ..., 
 from __future__ import annotations
 
 import json
+import resource
 import sys
 
 
 def main() -> int:
     job = json.loads(sys.stdin.read())
     if job.get("memory_bytes"):
-        import resource
-
         limit = int(job["memory_bytes"])
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
+        # imported only now, under the memory limit set above: loading torch may itself fail there
         import torch
 
         from server.classifier.errors import TrainingError

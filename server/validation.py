@@ -5,6 +5,7 @@ without a network and the service only maps a Rejection to ``context.abort``.
 """
 from __future__ import annotations
 
+import hmac
 import re
 
 import grpc
@@ -51,8 +52,6 @@ def check_dtype(dtype: int, field: str = "dtype") -> None:
 
 def check_register(req: pb.RegisterRequest, cfg: ServerConfig) -> None:
     if cfg.enrollment_secret is not None:
-        import hmac
-
         if not req.enrollment_secret:
             raise Rejection(grpc.StatusCode.UNAUTHENTICATED, "enrollment_secret: missing, this server requires one")
         if not hmac.compare_digest(req.enrollment_secret.encode(), cfg.enrollment_secret.encode()):

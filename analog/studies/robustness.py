@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 import analog
 from analog import inference
@@ -74,7 +75,7 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
 
 def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> Split:
     """sklearn's 1,797 8x8 digits (ships offline), pixels / 16, stratified seeded split."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # on use (start-up time): only the digits model needs sklearn
 
     d = load_digits()
     rng = np.random.default_rng(seed)
@@ -198,8 +199,6 @@ def run_study(cfg: RobustnessConfig, extra_models: Iterable[ModelSpec] = (), sho
     missing = [m for m in cfg.models if m not in specs]
     if missing:
         raise ValueError(f"models: {missing[0]!r} has no builder here (the fleet models come from the CLI)")
-    from tqdm.auto import tqdm
-
     splits: dict[str, Split] = {}
     results: dict[str, Any] = {"config": cfg.to_dict(), "models": {}}
     start = time.perf_counter()
