@@ -17,6 +17,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fleet.client_app import client_app
 from fleet.config import DEFAULT_CONFIG, FleetConfig, resolve_config_path
+from fleet.flower_runtime import RUN_END_MARKER
 from fleet.pipeline import run_on_grid
 
 __all__ = ["client_app", "server_app"]
@@ -38,4 +39,7 @@ def _server_main(grid: Grid, context: Context) -> None:
     address = str(rc.get("latent-address", "") or "")
     external = (address, str(rc.get("admin-token", "") or ""), str(rc.get("latent-ca", "") or "")) \
         if address else None
-    run_on_grid(grid, fleet, out.resolve(), external)
+    try:
+        run_on_grid(grid, fleet, out.resolve(), external)
+    finally:                      # the line the driver waits for before it saves the run log
+        print(RUN_END_MARKER, flush=True)

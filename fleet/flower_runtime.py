@@ -33,6 +33,8 @@ SOURCE_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent            # flower-superlink, flwr, ... of this environment
 CONNECTION = "fleet"                         # the one SuperLink connection in our Flower home
 START_TIMEOUT_S = 120.0
+RUN_END_MARKER = "analog-edge: the ServerApp is done"   # its last line in the run log (fleet/apps.py)
+LOG_WAIT_S = 60.0
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")   # Flower colours its log levels even into files
 
 APP_PYPROJECT = {
@@ -186,9 +188,18 @@ class FlowerRuntime:
                 raise FleetError(f"flwr run {run_id}: still {status!r} after {timeout_s:.0f} s")
             time.sleep(poll_s)
 
-    def save_log(self, run_id: int, path: Path) -> str:
-        """The run's captured output (ServerApp, and in simulation the ClientApps and Ray)."""
-        text = strip_ansi(self.flwr(["log", str(run_id), CONNECTION, "--show"], check=False).stdout)
+    def save_log(self, run_id: int, path: Path, wait_s: float = LOG_WAIT_S) -> str:
+        """The run's captured output (ServerApp, and in simulation the ClientApps and Ray).
+
+        The run's processes push their output to the SuperLink in batches, and a run can read
+        "finished" before the last batch arrived: fetch again until the ServerApp's last line is
+        there (or `wait_s` passed, then keep what arrived)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            text = strip_ansi(self.flwr(["log", str(run_id), CONNECTION, "--show"], check=False).stdout)
+            if RUN_END_MARKER in text or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
         path.write_text(text)
         return text
 

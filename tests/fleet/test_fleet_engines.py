@@ -14,6 +14,7 @@ import pytest
 import tomli_w
 
 from fleet.config import FleetConfig
+from fleet.flower_runtime import RUN_END_MARKER
 from fleet.processes import ProcessGroup, free_port
 
 pytestmark = pytest.mark.slow
@@ -57,7 +58,8 @@ def test_demo_runs_on_the_supported_simulation_path_without_banners(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["latent"]["rows_stored"] == report["latent"]["rows_sent"] > 0
     # Flower's own output was kept, not shown: the run log holds the simulation runtime's lines
-    assert "ClientAppActor" in (out / "flower" / "run.log").read_text()
+    run_log = (out / "flower" / "run.log").read_text()
+    assert "ClientAppActor" in run_log and RUN_END_MARKER in run_log      # the whole log, to the last line
     logs = sorted((out / "flower").glob("*.log"))
     assert {p.name for p in logs} >= {"run.log", "superlink.log"}
     for log in logs:                                 # plain text: Flower's colour escapes are gone
