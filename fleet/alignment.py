@@ -30,6 +30,7 @@ from edge_client.state import ClientState
 from edge_client.training import train_autoencoder
 from fleet.client_tasks import client_name, latent_evaluate, requantize_upload
 from fleet.config import FleetConfig
+from fleet.errors import FleetError
 from fleet.phases import summarize_latent
 from fleet.pipeline import execute
 from fleet.service import ServiceHandle
@@ -126,8 +127,6 @@ def compare_alignment(fleet: FleetConfig, out_dir: str | Path, only: list[str] |
     options = [(name, a) for name, a in _options(base) if not only or name in only]
     unknown = sorted(set(only or ()) - {name for name, _ in _options(base)})
     if unknown:
-        from fleet.errors import FleetError
-
         raise FleetError(f"--options: got {unknown[0]!r}, must be among: {', '.join(n for n, _ in _options(base))}")
     trained: dict[str, dict[str, Any]] = {}
     rows: dict[str, dict[str, Any]] = {}
