@@ -56,7 +56,7 @@ class Job:
     metrics: Callable[[Path], dict[str, float]]
     per_seed: bool = True                           # False: the command takes its seeds itself
     kind: str = "fleet"                             # fleet | sweep | study
-    docs_files: tuple[str, ...] = ()                # figures of the run folder that docs/ shows
+    docs_files: tuple[tuple[str, str], ...] = ()    # (file of the run folder, its name in docs/)
 
     def command(self, seed: int | None, out: Path) -> list[str]:
         extra = ["--seed", str(seed)] if self.per_seed and seed is not None else []
@@ -74,6 +74,11 @@ def _fleet_metrics(out: Path) -> dict[str, float]:
     fa = r.get("fedavg")
     if fa:
         m.update(fedavg_accuracy_pct=100 * fa["accuracy"])
+    dep = r.get("deploy") or {}
+    if "rows" in dep:
+        m["deploy as trained_pct"] = 100 * dep["trained_accuracy"]
+        for row in dep["rows"]:
+            m[f"deploy {row['time']} compensation {'on' if row['compensation'] else 'off'}_pct"] = 100 * row["accuracy"]
     pv = r.get("privacy") or {}
     if "dcor" in pv:
         m["dcor"] = pv["dcor"]
@@ -136,7 +141,14 @@ def jobs(quick: bool, config_dir: Path) -> list[Job]:
             per_seed=False, kind="study"),
         Job("robustness", "README: inference robustness (its own chips, seeds 0-4; docs/robustness_*.png)",
             ["study", "robustness"], _no_metrics, per_seed=False, kind="study",
-            docs_files=("robustness_accuracy_vs_eta.png", "robustness_accuracy_vs_time.png")),
+            docs_files=(("accuracy_vs_eta.png", "robustness_accuracy_vs_eta.png"),
+                        ("accuracy_vs_time.png", "robustness_accuracy_vs_time.png"))),
+        Job("deploy", "README/docs: the quickstart fleet on inference chips, 1 h / 1 day / 1 year (2 clients)",
+            ["fleet", "--config", q, "--clients", "2", "--backend", "local", "--inference-times", "1h,1d,1y"],
+            _fleet_metrics, docs_files=(("deploy_accuracy_vs_time.png", "fleet_deploy_quickstart.png"),)),
+        Job("deploy-hwa", "README: the fleet trained hardware-aware on inference chips (2 clients)",
+            ["fleet", "--config", "configs/deploy_hwa.toml", "--clients", "2", "--backend", "local"],
+            _fleet_metrics, docs_files=(("deploy_accuracy_vs_time.png", "fleet_deploy_hwa.png"),)),
     ]
 
 
@@ -283,18 +295,18 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(outcomes)
     (out / "figures.json").write_text(json.dumps({"seeds": args.seeds, "figures": summary}, indent=2))
     (out / "figures.md").write_text(format_markdown(summary, args.seeds))
-    written = [out / "figures.md"]
+    written = [(p, p.name) for p in [out / "figures.md"]]
     if any(j.kind == "sweep" for j in selected):
-        written += aggregate_sweep(out, args.seeds)
+        written += [(p, p.name) for p in aggregate_sweep(out, args.seeds)]
     for o in outcomes:
-        for name in o.job.docs_files:
-            found = sorted((out / o.job.name).glob(f"*/{name}"))
+        for name, docs_name in o.job.docs_files:
+            found = sorted((out / o.job.name).glob(f"*/{name}"))     # seed0, seed1, ...: the first seed's
             if found:
-                written.append(found[-1])
+                written.append((found[0], docs_name))
     if not args.no_docs and not args.quick:
-        for path in written:
-            shutil.copy2(path, DOCS / path.name)
-        print(f"[figures] copied {', '.join(p.name for p in written)} into {DOCS}")
+        for path, docs_name in written:
+            shutil.copy2(path, DOCS / docs_name)
+        print(f"[figures] copied {', '.join(name for _, name in written)} into {DOCS}")
     print(f"[figures] {out / 'figures.md'}")
     return 1 if any(o.errors for o in outcomes) else 0
 

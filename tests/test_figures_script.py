@@ -28,10 +28,13 @@ def test_plan_lists_every_readme_figure_once_per_seed(tmp_path):
         assert sum(cmd in line for line in lines) == 2, cmd          # seeds 3 and 4
     assert sum("study response-functions --seeds 0 1 2" in line for line in lines) == 1
     assert sum("study robustness --out" in line for line in lines) == 1
+    for cmd in ("fleet --config configs/quickstart.toml --clients 2 --backend local --inference-times 1h,1d,1y --seed",
+                "fleet --config configs/deploy_hwa.toml --clients 2 --backend local --seed"):
+        assert sum(cmd in line for line in lines) == 2, cmd          # the fleet on inference chips, per seed
     bad = _run("--plan", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "scripts/figures.py: --only: got 'nope', must be one of quickstart, quickstart-digital, privacy, "
-        "privacy-digital, sweep, study, robustness"]
+        "privacy-digital, sweep, study, robustness, deploy, deploy-hwa"]
 
 
 def test_quick_run_states_per_seed_values_and_their_spread(tmp_path):
@@ -55,3 +58,30 @@ def test_quick_run_states_per_seed_values_and_their_spread(tmp_path):
     assert "| accuracy_pct |" in md and f"{sp['min']:.2f}..{sp['max']:.2f}" in md
     assert (out / "sweep.png").stat().st_size > 5000
     assert "seeds" in (out / "sweep.csv").read_text().splitlines()[0]
+
+
+def test_docs_figures_come_from_files_their_commands_write():
+    """Each figure copied into docs/ is a file its command writes, under the name README/docs show."""
+    import importlib.util
+    import inspect
+
+    from analog.studies import robustness_report
+    from fleet import deployment
+
+    spec = importlib.util.spec_from_file_location("figures_script", SCRIPT)
+    figures = importlib.util.module_from_spec(spec)
+    sys.modules["figures_script"] = figures             # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(figures)
+        jobs = figures.jobs(False, ROOT)
+    finally:
+        del sys.modules["figures_script"]
+    writers = {"robustness": inspect.getsource(robustness_report.plots),
+               "deploy": inspect.getsource(deployment.plot_deploy),
+               "deploy-hwa": inspect.getsource(deployment.plot_deploy)}
+    shown = (ROOT / "README.md").read_text() + (ROOT / "docs" / "fleet.md").read_text()
+    pairs = [(job.name, src, dst) for job in jobs for src, dst in job.docs_files]
+    assert {name for name, _, _ in pairs} == set(writers)
+    for name, src, dst in pairs:
+        assert f'"{src}"' in writers[name], (name, src)
+        assert dst in shown, dst

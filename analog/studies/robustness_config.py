@@ -22,7 +22,9 @@ TIMES = (1.0, 3600.0, DAY, 30 * DAY, 365 * DAY)
 class RobustnessConfig:
     """models: which of MODEL_NAMES; train_seed: weights init, data order, HWA noise; epochs /
     digits_epochs: training length (Adam, lr, batch_size); hwa_eta / hwa_relative / clip_sigma: the
-    HWA training noise (weight noise at every forward, the reference periphery, clipping at k std);
+    HWA training noise (weight noise at every forward, the reference periphery, clipping at k std;
+    0.5 by default: HWA is trained at or above the noise it is meant to survive, Rasch et al. 2023,
+    and at eta = 0.1 a digitally trained model loses almost nothing, docs/design.md §2.7);
     etas + eta_seeds: the weight-noise sweep (one chip per seed); times + time_seeds: seconds after
     programming under PCMLike, with and without global drift compensation; noise_strengths: the
     input-only / output-only / weight-only comparison (each std = strength * std of its tensor);
@@ -36,7 +38,7 @@ class RobustnessConfig:
     digits_epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
-    hwa_eta: float = 0.1
+    hwa_eta: float = 0.5
     hwa_relative: bool = False
     clip_sigma: float = 2.5
     etas: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -71,9 +73,12 @@ class RobustnessConfig:
 
     @classmethod
     def quick(cls) -> "RobustnessConfig":
-        """The reduced study the test runs: fewer epochs, samples, etas and chips."""
-        return cls(epochs=2, digits_epochs=12, etas=(0.0, 0.1, 0.3, 0.6, 1.0), eta_seeds=(0, 1, 2),
-                   times=(1.0, 3600.0, DAY, 365 * DAY), time_seeds=(0, 1), noise_strengths=(0.3,), n_train=2000)
+        """The reduced study the test runs: fewer epochs, etas, times and chips. The mnist5k models
+        still get 4 epochs on all 4,000 images: HWA training converges more slowly under its noise,
+        and after 2 epochs on 2,000 images the HWA-trained CNN had not caught up with the digital one
+        and lost to it at every eta."""
+        return cls(epochs=4, digits_epochs=12, etas=(0.0, 0.1, 0.3, 0.6, 1.0), eta_seeds=(0, 1, 2),
+                   times=(1.0, DAY, 365 * DAY), time_seeds=(0, 1), noise_strengths=(0.3,), n_train=None)
 
     def to_dict(self) -> dict[str, Any]:
         out = plain(self)
