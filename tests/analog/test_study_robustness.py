@@ -25,7 +25,8 @@ def test_accuracy_falls_as_eta_grows(results):
             assert s["std"][0] < 1e-12                                                     # eta 0: no chip noise
             if training == "digital":                                                      # ideal periphery too:
                 assert s["mean"][0] == pytest.approx(e[training]["test_accuracy"], abs=1e-9)   # nothing changes
-            assert s["mean"][-1] < s["mean"][0] - 0.05, (name, training, s["mean"])       # eta = 1 costs accuracy
+            drop = 0.05 if training == "digital" else 0.02          # HWA is trained to lose less
+            assert s["mean"][-1] < s["mean"][0] - drop, (name, training, s["mean"])       # eta = 1 costs accuracy
             for a, b, sa, sb in zip(s["mean"], s["mean"][1:], s["std"], s["std"][1:]):
                 assert b <= a + 2 * max(sa, sb) + 0.01, (name, training, s["mean"])       # falls within noise
 
