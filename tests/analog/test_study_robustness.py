@@ -68,8 +68,8 @@ def test_hwa_beats_digital_by_a_clear_margin_where_weight_noise_costs_accuracy(r
     # HWA trains at eta 0.5 (at or above the noise it is to survive). The point, eta = 0.1, is
     # measured but cannot carry a clear margin: digital training loses < 1.5 points there (asserted),
     # so HWA has nothing to win. At eta = 1, where digital training loses >= 5 points, HWA is ahead on
-    # every model and by CLEAR_MARGIN on average (measured, train seeds 0 / 1 / 2: +0.034 / +0.053 /
-    # +0.021 on average; HWA with its training noise switched off: -0.015, -0.001, -0.004, on seed 0).
+    # every model and by CLEAR_MARGIN on average (measured, train seeds 0 / 1 / 2: +0.036 / +0.050 /
+    # +0.022 on average; HWA with its training noise switched off: -0.015, -0.001, -0.004, on seed 0).
     gaps = []
     for name, e in results["models"].items():
         d, h = e["digital"]["eta"], e["hwa"]["eta"]
