@@ -28,7 +28,7 @@ _SKIP_FRACTION = 0.125
 
 
 def _one_pass(x: Tensor, unit: Tensor | float, weight: Tensor, io: IOConfig,
-              generator: torch.Generator | None, need_rows: bool) -> tuple[Tensor, Tensor | None]:
+              generator: torch.Generator | None, need_rows: bool, within: bool = False) -> tuple[Tensor, Tensor | None]:
     """DAC -> crossbar -> ADC for inputs x; ``unit`` is the input value of one DAC level (alpha *
     DAC step), so the DAC levels are x / unit. Returns (y in ADC levels, i.e. in units of the ADC
     step -- 1 without an ADC -- and of alpha; saturated-rows mask or None when no output saturated).
@@ -37,11 +37,15 @@ def _one_pass(x: Tensor, unit: Tensor | float, weight: Tensor, io: IOConfig,
     levels, and one ``addmm`` computes the crossbar product, its scaling into ADC levels and the
     output noise (drawn first, as one ``randn``). Weight read noise (``w_noise * ||x||`` per input
     vector, see below) and output noise are independent Gaussians on the same output, so they are
-    drawn as one Gaussian of the summed variance."""
+    drawn as one Gaussian of the summed variance. ``within``: |x| <= alpha for every input (abs-max
+    noise management), so |x / unit| <= 1 / DAC step: with nearest rounding and inp_bound >= 1 the
+    DAC clip is a no-op and is skipped (round() of a value an ulp above the top level gives the top)."""
     if io.inp_res is not None:
         in_step = converter_step(io.inp_res, io.inp_bound)
         top = io.inp_bound / in_step
-        lv = torch.div(x, unit).clamp_(-top, top)
+        lv = torch.div(x, unit)
+        if not (within and io.inp_rounding == "nearest" and io.inp_bound >= 1.0):
+            lv = lv.clamp_(-top, top)
         if io.inp_rounding == "stochastic":
             low = torch.floor(lv)
             lv = low.add_(torch.rand(lv.shape, generator=generator, device=lv.device, dtype=lv.dtype) < lv.sub_(low))
@@ -122,7 +126,8 @@ def noisy_mvm(x: Tensor, weight: Tensor, io: IOConfig, generator: torch.Generato
     else:
         unit = in_step
     use_bm = io.bound_management == "iterative" and math.isfinite(io.out_bound) and io.bm_max_iter > 0
-    y, saturated = _one_pass(x2, unit, weight, io, generator, use_bm)
+    within = io.noise_management == "abs_max"
+    y, saturated = _one_pass(x2, unit, weight, io, generator, use_bm, within)
     if use_bm and saturated is not None:
         # halve the input of the rows that saturated and retry (their outputs come back doubled)
         scale = torch.ones((x2.shape[0], 1), dtype=x2.dtype, device=x2.device)
@@ -130,7 +135,7 @@ def noisy_mvm(x: Tensor, weight: Tensor, io: IOConfig, generator: torch.Generato
             sat = saturated.nonzero().squeeze(1)
             scale[sat] *= 2.0
             sat_unit = (unit[sat] if isinstance(unit, Tensor) else unit) * scale[sat]
-            y_rows, sat_rows = _one_pass(x2[sat], sat_unit, weight, io, generator, True)
+            y_rows, sat_rows = _one_pass(x2[sat], sat_unit, weight, io, generator, True, within)
             y = y.index_copy(0, sat, y_rows * scale[sat])
             if sat_rows is None:
                 break
@@ -138,9 +143,7 @@ def noisy_mvm(x: Tensor, weight: Tensor, io: IOConfig, generator: torch.Generato
     out_step = converter_step(io.out_res, io.out_bound) if io.out_res is not None else 1.0
     # back to input units: ADC levels * out_step * alpha = levels * unit * (out_step / in_step)
     if isinstance(unit, Tensor):
-        y = y.mul_(unit)
-        if out_step != in_step:
-            y = y.mul_(out_step / in_step)
+        y = y.mul_(unit.mul_(out_step / in_step) if out_step != in_step else unit)   # one pass over y
     elif unit * out_step / in_step != 1.0:
         y = y.mul_(unit * out_step / in_step)
     if rows is not None:

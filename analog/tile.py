@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from analog._nograd import no_grad
 from analog._rng import generator_on, make_generator, resolve_seed
 from analog.config import TileConfig
 from analog.devices import Device
@@ -138,16 +139,16 @@ class AnalogTile(nn.Module):
     # ------------------------------------------------------------------ update
     def record(self, x: Tensor, d: Tensor) -> None:
         """Keep (x, d) from a backward pass for the next optimizer step (accumulates like .grad)."""
-        self._pending.append((x.detach(), d.detach()))
+        self._pending.append((x.detach() if x.requires_grad else x, d.detach() if d.requires_grad else d))
 
     def clear_pending(self) -> None:
-        self._pending = []
+        self._pending.clear()           # (in place: nn.Module attribute writes are slow)
 
     @property
     def has_pending(self) -> bool:
         return bool(self._pending)
 
-    @torch.no_grad()
+    @no_grad
     def update(self, x: Tensor, d: Tensor, lr: float) -> Any:
         """Hand one step's (x, d, lr) to the algorithm, then refresh the layer's mirrored parameters.
         With mapping the algorithm gets d / s: the analog step that moves s * W_a by -lr d x^T."""
@@ -162,7 +163,7 @@ class AnalogTile(nn.Module):
         self.sync_parameters()
         return result
 
-    @torch.no_grad()
+    @no_grad
     def apply_pending_update(self, lr: float) -> Any:
         """Update with everything recorded since the last step; a no-op if nothing was recorded."""
         if not self._pending:
@@ -172,7 +173,7 @@ class AnalogTile(nn.Module):
         else:
             x = torch.cat([p[0] for p in self._pending])
             d = torch.cat([p[1] for p in self._pending])
-        self._pending = []
+        self._pending.clear()
         return self.update(x, d, lr)
 
     # ------------------------------------------------------------------ weights
@@ -213,7 +214,7 @@ class AnalogTile(nn.Module):
         self._bound = (weight, bias, n_in)
         self.sync_parameters()
 
-    @torch.no_grad()
+    @no_grad
     def sync_parameters(self) -> None:
         """Point the layer's parameters at the tile's weights (views where possible, else copies)."""
         if not self._bound:
