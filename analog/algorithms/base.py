@@ -40,8 +40,10 @@ class AlgorithmState(nn.Module):
         if device is None:
             tensor = next(iter(self.buffers()), None)
             device = tensor.device if tensor is not None else torch.device("cpu")
-        self._generator = generator_on(self._generator, device)
-        return self._generator
+        gen = generator_on(self._generator, device)
+        if gen is not self._generator:      # (nn.Module attribute writes are slow: only on a move)
+            self._generator = gen
+        return gen
 
     def effective_weight(self) -> Tensor:
         """The (out, in) weight the forward and backward MVMs read (no read noise)."""

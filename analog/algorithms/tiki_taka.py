@@ -347,7 +347,7 @@ class TikiTakaState(AlgorithmState):
         m = torch.binomial(bl, a.clamp(max=1.0), generator=g)                   # pulses in each x train
         n = torch.binomial(m[:, None].expand_as(mag).contiguous(), (b[:, None] * mag).clamp_(max=1.0),
                            generator=g)                                        # (k, out) coincidences
-        signed = torch.where(values > 0, n, -n)                                 # -sign(x d) with d = -v
+        signed = n.mul_(values.sign())                                          # -sign(x d) with d = -v
         self._pulse_main_columns(cols, signed)
 
     def _pulse_main_columns(self, cols: Tensor, signed: Tensor) -> None:
