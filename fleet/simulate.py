@@ -86,7 +86,7 @@ def simulate(fleet: FleetConfig, out: Path, external: tuple[str, ...] | None = N
         run_id = runtime.run(run_config, federation_config(fleet, ray_address))
         if relay:
             relay.start()
-        status = runtime.wait(run_id)
+        status = runtime.wait(run_id, done_hint=report.is_file)   # the ServerApp writes it last
         log = runtime.save_log(run_id, flower_dir / "run.log")
     finally:
         if relay:
