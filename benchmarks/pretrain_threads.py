@@ -50,7 +50,8 @@ def run(config: Path, threads: list[int], epochs: int, repeats: int) -> dict:
                      "cpu_s_median": statistics.median(c for _, c in times[t]),
                      "ratio_to_first_median": statistics.median(w / b for w, b in zip(wall, base)),
                      "wall_s": wall})
-    return {"config": str(config), "public_images": int(images.shape[0]), "epochs": epochs, "repeats": repeats,
+    shown = config.resolve().relative_to(ROOT) if config.resolve().is_relative_to(ROOT) else config
+    return {"config": str(shown), "public_images": int(images.shape[0]), "epochs": epochs, "repeats": repeats,
             "batch_size": cfg.batch_size, "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "load_average_start": load_start, "load_average_end": os.getloadavg(), "rows": rows}
 
