@@ -72,7 +72,11 @@ class SweepSpec:
         return spec
 
     def tiles(self, fleet: FleetConfig) -> list[tuple[str, dict[str, Any] | None]]:
-        """(label, TileConfig dict or None for digital) for every analog line, validated now."""
+        """(label, tile tables or None for digital) for every analog line, validated now.
+
+        A line's tables are ``{"analog": ..., "edge": ..., "classifier": ...}``: the shared [analog]
+        table and, where the config gives a side its own ([edge.analog], [classifier.analog]), that
+        side's, each with the line's device / algorithm swapped in, so both sides train alike."""
         if fleet.digital:
             return [("digital", None)]
         from analog.algorithms import ALGORITHMS
@@ -82,33 +86,51 @@ class SweepSpec:
             for name in names:
                 if name not in registry:
                     raise ConfigError(f"{flag}: got {name!r}, must be one of {', '.join(sorted(registry))}")
-        base = copy.deepcopy(fleet.analog) or {}
         devs = self.devices or [None]
         algs = self.algorithms or [None]
         out = []
         for dev in devs:
             for alg in algs:
-                tile = copy.deepcopy(base)
-                if dev:
-                    tile["device"] = {"type": dev}
-                if alg:
-                    tile["algorithm"] = {"type": alg}
-                fleet.with_overrides(analog=tile)  # validates the whole tile
+                tiles = {"analog": _swap(fleet.analog, dev, alg)}
+                for side in ("edge", "classifier"):
+                    if "analog" in getattr(fleet, side):
+                        tiles[side] = _swap(getattr(fleet, side)["analog"], dev, alg)
+                _apply(fleet, tiles)          # validates every table
+                tile = tiles["analog"]
                 d = (tile.get("device") or {}).get("type", "default")
                 a = (tile.get("algorithm") or {}).get("type", "AnalogSGD")
-                out.append((f"{a} on {d}", tile))
+                out.append((f"{a} on {d}", tiles))
         return out
 
 
-def _point_fleet(fleet: FleetConfig, tile: dict | None, latent_dim: int, bits: int) -> FleetConfig:
-    edge = {**fleet.edge, "latent_dim": latent_dim, "bits": bits}
+def _swap(tile: dict[str, Any] | None, device: str | None, algorithm: str | None) -> dict[str, Any]:
+    """A copy of a TileConfig table with the device and/or algorithm replaced (None: kept)."""
+    out = copy.deepcopy(tile) or {}
+    if device:
+        out["device"] = {"type": device}
+    if algorithm:
+        out["algorithm"] = {"type": algorithm}
+    return out
+
+
+def _apply(fleet: FleetConfig, tiles: dict[str, Any] | None, **edge: Any) -> FleetConfig:
+    """`fleet` with a line's tile tables (None: the digital pipeline) and these [edge] keys."""
+    if tiles is None:
+        return fleet.with_overrides(edge={**fleet.edge, **edge}, digital=True)
+    sides = {side: {**getattr(fleet, side), **({"analog": tiles[side]} if side in tiles else {})}
+             for side in ("edge", "classifier")}
+    sides["edge"].update(edge)
+    return fleet.with_overrides(analog=tiles["analog"], **sides, digital=False)
+
+
+def _point_fleet(fleet: FleetConfig, tiles: dict | None, latent_dim: int, bits: int) -> FleetConfig:
     # the privacy phase is not part of the grid (it would run at the first bit width only)
-    return fleet.with_overrides(edge=edge, analog=tile, digital=tile is None, backend="local",
-                                server="inprocess", mode="latent",
-                                privacy=dataclasses.replace(fleet.privacy, enabled=False))
+    return _apply(fleet, tiles, latent_dim=latent_dim, bits=bits).with_overrides(
+        backend="local", server="inprocess", mode="latent", privacy=dataclasses.replace(fleet.privacy, enabled=False))
 
 
-def _row(label: str, tile: dict | None, lat: dict, seconds: float) -> dict[str, Any]:
+def _row(label: str, tiles: dict | None, lat: dict, seconds: float) -> dict[str, Any]:
+    tile = None if tiles is None else tiles["analog"]
     dev = "digital" if tile is None else (tile.get("device") or {}).get("type", "default")
     alg = "digital" if tile is None else (tile.get("algorithm") or {}).get("type", "AnalogSGD")
     return {"label": label, "device": dev, "algorithm": alg, "digital": tile is None,

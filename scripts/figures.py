@@ -3,6 +3,7 @@
     make figures                                   # seeds 0 1 2 -> runs/figures/figures-<time>/, then docs/
     python scripts/figures.py --seeds 0 1 2 --out runs/figures/x [--only quickstart,sweep] [--no-docs]
     python scripts/figures.py --plan               # print the commands, run nothing
+    python scripts/figures.py --aggregate-only --out runs/figures/x [--seeds 0 1 2]   # re-aggregate its sweeps
 
 Every figure is one `analog-edge` command (the same one README/docs show next to it), run once per
 seed as a subprocess; the script reads the run's own report.json / sweep.json and writes
@@ -221,41 +222,88 @@ def format_markdown(summary: dict[str, Any], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def aggregate_sweep(out: Path, seeds: list[int]) -> list[Path]:
-    """One sweep figure over seeds: mean accuracy per (line, d, bits) with min..max bars."""
+def _seed_of(path: Path) -> int:
+    return int(path.parent.name.removeprefix("seed"))
+
+
+def _seeds_phrase(rows: list[dict[str, Any]]) -> str:
+    """Which seeds each point's mean is over: one phrase for the figure's title."""
+    groups: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r["seed_list"]), []).append(r)
+    if len(groups) == 1:
+        (seeds,) = groups
+        return f"mean of {len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))}), bars min..max"
+    parts = []
+    for seeds, rs in sorted(groups.items(), key=lambda kv: -len(kv[0])):
+        dims = ", ".join(map(str, sorted({r["latent_dim"] for r in rs})))
+        bits = "/".join(map(str, sorted({r["bits"] for r in rs}, reverse=True)))
+        parts.append(f"seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))} at d={dims} {bits}-bit")
+    return "mean of " + "; ".join(parts) + "; bars min..max"
+
+
+def aggregate_sweep(out: Path, seeds: list[int] | None = None) -> list[Path]:
+    """One sweep figure over seeds: mean accuracy per (line, d, bits) with min..max bars.
+
+    Every seed folder under ``out/sweep`` counts (``seeds`` None) or only the named ones; a seed
+    may have run fewer points than another (the CSV's ``seeds`` column and the title say how many
+    each point has). ``vs digital``: the mean over seeds of the point's accuracy minus the digital
+    pipeline's at the same (seed, d, bits)."""
     sys.path.insert(0, str(ROOT))
     from fleet.sweep import plot_sweep  # the project's own plot, fed the seed means
 
-    per_seed = [json.loads(p.read_text()) for p in sorted((out / "sweep").glob("seed*/sweep.json"))]
+    paths = sorted((out / "sweep").glob("seed*/sweep.json"), key=_seed_of)
+    per_seed = {_seed_of(p): json.loads(p.read_text()) for p in paths if seeds is None or _seed_of(p) in seeds}
     if not per_seed:
         return []
+
+    def key(r: dict[str, Any]) -> tuple[str, int, int]:
+        return r["label"], r["latent_dim"], r["bits"]
+
+    by_seed = {s: {key(r): r for r in res["rows"]} for s, res in per_seed.items()}
     rows: list[dict[str, Any]] = []
-    for row in per_seed[0]["rows"]:
-        same = [r for res in per_seed for r in res["rows"]
-                if (r["label"], r["latent_dim"], r["bits"]) == (row["label"], row["latent_dim"], row["bits"])]
-        accs = [r["accuracy"] for r in same]
-        rows.append({**row, "accuracy": statistics.fmean(accs), "seed_min": min(accs), "seed_max": max(accs),
-                     "seeds": len(accs)})
+    for k in dict.fromkeys(k for table in by_seed.values() for k in table):
+        have = [s for s in per_seed if k in by_seed[s]]
+        accs = [by_seed[s][k]["accuracy"] for s in have]
+        gaps = [by_seed[s][k]["accuracy"] - by_seed[s][("digital", k[1], k[2])]["accuracy"]
+                for s in have if k[0] != "digital" and ("digital", k[1], k[2]) in by_seed[s]]
+        rows.append({**by_seed[have[0]][k], "accuracy": statistics.fmean(accs), "seed_min": min(accs),
+                     "seed_max": max(accs), "seeds": len(accs), "seed_list": have,
+                     "vs_digital": statistics.fmean(gaps) if gaps else None,
+                     "recon_mse": statistics.fmean(by_seed[s][k]["recon_mse"] for s in have)})
     refs: dict[str, Any] = {}
-    for key in ("raw_pixels", "fedavg"):
-        vals = [res["references"][key] for res in per_seed if key in (res.get("references") or {})]
+    for name in ("raw_pixels", "fedavg"):
+        vals = [(s, res["references"][name]) for s, res in per_seed.items() if name in (res.get("references") or {})]
         if vals:
-            refs[key] = {**vals[0], "accuracy": statistics.fmean(v["accuracy"] for v in vals)}
+            refs[name] = {**vals[0][1], "accuracy": statistics.fmean(v["accuracy"] for _, v in vals),
+                          "seed_list": [s for s, _ in vals]}
     fields = ["label", "device", "algorithm", "latent_dim", "bits", "accuracy", "seed_min", "seed_max", "seeds",
-              "compression_pixels", "compression_wire", "bytes_per_sample"]
+              "vs_digital", "recon_mse", "compression_pixels", "compression_wire", "bytes_per_sample"]
     with (out / "sweep.csv").open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in rows:
             w.writerow({k: r.get(k) for k in fields})
-    table = ["line | d | bits | raw/wire | accuracy mean | min..max over seeds"]
+    table = ["line | d | bits | raw/wire | accuracy mean | min..max over seeds | seeds | vs digital | recon MSE"]
+
+    def gap(r: dict[str, Any]) -> str:
+        return "-" if r["vs_digital"] is None else f"{100 * r['vs_digital']:+.1f}"
+
     table += [f"{r['label']} | {r['latent_dim']} | {r['bits']} | {r['compression_wire']:.1f}x | "
-              f"{100 * r['accuracy']:.1f}% | {100 * r['seed_min']:.1f}..{100 * r['seed_max']:.1f}%" for r in rows]
+              f"{100 * r['accuracy']:.1f}% | {100 * r['seed_min']:.1f}..{100 * r['seed_max']:.1f}% | "
+              f"{','.join(map(str, r['seed_list']))} | {gap(r)} | {r['recon_mse']:.4f}" for r in rows]
+    for name, what in (("raw_pixels", "raw-pixel MLP (central, pooled)"), ("fedavg", "FedAvg")):
+        if name in refs:
+            ref = refs[name]
+            extra = (f", {ref['rounds']} rounds, {(ref['bytes_up'] + ref['bytes_down']) / 1024:.0f} KiB both ways"
+                     if name == "fedavg" else "")
+            table.append(f"{what}: {100 * ref['accuracy']:.1f}% (seeds {', '.join(map(str, ref['seed_list']))}{extra})")
     (out / "sweep_table.txt").write_text("\n".join(table) + "\n")
-    cfg = per_seed[0]["config"]["fleet"] if "fleet" in per_seed[0]["config"] else per_seed[0]["config"]
+    first = next(iter(per_seed.values()))["config"]
+    cfg = first.get("fleet", first)
     plot_sweep(rows, refs, out / "sweep.png",
-               f"{cfg.get('dataset')}, {cfg.get('num_clients')} clients, {cfg.get('partitioner', 'iid')}; "
-               f"mean of {len(per_seed)} seeds ({', '.join(map(str, seeds))}), bars min..max")
+               f"{cfg.get('dataset')}, {cfg.get('num_clients')} clients, {cfg.get('partitioner', 'iid')}, "
+               f"alignment {cfg.get('alignment')};\n{_seeds_phrase(rows)}")
     return [out / "sweep.png", out / "sweep.csv", out / "sweep_table.txt"]
 
 
@@ -267,10 +315,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny digits stand-ins: checks the plumbing in seconds")
     p.add_argument("--no-docs", action="store_true", help="do not copy the figures into docs/")
     p.add_argument("--plan", action="store_true", help="print the commands and exit")
+    p.add_argument("--aggregate-only", action="store_true",
+                   help="run nothing: re-aggregate the sweep runs already under --out (sweep/seed*/, any grid) "
+                        "over --seeds and copy the figure into docs/ (unless --no-docs)")
     args = p.parse_args(argv)
     if any(s < 0 for s in args.seeds):
         print(f"scripts/figures.py: --seeds: got {args.seeds}, must be integers >= 0", file=sys.stderr)
         return 2
+    if args.aggregate_only:
+        if not args.out or not sorted(Path(args.out).glob("sweep/seed*/sweep.json")):
+            print(f"scripts/figures.py: --out: got {args.out!r}, --aggregate-only needs a folder holding "
+                  "sweep/seed<N>/sweep.json", file=sys.stderr)
+            return 2
+        written = aggregate_sweep(Path(args.out).resolve(), args.seeds)
+        if not written:
+            print(f"scripts/figures.py: --seeds: got {args.seeds}, none of them has a sweep under {args.out}",
+                  file=sys.stderr)
+            return 2
+        if not args.no_docs:
+            for path in written:
+                shutil.copy2(path, DOCS / path.name)
+        print(f"[figures] {', '.join(str(p) for p in written)}{'' if args.no_docs else ' (copied into docs/)'}")
+        return 0
     out = Path(args.out or ROOT / "runs" / "figures" / f"figures-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     all_jobs = jobs(args.quick, out / "configs")
     names = [n.strip() for n in args.only.split(",") if n.strip()]

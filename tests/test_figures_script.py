@@ -85,3 +85,60 @@ def test_docs_figures_come_from_files_their_commands_write():
     for name, src, dst in pairs:
         assert f'"{src}"' in writers[name], (name, src)
         assert dst in shown, dst
+
+
+def _sweep_json(path: Path, seed: int, dims: list[int], offset: float) -> None:
+    rows = []
+    for label in ("MixedPrecision on ReRAMSoftBounds", "digital"):
+        for d in dims:
+            for bits in (32, 8):
+                acc = 0.5 + 0.01 * d + offset - (0.02 * seed if label != "digital" else 0)
+                rows.append({"label": label, "device": "digital" if label == "digital" else "ReRAMSoftBounds",
+                             "algorithm": "MixedPrecision", "latent_dim": d, "bits": bits, "accuracy": acc,
+                             "compression_wire": 788 / (d * bits / 8 + 4.5), "compression_pixels": 784 / d,
+                             "bytes_per_sample": d * bits / 8 + 4.5, "recon_mse": 0.01 * (seed + 1)})
+    path.mkdir(parents=True)
+    (path / "sweep.json").write_text(json.dumps({
+        "config": {"fleet": {"dataset": "mnist5k", "num_clients": 4, "partitioner": "iid",
+                             "alignment": "pretrained+anchors"}},
+        "rows": rows, "references": {"raw_pixels": {"accuracy": 0.9 + 0.01 * seed}}}))
+
+
+def test_aggregate_only_states_how_many_seeds_each_point_has(tmp_path):
+    # seed 0 ran the whole grid, seeds 1 and 2 only d = 16: each point's mean, bars and "vs digital"
+    # gap (paired per seed) must be over the seeds it has, and the figure must say so
+    _sweep_json(tmp_path / "sweep" / "seed0", 0, [4, 16], 0.0)
+    _sweep_json(tmp_path / "sweep" / "seed1", 1, [16], 0.03)
+    _sweep_json(tmp_path / "sweep" / "seed2", 2, [16], -0.03)
+    proc = _run("--aggregate-only", "--out", str(tmp_path), "--seeds", "0", "1", "2", "--no-docs")
+    assert proc.returncode == 0, proc.stderr
+    import csv
+
+    with (tmp_path / "sweep.csv").open() as fh:
+        rows = {(r["label"], int(r["latent_dim"]), int(r["bits"])): r for r in csv.DictReader(fh)}
+    analog16 = rows[("MixedPrecision on ReRAMSoftBounds", 16, 8)]
+    assert int(analog16["seeds"]) == 3
+    assert abs(float(analog16["accuracy"]) - statistics.fmean([0.66, 0.67, 0.59])) < 1e-9
+    assert abs(float(analog16["vs_digital"]) - statistics.fmean([0.0, -0.02, -0.04])) < 1e-9
+    assert abs(float(analog16["seed_min"]) - 0.59) < 1e-9 and abs(float(analog16["seed_max"]) - 0.67) < 1e-9
+    assert int(rows[("MixedPrecision on ReRAMSoftBounds", 4, 8)]["seeds"]) == 1
+    assert rows[("digital", 16, 8)]["vs_digital"] == ""
+    table = (tmp_path / "sweep_table.txt").read_text()
+    assert "MixedPrecision on ReRAMSoftBounds | 16 | 8 |" in table and "| 0,1,2 | -2.0 |" in table
+    assert "raw-pixel MLP (central, pooled): 91.0% (seeds 0, 1, 2)" in table
+    only_two = _run("--aggregate-only", "--out", str(tmp_path), "--seeds", "0", "1", "--no-docs")
+    assert only_two.returncode == 0, only_two.stderr
+    assert "| 0,1 | -1.0 |" in (tmp_path / "sweep_table.txt").read_text()
+    bad = _run("--aggregate-only", "--out", str(tmp_path / "nothing"), "--no-docs")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--out" in bad.stderr
+
+
+def test_the_seeds_phrase_names_each_group_of_points():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from figures import _seeds_phrase
+
+    rows = [{"latent_dim": d, "bits": b, "seed_list": [0, 1, 2] if d >= 16 else [0]} for d in (4, 16, 32)
+            for b in (32, 8)]
+    assert _seeds_phrase(rows) == ("mean of seeds 0, 1, 2 at d=16, 32 32/8-bit; seed 0 at d=4 32/8-bit; "
+                                   "bars min..max")
+    assert _seeds_phrase(rows[-2:]) == "mean of 3 seeds (0, 1, 2), bars min..max"

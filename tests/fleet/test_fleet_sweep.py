@@ -95,3 +95,22 @@ def test_a_grid_point_does_not_depend_on_the_rest_of_the_grid(tmp_path):
     g = next(r for r in grid if r["bits"] == 8)
     assert (g["accuracy"], g["classifier_held_out"], g["bytes_up"]) == \
         (a["accuracy"], a["classifier_held_out"], a["bytes_up"])
+
+
+def test_a_swept_algorithm_reaches_a_side_with_its_own_tile_table():
+    # the sweep config gives the edge its own [edge.analog] (MixedPrecision with a dead zone): a line
+    # of --algorithms must train that side with the swept algorithm too, not only the classifier
+    base = _fleet()
+    fleet = base.with_overrides(
+        digital=False, analog={"device": {"type": "ReRAMSoftBounds"}, "algorithm": {"type": "MixedPrecision"}},
+        edge={**base.edge, "analog": {"device": {"type": "ReRAMSoftBounds"},
+                                      "algorithm": {"type": "MixedPrecision", "threshold": 4.0}}})
+    (kept,) = SweepSpec.parse("4", "8").tiles(fleet)
+    assert kept[0] == "MixedPrecision on ReRAMSoftBounds"
+    assert kept[1]["edge"]["algorithm"] == {"type": "MixedPrecision", "threshold": 4.0}
+    lines = dict(SweepSpec.parse("4", "8", algorithms="TikiTaka,AnalogSGD").tiles(fleet))
+    assert sorted(lines) == ["AnalogSGD on ReRAMSoftBounds", "TikiTaka on ReRAMSoftBounds"]
+    for label, tiles in lines.items():
+        alg = label.split(" on ")[0]
+        assert tiles["analog"]["algorithm"] == tiles["edge"]["algorithm"] == {"type": alg}
+        assert tiles["edge"]["device"] == {"type": "ReRAMSoftBounds"} and "classifier" not in tiles
