@@ -233,6 +233,8 @@ def _seeds_phrase(rows: list[dict[str, Any]]) -> str:
         groups.setdefault(tuple(r["seed_list"]), []).append(r)
     if len(groups) == 1:
         (seeds,) = groups
+        if len(seeds) == 1:
+            return f"seed {seeds[0]}"
         return f"mean of {len(seeds)} seed{'s' * (len(seeds) > 1)} ({', '.join(map(str, seeds))}), bars min..max"
     parts = []
     for seeds, rs in sorted(groups.items(), key=lambda kv: -len(kv[0])):
@@ -297,7 +299,9 @@ def aggregate_sweep(out: Path, seeds: list[int] | None = None) -> list[Path]:
             ref = refs[name]
             extra = (f", {ref['rounds']} rounds, {(ref['bytes_up'] + ref['bytes_down']) / 1024:.0f} KiB both ways"
                      if name == "fedavg" else "")
-            table.append(f"{what}: {100 * ref['accuracy']:.1f}% (seeds {', '.join(map(str, ref['seed_list']))}{extra})")
+            seeds = ref["seed_list"]
+            table.append(f"{what}: {100 * ref['accuracy']:.1f}% "
+                         f"(seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}{extra})")
     (out / "sweep_table.txt").write_text("\n".join(table) + "\n")
     first = next(iter(per_seed.values()))["config"]
     cfg = first.get("fleet", first)

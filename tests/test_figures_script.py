@@ -142,3 +142,4 @@ def test_the_seeds_phrase_names_each_group_of_points():
     assert _seeds_phrase(rows) == ("mean of seeds 0, 1, 2 at d=16, 32 32/8-bit; seed 0 at d=4 32/8-bit; "
                                    "bars min..max")
     assert _seeds_phrase(rows[-2:]) == "mean of 3 seeds (0, 1, 2), bars min..max"
+    assert _seeds_phrase(rows[:2]) == "seed 0"
