@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Callable, Mapping, TypeVar
 
+from analog.validation import choice
+
 T = TypeVar("T")
 
 
@@ -19,8 +21,7 @@ def from_type_table(data: Any, registry: Mapping[str, type], kind: str, prefix: 
         raise ValueError(f"{prefix or kind}: got {type(data).__name__}, must be a table with a 'type'")
     data = dict(data)
     name = data.pop("type", None)
-    if name not in registry:
-        raise ValueError(f"{prefix}type: got {name!r}, must be one of {', '.join(sorted(registry))}")
+    choice(f"{prefix}type", name, registry)
     cls = registry[name]
     allowed = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - allowed)

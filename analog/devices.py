@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from analog._registry import from_type_table
+from analog.validation import real as _num
 
 DEVICES: dict[str, type["Device"]] = {}
 
@@ -24,12 +25,6 @@ def register_device(cls: type["Device"]) -> type["Device"]:
     """Add a device class to the name registry used by ``from_dict``."""
     DEVICES[cls.__name__] = cls
     return cls
-
-
-def _num(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name}: got {value!r}, must be a number")
-    return float(value)
 
 
 @dataclass(frozen=True)

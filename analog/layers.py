@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from analog.config import TileConfig
 from analog.tile import AnalogTile
+from analog.validation import positive_int
 
 
 #: also write d^T x into the analog weights' .grad (for inspection, e.g. gradient norms); the
@@ -168,8 +169,7 @@ class AnalogLinear(_AnalogLayer):
                  config: TileConfig | None = None, seed: int | None = None) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: got {value!r}, must be an integer >= 1")
+            positive_int(name, value)
         self.in_features, self.out_features = in_features, out_features
         self._tile_in = in_features
         self._setup(out_features, in_features, (out_features, in_features), bias, config, seed, in_features)
@@ -213,8 +213,7 @@ class AnalogConv2d(_AnalogLayer):
                  seed: int | None = None, groups: int = 1) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: got {value!r}, must be an integer >= 1")
+            positive_int(name, value)
         if groups != 1:
             raise ValueError(f"groups: got {groups!r}, AnalogConv2d supports only groups=1")
         self.in_channels, self.out_channels = in_channels, out_channels

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from analog import devices
 from analog.config import TileConfig
 from analog.periphery import IOConfig, MappingConfig, UpdateConfig
+from analog.validation import choice
 
 
 def _near_ideal() -> TileConfig:
@@ -55,8 +56,7 @@ PRESETS: dict[str, Callable[[], TileConfig]] = {
 
 def tile_config(name: str) -> TileConfig:
     """The named preset TileConfig; ValueError lists the names."""
-    if name not in PRESETS:
-        raise ValueError(f"preset: got {name!r}, must be one of {', '.join(sorted(PRESETS))}")
+    choice("preset", name, PRESETS)
     return PRESETS[name]()
 
 

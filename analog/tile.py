@@ -28,6 +28,7 @@ from analog._rng import generator_on, make_generator, resolve_seed
 from analog.config import TileConfig
 from analog.devices import Device
 from analog.mvm import noisy_mvm
+from analog.validation import positive_int
 
 
 def mapping_range(device: Device) -> float:
@@ -49,8 +50,7 @@ class AnalogTile(nn.Module):
                  seed: int | None = None) -> None:
         super().__init__()
         for name, value in (("out_features", out_features), ("in_features", in_features)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: got {value!r}, must be an integer >= 1")
+            positive_int(name, value)
         config = TileConfig() if config is None else config
         if not isinstance(config, TileConfig):
             raise ValueError(f"config: got {type(config).__name__}, must be analog.TileConfig")

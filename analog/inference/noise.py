@@ -19,17 +19,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-
-def _number(name: str, value: Any, low: float, *, strict: bool = False, high: float | None = None) -> float:
-    """A finite number >= low (> low when strict, <= high when given), or a one-line ValueError."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-    if ok:
-        ok = (value > low if strict else value >= low) and (high is None or value <= high)
-    if not ok:
-        rel = ">" if strict else ">="
-        upper = f" and <= {high}" if high is not None else ""
-        raise ValueError(f"{name}: got {value!r}, must be a finite number {rel} {low}{upper}")
-    return float(value)
+from analog.validation import finite_number as _number
 
 
 @dataclass
