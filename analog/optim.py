@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from analog.layers import tile_of
+from analog.validation import number
 
 
 class AnalogOptimizer(torch.optim.Optimizer):
@@ -23,8 +24,7 @@ class AnalogOptimizer(torch.optim.Optimizer):
                  nesterov: bool = False) -> None:
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay),
                             ("dampening", dampening)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"{name}: got {value!r}, must be a number >= 0")
+            number(name, value, 0, finite=False)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov: got True, needs momentum > 0 and dampening = 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,

@@ -1,6 +1,8 @@
 """Shared argument checks for the simulator: one-line ValueErrors naming the field, the value and what is allowed.
 
 A leaf module (imports nothing of the project) so every analog module can use it without cycles.
+Each check returns the value it accepted; ``note`` appends wording to the "must be ..." part (an
+alternative such as " or 'off'", or the unit), so a caller keeps its field's exact message.
 """
 
 from __future__ import annotations
@@ -10,35 +12,95 @@ from collections.abc import Iterable
 from typing import Any
 
 
-def real(name: str, value: Any) -> float:
-    """A real number (int or float, not bool, not NaN) as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name}: got {value!r}, must be a number")
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float))
+
+
+def _bounds(low: float | None, strict: bool, high: float | None, high_strict: bool) -> str:
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if strict else '>='} {low}")
+    if high is not None:
+        parts.append(f"{'<' if high_strict else '<='} {high}")
+    return " and ".join(parts)
+
+
+def real(name: str, value: Any, *, finite: bool = False, note: str = "") -> float:
+    """A real number (int or float, not bool, not NaN; not infinite when ``finite``) as float."""
+    if not _is_number(value) or math.isnan(value) or (finite and math.isinf(value)):
+        raise ValueError(f"{name}: got {value!r}, must be a {'finite ' if finite else ''}number{note}")
     return float(value)
 
 
-def finite_number(name: str, value: Any, low: float, *, strict: bool = False, high: float | None = None) -> float:
-    """A finite number >= low (> low when strict, <= high when given) as float."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+def number(name: str, value: Any, low: float, *, strict: bool = False, high: float | None = None,
+           finite: bool = True, note: str = "") -> float:
+    """A number >= low (> low when strict, <= high when given; finite unless ``finite=False``) as float;
+    one message for a wrong type and a value out of range."""
+    ok = _is_number(value) and not math.isnan(value) and (not finite or math.isfinite(value))
     if ok:
         ok = (value > low if strict else value >= low) and (high is None or value <= high)
     if not ok:
-        rel = ">" if strict else ">="
-        upper = f" and <= {high}" if high is not None else ""
-        raise ValueError(f"{name}: got {value!r}, must be a finite number {rel} {low}{upper}")
+        raise ValueError(f"{name}: got {value!r}, must be a {'finite ' if finite else ''}number "
+                         f"{_bounds(low, strict, high, False)}{note}")
     return float(value)
+
+
+def finite_number(name: str, value: Any, low: float, *, strict: bool = False, high: float | None = None,
+                  note: str = "") -> float:
+    """A finite number >= low (> low when strict, <= high when given) as float."""
+    return number(name, value, low, strict=strict, high=high, note=note)
+
+
+def in_range(name: str, value: Any, low: float | None = None, *, strict: bool = False, high: float | None = None,
+             high_strict: bool = False, note: str = "") -> Any:
+    """A value already known to be a number, within the bounds given (None = unbounded on that side);
+    the message states the bounds only ("got 40, must be >= 1 and <= 32")."""
+    bad = low is not None and (value <= low if strict else value < low)
+    bad = bad or (high is not None and (value >= high if high_strict else value > high))
+    if bad:
+        raise ValueError(f"{name}: got {value}, must be {_bounds(low, strict, high, high_strict)}{note}")
+    return value
+
+
+def integer(name: str, value: Any, low: int | None = None, *, high: int | None = None, note: str = "") -> int:
+    """An int (bool is rejected) >= low and <= high when given; with neither, any int."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok:
+        ok = (low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        if low is not None and high is not None:
+            rule = f" in {low}..{high}"
+        elif low is not None:
+            rule = f" >= {low}"
+        else:
+            rule = ""
+        raise ValueError(f"{name}: got {value!r}, must be an integer{rule}{note}")
+    return value
 
 
 def positive_int(name: str, value: Any) -> int:
     """An int >= 1 (bool is rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: got {value!r}, must be an integer >= 1")
+    return integer(name, value, 1)
+
+
+def boolean(name: str, value: Any) -> bool:
+    """True or False exactly (1, 0 and strings are rejected)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: got {value!r}, must be true or false")
     return value
 
 
-def choice(name: str, value: Any, allowed: Iterable[str]) -> str:
-    """One of the allowed names; the error lists them sorted."""
-    options = sorted(allowed)
+def instance(name: str, value: Any, cls: type | tuple[type, ...], what: str) -> Any:
+    """An instance of ``cls``; the message names the type got and ``what`` is wanted."""
+    if not isinstance(value, cls):
+        raise ValueError(f"{name}: got {type(value).__name__}, must be {what}")
+    return value
+
+
+def choice(name: str, value: Any, allowed: Iterable[str], *, sort: bool = True, quote: bool = False) -> str:
+    """One of the allowed names; the error lists them (sorted unless ``sort=False``, in quotes when ``quote``)."""
+    options = sorted(allowed) if sort else list(allowed)
     if value not in options:
-        raise ValueError(f"{name}: got {value!r}, must be one of {', '.join(options)}")
+        listed = ", ".join(map(repr, options) if quote else options)
+        raise ValueError(f"{name}: got {value!r}, must be one of {listed}")
     return value
