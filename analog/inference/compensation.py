@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from analog.validation import boolean, integer
+
 
 @dataclass(frozen=True)
 class GlobalDriftCompensation:
@@ -23,10 +25,8 @@ class GlobalDriftCompensation:
     probes: int = 32
 
     def __post_init__(self) -> None:
-        if not isinstance(self.per_column, bool):
-            raise ValueError(f"per_column: got {self.per_column!r}, must be true or false")
-        if isinstance(self.probes, bool) or not isinstance(self.probes, int) or not 1 <= self.probes <= 4096:
-            raise ValueError(f"probes: got {self.probes!r}, must be an integer in 1..4096")
+        boolean("per_column", self.per_column)
+        integer("probes", self.probes, 1, high=4096)
 
     def _read(self, w: Tensor) -> Tensor:
         g = torch.Generator().manual_seed(0x5EED)

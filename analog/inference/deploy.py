@@ -16,7 +16,6 @@ and read follow, and drift compensation sets the tile's public output gain (Anal
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import torch
@@ -30,6 +29,7 @@ from analog.inference.hwa import HWAConv2d, HWALinear
 from analog.inference.noise import Conductances, NoiseModel, PCMLike
 from analog.layers import AnalogConv2d, AnalogLinear
 from analog.tile import AnalogTile
+from analog.validation import finite_number, instance, integer
 
 _PROGRAM, _READ, _REFERENCE, _PERIPHERY = 0x9A0, 0x9A1, 0x9A2, 0x9A3
 
@@ -79,9 +79,7 @@ class ProgrammedModel:
     @torch.no_grad()
     def at(self, t_seconds: float, compensation: bool | GlobalDriftCompensation | None = True) -> nn.Module:
         """A model that computes as the chip does ``t_seconds`` after programming."""
-        if isinstance(t_seconds, bool) or not isinstance(t_seconds, (int, float)) or not (
-                math.isfinite(t_seconds) and t_seconds >= 0):
-            raise ValueError(f"t_seconds: got {t_seconds!r}, must be a finite number >= 0 (seconds after programming)")
+        finite_number("t_seconds", t_seconds, 0, note=" (seconds after programming)")
         comp = resolve(compensation)
         model = copy.deepcopy(self._base)
         for index, (tile, g) in enumerate(zip(analog_tiles(model), self.conductances)):
@@ -96,12 +94,9 @@ class ProgrammedModel:
 
 
 def _check(model: Any, chip: Any, seed: Any) -> None:
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model: got {type(model).__name__}, must be a torch.nn.Module")
-    if not isinstance(chip, NoiseModel):
-        raise ValueError(f"chip: got {type(chip).__name__}, must be a noise model (inference.PCMLike, WeightNoise, ...)")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: got {seed!r}, must be an integer >= 0")
+    instance("model", model, nn.Module, "a torch.nn.Module")
+    instance("chip", chip, NoiseModel, "a noise model (inference.PCMLike, WeightNoise, ...)")
+    integer("seed", seed, 0)
 
 
 @torch.no_grad()
@@ -110,8 +105,8 @@ def program(model: nn.Module, chip: NoiseModel | None = None, seed: int = 0,
     """Program a copy of ``model`` onto a chip (``PCMLike()`` by default); see the module docstring."""
     chip = PCMLike() if chip is None else chip
     _check(model, chip, seed)
-    if forward is not None and not isinstance(forward, IOConfig):
-        raise ValueError(f"forward: got {type(forward).__name__}, must be analog.IOConfig or None")
+    if forward is not None:
+        instance("forward", forward, IOConfig, "analog.IOConfig or None")
     with torch.random.fork_rng(devices=[]):             # building tiles must not consume the caller's RNG
         base = _to_tiles(copy.deepcopy(model), forward, seed)
     tiles = analog_tiles(base)

@@ -18,7 +18,6 @@ rounding has no useful gradient. In eval mode the weights are clean and the peri
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ from analog.config import IOConfig
 from analog.inference.noise import WeightNoise
 from analog.layers import AnalogConv2d, AnalogLinear
 from analog.mvm import noisy_mvm
+from analog.validation import finite_number, instance, integer
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,11 @@ class HWAConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.weight_noise, WeightNoise):
-            raise ValueError(f"weight_noise: got {type(self.weight_noise).__name__}, must be inference.WeightNoise")
-        if not isinstance(self.forward, IOConfig):
-            raise ValueError(f"forward: got {type(self.forward).__name__}, must be analog.IOConfig")
-        k = self.clip_sigma
-        if k is not None and (isinstance(k, bool) or not isinstance(k, (int, float)) or not math.isfinite(k) or k <= 0):
-            raise ValueError(f"clip_sigma: got {k!r}, must be a finite number > 0 or None")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed: got {self.seed!r}, must be an integer >= 0")
+        instance("weight_noise", self.weight_noise, WeightNoise, "inference.WeightNoise")
+        instance("forward", self.forward, IOConfig, "analog.IOConfig")
+        if self.clip_sigma is not None:
+            finite_number("clip_sigma", self.clip_sigma, 0, strict=True, note=" or None")
+        integer("seed", self.seed, 0)
 
 
 class _HWALayer:
@@ -163,10 +159,8 @@ def hardware_aware(model: nn.Module, config: HWAConfig | None = None) -> nn.Modu
     """A copy of ``model`` whose Linear/Conv2d (digital or analog) layers are HWA layers with the same
     weights; train it with any torch optimizer, then ``analog.deploy`` it. ``model`` is not changed."""
     config = HWAConfig() if config is None else config
-    if not isinstance(config, HWAConfig):
-        raise ValueError(f"config: got {type(config).__name__}, must be inference.HWAConfig")
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model: got {type(model).__name__}, must be a torch.nn.Module")
+    instance("config", config, HWAConfig, "inference.HWAConfig")
+    instance("model", model, nn.Module, "a torch.nn.Module")
     model = copy.deepcopy(model)
     single = _hwa_layer(model, config, 0)
     if single is not None:
