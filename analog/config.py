@@ -16,6 +16,7 @@ from analog.algorithms.base import Algorithm, algorithm_from_dict
 from analog.algorithms.sgd import AnalogSGD
 from analog.devices import ConstantStep, Device, Ideal, device_from_dict
 from analog.periphery import IOConfig, MappingConfig, UpdateConfig, _check_keys
+from analog.validation import boolean, instance, integer
 
 __all__ = ["IOConfig", "MappingConfig", "TileConfig", "UpdateConfig"]
 
@@ -43,18 +44,14 @@ class TileConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.device, Device):
-            raise ValueError(f"device: got {type(self.device).__name__}, must be an analog.devices.Device")
-        if not isinstance(self.algorithm, Algorithm):
-            raise ValueError(f"algorithm: got {type(self.algorithm).__name__}, must be an analog.algorithms.Algorithm")
+        instance("device", self.device, Device, "an analog.devices.Device")
+        instance("algorithm", self.algorithm, Algorithm, "an analog.algorithms.Algorithm")
         for name, cls in (("forward", IOConfig), ("backward", IOConfig), ("update", UpdateConfig),
                           ("mapping", MappingConfig)):
-            if not isinstance(getattr(self, name), cls):
-                raise ValueError(f"{name}: got {type(getattr(self, name)).__name__}, must be {cls.__name__}")
-        if not isinstance(self.analog_bias, bool):
-            raise ValueError(f"analog_bias: got {self.analog_bias!r}, must be true or false")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0):
-            raise ValueError(f"seed: got {self.seed!r}, must be an integer >= 0 or omitted")
+            instance(name, getattr(self, name), cls, cls.__name__)
+        boolean("analog_bias", self.analog_bias)
+        if self.seed is not None:
+            integer("seed", self.seed, 0, note=" or omitted")
 
     @classmethod
     def ideal_digital(cls, seed: int | None = None) -> "TileConfig":

@@ -8,6 +8,7 @@ from torch import nn
 from analog._rng import mix_seed
 from analog.config import TileConfig
 from analog.layers import AnalogConv2d, AnalogLinear
+from analog.validation import instance
 
 
 def convert_to_analog(model: nn.Module, config: TileConfig | None = None, inplace: bool = False,
@@ -20,10 +21,8 @@ def convert_to_analog(model: nn.Module, config: TileConfig | None = None, inplac
     conversion is reproducible; otherwise each tile draws its seed from torch's global RNG.
     """
     config = TileConfig() if config is None else config
-    if not isinstance(config, TileConfig):
-        raise ValueError(f"config: got {type(config).__name__}, must be analog.TileConfig")
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model: got {type(model).__name__}, must be a torch.nn.Module")
+    instance("config", config, TileConfig, "analog.TileConfig")
+    instance("model", model, nn.Module, "a torch.nn.Module")
     if not inplace:
         model = copy.deepcopy(model)
     if isinstance(model, (nn.Linear, nn.Conv2d)) and not isinstance(model, (AnalogLinear, AnalogConv2d)):
