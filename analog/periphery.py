@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from analog.validation import boolean, choice, in_range, integer, real
+
 NOISE_MANAGEMENT = ("abs_max", "constant", "none")
 BOUND_MANAGEMENT = ("iterative", "none")
 ROUNDING = ("nearest", "stochastic")
@@ -25,34 +27,24 @@ _C = TypeVar("_C", bound="_FlatConfig")
 
 
 def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name}: got {value!r}, must be one of {', '.join(map(repr, allowed))}")
+    choice(name, value, allowed, sort=False, quote=True)
 
 
 def _check_bits(name: str, value: Any) -> int | None:
     if value is None or (isinstance(value, str) and value.lower() in _OFF):
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name}: got {value!r}, must be an integer number of bits >= 1 or 'off'")
-    if value < 1 or value > 32:
-        raise ValueError(f"{name}: got {value}, must be >= 1 and <= 32 (or 'off')")
-    return value
+    integer(name, value, note=" number of bits >= 1 or 'off'")
+    return in_range(name, value, 1, high=32, note=" (or 'off')")
 
 
 def _check_nonneg(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name}: got {value!r}, must be a number >= 0")
-    if value < 0:
-        raise ValueError(f"{name}: got {value}, must be >= 0")
-    return float(value)
+    real(name, value, what="a number >= 0")
+    return float(in_range(name, value, 0))
 
 
 def _check_pos(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValueError(f"{name}: got {value!r}, must be a number > 0")
-    if value <= 0:
-        raise ValueError(f"{name}: got {value}, must be > 0")
-    return float(value)
+    real(name, value, what="a number > 0")
+    return float(in_range(name, value, 0, strict=True))
 
 
 def _check_keys(cls: type, data: Mapping[str, Any], prefix: str = "", extra: tuple[str, ...] = ()) -> None:
@@ -125,8 +117,7 @@ class IOConfig(_FlatConfig):
         _check_choice("noise_management", self.noise_management, NOISE_MANAGEMENT)
         object.__setattr__(self, "nm_constant", _check_pos("nm_constant", self.nm_constant))
         _check_choice("bound_management", self.bound_management, BOUND_MANAGEMENT)
-        if isinstance(self.bm_max_iter, bool) or not isinstance(self.bm_max_iter, int) or self.bm_max_iter < 0:
-            raise ValueError(f"bm_max_iter: got {self.bm_max_iter!r}, must be an integer >= 0")
+        integer("bm_max_iter", self.bm_max_iter, 0)
         if self.out_res is not None and math.isinf(self.out_bound):
             raise ValueError("out_res: an ADC needs a finite out_bound; set out_res='off' or a finite out_bound")
         if self.inp_res is not None and math.isinf(self.inp_bound):
@@ -164,15 +155,11 @@ class UpdateConfig(_FlatConfig):
     mode: str = "batched"
 
     def __post_init__(self) -> None:
-        if isinstance(self.desired_bl, bool) or not isinstance(self.desired_bl, int) or self.desired_bl < 1:
-            raise ValueError(f"desired_bl: got {self.desired_bl!r}, must be an integer >= 1")
-        if self.desired_bl > 10_000:
-            raise ValueError(f"desired_bl: got {self.desired_bl}, must be <= 10000")
+        in_range("desired_bl", integer("desired_bl", self.desired_bl, 1), high=10_000)
         _check_choice("pulse_type", self.pulse_type, PULSE_TYPES)
         _check_choice("mode", self.mode, UPDATE_MODES)
         for name in ("update_management", "bl_management"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}: got {getattr(self, name)!r}, must be true or false")
+            boolean(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -203,20 +190,17 @@ class MappingConfig(_FlatConfig):
         if isinstance(omega, str) and omega.lower() in _OFF:
             omega = None
         if omega is not None:
-            if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not math.isfinite(omega):
-                raise ValueError(f"weight_scaling_omega: got {omega!r}, must be a number in (0, 1] or 'off'")
-            if not 0.0 < omega <= 1.0:
-                raise ValueError(f"weight_scaling_omega: got {omega}, must be > 0 and <= 1 "
-                                 "(a fraction of the device bound) or 'off'")
+            real("weight_scaling_omega", omega, finite=True, what="a number in (0, 1] or 'off'")
+            in_range("weight_scaling_omega", omega, 0, strict=True, high=1,
+                     note=" (a fraction of the device bound) or 'off'")
             omega = float(omega)
         object.__setattr__(self, "weight_scaling_omega", omega)
-        if not isinstance(self.per_column, bool):
-            raise ValueError(f"per_column: got {self.per_column!r}, must be true or false")
+        boolean("per_column", self.per_column)
         remap = self.remap_every
         if isinstance(remap, str) and remap.lower() in _OFF:
             remap = None
-        if remap is not None and (isinstance(remap, bool) or not isinstance(remap, int) or remap < 1):
-            raise ValueError(f"remap_every: got {remap!r}, must be an integer >= 1 or 'off'")
+        if remap is not None:
+            integer("remap_every", remap, 1, note=" or 'off'")
         if remap is not None and omega is None:
             raise ValueError(f"remap_every: got {remap}, needs weight_scaling_omega set (mapping is off)")
         object.__setattr__(self, "remap_every", remap)

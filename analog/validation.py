@@ -25,10 +25,13 @@ def _bounds(low: float | None, strict: bool, high: float | None, high_strict: bo
     return " and ".join(parts)
 
 
-def real(name: str, value: Any, *, finite: bool = False, note: str = "") -> float:
-    """A real number (int or float, not bool, not NaN; not infinite when ``finite``) as float."""
+def real(name: str, value: Any, *, finite: bool = False, what: str | None = None) -> float:
+    """A real number (int or float, not bool, not NaN; not infinite when ``finite``) as float.
+
+    ``what`` words the "must be ..." part when the caller checks a range next ("a number >= 0")."""
     if not _is_number(value) or math.isnan(value) or (finite and math.isinf(value)):
-        raise ValueError(f"{name}: got {value!r}, must be a {'finite ' if finite else ''}number{note}")
+        what = what or ("a finite number" if finite else "a number")
+        raise ValueError(f"{name}: got {value!r}, must be {what}")
     return float(value)
 
 

@@ -46,7 +46,7 @@ def test_real_finite_and_note() -> None:
     with pytest.raises(ValueError, match=r"^w: got inf, must be a finite number$"):
         real("w", math.inf, finite=True)
     with pytest.raises(ValueError, match=r"^w: got 'x', must be a number >= 0$"):
-        real("w", "x", note=" >= 0")
+        real("w", "x", what="a number >= 0")
 
 
 def test_number_may_allow_infinity_and_appends_note() -> None:
