@@ -7,10 +7,11 @@ IOConfig, by TTv2's digital buffer and by the edge client's latent quantizer.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
+
+from analog.validation import finite_number, integer
 
 MODES = ("stochastic", "nearest")
 
@@ -19,8 +20,8 @@ def _check_step(step: float | Tensor) -> None:
     if isinstance(step, Tensor):
         if not bool(torch.isfinite(step).all()) or bool((step <= 0).any()):
             raise ValueError("step: got a tensor with entries <= 0 or non-finite, all must be > 0 and finite")
-    elif isinstance(step, bool) or not isinstance(step, (int, float)) or not (step > 0 and math.isfinite(step)):
-        raise ValueError(f"step: got {step!r}, must be a finite number > 0")
+    else:
+        finite_number("step", step, 0, strict=True)
 
 
 def stochastic_round(x: Tensor, step: float | Tensor = 1.0, generator: torch.Generator | None = None) -> Tensor:
@@ -56,8 +57,7 @@ def fixed_point_range(int_bits: int, frac_bits: int) -> tuple[float, float, floa
     """(step, lowest, highest) of signed fixed point <int_bits, frac_bits>; int_bits counts the sign
     bit (Gupta et al.'s <IL, FL>): step 2^-FL, range [-2^(IL-1), 2^(IL-1) - 2^-FL]."""
     for name, value, low in (("int_bits", int_bits, 1), ("frac_bits", frac_bits, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}: got {value!r}, must be an integer >= {low}")
+        integer(name, value, low)
     if int_bits + frac_bits > 53:
         raise ValueError(f"int_bits: got int_bits + frac_bits = {int_bits + frac_bits}, must be <= 53")
     step = 2.0 ** -frac_bits

@@ -14,7 +14,6 @@ a lag of up to ``threshold`` steps per weight.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
 from analog.devices import Device
 from analog.periphery import IOConfig, UpdateConfig
 from analog.pulsed import PulsedArray
+from analog.validation import finite_number, positive_int
 
 
 class MixedPrecisionState(AlgorithmState):
@@ -91,13 +91,9 @@ class MixedPrecision(Algorithm):
     max_pulses: int = 8
 
     def __post_init__(self) -> None:
-        t = self.threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 1:
-            raise ValueError(f"threshold: got {t!r}, must be a finite number >= 1 (in steps of dw_min)")
-        object.__setattr__(self, "threshold", float(t))
-        m = self.max_pulses
-        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-            raise ValueError(f"max_pulses: got {m!r}, must be an integer >= 1")
+        object.__setattr__(self, "threshold",
+                           finite_number("threshold", self.threshold, 1, note=" (in steps of dw_min)"))
+        positive_int("max_pulses", self.max_pulses)
 
     def build(self, out_features: int, in_features: int, *, device: Device, update: UpdateConfig,
               forward: IOConfig, generator: torch.Generator) -> MixedPrecisionState:

@@ -20,7 +20,6 @@ Transfers and pulse bursts loop over *time* (sequential physics), never over dev
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +32,7 @@ from analog.mvm import noisy_mvm
 from analog.periphery import IOConfig, UpdateConfig
 from analog.pulsed import PulsedArray, PulseStats
 from analog.rounding import quantize_fixed
+from analog.validation import choice, in_range, instance, integer, real
 
 REFERENCES = ("none", "zero-shift")
 _OFF = ("off", "none")
@@ -41,24 +41,10 @@ _OFF = ("off", "none")
 _REFRESH_NUMEL = 1 << 15
 
 
-def _int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: got {value!r}, must be an integer >= {low}")
-    return value
-
-
 def _num(name: str, value: Any, low: float, low_open: bool = False, high: float | None = None,
          high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: got {value!r}, must be a finite number")
-    bad = value <= low if low_open else value < low
-    if high is not None:
-        bad = bad or (value >= high if high_open else value > high)
-    if bad:
-        lo = f"> {low}" if low_open else f">= {low}"
-        hi = "" if high is None else (f" and < {high}" if high_open else f" and <= {high}")
-        raise ValueError(f"{name}: got {value}, must be {lo}{hi}")
-    return float(value)
+    real(name, value, finite=True)
+    return float(in_range(name, value, low, strict=low_open, high=high, high_strict=high_open))
 
 
 @register_algorithm
@@ -80,20 +66,18 @@ class TikiTaka(Algorithm):
     transfer_io: "IOConfig | None" = None
 
     def __post_init__(self) -> None:
-        if self.transfer_io is not None and not isinstance(self.transfer_io, IOConfig):
-            raise ValueError(f"transfer_io: got {type(self.transfer_io).__name__}, must be an analog.IOConfig "
-                             "or omitted (then the tile's forward IOConfig reads P)")
+        if self.transfer_io is not None:
+            instance("transfer_io", self.transfer_io, IOConfig,
+                     "an analog.IOConfig or omitted (then the tile's forward IOConfig reads P)")
         object.__setattr__(self, "gamma", _num("gamma", self.gamma, 0.0))
-        _int("transfer_every", self.transfer_every, 1)
+        integer("transfer_every", self.transfer_every, 1)
         object.__setattr__(self, "transfer_lr", _num("transfer_lr", self.transfer_lr, 0.0, low_open=True))
-        _int("columns_per_transfer", self.columns_per_transfer, 1)
-        if self.fast_device is not None and not isinstance(self.fast_device, Device):
-            raise ValueError(f"fast_device: got {type(self.fast_device).__name__}, "
-                             "must be an analog.devices.Device or omitted")
-        if self.reference not in REFERENCES:
-            raise ValueError(f"reference: got {self.reference!r}, must be one of {', '.join(map(repr, REFERENCES))}")
-        _int("zero_shift_burst", self.zero_shift_burst, 1)
-        _int("zero_shift_cycles", self.zero_shift_cycles, 0)
+        integer("columns_per_transfer", self.columns_per_transfer, 1)
+        if self.fast_device is not None:
+            instance("fast_device", self.fast_device, Device, "an analog.devices.Device or omitted")
+        choice("reference", self.reference, REFERENCES, sort=False, quote=True)
+        integer("zero_shift_burst", self.zero_shift_burst, 1)
+        integer("zero_shift_cycles", self.zero_shift_cycles, 0)
 
     @classmethod
     def from_kwargs(cls, data: dict[str, Any]) -> "TikiTaka":
@@ -143,12 +127,11 @@ class TTv2(TikiTaka):
         object.__setattr__(self, "buffer_decay", _num("buffer_decay", self.buffer_decay, 0.0, high=1.0,
                                                       high_open=True))
         object.__setattr__(self, "threshold", _num("threshold", self.threshold, 0.0, low_open=True))
-        _int("max_pulses", self.max_pulses, 1)
-        _int("buffer_int_bits", self.buffer_int_bits, 1)
+        integer("max_pulses", self.max_pulses, 1)
+        integer("buffer_int_bits", self.buffer_int_bits, 1)
         if self.buffer_bits is not None:
-            _int("buffer_bits", self.buffer_bits, self.buffer_int_bits + 1)
-            if self.buffer_bits > 32:
-                raise ValueError(f"buffer_bits: got {self.buffer_bits}, must be <= 32 (or 'off')")
+            integer("buffer_bits", self.buffer_bits, self.buffer_int_bits + 1)
+            in_range("buffer_bits", self.buffer_bits, high=32, note=" (or 'off')")
 
     #: H <- (1 - buffer_decay) H + gain * transfer_lr * read(P); TTv2: gain 1
     def buffer_gain(self) -> float:
@@ -170,8 +153,7 @@ class RLv2(TTv2):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.buffer_decay <= 0:
-            raise ValueError(f"buffer_decay: got {self.buffer_decay}, must be > 0 for RLv2 (it is beta)")
+        in_range("buffer_decay", self.buffer_decay, 0, strict=True, note=" for RLv2 (it is beta)")
 
     def buffer_gain(self) -> float:
         return self.buffer_decay
