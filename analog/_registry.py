@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Callable, Mapping, TypeVar
 
-from analog.validation import choice
+from analog.validation import choice, instance, known_keys
 
 T = TypeVar("T")
 
@@ -17,16 +17,12 @@ def from_type_table(data: Any, registry: Mapping[str, type], kind: str, prefix: 
     Unknown names and keys raise before ``build``; a ValueError/TypeError from ``build`` (the
     dataclass's own validation) is re-raised with ``prefix`` in front.
     """
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{prefix or kind}: got {type(data).__name__}, must be a table with a 'type'")
+    instance(prefix or kind, data, Mapping, "a table with a 'type'")
     data = dict(data)
     name = data.pop("type", None)
     choice(f"{prefix}type", name, registry)
     cls = registry[name]
-    allowed = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{prefix}{unknown[0]}: unknown key for {name}; allowed: {', '.join(sorted(allowed)) or 'none'}")
+    known_keys(data, (f.name for f in fields(cls)), name, prefix=prefix, none="none")
     try:
         return build(cls, data)
     except (ValueError, TypeError) as exc:

@@ -15,8 +15,8 @@ from typing import Any
 from analog.algorithms.base import Algorithm, algorithm_from_dict
 from analog.algorithms.sgd import AnalogSGD
 from analog.devices import ConstantStep, Device, Ideal, device_from_dict
-from analog.periphery import IOConfig, MappingConfig, UpdateConfig, _check_keys
-from analog.validation import boolean, instance, integer
+from analog.periphery import IOConfig, MappingConfig, UpdateConfig
+from analog.validation import boolean, fields_table, instance, integer
 
 __all__ = ["IOConfig", "MappingConfig", "TileConfig", "UpdateConfig"]
 
@@ -97,7 +97,7 @@ class TileConfig:
         if isinstance(data, Mapping) and "preset" in data:
             raise ValueError(f"preset: got {data['preset']!r}; named presets are resolved by "
                              "analog.presets.from_dict (TileConfig.from_dict takes explicit sections)")
-        _check_keys(cls, data)
+        fields_table(cls, data, what="a table/dict")
         data = dict(data)
         kwargs: dict[str, Any] = {}
         if "device" in data:

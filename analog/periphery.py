@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from analog.validation import boolean, choice, in_range, integer, real
+from analog.validation import boolean, choice, fields_table, in_range, integer, real
 
 NOISE_MANAGEMENT = ("abs_max", "constant", "none")
 BOUND_MANAGEMENT = ("iterative", "none")
@@ -47,16 +47,6 @@ def _check_pos(name: str, value: Any) -> float:
     return float(in_range(name, value, 0, strict=True))
 
 
-def _check_keys(cls: type, data: Mapping[str, Any], prefix: str = "", extra: tuple[str, ...] = ()) -> None:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{prefix or cls.__name__}: got {type(data).__name__}, must be a table/dict")
-    allowed = {f.name for f in fields(cls)} | set(extra)
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(
-            f"{prefix}{unknown[0]}: unknown key for {cls.__name__}; allowed: {', '.join(sorted(allowed))}")
-
-
 def _plain(value: Any) -> Any:
     """TOML-safe value: None -> 'off', tuples -> lists."""
     if value is None:
@@ -74,7 +64,7 @@ class _FlatConfig:
 
     @classmethod
     def from_dict(cls: type[_C], data: Mapping[str, Any], prefix: str = "") -> _C:
-        _check_keys(cls, data, prefix)
+        fields_table(cls, data, prefix=prefix, what="a table/dict")
         try:
             return cls(**dict(data))
         except ValueError as exc:

@@ -8,7 +8,8 @@ alternative such as " or 'off'", or the unit), so a caller keeps its field's exa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
 from typing import Any
 
 
@@ -107,3 +108,20 @@ def choice(name: str, value: Any, allowed: Iterable[str], *, sort: bool = True, 
         listed = ", ".join(map(repr, options) if quote else options)
         raise ValueError(f"{name}: got {value!r}, must be one of {listed}")
     return value
+
+
+def known_keys(data: Mapping[str, Any], allowed: Iterable[str], owner: str, *, prefix: str = "",
+               none: str = "") -> None:
+    """Every key of ``data`` is allowed; else the first unknown one (sorted) is named with the allowed
+    ones ("{prefix}{key}: unknown key for {owner}; allowed: a, b", ``none`` when nothing is)."""
+    allowed = set(allowed)
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ValueError(f"{prefix}{unknown[0]}: unknown key for {owner}; allowed: {', '.join(sorted(allowed)) or none}")
+
+
+def fields_table(cls: type, data: Any, *, prefix: str = "", what: str = "a table") -> Mapping[str, Any]:
+    """``data`` as the TOML table of dataclass ``cls``: a mapping whose keys are all fields of ``cls``."""
+    instance(prefix or cls.__name__, data, Mapping, what)
+    known_keys(data, (f.name for f in fields(cls)), cls.__name__, prefix=prefix)
+    return data

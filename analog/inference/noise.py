@@ -19,7 +19,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from analog.validation import finite_number as _number
+from analog.validation import fields_table, finite_number as _number
 
 
 @dataclass
@@ -71,13 +71,7 @@ class _Dict:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> Any:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{prefix or cls.__name__}: got {type(data).__name__}, must be a table")
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValueError(f"{prefix}{unknown[0]}: unknown key for {cls.__name__}; "
-                             f"allowed: {', '.join(sorted(allowed))}")
+        fields_table(cls, data, prefix=prefix)
         try:
             return cls(**dict(data))
         except ValueError as exc:

@@ -4,7 +4,10 @@ import math
 
 import pytest
 
-from analog.validation import boolean, choice, finite_number, in_range, instance, integer, number, positive_int, real
+from dataclasses import dataclass
+
+from analog.validation import (boolean, choice, fields_table, finite_number, in_range, instance, integer, known_keys,
+                               number, positive_int, real)
 
 
 def test_real_accepts_numbers_and_rejects_bool_nan_and_strings() -> None:
@@ -94,3 +97,27 @@ def test_boolean_and_instance() -> None:
 def test_choice_can_keep_order_and_quote() -> None:
     with pytest.raises(ValueError, match=r"^mode: got 'x', must be one of 'stochastic', 'nearest'$"):
         choice("mode", "x", ("stochastic", "nearest"), sort=False, quote=True)
+
+
+@dataclass
+class _Point:
+    x: int = 0
+    y: int = 0
+
+
+def test_known_keys_names_the_first_unknown_and_the_allowed() -> None:
+    known_keys({"x": 1}, ("x", "y"), "Point")
+    with pytest.raises(ValueError, match=r"^p\.b: unknown key for Point; allowed: x, y$"):
+        known_keys({"x": 1, "c": 2, "b": 3}, ("y", "x"), "Point", prefix="p.")
+    with pytest.raises(ValueError, match=r"^a: unknown key for Empty; allowed: none$"):
+        known_keys({"a": 1}, (), "Empty", none="none")
+
+
+def test_fields_table_checks_type_and_keys_of_a_dataclass_table() -> None:
+    assert fields_table(_Point, {"y": 2}) == {"y": 2}
+    with pytest.raises(ValueError, match=r"^_Point: got list, must be a table$"):
+        fields_table(_Point, [1])
+    with pytest.raises(ValueError, match=r"^pt\.: got int, must be a table/dict$"):
+        fields_table(_Point, 3, prefix="pt.", what="a table/dict")
+    with pytest.raises(ValueError, match=r"^pt\.z: unknown key for _Point; allowed: x, y$"):
+        fields_table(_Point, {"z": 1}, prefix="pt.")
