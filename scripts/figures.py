@@ -3,7 +3,7 @@
     make figures                                   # seeds 0 1 2 -> runs/figures/figures-<time>/, then docs/
     python scripts/figures.py --seeds 0 1 2 --out runs/figures/x [--only quickstart,sweep] [--no-docs]
     python scripts/figures.py --plan               # print the commands, run nothing
-    python scripts/figures.py --aggregate-only --out runs/figures/x [--seeds 0 1 2]   # re-aggregate its sweeps
+    python scripts/figures.py --aggregate-only --out runs/figures/x [--seeds 0 1 2]   # re-read its runs
 
 Every figure is one `analog-edge` command (the same one README/docs show next to it), run once per
 seed as a subprocess; the script reads the run's own report.json / sweep.json and writes
@@ -183,10 +183,27 @@ def run(job: Job, seeds: list[int], out: Path, env: dict[str, str]) -> Outcome:
             last = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
             outcome.errors.append(f"{label}: exit {proc.returncode}: {last[0]}")
             continue
-        try:
-            outcome.runs[label] = {"command_wall_s": wall, **job.metrics(run_dir)}
-        except (OSError, KeyError, ValueError) as exc:      # the run's own outputs are not as expected
-            outcome.errors.append(f"{label}: reading {run_dir}: {type(exc).__name__}: {exc}")
+        _read(outcome, label, run_dir, {"command_wall_s": wall})
+    return outcome
+
+
+def _read(outcome: Outcome, label: str, run_dir: Path, extra: dict[str, float]) -> None:
+    try:
+        outcome.runs[label] = {**extra, **outcome.job.metrics(run_dir)}
+    except (OSError, KeyError, ValueError) as exc:      # the run's own outputs are not as expected
+        outcome.errors.append(f"{label}: reading {run_dir}: {type(exc).__name__}: {exc}")
+
+
+def collect(job: Job, seeds: list[int], out: Path) -> Outcome:
+    """The figure's runs already under ``out`` (from this script, possibly several invocations of it
+    with ``--only``): a seed folder that is absent was not run; one without its outputs did not finish."""
+    outcome = Outcome(job)
+    for seed in (seeds if job.per_seed else [None]):
+        label = "all" if seed is None else f"seed{seed}"
+        run_dir = out / job.name / label
+        if run_dir.is_dir():
+            outcome.commands.append(" ".join(["analog-edge", *job.command(seed, run_dir)[3:]]))
+            _read(outcome, label, run_dir, {})
     return outcome
 
 
@@ -320,27 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-docs", action="store_true", help="do not copy the figures into docs/")
     p.add_argument("--plan", action="store_true", help="print the commands and exit")
     p.add_argument("--aggregate-only", action="store_true",
-                   help="run nothing: re-aggregate the sweep runs already under --out (sweep/seed*/, any grid) "
-                        "over --seeds and copy the figure into docs/ (unless --no-docs)")
+                   help="run nothing: re-read the runs already under --out (of one or several earlier "
+                        "invocations, e.g. with --only) over --seeds, write figures.md and the sweep figure "
+                        "and copy them into docs/ (unless --no-docs)")
     args = p.parse_args(argv)
     if any(s < 0 for s in args.seeds):
         print(f"scripts/figures.py: --seeds: got {args.seeds}, must be integers >= 0", file=sys.stderr)
         return 2
-    if args.aggregate_only:
-        if not args.out or not sorted(Path(args.out).glob("sweep/seed*/sweep.json")):
-            print(f"scripts/figures.py: --out: got {args.out!r}, --aggregate-only needs a folder holding "
-                  "sweep/seed<N>/sweep.json", file=sys.stderr)
-            return 2
-        written = aggregate_sweep(Path(args.out).resolve(), args.seeds)
-        if not written:
-            print(f"scripts/figures.py: --seeds: got {args.seeds}, none of them has a sweep under {args.out}",
-                  file=sys.stderr)
-            return 2
-        if not args.no_docs:
-            for path in written:
-                shutil.copy2(path, DOCS / path.name)
-        print(f"[figures] {', '.join(str(p) for p in written)}{'' if args.no_docs else ' (copied into docs/)'}")
-        return 0
     out = Path(args.out or ROOT / "runs" / "figures" / f"figures-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     all_jobs = jobs(args.quick, out / "configs")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -356,30 +359,46 @@ def main(argv: list[str] | None = None) -> int:
                 label = "all" if seed is None else f"seed{seed}"
                 print(" ".join(["analog-edge", *j.command(seed, out / j.name / label)[3:]]))
         return 0
-    out.mkdir(parents=True, exist_ok=True)
-    if args.quick:
-        (out / "configs").mkdir(exist_ok=True)
-        (out / "configs" / "quick.toml").write_text(QUICK_TOML)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), FLWR_TELEMETRY_ENABLED="0")
-    outcomes = [run(j, args.seeds, out, env) for j in selected]
+    if args.aggregate_only:
+        if not args.out or not out.is_dir():
+            print(f"scripts/figures.py: --out: got {args.out!r}, --aggregate-only needs the folder of earlier "
+                  "runs of this script", file=sys.stderr)
+            return 2
+        outcomes = [o for o in (collect(j, args.seeds, out) for j in selected) if o.runs or o.errors]
+        if not outcomes:
+            print(f"scripts/figures.py: --out: got {args.out!r}, it holds no run of "
+                  f"{', '.join(j.name for j in selected)} for --seeds {' '.join(map(str, args.seeds))} "
+                  "(<figure>/seed<N>/ or <figure>/all/)", file=sys.stderr)
+            return 2
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        if args.quick:
+            (out / "configs").mkdir(exist_ok=True)
+            (out / "configs" / "quick.toml").write_text(QUICK_TOML)
+        env = dict(os.environ, PYTHONPATH=str(ROOT), FLWR_TELEMETRY_ENABLED="0")
+        outcomes = [run(j, args.seeds, out, env) for j in selected]
+    write_figures(outcomes, args.seeds, out, copy_to_docs=not args.no_docs and not args.quick)
+    return 1 if any(o.errors for o in outcomes) else 0
+
+
+def write_figures(outcomes: list[Outcome], seeds: list[int], out: Path, copy_to_docs: bool) -> None:
+    """figures.md / figures.json, the sweep figure over seeds, and the docs copies of each figure."""
     summary = summarize(outcomes)
-    (out / "figures.json").write_text(json.dumps({"seeds": args.seeds, "figures": summary}, indent=2))
-    (out / "figures.md").write_text(format_markdown(summary, args.seeds))
+    (out / "figures.json").write_text(json.dumps({"seeds": seeds, "figures": summary}, indent=2))
+    (out / "figures.md").write_text(format_markdown(summary, seeds))
     written = [(p, p.name) for p in [out / "figures.md"]]
-    if any(j.kind == "sweep" for j in selected):
-        written += [(p, p.name) for p in aggregate_sweep(out, args.seeds)]
+    if any(o.job.kind == "sweep" and o.runs for o in outcomes):
+        written += [(p, p.name) for p in aggregate_sweep(out, seeds)]
     for o in outcomes:
         for name, docs_name in o.job.docs_files:
             found = sorted((out / o.job.name).glob(f"*/{name}"))     # seed0, seed1, ...: the first seed's
             if found:
                 written.append((found[0], docs_name))
-    if not args.no_docs and not args.quick:
+    if copy_to_docs:
         for path, docs_name in written:
             shutil.copy2(path, DOCS / docs_name)
         print(f"[figures] copied {', '.join(name for _, name in written)} into {DOCS}")
     print(f"[figures] {out / 'figures.md'}")
-    return 1 if any(o.errors for o in outcomes) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -59,6 +59,18 @@ def test_quick_run_states_per_seed_values_and_their_spread(tmp_path):
     assert (out / "sweep.png").stat().st_size > 5000
     assert "seeds" in (out / "sweep.csv").read_text().splitlines()[0]
 
+    # the same figures re-read from the run folders alone (as after several `--only` invocations),
+    # and a seed folder without its outputs (a run that did not finish) is named, not skipped
+    (out / "fleet" / "seed2").mkdir()
+    again = _run("--quick", "--aggregate-only", "--seeds", "0", "1", "2", "--out", str(out), "--no-docs")
+    assert again.returncode == 1, again.stderr[-3000:]
+    reread = json.loads((out / "figures.json").read_text())["figures"]
+    assert [reread["fleet"]["per_seed"][s]["accuracy_pct"] for s in ("seed0", "seed1")] == measured
+    assert reread["fleet"]["spread"]["accuracy_pct"] == sp
+    assert len(reread["fleet"]["errors"]) == 1 and reread["fleet"]["errors"][0].startswith("seed2: reading")
+    assert sorted(reread["sweep"]["per_seed"]) == ["seed0", "seed1"] and not reread["sweep"]["errors"]
+    assert "- FAILED seed2: reading" in (out / "figures.md").read_text()
+
 
 def test_docs_figures_come_from_files_their_commands_write():
     """Each figure copied into docs/ is a file its command writes, under the name README/docs show."""
