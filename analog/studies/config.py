@@ -6,9 +6,8 @@ file or CLI flags override on top of either.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
 from analog.studies.settings import check_int, check_positive, check_subset, overlay, plain
@@ -161,10 +160,6 @@ class FixedPointSettings:
             raise ValueError(f"activation: got {self.activation!r}, must be one of sigmoid, relu, tanh")
 
 
-_SECTIONS: dict[str, type] = {"least_squares": LeastSquaresSettings, "mnist": MnistSettings,
-                              "fixed_point": FixedPointSettings}
-
-
 @dataclass(frozen=True)
 class StudyConfig:
     """The whole study: which parts, which seeds, and each part's settings (a
@@ -207,28 +202,11 @@ class StudyConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base: "StudyConfig | None" = None) -> "StudyConfig":
-        """Overlay a TOML-shaped dict on ``base`` (default: the preset it names, else full)."""
-        if not isinstance(data, Mapping):
-            raise ValueError(f"study config: got {type(data).__name__}, must be a table")
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValueError(f"{unknown[0]}: unknown key for the study; allowed: {', '.join(sorted(allowed))}")
+        """Overlay a TOML-shaped dict on ``base`` (default: the preset it names, else full); each part's
+        table ([mnist], ...) overlays that part's settings of the base."""
         if base is None:
-            preset = data.get("preset", "full")
+            preset = data.get("preset", "full") if isinstance(data, Mapping) else "full"
             if preset not in ("full", "quick"):
                 raise ValueError(f"preset: got {preset!r}, must be 'full' or 'quick'")
             base = cls.quick() if preset == "quick" else cls.full()
-        kwargs: dict[str, Any] = {}
-        for name, section_cls in _SECTIONS.items():
-            if name in data:
-                try:
-                    kwargs[name] = overlay(getattr(base, name), data[name], section_cls.__name__)
-                except (ValueError, TypeError) as exc:
-                    raise ValueError(f"{name}.{exc}") from None
-        for name in ("seeds", "parts"):
-            if name in data:
-                kwargs[name] = tuple(data[name])
-        if "preset" in data:
-            kwargs["preset"] = data["preset"]
-        return dataclasses.replace(base, **kwargs)
+        return overlay(base, data, "the study", table="study config")

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from analog.validation import instance, known_keys
+
 T = TypeVar("T")
 
 
@@ -73,16 +75,26 @@ def float_list(name: str, values: Any, low: float, high: float = math.inf) -> tu
     return tuple(float(v) for v in values)
 
 
-def overlay(base: T, data: Mapping[str, Any], what: str) -> T:
-    """``base`` with the fields ``data`` names replaced (lists become tuples); ``what`` names the table
-    in the error for a key ``base`` has no field for."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{what}: got {type(data).__name__}, must be a table")
-    allowed = {f.name for f in fields(base)}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{unknown[0]}: unknown key for {what}; allowed: {', '.join(sorted(allowed))}")
-    return dataclasses.replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+def overlay(base: T, data: Mapping[str, Any], what: str, table: str | None = None) -> T:
+    """``base`` with the fields ``data`` names replaced (lists become tuples). A field that holds
+    settings of its own (a dataclass, e.g. a study's part) takes a table overlaid on the base's, and
+    its errors get the field's name in front ("mnist.epochs: ...").
+
+    ``what`` names the table in the error for a key ``base`` has no field for; ``table`` (default:
+    ``what``) names it in the error for ``data`` that is not a table."""
+    instance(table or what, data, Mapping, "a table")
+    known_keys(data, (f.name for f in fields(base)), what)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        current = getattr(base, key)
+        if dataclasses.is_dataclass(current):
+            try:
+                values[key] = overlay(current, value, type(current).__name__)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{key}.{exc}") from None
+        else:
+            values[key] = tuple(value) if isinstance(value, list) else value
+    return dataclasses.replace(base, **values)
 
 
 def plain(obj: Any) -> Any:
