@@ -37,15 +37,15 @@ def real(name: str, value: Any, *, finite: bool = False, what: str | None = None
 
 
 def number(name: str, value: Any, low: float, *, strict: bool = False, high: float | None = None,
-           finite: bool = True, note: str = "") -> float:
+           finite: bool = True, note: str = "", what: str | None = None) -> float:
     """A number >= low (> low when strict, <= high when given; finite unless ``finite=False``) as float;
-    one message for a wrong type and a value out of range."""
+    one message for a wrong type and a value out of range (``what`` words its "must be ..." part)."""
     ok = _is_number(value) and not math.isnan(value) and (not finite or math.isfinite(value))
     if ok:
         ok = (value > low if strict else value >= low) and (high is None or value <= high)
     if not ok:
-        raise ValueError(f"{name}: got {value!r}, must be a {'finite ' if finite else ''}number "
-                         f"{_bounds(low, strict, high, False)}{note}")
+        what = what or f"a {'finite ' if finite else ''}number {_bounds(low, strict, high, False)}{note}"
+        raise ValueError(f"{name}: got {value!r}, must be {what}")
     return float(value)
 
 

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
 from analog.studies.settings import check_int, check_positive, check_subset, overlay, plain
+from analog.validation import boolean, choice, in_range
 
 PARTS = ("least_squares", "mnist", "fixed_point")
 ALGORITHM_NAMES = ("digital", "analog-sgd", "tiki-taka", "tiki-taka-no-zs", "ttv2", "rlv2")
 ROUNDING_MODES = ("stochastic", "nearest")
 IO_CHOICES = ("ideal", "default")
+ACTIVATION_NAMES = ("sigmoid", "relu", "tanh")
 
 
 def parse_device_spec(spec: str) -> tuple[str, float]:
@@ -69,10 +71,8 @@ class LeastSquaresSettings:
             check_positive(name, getattr(self, name))
         for name in ("noise", "variation", "gamma"):
             check_positive(name, getattr(self, name), allow_zero=True)
-        if self.w_scale >= 1:
-            raise ValueError(f"w_scale: got {self.w_scale}, must be < 1 (W* inside the device range)")
-        if self.rl_beta >= 1:
-            raise ValueError(f"rl_beta: got {self.rl_beta}, must be < 1")
+        in_range("w_scale", self.w_scale, high=1, high_strict=True, note=" (W* inside the device range)")
+        in_range("rl_beta", self.rl_beta, high=1, high_strict=True)
         for spec in self.devices:
             parse_device_spec(spec)
         check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
@@ -119,12 +119,9 @@ class MnistSettings:
         for g in self.gamma_res:
             check_positive("gamma_res", g)
         check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
-        if self.io not in IO_CHOICES:
-            raise ValueError(f"io: got {self.io!r}, must be one of {', '.join(IO_CHOICES)}")
-        if self.activation not in ("sigmoid", "relu", "tanh"):
-            raise ValueError(f"activation: got {self.activation!r}, must be one of sigmoid, relu, tanh")
-        if self.rl_beta >= 1:
-            raise ValueError(f"rl_beta: got {self.rl_beta}, must be < 1")
+        choice("io", self.io, IO_CHOICES, sort=False)
+        choice("activation", self.activation, ACTIVATION_NAMES, sort=False)
+        in_range("rl_beta", self.rl_beta, high=1, high_strict=True)
 
 
 @dataclass(frozen=True)
@@ -154,10 +151,8 @@ class FixedPointSettings:
             if isinstance(fb, bool) or not isinstance(fb, int) or not 0 <= fb < self.word_bits:
                 raise ValueError(f"frac_bits: got {fb!r}, must be an integer in [0, word_bits={self.word_bits})")
         check_subset("modes", self.modes, ROUNDING_MODES)
-        if not isinstance(self.float_baseline, bool):
-            raise ValueError(f"float_baseline: got {self.float_baseline!r}, must be true or false")
-        if self.activation not in ("sigmoid", "relu", "tanh"):
-            raise ValueError(f"activation: got {self.activation!r}, must be one of sigmoid, relu, tanh")
+        boolean("float_baseline", self.float_baseline)
+        choice("activation", self.activation, ACTIVATION_NAMES, sort=False)
 
 
 @dataclass(frozen=True)

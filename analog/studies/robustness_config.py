@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from analog.studies.settings import check_int, check_positive, check_subset, float_list, int_list, overlay, plain
+from analog.validation import boolean, number
 
 MODEL_NAMES = ("digits-mlp", "mnist-mlp", "mnist-cnn", "fleet-conv")
 TRAININGS = ("digital", "hwa")
@@ -55,10 +56,8 @@ class RobustnessConfig:
             check_int(name, getattr(self, name), low)
         for name in ("lr", "clip_sigma"):
             check_positive(name, getattr(self, name))
-        if isinstance(self.hwa_eta, bool) or not isinstance(self.hwa_eta, (int, float)) or not 0 <= self.hwa_eta <= 2:
-            raise ValueError(f"hwa_eta: got {self.hwa_eta!r}, must be a number in [0, 2]")
-        if not isinstance(self.hwa_relative, bool):
-            raise ValueError(f"hwa_relative: got {self.hwa_relative!r}, must be true or false")
+        number("hwa_eta", self.hwa_eta, 0, high=2, finite=False, what="a number in [0, 2]")
+        boolean("hwa_relative", self.hwa_relative)
         object.__setattr__(self, "etas", float_list("etas", self.etas, 0.0, 5.0))
         object.__setattr__(self, "times", float_list("times", self.times, 0.0, 1e10))
         object.__setattr__(self, "noise_strengths", float_list("noise_strengths", self.noise_strengths, 0.0, 5.0))

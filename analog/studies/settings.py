@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from analog.validation import instance, known_keys
+from analog.validation import choice, in_range, instance, integer, known_keys, real
 
 T = TypeVar("T")
 
@@ -37,15 +37,12 @@ class StudySettings(Protocol):
 
 
 def check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name}: got {value!r}, must be an integer >= {low}")
+    integer(name, value, low)
 
 
 def check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}: got {value!r}, must be a finite number")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name}: got {value}, must be {'>= 0' if allow_zero else '> 0'}")
+    real(name, value, finite=True)
+    in_range(name, value, 0, strict=not allow_zero)
 
 
 def check_subset(name: str, values: tuple, allowed: tuple[str, ...]) -> None:
@@ -53,8 +50,7 @@ def check_subset(name: str, values: tuple, allowed: tuple[str, ...]) -> None:
         got = "an empty list" if isinstance(values, (list, tuple)) else repr(values)
         raise ValueError(f"{name}: got {got}, must name at least one of {', '.join(allowed)}")
     for v in values:
-        if v not in allowed:
-            raise ValueError(f"{name}: got {v!r}, must be one of {', '.join(allowed)}")
+        choice(name, v, allowed, sort=False)
 
 
 def int_list(name: str, values: Any, low: int) -> tuple[int, ...]:
