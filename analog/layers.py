@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from analog.config import TileConfig
 from analog.tile import AnalogTile
-from analog.validation import positive_int
+from analog.validation import instance, positive_int
 
 
 #: also write d^T x into the analog weights' .grad (for inspection, e.g. gradient norms); the
@@ -91,8 +91,7 @@ class _AnalogLayer(nn.Module):
     def _setup(self, out_features: int, tile_in: int, weight_shape: tuple[int, ...], bias: bool,
                config: TileConfig | None, seed: int | None, fan_in: int) -> None:
         config = TileConfig() if config is None else config
-        if not isinstance(config, TileConfig):
-            raise ValueError(f"config: got {type(config).__name__}, must be analog.TileConfig")
+        instance("config", config, TileConfig, "analog.TileConfig")
         if not isinstance(bias, bool):
             raise ValueError(f"bias: got {bias!r}, must be True or False")
         self.config = config

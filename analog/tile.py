@@ -28,7 +28,7 @@ from analog._rng import generator_on, make_generator, resolve_seed
 from analog.config import TileConfig
 from analog.devices import Device
 from analog.mvm import noisy_mvm
-from analog.validation import positive_int
+from analog.validation import instance, positive_int
 
 
 def mapping_range(device: Device) -> float:
@@ -52,8 +52,7 @@ class AnalogTile(nn.Module):
         for name, value in (("out_features", out_features), ("in_features", in_features)):
             positive_int(name, value)
         config = TileConfig() if config is None else config
-        if not isinstance(config, TileConfig):
-            raise ValueError(f"config: got {type(config).__name__}, must be analog.TileConfig")
+        instance("config", config, TileConfig, "analog.TileConfig")
         self.out_features, self.in_features = out_features, in_features
         self.config = config
         self.seed = resolve_seed(config.seed, seed)

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from analog.validation import fields_table, finite_number as _number
+from analog.validation import boolean, fields_table, finite_number as _number
 
 
 @dataclass
@@ -117,8 +117,7 @@ class PCMLike(_Dict):
             raise ValueError(f"prog_coeff: got {coeff!r}, must be a list of polynomial coefficients")
         object.__setattr__(self, "prog_coeff",
                            tuple(_number(f"prog_coeff[{i}]", c, -math.inf) for i, c in enumerate(coeff)))
-        if not isinstance(self.per_column, bool):
-            raise ValueError(f"per_column: got {self.per_column!r}, must be true or false")
+        boolean("per_column", self.per_column)
 
     def _scale(self, w: Tensor) -> Tensor:
         top = w.abs().amax(dim=1, keepdim=True) if self.per_column else w.abs().amax().reshape(1, 1)
@@ -187,8 +186,7 @@ class WeightNoise(_Dict):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eta", _number("eta", self.eta, 0.0))
-        if not isinstance(self.relative, bool):
-            raise ValueError(f"relative: got {self.relative!r}, must be true or false")
+        boolean("relative", self.relative)
 
     def perturb(self, w: Tensor, noise: Tensor) -> Tensor:
         """w with the noise of this model, given standard normals ``noise`` (training uses it too)."""
