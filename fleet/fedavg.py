@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from flwr.app import MetricRecord
 from flwr.serverapp.strategy import FedAvg
 from torch import nn
 
@@ -168,8 +169,6 @@ COUNT_METRICS = ("correct",)             # summed over the clients, not averaged
 def aggregate_fleet_metrics(records: list[Any], weighting_metric_name: str) -> Any:
     """The round's fleet metrics: rates (accuracy, losses) averaged weighted by ``weighting_metric_name``
     as Flower's default does, counts summed, identifiers dropped (an averaged partition_id means nothing)."""
-    from flwr.app import MetricRecord
-
     metrics = [next(iter(r.metric_records.values())) for r in records]
     weights = [float(m[weighting_metric_name]) for m in metrics]
     total = sum(weights) or 1.0

@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
@@ -73,11 +77,6 @@ class Pki:
 def make_pki(out: Path, nodes: int, hosts: Sequence[str] = ("127.0.0.1", "localhost"),
              days: int = 30) -> Pki:
     """CA, server certificate valid for `hosts`, and `nodes` SuperNode key pairs under `out`."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     out.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fleet.config import DEFAULT_CONFIG, ConfigError, FleetConfig, resolve_config_path
 from fleet.errors import FleetError
-from fleet.processes import ProcessError
+from fleet.processes import ProcessError, ProcessGroup
 
 
 def _fail(exc: Exception) -> int:
@@ -42,6 +42,7 @@ def _print_report(out: Path) -> None:
     print(f"report: {out / 'report.json'}")
 
 
+# fleet.flower_deploy is imported on use: it loads Flower (seconds), which `analog-edge --help` must not pay for
 def _certs(args: argparse.Namespace) -> int:
     from fleet.flower_deploy import make_pki
 
@@ -55,7 +56,6 @@ def _certs(args: argparse.Namespace) -> int:
 
 def _server(args: argparse.Namespace) -> int:
     from fleet.flower_deploy import Pki, serve_fleet
-    from fleet.processes import ProcessGroup
 
     try:
         fleet = _load(args)

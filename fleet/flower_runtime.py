@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -231,8 +232,6 @@ def strip_ansi(text: str) -> str:
 
 
 def _accepts(address: str) -> bool:
-    import socket
-
     host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=0.5):

@@ -18,6 +18,8 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
 from edge_client.data import load_dataset
+from edge_client.pretrain import pretrain_autoencoder, save_weights
+from edge_client.runner import public_anchor_images
 from protos.client import TlsOptions
 from fleet.client_tasks import fedavg_model, pretrained_path
 from fleet.config import FleetConfig
@@ -95,9 +97,6 @@ def check_partitions(fleet: FleetConfig, uploads: list[dict]) -> None:
 def pretrain_shared_init(fleet: FleetConfig, path: Path) -> dict[str, Any]:
     """The server's part of alignment "pretrained": train the clients' AE architecture digitally on
     the public anchor images and write its weights where every client picks them up."""
-    from edge_client.pretrain import pretrain_autoencoder, save_weights
-    from edge_client.runner import public_anchor_images
-
     t0, cpu0 = time.perf_counter(), time.process_time()
     cfg = fleet.edge_config
     state, mse = pretrain_autoencoder(cfg, public_anchor_images(cfg), fleet.pretrain_epochs, fleet.seed)

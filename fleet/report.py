@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +141,6 @@ def per_client_figure(result: dict[str, Any]):
     ax.set_xlabel("client (partition id) and its samples")
     ax.set_ylabel("accuracy on its own test split (%)")
     ax.set_ylim(0, 109)                             # room for the value over a 100% bar
-    import textwrap
-
     ax.set_title("Per-client accuracy\n" + textwrap.fill(run_title(result), int(fig.get_figwidth() * 13)),
                  fontsize=9)
     fig.legend(loc="outside lower center", fontsize=8, ncol=2)
@@ -172,8 +171,6 @@ def plot_report(result: dict[str, Any], out_dir: Path) -> None:
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        import textwrap
-
         ax.set_title("Accuracy vs communication\n" + textwrap.fill(run_title(result), 80), fontsize=8)
         fig.tight_layout()
         fig.savefig(out_dir / "accuracy_vs_bytes.png", dpi=120)

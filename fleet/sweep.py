@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from analog.algorithms import ALGORITHMS
+from analog.devices import DEVICES
 from fleet.client_tasks import LocalData, client_name, latent_evaluate, requantize_upload
 from common.validation import ConfigError, check_choice, check_int
 from fleet.config import FleetConfig
@@ -79,9 +81,6 @@ class SweepSpec:
         side's, each with the line's device / algorithm swapped in, so both sides train alike."""
         if fleet.digital:
             return [("digital", None)]
-        from analog.algorithms import ALGORITHMS
-        from analog.devices import DEVICES
-
         for flag, names, registry in (("--devices", self.devices, DEVICES), ("--algorithms", self.algorithms, ALGORITHMS)):
             for name in names:
                 if name not in registry:
@@ -249,9 +248,9 @@ def format_sweep(rows: list[dict], refs: dict) -> str:
 
 def plot_sweep(rows: list[dict], refs: dict, path: Path, subtitle: str) -> None:
     """Save ``sweep_figure(rows, refs, subtitle)`` as a PNG."""
-    import matplotlib.pyplot as plt
-
     fig = sweep_figure(rows, refs, subtitle)
+    import matplotlib.pyplot as plt  # on use, as in sweep_figure (which chose the file-only backend)
+
     fig.savefig(path, dpi=130)
     plt.close(fig)
 

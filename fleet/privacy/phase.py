@@ -20,6 +20,7 @@ from fleet.config import FleetConfig
 from fleet.privacy.attacker import attack, mean_metrics, reconstruct, standardize
 from fleet.privacy.figures import plot_reconstructions
 from fleet.privacy.metrics import distance_correlation
+from server import anchors as am
 from server.store import LatentStore
 
 
@@ -43,8 +44,6 @@ def _own_decoder(cfg: EdgeConfig, state_dir: Path, image_shape: tuple[int, int, 
 def _anchor_mapped(stored: dict[int, np.ndarray], anchors: dict[int, tuple[np.ndarray, np.ndarray]]
                    ) -> dict[int, np.ndarray]:
     """Every client's stored latents through its least-squares anchor map onto the shared reference."""
-    from server import anchors as am
-
     sets = {p: (idx, z) for p, (z, idx) in anchors.items()}
     ref_idx, ref = am.reference_space(sets)
     return {p: am.fit_map(*sets[p], ref_idx, ref, "lstsq").apply(stored[p]) for p in stored}
