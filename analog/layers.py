@@ -252,6 +252,12 @@ class AnalogConv2d(_AnalogLayer):
         layer.set_weights(module.weight.detach(), None if module.bias is None else module.bias.detach())
         return layer.to(module.weight.device)
 
+    @property
+    def same_padding(self) -> bool:
+        """Built with padding='same' (padded per forward, possibly one more on the right/bottom, so
+        ``padding`` reads (0, 0)): a layer that copies this one's geometry must know."""
+        return self._pad4 is not None
+
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x: got shape {tuple(x.shape)}, must be (batch, {self.in_channels}, H, W)")

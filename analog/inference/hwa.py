@@ -140,7 +140,7 @@ def _hwa_layer(mod: nn.Module, config: HWAConfig, index: int) -> nn.Module | Non
         w, b = (mod.get_weights(), mod.get_bias()) if isinstance(mod, AnalogLinear) else (mod.weight, mod.bias)
     elif isinstance(mod, (AnalogConv2d, nn.Conv2d)) and not isinstance(mod, HWAConv2d):
         padding = mod.padding
-        if isinstance(mod, AnalogConv2d) and mod._pad4 is not None:
+        if isinstance(mod, AnalogConv2d) and mod.same_padding:
             raise ValueError("model: AnalogConv2d with padding='same' has no HWA twin; use explicit padding")
         new = HWAConv2d(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, padding, mod.dilation,
                         bias=mod.bias is not None, config=config, index=index)

@@ -78,3 +78,14 @@ def test_hwa_twin_of_an_analog_model_and_conv():
         inference.HWAConfig(clip_sigma=0)
     with pytest.raises(ValueError, match="no Linear/Conv2d"):
         inference.hardware_aware(nn.ReLU())
+
+
+def test_same_padded_analog_conv_has_no_hwa_twin_but_explicit_padding_does():
+    same = analog.AnalogConv2d(1, 2, 3, padding="same", config=analog.TileConfig.ideal_digital(seed=0))
+    assert same.same_padding and same.padding == (0, 0)
+    with pytest.raises(ValueError, match=r"^model: AnalogConv2d with padding='same' has no HWA twin"):
+        inference.hardware_aware(same)
+    explicit = analog.AnalogConv2d(1, 2, 3, padding=1, config=analog.TileConfig.ideal_digital(seed=0))
+    assert not explicit.same_padding
+    twin = inference.hardware_aware(explicit)
+    assert twin.padding == (1, 1) and twin(torch.rand(1, 1, 5, 5)).shape == (1, 2, 5, 5)
