@@ -89,3 +89,19 @@ def test_same_padded_analog_conv_has_no_hwa_twin_but_explicit_padding_does():
     assert not explicit.same_padding
     twin = inference.hardware_aware(explicit)
     assert twin.padding == (1, 1) and twin(torch.rand(1, 1, 5, 5)).shape == (1, 2, 5, 5)
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_training_weights_carry_noise_of_the_configured_size(relative):
+    """Unit inputs read the noisy weights back exactly (ideal periphery): their spread around the
+    clean weights is eta * std(W) (additive) or eta * |w| (relative), fresh at every forward."""
+    model = _model()
+    hwa = inference.hardware_aware(model, inference.HWAConfig(
+        weight_noise=inference.WeightNoise(0.2, relative=relative), forward=analog.IOConfig.ideal(), clip_sigma=None))
+    layer, w = hwa[0], model[0].weight.detach()
+    reads = [(layer(torch.eye(20)) - layer.bias.detach()).detach().T for _ in range(4)]
+    for noisy in reads:
+        scaled = (noisy - w) / (w if relative else w.std())
+        assert float(scaled.std()) == pytest.approx(0.2, rel=0.12)     # 320 weights: sampling spread ~4%
+        assert abs(float(scaled.mean())) < 0.05
+    assert not torch.equal(reads[0], reads[1])
