@@ -83,6 +83,88 @@ class _TileMVM(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
+def _rows(t: Tensor) -> Tensor:
+    """(N, C, L) patches or errors as (N*L, C) rows, one per patch (what the update pulses)."""
+    return t.transpose(1, 2).reshape(-1, t.shape[1])
+
+
+#: col2im as kh*kw strided adds beats F.fold's from this many (padded) input-gradient elements on
+_FOLD_ADDS_NUMEL = 1 << 14
+
+
+class _ConvGeometry:
+    """Kernel, dilation, padding, stride and the output size of one conv call: im2col / col2im."""
+
+    def __init__(self, kernel: tuple[int, int], dilation: tuple[int, int], padding: tuple[int, int],
+                 stride: tuple[int, int], size: tuple[int, int]) -> None:
+        self.kernel, self.dilation, self.padding, self.stride, self.size = kernel, dilation, padding, stride, size
+        self.out = tuple((size[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1
+                         for i in (0, 1))
+
+    def unfold(self, x: Tensor) -> Tensor:
+        """F.unfold(x) (N, C*kh*kw, L) as one strided copy of the padded image (the same values,
+        several times faster than aten's im2col on CPU)."""
+        (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.kernel, self.dilation, self.padding, self.stride
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
+        n, c = x.shape[:2]
+        s_n, s_c, s_h, s_w = x.stride()
+        view = x.as_strided((n, c, kh, kw, *self.out), (s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw))
+        return view.reshape(n, c * kh * kw, self.out[0] * self.out[1])
+
+    def fold(self, cols: Tensor) -> Tensor:
+        """F.fold(cols) back to (N, C, H, W), F.unfold's adjoint (summing every patch's gradient into
+        the pixels it read): kh*kw strided adds on large inputs, in the order col2im adds them."""
+        (kh, kw), (dh, dw), (ph, pw), (sh, sw) = self.kernel, self.dilation, self.padding, self.stride
+        (h, w), (ho, wo) = self.size, self.out
+        n, c = cols.shape[0], cols.shape[1] // (kh * kw)
+        if n * c * (h + 2 * ph) * (w + 2 * pw) < _FOLD_ADDS_NUMEL:
+            return F.fold(cols, self.size, self.kernel, self.dilation, self.padding, self.stride)
+        out = cols.new_zeros((n, c, h + 2 * ph, w + 2 * pw))
+        patches = cols.reshape(n, c, kh, kw, ho, wo)
+        for i in range(kh):
+            for j in range(kw):
+                out[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh, j * dw: j * dw + sw * (wo - 1) + 1: sw] += patches[:, :, i, j]
+        return out[:, :, ph: ph + h, pw: pw + w]
+
+
+class _TileConvMVM(torch.autograd.Function):
+    """_TileMVM for a conv layer: image -> patches (im2col) -> tile MVMs in the patches' layout
+    (N, in, L) -> (N, out, L), no transposes; backward: the backward MVM per patch, then col2im.
+    (x, d) are recorded as rows (one per patch) for the update."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, tile: AnalogTile,
+                analog_bias: bool, geometry: _ConvGeometry) -> Tensor:
+        cols = geometry.unfold(x)
+        if analog_bias:
+            cols = torch.cat([cols, torch.ones_like(cols[:, :1])], dim=1)
+        ctx.tile, ctx.analog_bias, ctx.weight_shape, ctx.geometry = tile, analog_bias, weight.shape, geometry
+        ctx.save_for_backward(cols)
+        return tile.forward_mvm(cols, channels=True)
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
+        (cols,) = ctx.saved_tensors
+        tile: AnalogTile = ctx.tile
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_cols = tile.backward_mvm(grad_y, channels=True)
+            if ctx.analog_bias:
+                grad_cols = grad_cols[:, :-1]
+            grad_x = ctx.geometry.fold(grad_cols)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            x, d = _rows(cols), _rows(grad_y)
+            tile.record(x, d)
+            if FILL_WEIGHT_GRAD:
+                full = d.t() @ x
+                if ctx.analog_bias:
+                    grad_b = full[:, -1] if ctx.needs_input_grad[2] else None
+                    full = full[:, :-1]
+                grad_w = full.reshape(ctx.weight_shape) if ctx.needs_input_grad[1] else None
+        return grad_x, grad_w, grad_b, None, None, None
+
+
 class _AnalogLayer(nn.Module):
     """Shared plumbing: tile creation, parameter mirroring, get/set weights."""
 
@@ -204,7 +286,9 @@ def _pair(name: str, value: Any) -> tuple[int, int]:
 
 class AnalogConv2d(_AnalogLayer):
     """nn.Conv2d on an analog tile: patches (unfold) -> tile MVM -> feature maps (groups=1, zero
-    padding: int, pair, 'valid' or 'same'). Every patch is one MVM and one row of the update."""
+    padding: int, pair, 'valid' or 'same'). Every patch is one MVM and one row of the update; the MVMs
+    run on F.unfold's (N, in, L) layout (analog.mvm.noisy_mvm's ``channels``), so the output needs no
+    transposes and the input gradient goes to col2im as it comes out."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
@@ -269,10 +353,12 @@ class AnalogConv2d(_AnalogLayer):
         w_out = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
         if h_out < 1 or w_out < 1:
             raise ValueError(f"x: got spatial size {(h, w)}, too small for kernel {self.kernel_size}")
-        cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)   # (N, C*kh*kw, L)
-        y = self._mvm(cols.transpose(1, 2).reshape(-1, self._tile_in))                  # (N*L, out)
-        return y.reshape(n, h_out * w_out, self.out_channels).transpose(1, 2).reshape(n, self.out_channels,
-                                                                                     h_out, w_out)
+        geometry = _ConvGeometry(self.kernel_size, self.dilation, self.padding, self.stride, (h, w))
+        y = _TileConvMVM.apply(x, self.weight, self.bias if self.analog_bias else None, self.tile,
+                               self.analog_bias, geometry)                               # (N, out, L)
+        if self.bias is not None and not self.analog_bias:
+            y = y + self.bias[:, None]
+        return y.reshape(n, self.out_channels, h_out, w_out)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

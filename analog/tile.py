@@ -99,23 +99,33 @@ class AnalogTile(nn.Module):
         w = self.algorithm_state.effective_weight()
         return w * self.out_scale[:, None] if self.mapped else w
 
-    def forward_mvm(self, x: Tensor) -> Tensor:
-        """y = s * (W_a x) through the forward periphery. x: (N, in)."""
-        w = self.analog_weight()
-        y = noisy_mvm(x.to(w.dtype), w, self.config.forward, self.generator(w.device))
+    def _out_scales(self, like: Tensor, channels: bool) -> list[Tensor]:
+        """The digital gains on the outputs (mapping scales, output_scale), shaped for rows (out,)
+        or for the channels layout (out, 1)."""
+        scales = []
         if self.mapped:
-            y = y * self.out_scale
-        return y if self.output_scale is None else y * self.output_scale.to(y)
+            scales.append(self.out_scale)
+        if self.output_scale is not None:
+            scales.append(self.output_scale.to(like))
+        return [s[:, None] for s in scales] if channels else scales
 
-    def backward_mvm(self, d: Tensor) -> Tensor:
-        """g = W^T d = W_a^T (s * d) through the backward periphery. d: (N, out)."""
+    def forward_mvm(self, x: Tensor, channels: bool = False) -> Tensor:
+        """y = s * (W_a x) through the forward periphery. x: (N, in), or with ``channels`` a conv
+        layer's patches (N, in, L) -> (N, out, L) (see analog.mvm.noisy_mvm)."""
+        w = self.analog_weight()
+        y = noisy_mvm(x.to(w.dtype), w, self.config.forward, self.generator(w.device), channels)
+        for s in self._out_scales(y, channels):
+            y = y * s
+        return y
+
+    def backward_mvm(self, d: Tensor, channels: bool = False) -> Tensor:
+        """g = W^T d = W_a^T (s * d) through the backward periphery. d: (N, out), or with
+        ``channels`` (N, out, L) -> (N, in, L)."""
         w = self.analog_weight()
         d = d.to(w.dtype)
-        if self.mapped:
-            d = d * self.out_scale
-        if self.output_scale is not None:
-            d = d * self.output_scale.to(d)
-        return noisy_mvm(d, w.t(), self.config.backward, self.generator(w.device))
+        for s in self._out_scales(d, channels):
+            d = d * s
+        return noisy_mvm(d, w.t(), self.config.backward, self.generator(w.device), channels)
 
     @torch.no_grad()
     def set_output_scale(self, scale: float | Tensor | None) -> None:

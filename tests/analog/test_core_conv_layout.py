@@ -1,0 +1,83 @@
+"""The conv fast path (MVMs on F.unfold's (N, in, L) layout, strided im2col/col2im) against the rows
+reference it replaces: the same numbers on the same seed, every periphery option included."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import analog
+from analog.layers import _ConvGeometry
+from analog.mvm import noisy_mvm
+
+IOS = {
+    "default": analog.IOConfig(),
+    "stochastic+w_noise": analog.IOConfig(inp_rounding="stochastic", out_rounding="stochastic", w_noise=0.03),
+    "saturating": analog.IOConfig(out_bound=2.0),
+    "constant_nm": analog.IOConfig(noise_management="constant", nm_constant=2.0),
+    "no_nm_no_adc": analog.IOConfig(noise_management="none", out_res=None, inp_bound=3.0),
+}
+
+
+def _rows_reference(x: torch.Tensor, w: torch.Tensor, io: analog.IOConfig, seed: int) -> torch.Tensor:
+    n, k, length = x.shape
+    rows = noisy_mvm(x.transpose(1, 2).reshape(-1, k), w, io, torch.Generator().manual_seed(seed))
+    return rows.view(n, length, -1).transpose(1, 2)
+
+
+@pytest.mark.parametrize("zero_patches", [5, 60])      # dense layout path / sparse: the rows path skips
+@pytest.mark.parametrize("name", sorted(IOS))
+def test_channels_mvm_equals_rows_on_the_same_seed(name, zero_patches):
+    io = IOS[name]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 18, 100, generator=g)
+    x[:, :, :zero_patches] = 0.0
+    w = torch.randn(6, 18, generator=g) * (3.0 if name == "saturating" else 0.3)
+    y = noisy_mvm(x, w, io, torch.Generator().manual_seed(1), channels=True)
+    assert y.shape == (4, 6, 100)
+    assert torch.equal(y, _rows_reference(x, w, io, 1))
+    assert not torch.equal(y, noisy_mvm(x, w, io, torch.Generator().manual_seed(2), channels=True))
+    if name == "saturating":           # bound management did retry patches (else the test proves little)
+        no_bm = analog.IOConfig(out_bound=2.0, bound_management="none")
+        assert not torch.allclose(y, noisy_mvm(x, w, no_bm, torch.Generator().manual_seed(1), channels=True))
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,size", [
+    (3, 2, 1, 1, (28, 28)), (3, 1, 1, 1, (28, 28)), ((2, 3), (1, 2), (0, 1), (2, 1), (30, 24)), (3, 1, 0, 1, (9, 9))])
+def test_strided_im2col_col2im_match_aten(kernel, stride, padding, dilation, size):
+    pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731
+    geo = _ConvGeometry(pair(kernel), pair(dilation), pair(padding), pair(stride), size)
+    x = torch.randn(4, 8, *size, generator=torch.Generator().manual_seed(0))
+    cols = F.unfold(x, kernel, dilation, padding, stride)
+    assert torch.equal(geo.unfold(x), cols)
+    assert torch.equal(geo.fold(cols), F.fold(cols, size, kernel, dilation, padding, stride))
+
+
+@pytest.mark.parametrize("analog_bias", [False, True])
+def test_conv_layer_matches_the_rows_reference(analog_bias):
+    """Forward output, input gradient and the recorded (x, d) of AnalogConv2d equal the rows path:
+    unfold -> transpose to rows -> tile MVMs -> fold, with the tile's generator rewound."""
+    cfg = analog.TileConfig(analog_bias=analog_bias, backward=analog.IOConfig(out_noise=0.05), seed=3)
+    layer = analog.AnalogConv2d(3, 5, 3, stride=1, padding=1, config=cfg)
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    gen = layer.tile.generator(torch.device("cpu"))
+    state = gen.get_state()
+    y = layer(x)
+    grad_out = torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
+    y.backward(grad_out)
+    (x_rec, d_rec), = layer.tile._pending
+
+    gen.set_state(state)
+    with torch.no_grad():
+        cols = F.unfold(x, 3, 1, 1, 1)
+        rows = cols.transpose(1, 2).reshape(-1, 27)
+        if analog_bias:
+            rows = torch.cat([rows, torch.ones(rows.shape[0], 1)], dim=1)
+        y_rows = layer.tile.forward_mvm(rows)
+        if layer.bias is not None and not analog_bias:
+            y_rows = y_rows + layer.bias
+        y_ref = y_rows.view(2, 144, 5).transpose(1, 2).reshape(2, 5, 12, 12)
+        d_rows = grad_out.reshape(2, 5, 144).transpose(1, 2).reshape(-1, 5)
+        g_rows = layer.tile.backward_mvm(d_rows)[:, :27]
+        grad_ref = F.fold(g_rows.view(2, 144, 27).transpose(1, 2), (12, 12), 3, 1, 1, 1)
+    assert torch.equal(y.detach(), y_ref)
+    assert torch.equal(x.grad, grad_ref)
+    assert torch.equal(x_rec, rows) and torch.equal(d_rec, d_rows)
