@@ -63,6 +63,11 @@ class Job:
         extra = ["--seed", str(seed)] if self.per_seed and seed is not None else []
         return [sys.executable, "-m", "fleet.cli", *self.argv, *extra, "--out", str(out)]
 
+    def shown(self, seed: int | None, out: Path) -> str:
+        """The command as README/docs show it: `analog-edge ...`, an output folder inside the checkout relative."""
+        shown_out = out.relative_to(ROOT) if out.is_relative_to(ROOT) else out
+        return " ".join(["analog-edge", *self.command(seed, shown_out)[3:]])
+
 
 def _fleet_metrics(out: Path) -> dict[str, float]:
     r = json.loads((out / "report.json").read_text())
@@ -172,7 +177,7 @@ def run(job: Job, seeds: list[int], out: Path, env: dict[str, str]) -> Outcome:
         label = "all" if seed is None else f"seed{seed}"
         run_dir = out / job.name / label
         cmd = job.command(seed, run_dir)
-        outcome.commands.append(" ".join(["analog-edge", *cmd[3:]]))
+        outcome.commands.append(job.shown(seed, run_dir))
         print(f"[figures] {job.name} {label}: {outcome.commands[-1]}", flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -202,7 +207,7 @@ def collect(job: Job, seeds: list[int], out: Path) -> Outcome:
         label = "all" if seed is None else f"seed{seed}"
         run_dir = out / job.name / label
         if run_dir.is_dir():
-            outcome.commands.append(" ".join(["analog-edge", *job.command(seed, run_dir)[3:]]))
+            outcome.commands.append(job.shown(seed, run_dir))
             _read(outcome, label, run_dir, {})
     return outcome
 
@@ -357,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         for j in selected:
             for seed in (args.seeds if j.per_seed else [None]):
                 label = "all" if seed is None else f"seed{seed}"
-                print(" ".join(["analog-edge", *j.command(seed, out / j.name / label)[3:]]))
+                print(j.shown(seed, out / j.name / label))
         return 0
     if args.aggregate_only:
         if not args.out or not out.is_dir():

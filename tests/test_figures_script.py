@@ -31,6 +31,9 @@ def test_plan_lists_every_readme_figure_once_per_seed(tmp_path):
     for cmd in ("fleet --config configs/quickstart.toml --clients 2 --backend local --inference-times 1h,1d,1y --seed",
                 "fleet --config configs/deploy_hwa.toml --clients 2 --backend local --seed"):
         assert sum(cmd in line for line in lines) == 2, cmd          # the fleet on inference chips, per seed
+    default_out = _run("--plan", "--seeds", "0", "--only", "quickstart").stdout.strip()   # a folder in the checkout:
+    assert default_out.startswith("analog-edge fleet ") and " --out runs/figures/figures-" in default_out  # shown relative
+    assert str(ROOT) not in default_out
     bad = _run("--plan", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "scripts/figures.py: --only: got 'nope', must be one of quickstart, quickstart-digital, privacy, "
