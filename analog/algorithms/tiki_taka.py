@@ -234,10 +234,11 @@ class TikiTakaState(AlgorithmState):
                 vals.mul_(self.chopper[flat % self.in_features])
             w.view(-1).index_copy_(0, flat, vals.mul_(g).add_(self.main.weight.view(-1)[flat]))
         if cols is not None:
-            vals = self.fast.weight[:, cols].sub_(self.reference[:, cols])
+            at = self._at(cols)
+            vals = torch.sub(self.fast.weight[:, at], self.reference[:, at])
             if chop:
-                vals.mul_(self.chopper[cols])
-            w[:, cols] = vals.mul_(g).add_(self.main.weight[:, cols])
+                vals.mul_(self.chopper[at])
+            w[:, at] = vals.mul_(g).add_(self.main.weight[:, at])
         self._w_eff = (self._weights_key(), w)
 
     @torch.no_grad()
@@ -280,13 +281,37 @@ class TikiTakaState(AlgorithmState):
         return stats
 
     def _next_columns(self) -> Tensor:
+        """The next columns to transfer (a run that does not wrap is also kept as a slice, see _at)."""
         k = min(self.algorithm.columns_per_transfer, self.in_features)
         start = self.next_column
-        cols = torch.arange(start, start + k, device=self.fast.weight.device)
-        if start + k > self.in_features:
-            cols %= self.in_features
-        self.next_column = (self.next_column + k) % self.in_features
-        return cols
+        self.next_column = (start + k) % self.in_features
+        if start + k <= self.in_features:
+            cols = self._column_index()[start:start + k]
+            self.__dict__["_run"] = (cols, slice(start, start + k))      # (no nn.Module attribute write)
+            return cols
+        return torch.arange(start, start + k, device=self.fast.weight.device) % self.in_features
+
+    def _at(self, cols: Tensor) -> Tensor | slice:
+        """How to index the columns ``cols`` of an (out, in) array: the slice of the run
+        _next_columns last returned (a view), else the index tensor itself (a gather)."""
+        run = self.__dict__.get("_run")
+        return run[1] if run is not None and run[0] is cols else cols
+
+    def _column_index(self) -> Tensor:
+        """0 .. in_features - 1 on the arrays' device, made once (kept out of the state dict)."""
+        index = self.__dict__.get("_column_range")
+        if index is None or index.device != self.fast.weight.device:
+            index = torch.arange(self.in_features, device=self.fast.weight.device)
+            self.__dict__["_column_range"] = index
+        return index
+
+    def _eye(self, k: int, like: Tensor) -> Tensor:
+        """The k one-hot inputs of a read, made once per size (never written to)."""
+        eye = self.__dict__.get("_read_eye")
+        if eye is None or eye.shape[0] != k or eye.dtype != like.dtype or eye.device != like.device:
+            eye = torch.eye(k, dtype=like.dtype, device=like.device)
+            self.__dict__["_read_eye"] = eye
+        return eye
 
     @torch.no_grad()
     def read_columns(self, cols: Tensor) -> Tensor:
@@ -294,8 +319,9 @@ class TikiTakaState(AlgorithmState):
         MVM for all of them. Returns (len(cols), out)."""
         # a one-hot input only drives its own column: the same MVM as identity inputs on those
         # columns (same scaling, DAC levels, read and output noise), without touching the others
-        eye = torch.eye(len(cols), dtype=self.fast.weight.dtype, device=cols.device)
-        sub = self.fast.weight[:, cols] - self.reference[:, cols]
+        at = self._at(cols)
+        sub = torch.sub(self.fast.weight[:, at], self.reference[:, at])
+        eye = self._eye(sub.shape[1], sub)
         return noisy_mvm(eye, sub, self.transfer_io, self.generator(eye.device))
 
     @torch.no_grad()
@@ -339,7 +365,11 @@ class TikiTakaState(AlgorithmState):
         kk, jj = signed.nonzero(as_tuple=True)
         if kk.numel() == 0:
             return
-        flat = jj * self.in_features + cols[kk]                                # row-major (out, in)
+        at = self._at(cols)
+        if isinstance(at, slice) and at.stop - at.start == 1:
+            flat = jj * self.in_features + at.start                            # row-major (out, in)
+        else:
+            flat = jj * self.in_features + cols[kk]
         counts = signed[kk, jj].to(self.main.weight.dtype)
         self.main.pulse_devices(flat, counts.clamp_min(0.0), counts.neg().clamp_min_(0.0))
 
@@ -376,24 +406,25 @@ class BufferedTransferState(TikiTakaState):
 
     def _write(self, cols: Tensor, read: Tensor) -> None:
         a = self.algorithm
+        at = self._at(cols)
         if self._chopping:
-            read = read * self.chopper[cols][:, None]                         # undo the column's sign
+            read = read * self.chopper[at][:, None]                           # undo the column's sign
             flip = torch.rand(len(cols), generator=self.generator(read.device), device=read.device) \
                 < a.chop_probability
-            self.chopper[cols] = torch.where(flip, -self.chopper[cols], self.chopper[cols])
-        h = self.buffer[:, cols]                                             # (out, k)
+            self.chopper[at] = torch.where(flip, -self.chopper[at], self.chopper[at])
+        h = self.buffer[:, at]                                               # (out, k)
         h = (1.0 - a.buffer_decay) * h + (a.buffer_gain() * a.transfer_lr / self.pulse_size) * read.t()
         if a.buffer_bits is not None:
             h = quantize_fixed(h, a.buffer_int_bits, a.buffer_bits - a.buffer_int_bits, mode="stochastic",
                                generator=self.generator(h.device))
         n = torch.trunc(h).clamp(-a.max_pulses, a.max_pulses)                # fire only past |H| >= 1
-        self.buffer[:, cols] = h - n
+        self.buffer[:, at] = h - n
         fired = int(n.abs().sum().item())
         if fired == 0:
             return
         self.pulses_fired += fired
         if self.main.device_model.is_ideal:
-            self.main.weight[:, cols] += n * self.pulse_size
+            self.main.weight[:, at] += n * self.pulse_size
             return
         self._pulse_main_columns(cols, n.t())
 

@@ -298,3 +298,31 @@ def test_state_is_built_from_the_tile_parts_it_uses():
     own_st = algorithms.TikiTaka(transfer_io=own).build(3, 4, device=main_dev, update=upd, forward=fwd,
                                                         generator=gen)
     assert own_st.transfer_io is own
+
+
+@pytest.mark.parametrize("algo", [algorithms.TikiTaka(columns_per_transfer=2),
+                                  algorithms.TTv2(chop_probability=0.5, threshold=0.5),
+                                  algorithms.RLv2(columns_per_transfer=3, zero_shift_cycles=2)])
+def test_transfer_through_column_views_equals_the_gathered_columns(algo):
+    """transfer() reads and writes a run of columns as slices (views); the same transfers through
+    gathered index tensors (the general path, e.g. a run that wraps around) give the very same
+    arrays, buffers and chopper signs on the same seed."""
+    dev = devices.SoftBounds(dw_min=0.01)
+    fast = _state(algo, out=5, inp=7, device=dev, forward=analog.IOConfig(), seed=4)
+    ref = copy.deepcopy(fast)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(9):                                   # wraps around the 7 columns
+        x, d = torch.randn(4, 7, generator=g), torch.randn(4, 5, generator=g)
+        fast.fast.pulse_update(x, d, 0.1)
+        ref.fast.pulse_update(x, d, 0.1)
+        cols = fast.transfer()
+        gathered = cols.clone()                          # not the run: indexes by gathering
+        assert gathered is not cols and ref._at(gathered) is gathered
+        ref.next_column = fast.next_column
+        ref._write(gathered, ref.read_columns(gathered))
+        for a, b in ((fast.main.weight, ref.main.weight), (fast.fast.weight, ref.fast.weight),
+                     (fast.chopper, ref.chopper)):
+            assert torch.equal(a, b)
+        if isinstance(fast, BufferedTransferState):
+            assert torch.equal(fast.buffer, ref.buffer)
+    assert fast.main.weight.ne(0).any()                 # the transfers did write W
