@@ -41,8 +41,15 @@ def _draw(fn: Callable[..., Tensor], shape: tuple[int, ...], like: Tensor, gener
 
 def _crossbar(noise: Tensor, lv: Tensor, weight: Tensor, beta: float, gain: float, channels: bool) -> Tensor:
     """beta * noise + gain * (the crossbar product of the DAC levels lv), one fused kernel: rows
-    (N, in) -> (N, out), or channels (N, in, L) -> (N, out, L) (one weight for every patch)."""
+    (N, in) -> (N, out), or channels (N, in, L) -> (N, out, L) (one weight for every patch). The
+    channels noise comes in the rows order (see _draw); with more outputs than inputs (a conv
+    layer's backward MVM) the product is computed in that order too, so the noise is not copied,
+    and the result is its transposed view."""
     if channels:
+        if weight.shape[0] > weight.shape[1]:
+            rows = torch.baddbmm(noise.transpose(1, 2), lv.transpose(1, 2), weight.t().expand(lv.shape[0], -1, -1),
+                                 beta=beta, alpha=gain)
+            return rows.transpose(1, 2)
         return torch.baddbmm(noise, weight.expand(lv.shape[0], -1, -1), lv, beta=beta, alpha=gain)
     return torch.addmm(noise, lv, weight.t(), beta=beta, alpha=gain)
 
@@ -146,9 +153,9 @@ def noisy_mvm(x: Tensor, weight: Tensor, io: IOConfig, generator: torch.Generato
 
     ``channels=True``: x is (N, in, L), F.unfold's layout of a conv layer's patches (input vector
     x[n, :, l]), and the result is (N, out, L), the conv output's layout: the same periphery per
-    patch as on the rows x.transpose(1, 2).reshape(-1, in) (same alpha, DAC and ADC levels, noise
-    statistics and bound management), without the two transposes (the noise is drawn in the
-    (N, out, L) order, so a seeded run draws a different stream than on rows)."""
+    patch as on the rows x.transpose(1, 2).reshape(-1, in) -- the same random numbers for the same
+    patch, alpha, DAC and ADC levels and bound management, so the same result on the same seed up
+    to the summation order of the matmul -- without transposing x or y."""
     if channels:
         return _noisy_mvm_channels(x, weight, io, generator)
     if x.shape[-1] != weight.shape[-1]:

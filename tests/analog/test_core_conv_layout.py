@@ -1,5 +1,6 @@
 """The conv fast path (MVMs on F.unfold's (N, in, L) layout, strided im2col/col2im) against the rows
-reference it replaces: the same numbers on the same seed, every periphery option included."""
+reference it replaces: the same numbers on the same seed, every periphery option included (on these
+sizes bit for bit; in general up to the matmul's summation order)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,16 +24,17 @@ def _rows_reference(x: torch.Tensor, w: torch.Tensor, io: analog.IOConfig, seed:
     return rows.view(n, length, -1).transpose(1, 2)
 
 
+@pytest.mark.parametrize("k,out", [(18, 6), (6, 18)])   # a forward-like and a backward-like (wide) MVM
 @pytest.mark.parametrize("zero_patches", [5, 60])      # dense layout path / sparse: the rows path skips
 @pytest.mark.parametrize("name", sorted(IOS))
-def test_channels_mvm_equals_rows_on_the_same_seed(name, zero_patches):
+def test_channels_mvm_equals_rows_on_the_same_seed(name, zero_patches, k, out):
     io = IOS[name]
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(4, 18, 100, generator=g)
+    x = torch.randn(4, k, 100, generator=g)
     x[:, :, :zero_patches] = 0.0
-    w = torch.randn(6, 18, generator=g) * (3.0 if name == "saturating" else 0.3)
+    w = torch.randn(out, k, generator=g) * (3.0 if name == "saturating" else 0.3)
     y = noisy_mvm(x, w, io, torch.Generator().manual_seed(1), channels=True)
-    assert y.shape == (4, 6, 100)
+    assert y.shape == (4, out, 100)
     assert torch.equal(y, _rows_reference(x, w, io, 1))
     assert not torch.equal(y, noisy_mvm(x, w, io, torch.Generator().manual_seed(2), channels=True))
     if name == "saturating":           # bound management did retry patches (else the test proves little)
