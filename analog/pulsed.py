@@ -199,7 +199,8 @@ class PulsedArray(nn.Module):
         w_max and dw_down*gamma_down/w_min, stacked so that a sparse update gathers them with one
         index_select. Rebuilt when any of the buffers it derives from changes (load_state_dict,
         .to(), a test editing them)."""
-        key = tuple((t.data_ptr(), t._version) for t in (self.w_min, self.w_max, self.dw_min, self.up_down))
+        b = self._buffers                       # (per pulse: no nn.Module attribute lookups)
+        key = tuple((t.data_ptr(), t._version) for t in (b["w_min"], b["w_max"], b["dw_min"], b["up_down"]))
         cached = self.__dict__.get("_consts")
         if cached is None or cached[0] != key:
             rows = [self.w_min, self.w_max, self.dw_up, self.dw_down]
