@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from analog.config import TileConfig
-from analog.tile import AnalogTile
+from analog.tile import AnalogTile, patch_rows
 from analog.validation import instance, positive_int
 
 
@@ -83,11 +83,6 @@ class _TileMVM(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
-def _rows(t: Tensor) -> Tensor:
-    """(N, C, L) patches or errors as (N*L, C) rows, one per patch (what the update pulses)."""
-    return t.transpose(1, 2).reshape(-1, t.shape[1])
-
-
 #: col2im as kh*kw strided adds beats F.fold's from this many (padded) input-gradient elements on
 _FOLD_ADDS_NUMEL = 1 << 14
 
@@ -131,7 +126,8 @@ class _ConvGeometry:
 class _TileConvMVM(torch.autograd.Function):
     """_TileMVM for a conv layer: image -> patches (im2col) -> tile MVMs in the patches' layout
     (N, in, L) -> (N, out, L), no transposes; backward: the backward MVM per patch, then col2im.
-    (x, d) are recorded as rows (one per patch) for the update."""
+    (x, d) are recorded as rows (one per patch) for the update, or as patches for an algorithm that
+    takes them (AlgorithmState.takes_patches)."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, tile: AnalogTile,
@@ -154,9 +150,12 @@ class _TileConvMVM(torch.autograd.Function):
                 grad_cols = grad_cols[:, :-1]
             grad_x = ctx.geometry.fold(grad_cols)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            x, d = _rows(cols), _rows(grad_y)
-            tile.record(x, d)
+            if tile.takes_patches:
+                tile.record(cols, grad_y)
+            else:
+                tile.record(patch_rows(cols), patch_rows(grad_y))
             if FILL_WEIGHT_GRAD:
+                x, d = patch_rows(cols), patch_rows(grad_y)
                 full = d.t() @ x
                 if ctx.analog_bias:
                     grad_b = full[:, -1] if ctx.needs_input_grad[2] else None

@@ -45,13 +45,16 @@ def _crossbar(noise: Tensor, lv: Tensor, weight: Tensor, beta: float, gain: floa
     channels noise comes in the rows order (see _draw); with more outputs than inputs (a conv
     layer's backward MVM) the product is computed in that order too, so the noise is not copied,
     and the result is its transposed view."""
+    # (in place into the freshly drawn noise: an out-of-place addmm would first copy it into its result)
     if channels:
         if weight.shape[0] > weight.shape[1]:
-            rows = torch.baddbmm(noise.transpose(1, 2), lv.transpose(1, 2), weight.t().expand(lv.shape[0], -1, -1),
-                                 beta=beta, alpha=gain)
+            rows = noise.transpose(1, 2).baddbmm_(lv.transpose(1, 2), weight.t().expand(lv.shape[0], -1, -1),
+                                                  beta=beta, alpha=gain)
             return rows.transpose(1, 2)
+        if noise.is_contiguous():
+            return noise.baddbmm_(weight.expand(lv.shape[0], -1, -1), lv, beta=beta, alpha=gain)
         return torch.baddbmm(noise, weight.expand(lv.shape[0], -1, -1), lv, beta=beta, alpha=gain)
-    return torch.addmm(noise, lv, weight.t(), beta=beta, alpha=gain)
+    return noise.addmm_(lv, weight.t(), beta=beta, alpha=gain)
 
 
 def _one_pass(x: Tensor, unit: Tensor | float, weight: Tensor, io: IOConfig,
@@ -107,7 +110,8 @@ def _one_pass(x: Tensor, unit: Tensor | float, weight: Tensor, io: IOConfig,
         top_out = io.out_bound / out_step
         clip = True
         if need_rows and y.numel():
-            lo, hi = torch.aminmax(y)
+            # (over every element: on the rows-order buffer of a channels result, which is contiguous)
+            lo, hi = torch.aminmax(y if not channels or y.is_contiguous() else y.transpose(1, 2))
             if hi.item() >= top_out or lo.item() <= -top_out:
                 saturated = (y.abs() >= top_out).any(dim=feat)
             else:

@@ -31,6 +31,12 @@ from analog.mvm import noisy_mvm
 from analog.validation import instance, positive_int
 
 
+def patch_rows(t: Tensor) -> Tensor:
+    """(N, C, L) conv patches (F.unfold's layout) as (N*L, C) rows, one per patch: what a pulsed
+    update takes as samples."""
+    return t.transpose(1, 2).reshape(-1, t.shape[1])
+
+
 def mapping_range(device: Device) -> float:
     """g, the analog value max|W| maps to at omega = 1: the device's nominal bound
     min(w_max, -w_min), or 1.0 (aihwkit's normalized range) for the unbounded Ideal device."""
@@ -147,8 +153,15 @@ class AnalogTile(nn.Module):
 
     # ------------------------------------------------------------------ update
     def record(self, x: Tensor, d: Tensor) -> None:
-        """Keep (x, d) from a backward pass for the next optimizer step (accumulates like .grad)."""
+        """Keep (x, d) from a backward pass for the next optimizer step (accumulates like .grad):
+        rows (B, in), (B, out), or conv patches (N, in, L), (N, out, L) when ``takes_patches``."""
         self._pending.append((x.detach() if x.requires_grad else x, d.detach() if d.requires_grad else d))
+
+    @property
+    def takes_patches(self) -> bool:
+        """Whether record() may be given a conv layer's patches as they come (the algorithm's
+        update takes them, see AlgorithmState.takes_patches); else the layer records rows."""
+        return self.algorithm_state.takes_patches
 
     def clear_pending(self) -> None:
         self._pending.clear()           # (in place: nn.Module attribute writes are slow)
@@ -162,7 +175,7 @@ class AnalogTile(nn.Module):
         """Hand one step's (x, d, lr) to the algorithm, then refresh the layer's mirrored parameters.
         With mapping the algorithm gets d / s: the analog step that moves s * W_a by -lr d x^T."""
         if self.mapped:
-            d = d / self.out_scale.to(d)
+            d = d / (self.out_scale if d.dim() == 2 else self.out_scale[:, None]).to(d)
         result = self.algorithm_state.update(x, d, lr)
         if self.mapped and self.config.mapping.remap_every is not None:
             self.map_steps += 1
@@ -180,8 +193,11 @@ class AnalogTile(nn.Module):
         if len(self._pending) == 1:
             x, d = self._pending[0]
         else:
-            x = torch.cat([p[0] for p in self._pending])
-            d = torch.cat([p[1] for p in self._pending])
+            pending = self._pending
+            if any(p[0].dim() == 3 for p in pending) and len({p[0].shape[1:] for p in pending}) > 1:
+                pending = [(patch_rows(x), patch_rows(d)) if x.dim() == 3 else (x, d) for x, d in pending]  # sizes differ
+            x = torch.cat([p[0] for p in pending])
+            d = torch.cat([p[1] for p in pending])
         self._pending.clear()
         return self.update(x, d, lr)
 

@@ -30,6 +30,11 @@ def register_algorithm(cls: type["Algorithm"]) -> type["Algorithm"]:
 class AlgorithmState(nn.Module):
     """Per-tile state of an algorithm. Subclasses implement the three methods below."""
 
+    #: update() also takes a conv layer's patches as they come, x (N, in, L) and d (N, out, L) (patch
+    #: l of image n is one sample), not only rows: an algorithm that needs only sum_patches d x^T
+    #: (a digital outer product) then spares the layer transposing both into rows
+    takes_patches: bool = False
+
     def __init__(self, out_features: int, in_features: int, generator: torch.Generator) -> None:
         super().__init__()
         self.out_features, self.in_features = out_features, in_features

@@ -30,6 +30,8 @@ from analog.validation import finite_number, positive_int
 class MixedPrecisionState(AlgorithmState):
     """One PulsedArray (what the MVMs read) and the digital gradient accumulator chi."""
 
+    takes_patches = True        # chi needs only sum d x^T, which a batched matmul takes from patches
+
     def __init__(self, out_features: int, in_features: int, device: Device, update: UpdateConfig,
                  generator: torch.Generator, algorithm: "MixedPrecision") -> None:
         super().__init__(out_features, in_features, generator)
@@ -61,8 +63,11 @@ class MixedPrecisionState(AlgorithmState):
     @torch.no_grad()
     def update(self, x: Tensor, d: Tensor, lr: float) -> int:
         """chi -= lr d^T x / dw_min; where |chi| >= threshold fire trunc(chi) pulses (clamped to
-        max_pulses) and keep the rest. Returns the number of pulses fired this step."""
-        grad = d.t().to(self.chi.dtype) @ x.to(self.chi.dtype)
+        max_pulses) and keep the rest. Returns the number of pulses fired this step. x, d: rows
+        (B, in), (B, out) or conv patches (N, in, L), (N, out, L) (``takes_patches``)."""
+        x, d = x.to(self.chi.dtype), d.to(self.chi.dtype)
+        # rows (B, in)/(B, out), or a conv layer's patches (N, in, L)/(N, out, L): sum over n, l
+        grad = d.t() @ x if x.dim() == 2 else torch.bmm(d, x.transpose(1, 2)).sum(0)
         if self.array.device_model.is_ideal:
             self.array.weight.add_(grad, alpha=-float(lr))
             return 0

@@ -83,3 +83,30 @@ def test_conv_layer_matches_the_rows_reference(analog_bias):
     assert torch.equal(y.detach(), y_ref)
     assert torch.equal(x.grad, grad_ref)
     assert torch.equal(x_rec, rows) and torch.equal(d_rec, d_rows)
+
+
+def test_mixed_precision_takes_conv_patches_as_rows_would_give_them():
+    """MixedPrecision's update sums d x^T over the patches it is given as (N, in, L)/(N, out, L): the
+    same accumulator and the same pulses as the rows (one per patch) it replaces; two recorded
+    batches of different image sizes fall back to rows."""
+    cfg = analog.TileConfig(algorithm=analog.algorithms.MixedPrecision(), seed=5)
+    layer = analog.AnalogConv2d(2, 4, 3, padding=1, config=cfg)
+    assert layer.tile.takes_patches
+    twin = __import__("copy").deepcopy(layer)
+    x = torch.rand(3, 2, 9, 9, generator=torch.Generator().manual_seed(0))
+    layer(x).square().sum().backward()
+    (cols, grad), = layer.tile._pending
+    assert cols.shape == (3, 18, 81) and grad.shape == (3, 4, 81)
+    for _ in range(3):                                        # chi accumulates over steps: pulses fire
+        layer.tile.update(cols, grad, 0.5)
+        twin.tile.update(cols.transpose(1, 2).reshape(-1, 18), grad.transpose(1, 2).reshape(-1, 4), 0.5)
+    st, ref = layer.tile.algorithm_state, twin.tile.algorithm_state
+    assert st.pulses_fired == ref.pulses_fired > 0
+    assert torch.allclose(st.chi, ref.chi, atol=1e-4) and torch.equal(st.array.weight, ref.array.weight)
+    layer.tile.clear_pending()
+    layer(x).sum().backward()
+    layer(torch.rand(1, 2, 5, 5)).sum().backward()             # L = 81 and L = 25: recorded apart
+    before = st.array.weight.clone()
+    layer.tile.apply_pending_update(0.5)
+    assert not layer.tile.has_pending and st.pulses_fired > ref.pulses_fired
+    assert not torch.equal(before, st.array.weight)
