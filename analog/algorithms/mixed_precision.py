@@ -71,16 +71,15 @@ class MixedPrecisionState(AlgorithmState):
         if self.array.device_model.is_ideal:
             self.array.weight.add_(grad, alpha=-float(lr))
             return 0
-        self.chi.add_(grad, alpha=-float(lr) / self.pulse_size)
+        chi = self.chi
+        chi.add_(grad, alpha=-float(lr) / self.pulse_size)
         a = self.algorithm
-        n = torch.trunc(self.chi).clamp_(-a.max_pulses, a.max_pulses)
+        n = torch.trunc(chi).clamp_(-a.max_pulses, a.max_pulses)
         if a.threshold > 1.0:
-            n = torch.where(self.chi.abs() >= a.threshold, n, torch.zeros_like(n))
-        self.chi.sub_(n)
-        fired = int(n.abs().sum().item())
-        if fired:
-            self.pulses_fired += fired
-            self.array.apply_pulses(n.clamp_min(0.0), (-n).clamp_min(0.0))
+            n.masked_fill_(chi.abs() < a.threshold, 0.0)       # the dead zone fires nothing
+        chi.sub_(n)
+        fired = self.array.apply_signed_pulses(n)
+        self.pulses_fired += fired
         return fired
 
 

@@ -437,3 +437,19 @@ def test_sparse_fast_path_keeps_the_cycle_to_cycle_spread(monkeypatch, d_scale):
         assert z.numel() > 2000, name
         assert abs(z.mean().item()) < 0.05 * 0.3 * 3, name
         assert abs(z.std().item() / 0.3 - 1.0) < 0.05, name
+
+
+@pytest.mark.parametrize("density", [0.05, 0.6])          # the sparse and the dense pulse path
+def test_signed_pulses_equal_up_and_down_counts_on_the_same_seed(density):
+    """apply_signed_pulses(n) is apply_pulses(n+, n-): the same devices, noise draws and weights."""
+    dev = devices.SoftBounds(dw_min=0.01, dw_min_std=0.5, dw_min_dtod=0.2)
+    g = torch.Generator().manual_seed(0)
+    n = torch.randint(-3, 4, (20, 30), generator=g).float() * (torch.rand(20, 30, generator=g) < density)
+    a, b = _array(dev, 20, 30, seed=7), _array(dev, 20, 30, seed=7)
+    a.program(torch.rand(20, 30, generator=g) - 0.5)
+    b.program(a.weight)
+    start = a.weight.clone()
+    assert a.apply_signed_pulses(n) == int(n.abs().sum())
+    b.apply_pulses(n.clamp_min(0), (-n).clamp_min(0))
+    assert torch.equal(a.weight, b.weight) and not torch.equal(a.weight, start)
+    assert a.apply_signed_pulses(torch.zeros(20, 30)) == 0
