@@ -224,10 +224,29 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
     return summary
 
 
+#: what the figures depend on: a change here (committed or not) is a change of the code that ran
+CODE_PATHS = ("analog", "common", "protos", "edge_client", "server", "fleet", "configs", "scripts", "pyproject.toml")
+
+
+def code_version() -> str:
+    """The checkout's commit, and whether the code the figures depend on differs from it, so that
+    figures.md says which code made it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+    except (OSError, subprocess.CalledProcessError):
+        return "code version unknown (not a git checkout)"
+    return f"commit {commit}" + (" with uncommitted code changes" if dirty else "")
+
+
 def format_markdown(summary: dict[str, Any], seeds: list[int]) -> str:
     lines = ["# Measured figures, regenerated", "",
              f"`python scripts/figures.py --seeds {' '.join(map(str, seeds))}` ({time.strftime('%Y-%m-%d')}, "
-             f"{os.cpu_count()} CPUs). Each row: mean over the seeds, min..max across them, and every seed's value.", ""]
+             f"{code_version()}, {os.cpu_count()} CPUs). Each row: mean over the seeds, min..max across them, "
+             "and every seed's value.", ""]
     for name, s in summary.items():
         lines += [f"## {name}: {s['what']}", ""]
         lines += [f"    {c}" for c in s["commands"]] + [""]

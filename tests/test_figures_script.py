@@ -59,6 +59,9 @@ def test_quick_run_states_per_seed_values_and_their_spread(tmp_path):
     assert sorted(sweep["per_seed"]) == ["seed0", "seed1"] and not sweep["errors"]
     md = (out / "figures.md").read_text()
     assert "| accuracy_pct |" in md and f"{sp['min']:.2f}..{sp['max']:.2f}" in md
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode == 0:                                     # which code made the figures
+        assert f"commit {head.stdout.strip()}" in md.splitlines()[2]
     assert (out / "sweep.png").stat().st_size > 5000
     assert "seeds" in (out / "sweep.csv").read_text().splitlines()[0]
 
