@@ -77,6 +77,8 @@ def register(subparsers: Any) -> None:
                   "hide the progress bar")
     p.add_argument("--models", nargs="+", help="run only these models (digits-mlp mnist-mlp mnist-cnn fleet-conv)")
     p.add_argument("--epochs", type=int, help="override the mnist5k training epochs")
+    p.add_argument("--seed", type=int, help="override the train seed (weights init, data order, HWA noise; "
+                                            "the chips keep their own seeds)")
     p.set_defaults(func=functools.partial(_run, study=_robustness, overrides=_robustness_overrides))
     study.set_defaults(func=lambda args: (study.print_help(), 2)[1])
 
@@ -128,6 +130,10 @@ def _robustness_overrides(args: argparse.Namespace, cfg: Any) -> Any:
         cfg = dataclasses.replace(cfg, models=tuple(args.models))
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
+    if args.seed is not None:
+        if args.seed < 0:
+            raise ValueError(f"--seed: got {args.seed}, must be an integer >= 0")
+        cfg = dataclasses.replace(cfg, train_seed=args.seed)
     return cfg
 
 
