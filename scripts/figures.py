@@ -88,7 +88,8 @@ def _fleet_metrics(out: Path) -> dict[str, float]:
     pv = r.get("privacy") or {}
     if "dcor" in pv:
         m["dcor"] = pv["dcor"]
-    for side in ("attack", "mean_image", "own_decoder"):
+        m["privacy leaked_pairs"] = pv["leaked_pairs"]
+    for side in ("attack", "attack_anchor_aligned", "leaked_client_held_out", "mean_image", "own_decoder"):
         for key, value in (pv.get(side) or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 m[f"privacy {side} {key}"] = value
@@ -107,14 +108,26 @@ def _sweep_metrics(out: Path) -> dict[str, float]:
     return m
 
 
-def _no_metrics(out: Path) -> dict[str, float]:
-    """Studies whose figures are their PNGs (copied into docs/); the wall time is measured here."""
-    return {}
+def _alignment_metrics(out: Path) -> dict[str, float]:
+    rows = json.loads((out / "alignment.json").read_text())["rows"]
+    return {f"{name} accuracy_pct": 100 * r["accuracy"] for name, r in rows.items()}
+
+
+def _robustness_metrics(out: Path) -> dict[str, float]:
+    """Per model: what digital training loses at eta = 0.1 and 1, and HWA - digital there."""
+    r = json.loads((out / "results.json").read_text())
+    m: dict[str, float] = {"study_s": r["seconds"]}
+    for c in r["checks"]:
+        if c["check"].startswith("HWA beats digital at eta="):
+            eta = c["check"].removeprefix("HWA beats digital at eta=").split()[0]
+            m[f"{c['model']} digital loss, eta={eta}"] = c["digital_loss"]
+            m[f"{c['model']} HWA - digital, eta={eta}"] = c["value"]
+    return m
 
 
 def _study_metrics(out: Path) -> dict[str, float]:
     r = json.loads((out / "results.json").read_text())
-    m: dict[str, float] = {}
+    m: dict[str, float] = {f"{part} s": sec for part, sec in r["seconds"].items()}
     for row in (r.get("mnist") or {}).get("summary", []):
         m[f"MNIST gamma_res={row['gamma_res']:g} {row['algorithm']}"] = 100 * row["accuracy_mean"]
     for row in (r.get("fixed_point") or {}).get("summary", []):
@@ -139,6 +152,12 @@ def jobs(quick: bool, config_dir: Path) -> list[Job]:
             _fleet_metrics),
         Job("privacy-digital", "README/docs Privacy: digital",
             ["fleet", "--config", q, "--backend", "local", "--privacy", "--digital"], _fleet_metrics),
+        Job("dirichlet", "README/docs: the quickstart under Dirichlet(0.5) label skew, analog",
+            ["fleet", "--config", q, "--backend", "local", "--partitioner", "dirichlet"], _fleet_metrics),
+        Job("dirichlet-digital", "README/docs: the quickstart under Dirichlet(0.5) label skew, digital",
+            ["fleet", "--config", q, "--backend", "local", "--partitioner", "dirichlet", "--digital"], _fleet_metrics),
+        Job("alignment", "docs: every alignment option with MixedPrecision (--compare-alignment)",
+            ["fleet", "--config", q, "--compare-alignment"], _alignment_metrics),
         Job("sweep", "README/docs: compression vs accuracy (docs/sweep.png)",
             ["sweep", "--config", "configs/sweep_mnist.toml", "--latent-dims", "4,8,16,32,64", "--bits", "32,8,4",
              "--fedavg"], _sweep_metrics, kind="sweep"),
@@ -146,9 +165,11 @@ def jobs(quick: bool, config_dir: Path) -> list[Job]:
             ["study", "response-functions", "--seeds", "0", "1", "2", "--epochs", "5"], _study_metrics,
             per_seed=False, kind="study"),
         Job("robustness", "README: inference robustness (its own chips, seeds 0-4; docs/robustness_*.png)",
-            ["study", "robustness"], _no_metrics, per_seed=False, kind="study",
+            ["study", "robustness"], _robustness_metrics, per_seed=False, kind="study",
             docs_files=(("accuracy_vs_eta.png", "robustness_accuracy_vs_eta.png"),
                         ("accuracy_vs_time.png", "robustness_accuracy_vs_time.png"))),
+        Job("robustness-quick", "README: hardware-aware training, --quick, per train seed (its own chips)",
+            ["study", "robustness", "--quick"], _robustness_metrics, kind="study"),
         Job("deploy", "README/docs: the quickstart fleet on inference chips, 1 h / 1 day / 1 year (2 clients)",
             ["fleet", "--config", q, "--clients", "2", "--backend", "local", "--inference-times", "1h,1d,1y"],
             _fleet_metrics, docs_files=(("deploy_accuracy_vs_time.png", "fleet_deploy_quickstart.png"),)),
@@ -236,10 +257,15 @@ def code_version() -> str:
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS, ":(exclude,glob)**/*.md")
     except (OSError, subprocess.CalledProcessError):
         return "code version unknown (not a git checkout)"
     return f"commit {commit}" + (" with uncommitted code changes" if dirty else "")
+
+
+def _fmt(value: float) -> str:
+    """Two decimals, three for fractions (accuracies in [0, 1], PSNR/SSIM differences)."""
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:.2f}"
 
 
 def format_markdown(summary: dict[str, Any], seeds: list[int]) -> str:
@@ -256,9 +282,9 @@ def format_markdown(summary: dict[str, Any], seeds: list[int]) -> str:
         lines.append("| figure | mean | min..max | " + " | ".join(seed_labels) + " |")
         lines.append("|---|---:|---:|" + "---:|" * len(seed_labels))
         for key, sp in s["spread"].items():
-            vals = " | ".join(f"{s['per_seed'][lab][key]:.2f}" if key in s["per_seed"][lab] else "-"
+            vals = " | ".join(_fmt(s["per_seed"][lab][key]) if key in s["per_seed"][lab] else "-"
                               for lab in seed_labels)
-            lines.append(f"| {key} | {sp['mean']:.2f} | {sp['min']:.2f}..{sp['max']:.2f} | {vals} |")
+            lines.append(f"| {key} | {_fmt(sp['mean'])} | {_fmt(sp['min'])}..{_fmt(sp['max'])} | {vals} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -24,10 +24,14 @@ def test_plan_lists_every_readme_figure_once_per_seed(tmp_path):
     for cmd in ("fleet --config configs/quickstart.toml --seed",
                 "fleet --config configs/quickstart.toml --digital --seed",
                 "fleet --config configs/quickstart.toml --backend local --privacy --seed",
+                "fleet --config configs/quickstart.toml --backend local --partitioner dirichlet --seed",
+                "fleet --config configs/quickstart.toml --backend local --partitioner dirichlet --digital --seed",
+                "fleet --config configs/quickstart.toml --compare-alignment --seed",
                 "sweep --config configs/sweep_mnist.toml --latent-dims 4,8,16,32,64 --bits 32,8,4 --fedavg --seed"):
         assert sum(cmd in line for line in lines) == 2, cmd          # seeds 3 and 4
     assert sum("study response-functions --seeds 0 1 2" in line for line in lines) == 1
     assert sum("study robustness --out" in line for line in lines) == 1
+    assert sum("study robustness --quick --seed" in line for line in lines) == 2      # per train seed
     for cmd in ("fleet --config configs/quickstart.toml --clients 2 --backend local --inference-times 1h,1d,1y --seed",
                 "fleet --config configs/deploy_hwa.toml --clients 2 --backend local --seed"):
         assert sum(cmd in line for line in lines) == 2, cmd          # the fleet on inference chips, per seed
@@ -37,7 +41,7 @@ def test_plan_lists_every_readme_figure_once_per_seed(tmp_path):
     bad = _run("--plan", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "scripts/figures.py: --only: got 'nope', must be one of quickstart, quickstart-digital, privacy, "
-        "privacy-digital, sweep, study, robustness, deploy, deploy-hwa"]
+        "privacy-digital, dirichlet, dirichlet-digital, alignment, sweep, study, robustness, robustness-quick, deploy, deploy-hwa"]
 
 
 def test_quick_run_states_per_seed_values_and_their_spread(tmp_path):
