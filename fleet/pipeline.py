@@ -71,7 +71,8 @@ def _execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, gri
             with timer("deploy"):
                 result["deploy"] = ({"skipped": "an external latent service holds the classifier"} if external
                                     else run_deploy(fleet, out_dir))
-                plot_deploy(result["deploy"], out_dir, f"{fleet.name}: {fleet.num_clients} clients, tiles "
+                plot_deploy(result["deploy"], out_dir, f"{fleet.name}: {fleet.num_clients} clients, alignment "
+                            f"{fleet.alignment}, fleet seed {fleet.seed},\ntiles "
                             f"{_tile_label(fleet.edge_config.analog)}, PCM-like chips seed {fleet.deploy.seed}")
     if fleet.mode in ("fedavg", "both"):
         if grid is None:
