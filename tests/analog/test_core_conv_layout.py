@@ -1,6 +1,7 @@
 """The conv fast path (MVMs on F.unfold's (N, in, L) layout, strided im2col/col2im) against the rows
-reference it replaces: the same numbers on the same seed, every periphery option included (on these
-sizes bit for bit; in general up to the matmul's summation order)."""
+reference it replaces: the same numbers on the same seed, every periphery option included, up to
+the matmul's summation order (bit for bit on some CPUs, not on others: the BLAS kernel a layout
+gets differs between machines)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,15 @@ IOS = {
     "constant_nm": analog.IOConfig(noise_management="constant", nm_constant=2.0),
     "no_nm_no_adc": analog.IOConfig(noise_management="none", out_res=None, inp_bound=3.0),
 }
+
+
+def _assert_same_up_to_summation_order(y: torch.Tensor, ref: torch.Tensor) -> None:
+    """Equal but for float rounding: the same random numbers, levels and bound management give
+    differences of ~1e-7 relative; where an ADC rounds, a sum that lands on a level's edge may
+    round the other way (one level), so a few elements in a thousand may differ by more. Another
+    noise stream, scaling or periphery changes nearly every element."""
+    close = torch.isclose(y, ref, rtol=1e-5, atol=1e-6)
+    assert close.float().mean() >= 0.999, (close.float().mean(), (y - ref).abs().max())
 
 
 def _rows_reference(x: torch.Tensor, w: torch.Tensor, io: analog.IOConfig, seed: int) -> torch.Tensor:
@@ -35,8 +45,9 @@ def test_channels_mvm_equals_rows_on_the_same_seed(name, zero_patches, k, out):
     w = torch.randn(out, k, generator=g) * (3.0 if name == "saturating" else 0.3)
     y = noisy_mvm(x, w, io, torch.Generator().manual_seed(1), channels=True)
     assert y.shape == (4, out, 100)
-    assert torch.equal(y, _rows_reference(x, w, io, 1))
-    assert not torch.equal(y, noisy_mvm(x, w, io, torch.Generator().manual_seed(2), channels=True))
+    _assert_same_up_to_summation_order(y, _rows_reference(x, w, io, 1))
+    other_seed = noisy_mvm(x, w, io, torch.Generator().manual_seed(2), channels=True)
+    assert torch.isclose(y, other_seed, rtol=1e-5, atol=1e-6).float().mean() < 0.9   # what a wrong stream looks like
     if name == "saturating":           # bound management did retry patches (else the test proves little)
         no_bm = analog.IOConfig(out_bound=2.0, bound_management="none")
         assert not torch.allclose(y, noisy_mvm(x, w, no_bm, torch.Generator().manual_seed(1), channels=True))
