@@ -86,7 +86,7 @@ def _eta_checks(name: str, e: dict[str, Any]) -> list[dict[str, Any]]:
         if d and h:
             gap, lost = h[0] - d[0], digital["mean"][0] - d[0]
             out.append({"check": f"HWA beats digital at eta={eta:g} by >= {CLEAR_MARGIN}", "model": name,
-                        "holds": gap >= CLEAR_MARGIN, "value": gap, "digital_loss": lost,
+                        "eta": eta, "holds": gap >= CLEAR_MARGIN, "value": gap, "digital_loss": lost,
                         "measured": f"HWA - digital = {gap:+.3f} (digital loses {lost:.3f} vs eta 0)"})
     for training in ("digital", "hwa"):
         s = e[training]["eta"]
