@@ -73,7 +73,7 @@ class PulseStats:
 
 
 #: below this fraction of devices receiving pulses, only those devices are gathered and updated
-_SPARSE_FRACTION = 0.25
+SPARSE_FRACTION = 0.25
 #: arrays up to this many devices count coincidences densely (gathering costs more than it saves)
 _DENSE_NUMEL = 1 << 13
 #: batched updates draw at most this many train slots x lines at once (memory bound)
@@ -187,7 +187,7 @@ class PulsedArray(nn.Module):
         nnz = int(hit.sum().item())
         if nnz == 0:
             return
-        if nnz < _SPARSE_FRACTION * hit.numel():
+        if nnz < SPARSE_FRACTION * hit.numel():
             flat = hit.view(-1).nonzero().squeeze(1)
             self.pulse_devices(flat, n_up.reshape(-1)[flat], n_down.reshape(-1)[flat], noise)
         else:
@@ -207,13 +207,19 @@ class PulsedArray(nn.Module):
         flat = n.view(-1).nonzero().squeeze(1)
         if flat.numel() == 0:
             return 0
-        if flat.numel() < _SPARSE_FRACTION * n.numel():
-            counts = n.view(-1).index_select(0, flat)
-            fired = int(counts.abs().sum().item())
-            self.pulse_devices(flat, counts.clamp_min(0.0), counts.neg().clamp_min_(0.0))
-        else:
-            fired = int(n.abs().sum().item())
-            self.pulse_devices(None, n.clamp_min(0.0), n.neg().clamp_min_(0.0))
+        if flat.numel() < SPARSE_FRACTION * n.numel():
+            return self.pulse_signed(flat, n.view(-1).index_select(0, flat))
+        return self.pulse_signed(None, n)
+
+    @no_grad
+    def pulse_signed(self, flat: Tensor | None, counts: Tensor) -> int:
+        """Signed pulse counts (+ up, - down) on the devices with flat (row-major) indices ``flat``
+        (1-D counts), or on all devices (``flat=None``, counts (out, in)): pulse_devices with the counts
+        split by sign, for callers that already know which devices fire (MixedPrecision's threshold
+        crossings, apply_signed_pulses). Returns the number of pulses, sum |counts|."""
+        counts = counts.to(self.weight.dtype)
+        fired = int(counts.abs().sum().item())
+        self.pulse_devices(flat, counts.clamp_min(0.0), counts.neg().clamp_min_(0.0))
         return fired
 
     def _constants(self) -> Tensor:
@@ -344,13 +350,13 @@ class PulsedArray(nn.Module):
         if lines is None:
             hit = total.view(-1).nonzero().squeeze(1)
             n_up = total.sub_(n_down)
-            if hit.numel() < _SPARSE_FRACTION * total.numel():
+            if hit.numel() < SPARSE_FRACTION * total.numel():
                 return n_slots, hit, n_up.view(-1)[hit], n_down.view(-1)[hit]
             return n_slots, None, n_up, n_down
         ii, jj = total.nonzero(as_tuple=True)
         n_up = total.sub_(n_down)
         rows, cols = lines[split:], lines[:split]
-        if ii.numel() < _SPARSE_FRACTION * self.weight.numel():
+        if ii.numel() < SPARSE_FRACTION * self.weight.numel():
             flat = cols[jj].add_(rows[ii], alpha=n_in).sub_(n_in * n_in)   # row-major (row - n_in, col)
             return n_slots, flat, n_up[ii, jj], n_down[ii, jj]
         full_up = torch.zeros(self.weight.shape, dtype=cdt, device=sp.device)

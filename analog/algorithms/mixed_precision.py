@@ -23,7 +23,7 @@ from torch import Tensor
 from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
 from analog.devices import Device
 from analog.periphery import IOConfig, UpdateConfig
-from analog.pulsed import PulsedArray
+from analog.pulsed import SPARSE_FRACTION, PulsedArray
 from analog.validation import finite_number, positive_int
 
 
@@ -73,12 +73,25 @@ class MixedPrecisionState(AlgorithmState):
             return 0
         chi = self.chi
         chi.add_(grad, alpha=-float(lr) / self.pulse_size)
+        # a device fires iff |chi| >= threshold (>= 1, so trunc(chi) != 0 there). Usually few do:
+        # find them first and truncate, clamp and subtract on those only; where a quarter or more
+        # fire, the whole-array formula (the same devices, draws and result either way)
         a = self.algorithm
-        n = torch.trunc(chi).clamp_(-a.max_pulses, a.max_pulses)
-        if a.threshold > 1.0:
-            n.masked_fill_(chi.abs() < a.threshold, 0.0)       # the dead zone fires nothing
-        chi.sub_(n)
-        fired = self.array.apply_signed_pulses(n)
+        fires = chi.abs() >= a.threshold
+        count = int(torch.count_nonzero(fires))
+        if count == 0:
+            return 0
+        if count < SPARSE_FRACTION * chi.numel():
+            flat = fires.view(-1).nonzero().squeeze(1)
+            n = chi.view(-1).index_select(0, flat).trunc_().clamp_(-a.max_pulses, a.max_pulses)
+            chi.view(-1).index_add_(0, flat, n, alpha=-1.0)
+            fired = self.array.pulse_signed(flat, n)
+        else:
+            n = torch.trunc(chi).clamp_(-a.max_pulses, a.max_pulses)
+            if a.threshold > 1.0:
+                n.masked_fill_(~fires, 0.0)                       # the dead zone fires nothing
+            chi.sub_(n)
+            fired = self.array.pulse_signed(None, n)
         self.pulses_fired += fired
         return fired
 

@@ -136,3 +136,32 @@ def test_config_round_trip_state_dict_and_validation_errors():
                           ({"type": "MixedPrecision", "chi_bits": 8}, "algorithm.chi_bits: unknown key")]:
         with pytest.raises(ValueError, match=message):
             analog.TileConfig.from_dict({"algorithm": data})
+
+
+@pytest.mark.parametrize("threshold, scale", [(1.0, 0.1), (4.0, 0.5), (1.0, 5.0)])
+def test_sparse_threshold_update_matches_the_dense_reference_on_the_same_seed(threshold, scale):
+    """update() finds the devices past the threshold first and works on those only; it must give the
+    very weights, chi and pulse count of the whole-array formula (trunc(chi), the dead zone, chi -= n,
+    apply_signed_pulses) on the same seed: few devices firing (sparse), and most (the dense path)."""
+    device = devices.ReRAMSoftBounds()
+    tile = _tile(algorithms.MixedPrecision(threshold=threshold, max_pulses=8), out=24, inp=40, device=device)
+    ref = copy.deepcopy(tile)
+    g = torch.Generator().manual_seed(1)
+    x, d = torch.randn(6, 40, generator=g), torch.randn(6, 24, generator=g)
+    lr = scale * device.dw_min
+    st, rs = tile.algorithm_state, ref.algorithm_state
+    fired_total, dense_steps = 0, 0
+    for _ in range(5):
+        fired = tile.update(x, d, lr)
+        rs.chi.add_(d.t() @ x, alpha=-lr / rs.pulse_size)            # the whole-array reference
+        n = torch.trunc(rs.chi).clamp_(-8, 8)
+        if threshold > 1.0:
+            n.masked_fill_(rs.chi.abs() < threshold, 0.0)
+        rs.chi.sub_(n)
+        dense_steps += int(torch.count_nonzero(n)) >= 0.25 * n.numel()
+        assert fired == rs.array.apply_signed_pulses(n)
+        fired_total += fired
+        assert torch.equal(st.array.weight, rs.array.weight)
+        assert torch.equal(st.chi, rs.chi)
+    assert fired_total > 0 and st.pulses_fired == fired_total
+    assert (dense_steps > 0) == (scale > 1)            # the large-lr case exercises the dense path

@@ -379,7 +379,7 @@ def _dense_reference(monkeypatch) -> None:
     """Force the dense path: coincidences counted over every row and column, every device updated."""
     import analog.pulsed as pulsed
     monkeypatch.setattr(pulsed, "_DENSE_NUMEL", 1 << 40)
-    monkeypatch.setattr(pulsed, "_SPARSE_FRACTION", 0.0)
+    monkeypatch.setattr(pulsed, "SPARSE_FRACTION", 0.0)
 
 
 def _mnist_like(g: torch.Generator, signed: bool) -> torch.Tensor:
