@@ -6,13 +6,15 @@ Workloads (each with plain torch, nn + torch.optim.SGD, as the reference, in the
   bounds +-0.6) and the default IOConfig (7-bit DAC, 9-bit ADC, out_noise 0.06, out_bound 12) on both
   passes, with Analog SGD, Tiki-Taka (transfer every step, 1 column), TTv2 and RLv2;
 - ``linear``: one 512x512 layer at batch 64 (Gaussian inputs, MSE to a random target), SoftBounds SGD;
-- ``conv``: the quickstart's edge conv autoencoder (configs/quickstart.toml: [analog] tile config,
-  [edge] batch 8, lr 0.007, latent 32) on MNIST, per-image summed squared error.
+- ``conv``: the quickstart's edge conv autoencoder (configs/quickstart.toml: the [analog] tile config,
+  the [edge] batch size, lr and latent size) on MNIST, per-image summed squared error.
 
 Timing: every model of a workload is built first; then each repeat times ``--steps`` steps of every
 model in turn (digital first), so a ratio compares figures taken seconds apart. Reported: the median
 over repeats of ms/step and of the per-repeat ratio to the digital step (and its min-max), wall clock
-and process CPU time.
+and process CPU time; and how many random numbers one analog step draws (counted by the profiler)
+with the time it takes to draw just those numbers, as a ratio to the digital step: a floor under the
+analog step that no reduction of its other kernels can lower.
 
     python benchmarks/analog_step.py [--steps 100] [--repeats 5] [--threads 2] [--workloads mlp,conv]
 """
@@ -29,6 +31,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -65,6 +68,47 @@ def _time(model: nn.Module, opt: torch.optim.Optimizer, batches: list, loss_fn: 
         x, y = batches[(offset + i) % len(batches)]
         _step(model, opt, loss_fn, x, y)
     return (time.perf_counter() - start) / steps * 1e3, (time.process_time() - start_cpu) / steps * 1e3
+
+
+class _DrawCounter(TorchDispatchMode):
+    """Counts the elements of every random draw dispatched while it is active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts = {"normal": 0, "uniform": 0, "calls": 0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        kind = ("normal" if "randn" in name or "normal" in name
+                else "uniform" if name in ("rand", "rand_like", "uniform_", "uniform") else None)
+        if kind is not None and isinstance(out, torch.Tensor):
+            self.counts[kind] += out.numel()
+            self.counts["calls"] += 1
+        return out
+
+
+def random_draws(step: Callable[[], None]) -> dict[str, int]:
+    """The random numbers one call of ``step`` draws: Gaussian elements (randn, normal_), uniform ones
+    (rand, uniform_) and the number of draw calls, counted at the dispatcher. Why: on CPU each number
+    costs a few ns of the generator whatever the op around it, so their count sets a floor under an
+    analog step."""
+    counter = _DrawCounter()
+    with counter:
+        step()
+    return counter.counts
+
+
+def _draw_ms(counts: dict[str, int], generator: torch.Generator, steps: int) -> float:
+    """ms per step to draw ``counts``' numbers alone, in one call per kind (a lower bound: the step
+    draws them in several calls, inside its own ops)."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        if counts["normal"]:
+            torch.randn(counts["normal"], generator=generator)
+        if counts["uniform"]:
+            torch.rand(counts["uniform"], generator=generator)
+    return (time.perf_counter() - start) / steps * 1e3
 
 
 def _mlp_workload(mode: str) -> tuple[Callable[[], nn.Module], list, Callable, float, dict]:
@@ -131,13 +175,19 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
         models[name] = (model, analog.AnalogOptimizer(model.parameters(), lr=lr))
     for model, opt in models.values():
         _time(model, opt, batches, loss_fn, warmup, 0)
+    draws = {name: random_draws(lambda: _step(model, opt, loss_fn, *batches[0]))
+             for name, (model, opt) in models.items()}
+    generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {name: [] for name in models}
     cpu: dict[str, list[float]] = {name: [] for name in models}
+    floor: dict[str, list[float]] = {name: [] for name in configs}
     for r in range(repeats):
         for name, (model, opt) in models.items():
             wall, used = _time(model, opt, batches, loss_fn, steps, warmup + r * steps)
             times[name].append(wall)
             cpu[name].append(used)
+            if name in floor:
+                floor[name].append(_draw_ms(draws[name], generator, steps))
     row: dict = {"workload": title, "key": key, "lr": lr, "steps": steps, "repeats": repeats,
                  "digital_ms": statistics.median(times["digital"]), "digital_ms_all": times["digital"],
                  "digital_cpu_ms": statistics.median(cpu["digital"])}
@@ -147,7 +197,10 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
         row[name] = {"ms": statistics.median(times[name]), "ms_all": times[name],
                      "x_digital": statistics.median(ratios), "x_digital_min": min(ratios),
                      "x_digital_max": max(ratios), "cpu_ms": statistics.median(cpu[name]),
-                     "cpu_x_digital": statistics.median(cpu_ratios)}
+                     "cpu_x_digital": statistics.median(cpu_ratios), "random_draws": draws[name],
+                     "draws_alone_ms": statistics.median(floor[name]),
+                     "draws_alone_x_digital": statistics.median(
+                         [a / b for a, b in zip(floor[name], times["digital"])])}
     return row
 
 
@@ -159,13 +212,16 @@ def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 100, repeats: int =
 
 
 def _table(res: dict) -> str:
-    lines = [f"{'workload':<46} {'tile':<10} {'ms/step':>8} {'x digital (min-max)':>22} {'CPU x digital':>14}"]
+    lines = [f"{'workload':<46} {'tile':<10} {'ms/step':>8} {'x digital (min-max)':>22} {'CPU x digital':>14}"
+             f" {'draws/step':>11} {'draws alone x':>14}"]
     for r in res["workloads"]:
         lines.append(f"{r['workload']:<46} {'digital':<10} {r['digital_ms']:8.2f}")
         for name, v in r.items():
             if isinstance(v, dict):
                 span = f"{v['x_digital']:.2f} ({v['x_digital_min']:.2f}-{v['x_digital_max']:.2f})"
-                lines.append(f"{'':<46} {name:<10} {v['ms']:8.2f} {span:>22} {v['cpu_x_digital']:14.2f}")
+                n = v["random_draws"]["normal"] + v["random_draws"]["uniform"]
+                lines.append(f"{'':<46} {name:<10} {v['ms']:8.2f} {span:>22} {v['cpu_x_digital']:14.2f}"
+                             f" {n:11d} {v['draws_alone_x_digital']:14.2f}")
     return "\n".join(lines)
 
 
