@@ -87,7 +87,7 @@ class _TileMVM(torch.autograd.Function):
 _FOLD_ADDS_NUMEL = 1 << 14
 
 
-class _ConvGeometry:
+class ConvGeometry:
     """Kernel, dilation, padding, stride and the output size of one conv call: im2col / col2im."""
 
     def __init__(self, kernel: tuple[int, int], dilation: tuple[int, int], padding: tuple[int, int],
@@ -131,7 +131,7 @@ class _TileConvMVM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, tile: AnalogTile,
-                analog_bias: bool, geometry: _ConvGeometry) -> Tensor:
+                analog_bias: bool, geometry: ConvGeometry) -> Tensor:
         cols = geometry.unfold(x)
         if analog_bias:
             cols = torch.cat([cols, torch.ones_like(cols[:, :1])], dim=1)
@@ -352,7 +352,7 @@ class AnalogConv2d(_AnalogLayer):
         w_out = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
         if h_out < 1 or w_out < 1:
             raise ValueError(f"x: got spatial size {(h, w)}, too small for kernel {self.kernel_size}")
-        geometry = _ConvGeometry(self.kernel_size, self.dilation, self.padding, self.stride, (h, w))
+        geometry = ConvGeometry(self.kernel_size, self.dilation, self.padding, self.stride, (h, w))
         y = _TileConvMVM.apply(x, self.weight, self.bias if self.analog_bias else None, self.tile,
                                self.analog_bias, geometry)                               # (N, out, L)
         if self.bias is not None and not self.analog_bias:

@@ -303,7 +303,7 @@ class PulsedArray(nn.Module):
         a = (max_d / max_x).mul_(q).sqrt_()                            # sqrt(k/BL * max|d|/max|x|)
         return bl, a, q.div_(a)                                        # B = (k/BL) / A
 
-    def _trains_counts(self, x: Tensor, d: Tensor, lr: float) -> tuple[int, Tensor | None, Tensor, Tensor]:
+    def coincidence_counts(self, x: Tensor, d: Tensor, lr: float) -> tuple[int, Tensor | None, Tensor, Tensor]:
         """Stochastic pulse trains for a (sub-)batch and their up/down coincidence counts.
 
         Returns (BL, flat, n_up, n_down): flat indexes the devices that got pulses (n_up, n_down
@@ -420,7 +420,7 @@ class PulsedArray(nn.Module):
                 n_up, n_down = self._mean_counts(xs, ds, lr)
                 flat = None
             else:
-                bl, flat, n_up, n_down = self._trains_counts(xs, ds, lr)
+                bl, flat, n_up, n_down = self.coincidence_counts(xs, ds, lr)
                 bl_max = max(bl_max, bl)
                 if flat is not None and flat.numel() == 0:
                     continue
@@ -438,7 +438,7 @@ class PulsedArray(nn.Module):
         down = torch.zeros_like(up)
         bl_max = 0
         for start in range(0, x.shape[0], rows):
-            bl, flat, n_up, n_down = self._trains_counts(x[start:start + rows], d[start:start + rows], lr)
+            bl, flat, n_up, n_down = self.coincidence_counts(x[start:start + rows], d[start:start + rows], lr)
             bl_max = max(bl_max, bl)
             if flat is None:
                 up += n_up.reshape(-1).to(wdt)

@@ -52,21 +52,21 @@ def _mnist(n: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
         return (torch.rand(n, 784, generator=g) > 0.8).float(), torch.randint(0, 10, (n,), generator=g)
 
 
-def _step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable, x: torch.Tensor,
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable, x: torch.Tensor,
           y: torch.Tensor) -> None:
     opt.zero_grad()
     loss_fn(model(x), y).backward()
     opt.step()
 
 
-def _time(model: nn.Module, opt: torch.optim.Optimizer, batches: list, loss_fn: Callable, steps: int,
+def time_steps(model: nn.Module, opt: torch.optim.Optimizer, batches: list, loss_fn: Callable, steps: int,
           offset: int) -> tuple[float, float]:
     """(wall, process CPU) ms per step over ``steps`` steps. The CPU time of this process is the
     steadier figure on a machine shared with other jobs (it leaves out time spent waiting)."""
     start, start_cpu = time.perf_counter(), time.process_time()
     for i in range(steps):
         x, y = batches[(offset + i) % len(batches)]
-        _step(model, opt, loss_fn, x, y)
+        train_step(model, opt, loss_fn, x, y)
     return (time.perf_counter() - start) / steps * 1e3, (time.process_time() - start_cpu) / steps * 1e3
 
 
@@ -157,13 +157,13 @@ def _conv_workload(mode: str) -> tuple[Callable[[], nn.Module], list, Callable, 
     return make, batches, loss, float(edge["lr"]), {cfg.algorithm.__class__.__name__: cfg}
 
 
-_BUILDERS = {"mlp": (_mlp_workload, "MLP 784-256-128-10 sigmoid, batch 10, MNIST"),
+BUILDERS = {"mlp": (_mlp_workload, "MLP 784-256-128-10 sigmoid, batch 10, MNIST"),
              "linear": (_linear_workload, "Linear 512x512, batch 64"),
              "conv": (_conv_workload, "quickstart conv autoencoder, batch 8, MNIST")}
 
 
 def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10) -> dict:
-    build, title = _BUILDERS[key]
+    build, title = BUILDERS[key]
     make, batches, loss_fn, lr, configs = build(mode)
     models: dict[str, tuple[nn.Module, torch.optim.Optimizer]] = {}
     torch.manual_seed(0)
@@ -174,8 +174,8 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
         model = analog.convert_to_analog(make(), cfg)
         models[name] = (model, analog.AnalogOptimizer(model.parameters(), lr=lr))
     for model, opt in models.values():
-        _time(model, opt, batches, loss_fn, warmup, 0)
-    draws = {name: random_draws(lambda: _step(model, opt, loss_fn, *batches[0]))
+        time_steps(model, opt, batches, loss_fn, warmup, 0)
+    draws = {name: random_draws(lambda: train_step(model, opt, loss_fn, *batches[0]))
              for name, (model, opt) in models.items()}
     generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {name: [] for name in models}
@@ -183,7 +183,7 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
     floor: dict[str, list[float]] = {name: [] for name in configs}
     for r in range(repeats):
         for name, (model, opt) in models.items():
-            wall, used = _time(model, opt, batches, loss_fn, steps, warmup + r * steps)
+            wall, used = time_steps(model, opt, batches, loss_fn, steps, warmup + r * steps)
             times[name].append(wall)
             cpu[name].append(used)
             if name in floor:

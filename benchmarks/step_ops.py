@@ -77,7 +77,7 @@ def _median_or_none(values: list[int]) -> float | None:
 
 def count(steps: int, warmup: int, top: int) -> dict[str, Any]:
     """Ops, syncs and pulses per step of every model of the MLP workload (digital first)."""
-    make, batches, loss_fn, lr, configs = analog_step._mlp_workload("batched")
+    make, batches, loss_fn, lr, configs = analog_step.BUILDERS["mlp"][0]("batched")
     out: dict[str, Any] = {"workload": "MLP 784-256-128-10 sigmoid, batch 10, MNIST", "steps": steps,
                            "warmup": warmup, "models": {}}
     for name in ("digital", *configs):
@@ -89,10 +89,10 @@ def count(steps: int, warmup: int, top: int) -> dict[str, Any]:
             model = analog.convert_to_analog(make(), configs[name])
             opt = analog.AnalogOptimizer(model.parameters(), lr=lr)
         for i in range(warmup):
-            analog_step._step(model, opt, loss_fn, *batches[i % len(batches)])
+            analog_step.train_step(model, opt, loss_fn, *batches[i % len(batches)])
         with PulseLog() as pulses, OpCounter() as ops:
             for i in range(steps):
-                analog_step._step(model, opt, loss_fn, *batches[(warmup + i) % len(batches)])
+                analog_step.train_step(model, opt, loss_fn, *batches[(warmup + i) % len(batches)])
         c = ops.counts
         by_shape: dict[str, dict[str, Any]] = {}
         for shape, bl, touched in pulses.rows:

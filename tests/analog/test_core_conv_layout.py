@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import analog
-from analog.layers import _ConvGeometry
+from analog.layers import ConvGeometry
 from analog.mvm import noisy_mvm
 
 IOS = {
@@ -57,7 +57,7 @@ def test_channels_mvm_equals_rows_on_the_same_seed(name, zero_patches, k, out):
     (3, 2, 1, 1, (28, 28)), (3, 1, 1, 1, (28, 28)), ((2, 3), (1, 2), (0, 1), (2, 1), (30, 24)), (3, 1, 0, 1, (9, 9))])
 def test_strided_im2col_col2im_match_aten(kernel, stride, padding, dilation, size):
     pair = lambda v: (v, v) if isinstance(v, int) else v  # noqa: E731
-    geo = _ConvGeometry(pair(kernel), pair(dilation), pair(padding), pair(stride), size)
+    geo = ConvGeometry(pair(kernel), pair(dilation), pair(padding), pair(stride), size)
     x = torch.randn(4, 8, *size, generator=torch.Generator().manual_seed(0))
     cols = F.unfold(x, kernel, dilation, padding, stride)
     assert torch.equal(geo.unfold(x), cols)
