@@ -12,7 +12,8 @@ Workloads (each with plain torch, nn + torch.optim.SGD, as the reference, in the
 Timing: every model of a workload is built first; then each repeat times ``--steps`` steps of every
 model in turn (digital first), so a ratio compares figures taken seconds apart. Reported: the median
 over repeats of ms/step and of the per-repeat ratio to the digital step (and its min-max), wall clock
-and process CPU time; and how many random numbers one analog step draws (counted by the profiler)
+and process CPU time; the minor page faults per step (memory freed to the OS and faulted in again:
+the heap is kept warm first, as the project's training processes keep it, unless ``--default-malloc``); and how many random numbers one analog step draws (counted by the profiler)
 with the time it takes to draw just those numbers, as a ratio to the digital step: a floor under the
 analog step that no reduction of its other kernels can lower.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import analog  # noqa: E402
 from analog import algorithms, devices  # noqa: E402
+from server.app import keep_heap_warm  # noqa: E402
 
 WORKLOADS = ("mlp", "linear", "conv")
 
@@ -60,7 +63,7 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable, 
 
 
 def time_steps(model: nn.Module, opt: torch.optim.Optimizer, batches: list, loss_fn: Callable, steps: int,
-          offset: int) -> tuple[float, float]:
+               offset: int) -> tuple[float, float]:
     """(wall, process CPU) ms per step over ``steps`` steps. The CPU time of this process is the
     steadier figure on a machine shared with other jobs (it leaves out time spent waiting)."""
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -68,6 +71,15 @@ def time_steps(model: nn.Module, opt: torch.optim.Optimizer, batches: list, loss
         x, y = batches[(offset + i) % len(batches)]
         train_step(model, opt, loss_fn, x, y)
     return (time.perf_counter() - start) / steps * 1e3, (time.process_time() - start_cpu) / steps * 1e3
+
+
+def page_faults_per_step(model: nn.Module, opt: torch.optim.Optimizer, batches: list, loss_fn: Callable,
+                         steps: int, offset: int) -> float:
+    """Minor page faults of this process per step: memory the allocator handed back to the OS and
+    had to fault in again (a count, so steady where times are not)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    time_steps(model, opt, batches, loss_fn, steps, offset)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 
 class _DrawCounter(TorchDispatchMode):
@@ -177,6 +189,8 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
         time_steps(model, opt, batches, loss_fn, warmup, 0)
     draws = {name: random_draws(lambda: train_step(model, opt, loss_fn, *batches[0]))
              for name, (model, opt) in models.items()}
+    faults = {name: page_faults_per_step(model, opt, batches, loss_fn, warmup, warmup)
+              for name, (model, opt) in models.items()}
     generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {name: [] for name in models}
     cpu: dict[str, list[float]] = {name: [] for name in models}
@@ -190,38 +204,44 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
                 floor[name].append(_draw_ms(draws[name], generator, steps))
     row: dict = {"workload": title, "key": key, "lr": lr, "steps": steps, "repeats": repeats,
                  "digital_ms": statistics.median(times["digital"]), "digital_ms_all": times["digital"],
-                 "digital_cpu_ms": statistics.median(cpu["digital"])}
+                 "digital_cpu_ms": statistics.median(cpu["digital"]),
+                 "digital_page_faults_per_step": faults["digital"]}
     for name in configs:
         ratios = [a / b for a, b in zip(times[name], times["digital"])]
         cpu_ratios = [a / b for a, b in zip(cpu[name], cpu["digital"])]
         row[name] = {"ms": statistics.median(times[name]), "ms_all": times[name],
                      "x_digital": statistics.median(ratios), "x_digital_min": min(ratios),
                      "x_digital_max": max(ratios), "cpu_ms": statistics.median(cpu[name]),
-                     "cpu_x_digital": statistics.median(cpu_ratios), "random_draws": draws[name],
+                     "cpu_x_digital": statistics.median(cpu_ratios), "random_draws": draws[name], "page_faults_per_step": faults[name],
                      "draws_alone_ms": statistics.median(floor[name]),
                      "draws_alone_x_digital": statistics.median(
                          [a / b for a, b in zip(floor[name], times["digital"])])}
     return row
 
 
-def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 100, repeats: int = 5, mode: str = "batched") -> dict:
+def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 100, repeats: int = 5, mode: str = "batched",
+        warm_heap: bool = True) -> dict:
+    """Every workload; ``warm_heap``: keep freed memory in the heap first, as the project's training
+    processes do (server.app.keep_heap_warm), else glibc's default malloc."""
+    kept = keep_heap_warm() if warm_heap else False
     results: dict = {"workloads": [run_workload(k, steps, repeats, mode) for k in workloads]}
-    results.update(torch=torch.__version__, threads=torch.get_num_threads(), update_mode=mode,
+    results.update(torch=torch.__version__, threads=torch.get_num_threads(), update_mode=mode, warm_heap=kept,
                    machine=platform.processor() or platform.machine(), cuda=torch.cuda.is_available())
     return results
 
 
 def _table(res: dict) -> str:
     lines = [f"{'workload':<46} {'tile':<10} {'ms/step':>8} {'x digital (min-max)':>22} {'CPU x digital':>14}"
-             f" {'draws/step':>11} {'draws alone x':>14}"]
+             f" {'draws/step':>11} {'draws alone x':>14} {'faults/step':>12}"]
     for r in res["workloads"]:
-        lines.append(f"{r['workload']:<46} {'digital':<10} {r['digital_ms']:8.2f}")
+        lines.append(f"{r['workload']:<46} {'digital':<10} {r['digital_ms']:8.2f}{'':>64}"
+                     f" {r['digital_page_faults_per_step']:12.0f}")
         for name, v in r.items():
             if isinstance(v, dict):
                 span = f"{v['x_digital']:.2f} ({v['x_digital_min']:.2f}-{v['x_digital_max']:.2f})"
                 n = v["random_draws"]["normal"] + v["random_draws"]["uniform"]
                 lines.append(f"{'':<46} {name:<10} {v['ms']:8.2f} {span:>22} {v['cpu_x_digital']:14.2f}"
-                             f" {n:11d} {v['draws_alone_x_digital']:14.2f}")
+                             f" {n:11d} {v['draws_alone_x_digital']:14.2f} {v['page_faults_per_step']:12.0f}")
     return "\n".join(lines)
 
 
@@ -233,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOADS),
                         help=f"comma-separated subset of {','.join(WORKLOADS)}")
     parser.add_argument("--mode", choices=("batched", "per_sample"), default="batched")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (default: keep the heap warm, as training does)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
     if args.steps < 1:
@@ -246,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not keys:
         parser.error(f"--workloads: got {args.workloads!r}, must be a comma-separated subset of {','.join(WORKLOADS)}")
     torch.set_num_threads(args.threads)
-    res = run(keys, args.steps, args.repeats, args.mode)
+    res = run(keys, args.steps, args.repeats, args.mode, warm_heap=not args.default_malloc)
     print(_table(res))
     text = json.dumps(res, indent=2)
     if args.json:

@@ -3,7 +3,7 @@
 benchmarks/analog_step.py says how much slower an analog step is than a digital one; this says where
 that time is spent, so that a speed-up is aimed at a phase that matters. The simulator's phases are
 timed inside real training steps of the same workloads (after ``--warmup`` steps; ``--steps`` steps
-in every one of ``--repeats`` alternated repeats): every tile's forward and backward MVM, its update,
+in every one of ``--repeats`` alternated repeats, the heap kept warm as in training): every tile's forward and backward MVM, its update,
 and inside the update the pulsed update's coincidence count, the device pulses and Tiki-Taka's
 transfers (with the pulses they write); for conv layers also im2col / col2im. Each phase is wrapped with a wall-clock timer while
 it is measured (a few hundred ns per call, next to calls of tens of us); the phases' times are
@@ -35,6 +35,7 @@ from analog.algorithms.tiki_taka import TikiTakaState  # noqa: E402
 from analog.layers import ConvGeometry  # noqa: E402
 from analog.pulsed import PulsedArray  # noqa: E402
 from analog.tile import AnalogTile  # noqa: E402
+from server.app import keep_heap_warm  # noqa: E402
 
 #: (phase, class, method); a phase called inside another is reported under the outer one's name,
 #: e.g. "update/transfer/device pulses" for the pulses a Tiki-Taka transfer writes onto W
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workloads: got {args.workloads!r}, must be a comma-separated subset of "
                      f"{','.join(analog_step.WORKLOADS)}")
     torch.set_num_threads(args.threads)
+    keep_heap_warm()                                     # as the project's training processes do
     rows = [run_workload(k, args.steps, args.repeats, args.warmup) for k in keys]
     print(_table(rows))
     result = {"workloads": rows, "threads": args.threads, "torch": torch.__version__,

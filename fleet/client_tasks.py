@@ -22,6 +22,7 @@ from edge_client.codec import quantize_latents, wire_report
 from edge_client.state import ClientState
 from edge_client.training import encode
 from protos.client import LatentClient
+from server.app import keep_heap_warm
 from fleet.config import FleetConfig
 from fleet.fedavg import build_mlp, evaluate, get_arrays, set_arrays, train_local
 
@@ -31,11 +32,15 @@ def client_name(partition_id: int) -> str:
     return f"client-{partition_id:03d}"
 
 
-def _limit_threads() -> None:
-    """One virtual client = one CPU (Ray gives each actor num_cpus=1); torch must not oversubscribe."""
+def _prepare_process() -> None:
+    """One virtual client = one CPU (Ray gives each actor num_cpus=1): torch must not oversubscribe.
+    And the heap is kept warm (server.app.keep_heap_warm): an analog conv step frees and reallocates
+    megabytes of patches and noise, which glibc otherwise hands back to the OS and page-faults in
+    again, hundreds of times per step (benchmarks/analog_step.py counts them)."""
     n = int(os.environ.get("ANALOG_EDGE_CLIENT_THREADS", "1"))
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    keep_heap_warm()
 
 
 def _state_dir(state_root: str, partition_id: int) -> Path:
@@ -57,7 +62,7 @@ def pretrained_path(state_root: str | Path) -> Path:
 def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
                  state_root: str, progress: bool = False) -> dict[str, Any]:
     """Train the autoencoder on analog tiles, encode, quantize and upload this partition's latents."""
-    _limit_threads()
+    _prepare_process()
     cfg = fleet.edge_config
     if fleet.pretrained:     # start from the server's pretrained weights, programmed onto this chip
         cfg = cfg.replace(init_weights=str(pretrained_path(state_root)))
@@ -74,7 +79,7 @@ def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, ser
 def latent_evaluate(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
                     state_root: str) -> dict[str, Any]:
     """Encode the local held-out split with this device's own encoder and ask the server to classify."""
-    _limit_threads()
+    _prepare_process()
     cfg = fleet.edge_config
     t0 = time.perf_counter()
     result = dict(edge_runner.evaluate_with_server(cfg, server_address, client_name(partition_id), partition_id,
@@ -147,7 +152,7 @@ def fedavg_model(fleet: FleetConfig, pixels: int, num_classes: int) -> tuple[nn.
 def fedavg_fit(fleet: FleetConfig, partition_id: int, num_partitions: int, arrays: dict,
                server_round: int) -> tuple[dict, dict[str, float]]:
     """One FedAvg round on this client: load the global weights, train locally, return new weights."""
-    _limit_threads()
+    _prepare_process()
     data = LocalData(fleet, partition_id, num_partitions)
     model, is_analog = fedavg_model(fleet, data.pixels, data.num_classes)
     set_arrays(model, arrays)
@@ -161,7 +166,7 @@ def fedavg_fit(fleet: FleetConfig, partition_id: int, num_partitions: int, array
 
 def fedavg_eval(fleet: FleetConfig, partition_id: int, num_partitions: int, arrays: dict) -> dict[str, float]:
     """Score the global model on this client's local test split (the same split as the latent path)."""
-    _limit_threads()
+    _prepare_process()
     data = LocalData(fleet, partition_id, num_partitions)
     model, _ = fedavg_model(fleet, data.pixels, data.num_classes)
     set_arrays(model, arrays)
