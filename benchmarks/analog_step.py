@@ -13,7 +13,8 @@ Timing: every model of a workload is built first; then each repeat times ``--ste
 model in turn (digital first), so a ratio compares figures taken seconds apart. Reported: the median
 over repeats of ms/step and of the per-repeat ratio to the digital step (and its min-max), wall clock
 and process CPU time; the minor page faults per step (memory freed to the OS and faulted in again:
-the heap is kept warm first, as the project's training processes keep it, unless ``--default-malloc``); and how many random numbers one analog step draws (counted by the profiler)
+the heap is kept warm first, as the project's training processes keep it, unless
+``--default-malloc``); and how many random numbers one analog step draws (counted at the dispatcher)
 with the time it takes to draw just those numbers, as a ratio to the digital step: a floor under the
 analog step that no reduction of its other kernels can lower.
 
@@ -174,17 +175,41 @@ BUILDERS = {"mlp": (_mlp_workload, "MLP 784-256-128-10 sigmoid, batch 10, MNIST"
              "conv": (_conv_workload, "quickstart conv autoencoder, batch 8, MNIST")}
 
 
-def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10) -> dict:
-    build, title = BUILDERS[key]
-    make, batches, loss_fn, lr, configs = build(mode)
-    models: dict[str, tuple[nn.Module, torch.optim.Optimizer]] = {}
+def build_models(make: Callable[[], nn.Module], configs: dict,
+                 lr: float) -> dict[str, tuple[nn.Module, torch.optim.Optimizer]]:
+    """The digital reference ("digital", torch.optim.SGD) first, then one analog copy per tile config
+    (AnalogOptimizer), each built from torch seed 0: the models every step benchmark compares."""
     torch.manual_seed(0)
     digital = make()
-    models["digital"] = (digital, torch.optim.SGD(digital.parameters(), lr=lr))
+    models: dict[str, tuple[nn.Module, torch.optim.Optimizer]] = {
+        "digital": (digital, torch.optim.SGD(digital.parameters(), lr=lr))}
     for name, cfg in configs.items():
         torch.manual_seed(0)
         model = analog.convert_to_analog(make(), cfg)
         models[name] = (model, analog.AnalogOptimizer(model.parameters(), lr=lr))
+    return models
+
+
+def require_at_least(parser: argparse.ArgumentParser, args: argparse.Namespace, lows: dict[str, int]) -> None:
+    """One-line CLI error for an integer flag under its minimum (``lows``: dest name -> minimum)."""
+    for dest, low in lows.items():
+        value = getattr(args, dest)
+        if value < low:
+            parser.error(f"--{dest.replace('_', '-')}: got {value}, must be >= {low}")
+
+
+def parse_workloads(parser: argparse.ArgumentParser, text: str) -> tuple[str, ...]:
+    """``--workloads`` as a tuple of WORKLOADS keys, or a one-line CLI error."""
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    if not keys or any(k not in WORKLOADS for k in keys):
+        parser.error(f"--workloads: got {text!r}, must be a comma-separated subset of {','.join(WORKLOADS)}")
+    return keys
+
+
+def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10) -> dict:
+    build, title = BUILDERS[key]
+    make, batches, loss_fn, lr, configs = build(mode)
+    models = build_models(make, configs, lr)
     for model, opt in models.values():
         time_steps(model, opt, batches, loss_fn, warmup, 0)
     draws = {name: random_draws(lambda: train_step(model, opt, loss_fn, *batches[0]))
@@ -257,16 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave glibc's malloc as it is (default: keep the heap warm, as training does)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error(f"--steps: got {args.steps}, must be >= 1")
-    if args.repeats < 1:
-        parser.error(f"--repeats: got {args.repeats}, must be >= 1")
-    if args.threads < 1:
-        parser.error(f"--threads: got {args.threads}, must be >= 1")
-    keys = tuple(k.strip() for k in args.workloads.split(",") if k.strip())
-    bad = [k for k in keys if k not in WORKLOADS]
-    if bad or not keys:
-        parser.error(f"--workloads: got {args.workloads!r}, must be a comma-separated subset of {','.join(WORKLOADS)}")
+    require_at_least(parser, args, {"steps": 1, "repeats": 1, "threads": 1})
+    keys = parse_workloads(parser, args.workloads)
     torch.set_num_threads(args.threads)
     res = run(keys, args.steps, args.repeats, args.mode, warm_heap=not args.default_malloc)
     print(_table(res))

@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import analog  # noqa: E402
 import analog_step  # noqa: E402
 from analog.pulsed import PulsedArray  # noqa: E402
 
@@ -80,14 +79,7 @@ def count(steps: int, warmup: int, top: int) -> dict[str, Any]:
     make, batches, loss_fn, lr, configs = analog_step.BUILDERS["mlp"][0]("batched")
     out: dict[str, Any] = {"workload": "MLP 784-256-128-10 sigmoid, batch 10, MNIST", "steps": steps,
                            "warmup": warmup, "models": {}}
-    for name in ("digital", *configs):
-        torch.manual_seed(0)
-        if name == "digital":
-            model = make()
-            opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=lr)
-        else:
-            model = analog.convert_to_analog(make(), configs[name])
-            opt = analog.AnalogOptimizer(model.parameters(), lr=lr)
+    for name, (model, opt) in analog_step.build_models(make, configs, lr).items():
         for i in range(warmup):
             analog_step.train_step(model, opt, loss_fn, *batches[i % len(batches)])
         with PulseLog() as pulses, OpCounter() as ops:
@@ -133,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=8, help="most frequent ops listed per model (default 8)")
     p.add_argument("--json", metavar="PATH", help="write the result here (default: print it)")
     args = p.parse_args(argv)
-    for flag, value, low in (("--steps", args.steps, 1), ("--warmup", args.warmup, 0), ("--top", args.top, 1)):
-        if value < low:
-            p.error(f"{flag}: got {value}, must be >= {low}")
+    analog_step.require_at_least(p, args, {"steps": 1, "warmup": 0, "top": 1})
     torch.set_num_threads(1)
     res = count(args.steps, args.warmup, args.top)
     print(table(res))

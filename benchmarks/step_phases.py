@@ -3,12 +3,13 @@
 benchmarks/analog_step.py says how much slower an analog step is than a digital one; this says where
 that time is spent, so that a speed-up is aimed at a phase that matters. The simulator's phases are
 timed inside real training steps of the same workloads (after ``--warmup`` steps; ``--steps`` steps
-in every one of ``--repeats`` alternated repeats, the heap kept warm as in training): every tile's forward and backward MVM, its update,
-and inside the update the pulsed update's coincidence count, the device pulses and Tiki-Taka's
-transfers (with the pulses they write); for conv layers also im2col / col2im. Each phase is wrapped with a wall-clock timer while
-it is measured (a few hundred ns per call, next to calls of tens of us); the phases' times are
-medians over repeats, in us per step, and their share of the median step. Why in place: an op called
-in isolation, on warm caches, takes a half to a third of what it takes inside a step.
+in every one of ``--repeats`` alternated repeats, the heap kept warm as in training): every tile's
+forward and backward MVM, its update, and inside the update the pulsed update's coincidence count,
+the device pulses and Tiki-Taka's transfers (with the pulses they write); for conv layers also
+im2col / col2im. Each phase is wrapped with a wall-clock timer while it is measured (a few hundred ns
+per call, next to calls of tens of us); the phases' times are medians over repeats, in us per step,
+and their share of the median step. Why in place: an op called in isolation, on warm caches, takes a
+half to a third of what it takes inside a step.
 
     python benchmarks/step_phases.py [--workloads mlp,conv] [--steps 50] [--repeats 3] [--threads 1]
 """
@@ -29,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import analog  # noqa: E402
 import analog_step  # noqa: E402
 from analog.algorithms.tiki_taka import TikiTakaState  # noqa: E402
 from analog.layers import ConvGeometry  # noqa: E402
@@ -100,14 +100,7 @@ def run_workload(key: str, steps: int, repeats: int, warmup: int) -> dict[str, A
     """us per step of each phase for every analog config of the workload, and the digital step."""
     build, title = analog_step.BUILDERS[key]
     make, batches, loss_fn, lr, configs = build("batched")
-    torch.manual_seed(0)
-    digital = make()
-    models: dict[str, tuple[torch.nn.Module, torch.optim.Optimizer]] = {
-        "digital": (digital, torch.optim.SGD(digital.parameters(), lr=lr))}
-    for name, cfg in configs.items():
-        torch.manual_seed(0)
-        model = analog.convert_to_analog(make(), cfg)
-        models[name] = (model, analog.AnalogOptimizer(model.parameters(), lr=lr))
+    models = analog_step.build_models(make, configs, lr)
     for model, opt in models.values():
         analog_step.time_steps(model, opt, batches, loss_fn, warmup, 0)
     step_us: dict[str, list[float]] = {name: [] for name in models}
@@ -157,16 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args(argv)
-    for flag in ("steps", "repeats", "threads"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag}: got {getattr(args, flag)}, must be >= 1")
-    if args.warmup < 0:
-        parser.error(f"--warmup: got {args.warmup}, must be >= 0")
-    keys = tuple(k.strip() for k in args.workloads.split(",") if k.strip())
-    bad = [k for k in keys if k not in analog_step.WORKLOADS]
-    if bad or not keys:
-        parser.error(f"--workloads: got {args.workloads!r}, must be a comma-separated subset of "
-                     f"{','.join(analog_step.WORKLOADS)}")
+    analog_step.require_at_least(parser, args, {"steps": 1, "repeats": 1, "threads": 1, "warmup": 0})
+    keys = analog_step.parse_workloads(parser, args.workloads)
     torch.set_num_threads(args.threads)
     keep_heap_warm()                                     # as the project's training processes do
     rows = [run_workload(k, args.steps, args.repeats, args.warmup) for k in keys]
