@@ -14,15 +14,13 @@ SCRIPT = """
 import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 import torch
-import analog, analog_step
+import analog_step
 from server.app import keep_heap_warm
 if {warm}:
     assert keep_heap_warm()
 torch.set_num_threads(1)
 make, batches, loss_fn, lr, configs = analog_step.BUILDERS["conv"][0]("batched")
-torch.manual_seed(0)
-model = analog.convert_to_analog(make(), next(iter(configs.values())))
-opt = analog.AnalogOptimizer(model.parameters(), lr=lr)
+model, opt = analog_step.build_models(make, configs, lr)[next(iter(configs))]
 # batches of changing sizes, as an epoch's last batch and the evaluation passes make them
 sizes = [8, 3, 8, 6, 2, 8, 5, 8]
 mixed = [(x[:k], y[:k]) for (x, y), k in zip(batches, sizes * 4)]
