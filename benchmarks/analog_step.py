@@ -16,7 +16,10 @@ and process CPU time; the minor page faults per step (memory freed to the OS and
 the heap is kept warm first, as the project's training processes keep it, unless
 ``--default-malloc``); and how many random numbers one analog step draws (counted at the dispatcher)
 with the time it takes to draw just those numbers, as a ratio to the digital step: a floor under the
-analog step that no reduction of its other kernels can lower.
+analog step that no reduction of its other kernels can lower; and how many torch ops one step
+dispatches, with the time it takes to dispatch as many of the cheapest op (an in-place add of
+1-element tensors), the floor under a step of that many ops whatever they compute. The costs of a few
+typical small ops (``op_costs_us``) come with them.
 
     python benchmarks/analog_step.py [--steps 100] [--repeats 5] [--threads 2] [--workloads mlp,conv]
 """
@@ -83,15 +86,17 @@ def page_faults_per_step(model: nn.Module, opt: torch.optim.Optimizer, batches: 
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 
-class _DrawCounter(TorchDispatchMode):
-    """Counts the elements of every random draw dispatched while it is active."""
+class _StepCounter(TorchDispatchMode):
+    """Counts the elements of every random draw dispatched while it is active, and every op."""
 
     def __init__(self) -> None:
         super().__init__()
         self.counts = {"normal": 0, "uniform": 0, "calls": 0}
+        self.ops = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
+        self.ops += 1
         name = func.overloadpacket.__name__
         kind = ("normal" if "randn" in name or "normal" in name
                 else "uniform" if name in ("rand", "rand_like", "uniform_", "uniform") else None)
@@ -106,10 +111,64 @@ def random_draws(step: Callable[[], None]) -> dict[str, int]:
     (rand, uniform_) and the number of draw calls, counted at the dispatcher. Why: on CPU each number
     costs a few ns of the generator whatever the op around it, so their count sets a floor under an
     analog step."""
-    counter = _DrawCounter()
+    return step_counts(step)[0]
+
+
+def step_counts(step: Callable[[], None]) -> tuple[dict[str, int], int]:
+    """(random_draws(step), the number of torch ops the call dispatched, views included) from one call."""
+    counter = _StepCounter()
     with counter:
         step()
-    return counter.counts
+    return counter.counts, counter.ops
+
+
+def _cheapest_op() -> Callable[[], object]:
+    """The op the dispatch floor charges per dispatched op: an in-place add of two 1-element tensors
+    (no allocation, no Python number to wrap), the cheapest a step's op can be."""
+    a, b = torch.zeros(1), torch.zeros(1)
+    add = a.add_
+    return lambda: add(b)
+
+
+def op_costs_us(calls: int = 20000) -> dict[str, float]:
+    """us per call of a few small-tensor ops the analog step is made of, timed here (medians of 5):
+    why a step of several hundred ops costs what it does, and what a cheaper form of an op would save."""
+    a, b, big = torch.rand(10), torch.rand(10), torch.rand(256, 784)
+    flat, idx, zero_dim = big.view(-1), torch.arange(100), torch.tensor(1.0)
+    ops: dict[str, Callable[[], object]] = {
+        "add_ (1-element tensors)": _cheapest_op(),
+        "add (10 elements, allocates)": lambda: torch.add(a, b),
+        "mul_ by a Python number": lambda: a.mul_(1.0),
+        "mul_ by a 0-dim tensor": lambda: a.mul_(zero_dim),
+        "clamp_min_ (a Scalar argument)": lambda: a.clamp_min_(0.0),
+        "index_select (100 of 200k)": lambda: flat.index_select(0, idx),
+        "nonzero (10 elements)": lambda: a.nonzero(),
+        "item (host sync)": lambda: a[0].item(),
+    }
+    out = {}
+    for name, fn in ops.items():
+        for _ in range(calls // 10):        # warm up (the first calls of an op cost more)
+            fn()
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(calls // 5):
+                fn()
+            runs.append((time.perf_counter() - start) / (calls // 5) * 1e6)
+        out[name] = statistics.median(runs)
+    return out
+
+
+def _dispatch_ms(ops: int, steps: int) -> float:
+    """ms per step to dispatch ``ops`` ops at the cost of the cheapest one (_cheapest_op): a floor
+    under any step that dispatches as many ops, whatever they compute."""
+    op = _cheapest_op()
+    for _ in range(ops):
+        op()
+    start = time.perf_counter()
+    for _ in range(ops * steps):
+        op()
+    return (time.perf_counter() - start) / steps * 1e3
 
 
 def _draw_ms(counts: dict[str, int], generator: torch.Generator, steps: int) -> float:
@@ -212,14 +271,17 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
     models = build_models(make, configs, lr)
     for model, opt in models.values():
         time_steps(model, opt, batches, loss_fn, warmup, 0)
-    draws = {name: random_draws(lambda: train_step(model, opt, loss_fn, *batches[0]))
-             for name, (model, opt) in models.items()}
+    counted = {name: step_counts(lambda: train_step(model, opt, loss_fn, *batches[0]))
+               for name, (model, opt) in models.items()}
+    draws = {name: c[0] for name, c in counted.items()}
+    ops = {name: c[1] for name, c in counted.items()}
     faults = {name: page_faults_per_step(model, opt, batches, loss_fn, warmup, warmup)
               for name, (model, opt) in models.items()}
     generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {name: [] for name in models}
     cpu: dict[str, list[float]] = {name: [] for name in models}
     floor: dict[str, list[float]] = {name: [] for name in configs}
+    dispatch: dict[str, list[float]] = {name: [] for name in configs}
     for r in range(repeats):
         for name, (model, opt) in models.items():
             wall, used = time_steps(model, opt, batches, loss_fn, steps, warmup + r * steps)
@@ -227,10 +289,11 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
             cpu[name].append(used)
             if name in floor:
                 floor[name].append(_draw_ms(draws[name], generator, steps))
+                dispatch[name].append(_dispatch_ms(ops[name], steps))
     row: dict = {"workload": title, "key": key, "lr": lr, "steps": steps, "repeats": repeats,
                  "digital_ms": statistics.median(times["digital"]), "digital_ms_all": times["digital"],
                  "digital_cpu_ms": statistics.median(cpu["digital"]),
-                 "digital_page_faults_per_step": faults["digital"]}
+                 "digital_page_faults_per_step": faults["digital"], "digital_ops_per_step": ops["digital"]}
     for name in configs:
         ratios = [a / b for a, b in zip(times[name], times["digital"])]
         cpu_ratios = [a / b for a, b in zip(cpu[name], cpu["digital"])]
@@ -240,7 +303,10 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
                      "cpu_x_digital": statistics.median(cpu_ratios), "random_draws": draws[name], "page_faults_per_step": faults[name],
                      "draws_alone_ms": statistics.median(floor[name]),
                      "draws_alone_x_digital": statistics.median(
-                         [a / b for a, b in zip(floor[name], times["digital"])])}
+                         [a / b for a, b in zip(floor[name], times["digital"])]),
+                     "ops_per_step": ops[name], "dispatch_alone_ms": statistics.median(dispatch[name]),
+                     "dispatch_alone_x_digital": statistics.median(
+                         [a / b for a, b in zip(dispatch[name], times["digital"])])}
     return row
 
 
@@ -249,7 +315,8 @@ def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 100, repeats: int =
     """Every workload; ``warm_heap``: keep freed memory in the heap first, as the project's training
     processes do (server.app.keep_heap_warm), else glibc's default malloc."""
     kept = keep_heap_warm() if warm_heap else False
-    results: dict = {"workloads": [run_workload(k, steps, repeats, mode) for k in workloads]}
+    results: dict = {"workloads": [run_workload(k, steps, repeats, mode) for k in workloads],
+                     "op_costs_us": op_costs_us()}
     results.update(torch=torch.__version__, threads=torch.get_num_threads(), update_mode=mode, warm_heap=kept,
                    machine=platform.processor() or platform.machine(), cuda=torch.cuda.is_available())
     return results
@@ -257,16 +324,19 @@ def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 100, repeats: int =
 
 def _table(res: dict) -> str:
     lines = [f"{'workload':<46} {'tile':<10} {'ms/step':>8} {'x digital (min-max)':>22} {'CPU x digital':>14}"
-             f" {'draws/step':>11} {'draws alone x':>14} {'faults/step':>12}"]
+             f" {'draws/step':>11} {'draws alone x':>14} {'ops/step':>9} {'dispatch alone x':>17}"
+             f" {'faults/step':>12}"]
     for r in res["workloads"]:
         lines.append(f"{r['workload']:<46} {'digital':<10} {r['digital_ms']:8.2f}{'':>64}"
-                     f" {r['digital_page_faults_per_step']:12.0f}")
+                     f" {r['digital_ops_per_step']:9d}{'':>18} {r['digital_page_faults_per_step']:12.0f}")
         for name, v in r.items():
             if isinstance(v, dict):
                 span = f"{v['x_digital']:.2f} ({v['x_digital_min']:.2f}-{v['x_digital_max']:.2f})"
                 n = v["random_draws"]["normal"] + v["random_draws"]["uniform"]
                 lines.append(f"{'':<46} {name:<10} {v['ms']:8.2f} {span:>22} {v['cpu_x_digital']:14.2f}"
-                             f" {n:11d} {v['draws_alone_x_digital']:14.2f} {v['page_faults_per_step']:12.0f}")
+                             f" {n:11d} {v['draws_alone_x_digital']:14.2f} {v['ops_per_step']:9d}"
+                             f" {v['dispatch_alone_x_digital']:17.2f} {v['page_faults_per_step']:12.0f}")
+    lines.append("us per call: " + ", ".join(f"{k} {v:.2f}" for k, v in res["op_costs_us"].items()))
     return "\n".join(lines)
 
 

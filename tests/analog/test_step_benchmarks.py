@@ -1,6 +1,7 @@
-"""The step benchmarks' instruments: analog_step.py's count of the random numbers a training step
-draws (the floor figure the README quotes must count every draw, once, and nothing else), and
-step_phases.py's timer (each phase's time under the phases it runs inside, the methods restored)."""
+"""The step benchmarks' instruments: analog_step.py's counts of the random numbers a training step
+draws and of the ops it dispatches (the floor figures the README quotes must count every draw and
+every op, once, and nothing else), and step_phases.py's timer (each phase's time under the phases
+it runs inside, the methods restored)."""
 from __future__ import annotations
 
 import sys
@@ -29,6 +30,28 @@ def test_counts_every_draw_once_and_ignores_other_ops():
         torch.ones(11).mul_(2.0)
 
     assert analog_step.random_draws(step) == {"normal": 19, "uniform": 5, "calls": 3}
+
+
+def test_counts_every_dispatched_op_of_a_step_with_its_draws():
+    g = torch.Generator().manual_seed(0)
+    x = torch.ones(4)
+
+    def step() -> None:
+        torch.randn(3, generator=g)            # 1 op
+        y = x.view(2, 2)                        # 1 (a view is dispatched too)
+        y.mul_(2.0).add_(1.0)                   # 2
+        torch.rand(2, generator=g) < 0.5        # 2
+
+    draws, ops = analog_step.step_counts(step)
+    assert draws == {"normal": 3, "uniform": 2, "calls": 2}
+    assert ops == 6
+    layer = analog.AnalogLinear(20, 8, bias=False, config=analog.TileConfig(seed=0))
+    digital = torch.nn.Linear(20, 8, bias=False)
+    inputs = torch.rand(6, 20)
+    with torch.no_grad():
+        _, analog_ops = analog_step.step_counts(lambda: layer(inputs))
+        _, digital_ops = analog_step.step_counts(lambda: digital(inputs))
+    assert analog_ops > 3 * digital_ops > 0     # the periphery: DAC, noise, ADC, saturation check
 
 
 def test_an_analog_mvm_draws_one_gaussian_per_output_and_a_digital_one_none():
