@@ -178,7 +178,9 @@ def test_deploy_local_ctrl_c_stops_every_process_it_started(tmp_path):
     from fleet.processes import family
 
     cfg = tmp_path / "fleet.toml"
-    cfg.write_text(tomli_w.dumps(_tiny(2)))
+    data = _tiny(2)
+    data["edge"]["epochs"] = 200            # still training when Ctrl-C comes (3 epochs can end first)
+    cfg.write_text(tomli_w.dumps(data))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLWR_TELEMETRY_ENABLED": "0"}
     proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "deploy", "local", "--clients", "2",
                              "--config", str(cfg), "--out", str(tmp_path / "run")], env=env, cwd=ROOT,
@@ -193,6 +195,7 @@ def test_deploy_local_ctrl_c_stops_every_process_it_started(tmp_path):
             time.sleep(0.5)
         time.sleep(3)
         seen |= family([proc.pid])
+        assert proc.poll() is None, "the run ended before Ctrl-C: " + proc.stdout.read().decode()[-3000:]
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=120) != 0
     finally:
