@@ -179,12 +179,15 @@ def test_deploy_local_ctrl_c_stops_every_process_it_started(tmp_path):
 
     cfg = tmp_path / "fleet.toml"
     data = _tiny(2)
-    data["edge"]["epochs"] = 200            # still training when Ctrl-C comes (3 epochs can end first)
+    data["edge"]["epochs"] = 200            # surely still training when Ctrl-C comes
     cfg.write_text(tomli_w.dumps(data))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "FLWR_TELEMETRY_ENABLED": "0"}
+    # SIGINT as a terminal delivers it: a test run started in the background by a shell without job
+    # control inherits SIGINT ignored, and so would the deploy (it then ran to the end and exited 0)
     proc = subprocess.Popen([sys.executable, "-m", "fleet.cli", "deploy", "local", "--clients", "2",
                              "--config", str(cfg), "--out", str(tmp_path / "run")], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen: set[int] = set()
     deadline = time.monotonic() + 600
     try:
