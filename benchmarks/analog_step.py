@@ -26,6 +26,7 @@ typical small ops (``op_costs_us``) come with them.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import platform
 import resource
@@ -60,7 +61,7 @@ def _mnist(n: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable, x: torch.Tensor,
-          y: torch.Tensor) -> None:
+               y: torch.Tensor) -> None:
     opt.zero_grad()
     loss_fn(model(x), y).backward()
     opt.step()
@@ -86,23 +87,28 @@ def page_faults_per_step(model: nn.Module, opt: torch.optim.Optimizer, batches: 
     return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
 
 
-class _StepCounter(TorchDispatchMode):
-    """Counts the elements of every random draw dispatched while it is active, and every op."""
+class StepCounter(TorchDispatchMode):
+    """While active, counts every dispatched op by name (``op_counts``, e.g. "aten.mul_") and the
+    elements of every random draw (``draws``: Gaussian, uniform and the number of draw calls)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.counts = {"normal": 0, "uniform": 0, "calls": 0}
-        self.ops = 0
+        self.draws = {"normal": 0, "uniform": 0, "calls": 0}
+        self.op_counts: collections.Counter[str] = collections.Counter()
+
+    @property
+    def ops(self) -> int:
+        return sum(self.op_counts.values())
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
-        self.ops += 1
+        self.op_counts[str(func.overloadpacket)] += 1
         name = func.overloadpacket.__name__
         kind = ("normal" if "randn" in name or "normal" in name
                 else "uniform" if name in ("rand", "rand_like", "uniform_", "uniform") else None)
         if kind is not None and isinstance(out, torch.Tensor):
-            self.counts[kind] += out.numel()
-            self.counts["calls"] += 1
+            self.draws[kind] += out.numel()
+            self.draws["calls"] += 1
         return out
 
 
@@ -116,10 +122,9 @@ def random_draws(step: Callable[[], None]) -> dict[str, int]:
 
 def step_counts(step: Callable[[], None]) -> tuple[dict[str, int], int]:
     """(random_draws(step), the number of torch ops the call dispatched, views included) from one call."""
-    counter = _StepCounter()
-    with counter:
+    with StepCounter() as counter:
         step()
-    return counter.counts, counter.ops
+    return counter.draws, counter.ops
 
 
 def _cheapest_op() -> Callable[[], object]:

@@ -14,7 +14,6 @@ overhead). Nothing here is timed.
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import statistics
 import sys
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,18 +30,6 @@ import analog_step  # noqa: E402
 from analog.pulsed import PulsedArray  # noqa: E402
 
 SYNC_OP = "aten._local_scalar_dense"
-
-
-class OpCounter(TorchDispatchMode):
-    """Counts every aten op dispatched while active, by overload packet."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: collections.Counter[str] = collections.Counter()
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        self.counts[str(func.overloadpacket)] += 1
-        return func(*args, **(kwargs or {}))
 
 
 class PulseLog:
@@ -82,10 +68,10 @@ def count(steps: int, warmup: int, top: int) -> dict[str, Any]:
     for name, (model, opt) in analog_step.build_models(make, configs, lr).items():
         for i in range(warmup):
             analog_step.train_step(model, opt, loss_fn, *batches[i % len(batches)])
-        with PulseLog() as pulses, OpCounter() as ops:
+        with PulseLog() as pulses, analog_step.StepCounter() as ops:
             for i in range(steps):
                 analog_step.train_step(model, opt, loss_fn, *batches[(warmup + i) % len(batches)])
-        c = ops.counts
+        c = ops.op_counts
         by_shape: dict[str, dict[str, Any]] = {}
         for shape, bl, touched in pulses.rows:
             entry = by_shape.setdefault("x".join(map(str, shape)), {"bl": [], "pulsed": []})
