@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from analog.energy import counters as _counters
 from analog.periphery import IOConfig
 
 
@@ -135,6 +136,9 @@ def _retry_saturated(x2: Tensor, unit: Tensor | float, y: Tensor, saturated: Ten
     scale = torch.ones((x2.shape[0], 1), dtype=x2.dtype, device=x2.device)
     for _ in range(io.bm_max_iter):
         sat = saturated.nonzero().squeeze(1)
+        rec = _counters.ACTIVE
+        if rec is not None:
+            rec.retry(sat.numel(), weight.shape[1], weight.shape[0], io.inp_res, io.out_res)
         scale[sat] *= 2.0
         sat_unit = (unit[sat] if isinstance(unit, Tensor) else unit) * scale[sat]
         y_rows, sat_rows = _one_pass(x2[sat], sat_unit, weight, io, generator, True, within)

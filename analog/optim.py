@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import Tensor
 
+from analog.energy import counters as _counters
 from analog.layers import tile_of
 from analog.validation import number
 
@@ -47,6 +48,7 @@ class AnalogOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         done: set[int] = set()
+        rec = _counters.ACTIVE
         for group in self.param_groups:
             lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
             for p in group["params"]:
@@ -58,6 +60,8 @@ class AnalogOptimizer(torch.optim.Optimizer):
                     continue
                 if p.grad is None:
                     continue
+                if rec is not None:
+                    rec.digital("dig_opt", p.numel())
                 g = p.grad
                 if wd:
                     g = g.add(p, alpha=wd)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from analog._nograd import no_grad
 from analog._rng import generator_on
 from analog.devices import Device
+from analog.energy import counters as _counters
 from analog.periphery import UpdateConfig
 
 
@@ -249,6 +250,9 @@ class PulsedArray(nn.Module):
 
         The entry point for callers that know which devices get pulses (a transfer writes a few
         columns; the pulsed update's sparse counts); counts are not checked (hot path)."""
+        rec = _counters.ACTIVE
+        if rec is not None:
+            rec.pulses(n_up, n_down)
         dev = self.device_model
         if dev.is_ideal:
             if flat is None:

@@ -27,6 +27,7 @@ from analog._nograd import no_grad
 from analog._rng import generator_on, make_generator, resolve_seed
 from analog.config import TileConfig
 from analog.devices import Device
+from analog.energy import counters as _counters
 from analog.mvm import noisy_mvm
 from analog.validation import instance, positive_int
 
@@ -119,7 +120,15 @@ class AnalogTile(nn.Module):
         """y = s * (W_a x) through the forward periphery. x: (N, in), or with ``channels`` a conv
         layer's patches (N, in, L) -> (N, out, L) (see analog.mvm.noisy_mvm)."""
         w = self.analog_weight()
-        y = noisy_mvm(x.to(w.dtype), w, self.config.forward, self.generator(w.device), channels)
+        rec = _counters.ACTIVE
+        if rec is None:
+            y = noisy_mvm(x.to(w.dtype), w, self.config.forward, self.generator(w.device), channels)
+        else:
+            io = self.config.forward
+            rec.mvm(self, "fwd", x.numel() // self.in_features, self.in_features, self.out_features,
+                    io.inp_res, io.out_res)
+            with rec.reading(self):
+                y = noisy_mvm(x.to(w.dtype), w, io, self.generator(w.device), channels)
         for s in self._out_scales(y, channels):
             y = y * s
         return y
@@ -131,7 +140,14 @@ class AnalogTile(nn.Module):
         d = d.to(w.dtype)
         for s in self._out_scales(d, channels):
             d = d * s
-        return noisy_mvm(d, w.t(), self.config.backward, self.generator(w.device), channels)
+        rec = _counters.ACTIVE
+        if rec is None:
+            return noisy_mvm(d, w.t(), self.config.backward, self.generator(w.device), channels)
+        io = self.config.backward
+        rec.mvm(self, "bwd", d.numel() // self.out_features, self.out_features, self.in_features,
+                io.inp_res, io.out_res)
+        with rec.reading(self):
+            return noisy_mvm(d, w.t(), io, self.generator(w.device), channels)
 
     @torch.no_grad()
     def set_output_scale(self, scale: float | Tensor | None) -> None:
@@ -176,7 +192,15 @@ class AnalogTile(nn.Module):
         With mapping the algorithm gets d / s: the analog step that moves s * W_a by -lr d x^T."""
         if self.mapped:
             d = d / (self.out_scale if d.dim() == 2 else self.out_scale[:, None]).to(d)
-        result = self.algorithm_state.update(x, d, lr)
+        rec = _counters.ACTIVE
+        if rec is None:
+            result = self.algorithm_state.update(x, d, lr)
+        else:
+            with rec.within(self, "update"):
+                result = self.algorithm_state.update(x, d, lr)
+            samples = x.shape[0] if x.dim() == 2 else x.shape[0] * x.shape[2]
+            rec.update(self, samples, int(getattr(result, "bl", 0) or 0), self.out_features, self.in_features,
+                       getattr(self.algorithm_state, "digital_accumulation", False))
         if self.mapped and self.config.mapping.remap_every is not None:
             self.map_steps += 1
             if int(self.map_steps) % self.config.mapping.remap_every == 0:
@@ -231,7 +255,13 @@ class AnalogTile(nn.Module):
             if remap:
                 self.out_scale.copy_(self.mapping_scales(w))
             w = w / self.out_scale[:, None]
-        self.algorithm_state.program(w)
+        rec = _counters.ACTIVE
+        if rec is None:
+            self.algorithm_state.program(w)
+        else:
+            rec.program(self, w.numel())
+            with rec.within(self, "program"):
+                self.algorithm_state.program(w)
         self.sync_parameters()
 
     def bind_parameters(self, weight: nn.Parameter, bias: nn.Parameter | None, n_in: int) -> None:

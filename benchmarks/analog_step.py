@@ -19,7 +19,10 @@ with the time it takes to draw just those numbers, as a ratio to the digital ste
 analog step that no reduction of its other kernels can lower; and how many torch ops one step
 dispatches, with the time it takes to dispatch as many of the cheapest op (an in-place add of
 1-element tensors), the floor under a step of that many ops whatever they compute. The costs of a few
-typical small ops (``op_costs_us``) come with them.
+typical small ops (``op_costs_us``) come with them. Each analog step is also timed with the energy
+event counters on (``analog.energy.counting``, the same steps right after): ``counting_on_x_off`` is
+the median ratio of the step with counting on to the step with it off (off is the default, and the
+figure every other column reports).
 
     python benchmarks/analog_step.py [--steps 100] [--repeats 5] [--threads 2] [--workloads mlp,conv]
 """
@@ -45,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 import analog  # noqa: E402
 from analog import algorithms, devices  # noqa: E402
+from analog.energy import counting  # noqa: E402
 from server.app import keep_heap_warm  # noqa: E402
 
 WORKLOADS = ("mlp", "linear", "conv")
@@ -287,11 +291,16 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
     cpu: dict[str, list[float]] = {name: [] for name in models}
     floor: dict[str, list[float]] = {name: [] for name in configs}
     dispatch: dict[str, list[float]] = {name: [] for name in configs}
+    counted_ms: dict[str, list[float]] = {name: [] for name in configs}
     for r in range(repeats):
         for name, (model, opt) in models.items():
             wall, used = time_steps(model, opt, batches, loss_fn, steps, warmup + r * steps)
             times[name].append(wall)
             cpu[name].append(used)
+            if name in configs:     # the same steps again with the energy event counters on
+                with counting():
+                    counted_ms[name].append(time_steps(model, opt, batches, loss_fn, steps,
+                                                       warmup + r * steps)[0])
             if name in floor:
                 floor[name].append(_draw_ms(draws[name], generator, steps))
                 dispatch[name].append(_dispatch_ms(ops[name], steps))
@@ -309,6 +318,8 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
                      "draws_alone_ms": statistics.median(floor[name]),
                      "draws_alone_x_digital": statistics.median(
                          [a / b for a, b in zip(floor[name], times["digital"])]),
+                     "counting_on_ms": statistics.median(counted_ms[name]),
+                     "counting_on_x_off": statistics.median([a / b for a, b in zip(counted_ms[name], times[name])]),
                      "ops_per_step": ops[name], "dispatch_alone_ms": statistics.median(dispatch[name]),
                      "dispatch_alone_x_digital": statistics.median(
                          [a / b for a, b in zip(dispatch[name], times["digital"])])}
@@ -330,7 +341,7 @@ def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 100, repeats: int =
 def _table(res: dict) -> str:
     lines = [f"{'workload':<46} {'tile':<10} {'ms/step':>8} {'x digital (min-max)':>22} {'CPU x digital':>14}"
              f" {'draws/step':>11} {'draws alone x':>14} {'ops/step':>9} {'dispatch alone x':>17}"
-             f" {'faults/step':>12}"]
+             f" {'faults/step':>12} {'counting on/off':>16}"]
     for r in res["workloads"]:
         lines.append(f"{r['workload']:<46} {'digital':<10} {r['digital_ms']:8.2f}{'':>64}"
                      f" {r['digital_ops_per_step']:9d}{'':>18} {r['digital_page_faults_per_step']:12.0f}")
@@ -340,7 +351,8 @@ def _table(res: dict) -> str:
                 n = v["random_draws"]["normal"] + v["random_draws"]["uniform"]
                 lines.append(f"{'':<46} {name:<10} {v['ms']:8.2f} {span:>22} {v['cpu_x_digital']:14.2f}"
                              f" {n:11d} {v['draws_alone_x_digital']:14.2f} {v['ops_per_step']:9d}"
-                             f" {v['dispatch_alone_x_digital']:17.2f} {v['page_faults_per_step']:12.0f}")
+                             f" {v['dispatch_alone_x_digital']:17.2f} {v['page_faults_per_step']:12.0f}"
+                             f" {v['counting_on_x_off']:16.2f}")
     lines.append("us per call: " + ", ".join(f"{k} {v:.2f}" for k, v in res["op_costs_us"].items()))
     return "\n".join(lines)
 

@@ -31,6 +31,7 @@ class MixedPrecisionState(AlgorithmState):
     """One PulsedArray (what the MVMs read) and the digital gradient accumulator chi."""
 
     takes_patches = True        # chi needs only sum d x^T, which a batched matmul takes from patches
+    digital_accumulation = True  # the outer product d^T x is digital work (analog.energy counts it)
 
     def __init__(self, out_features: int, in_features: int, device: Device, update: UpdateConfig,
                  generator: torch.Generator, algorithm: "MixedPrecision") -> None:

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
 from analog.devices import Device, device_from_dict
+from analog.energy import counters as _counters
 from analog.mvm import noisy_mvm
 from analog.periphery import IOConfig, UpdateConfig
 from analog.pulsed import PulsedArray, PulseStats
@@ -332,8 +333,17 @@ class TikiTakaState(AlgorithmState):
     def transfer(self) -> Tensor:
         """Read the next column(s) of P and write them onto W. Returns the columns transferred."""
         cols = self._next_columns()
-        read = self.read_columns(cols)
-        self._write(cols, read)
+        rec = _counters.ACTIVE
+        if rec is None:
+            read = self.read_columns(cols)
+            self._write(cols, read)
+        else:       # one one-hot read per column: 1 active input line, out_features conversions
+            io, tile = self.transfer_io, rec.current_tile
+            rec.mvm(tile, "transfer", len(cols), 1, self.out_features, io.inp_res, io.out_res)
+            rec.transfer(tile, len(cols), self.out_features, isinstance(self, BufferedTransferState))
+            with rec.within(tile, "transfer"):
+                read = self.read_columns(cols)
+                self._write(cols, read)
         self.transfers += 1
         return cols
 
