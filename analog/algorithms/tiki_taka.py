@@ -20,6 +20,7 @@ Transfers and pulse bursts loop over *time* (sequential physics), never over dev
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +94,7 @@ class TikiTaka(Algorithm):
             data["transfer_io"] = None
         elif isinstance(tio, dict):
             data["transfer_io"] = IOConfig.from_dict(tio, prefix="transfer_io.")
-        for key in ("buffer_bits",):
+        for key in ("buffer_bits", "fast_lr"):
             if isinstance(data.get(key), str) and data[key].lower() in _OFF:
                 data[key] = None
         return cls(**data)
@@ -120,9 +121,30 @@ class TTv2(TikiTaka):
     buffer_bits: int | None = None
     buffer_int_bits: int = 4
     chop_probability: float = 0.0
+    #: after a fire, H <- 0 (aihwkit's forget_buffer with momentum 0) instead of H <- H - n
+    forget_buffer: bool = False
+    #: > 0: the threshold is scaled by auto_granularity / (updates per full pass over the columns),
+    #: so that a column's reads need ~auto_granularity updates' worth of P to fire (aihwkit's
+    #: auto_granularity, which counts mat-vecs; here optimizer updates)
+    auto_granularity: float = 0.0
+    #: P's pulsed update at this absolute rate instead of the optimizer's lr (None: the optimizer's)
+    fast_lr: float | None = None
+    #: with fast_lr: P's rate is fast_lr * desired_bl * dw_min(P) / (EMA max|x| * EMA max|d|), so that
+    #: an update fires ~fast_lr * desired_bl pulses at the largest gradient element (aihwkit's auto_scale)
+    auto_scale: bool = False
+    #: buffer increments times the optimizer's lr (aihwkit's scale_transfer_lr): with a fixed
+    #: fast_lr the optimizer's lr (and its schedule) then sets the transfer rate
+    scale_transfer_lr: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for flag in ("forget_buffer", "auto_scale", "scale_transfer_lr"):
+            instance(flag, getattr(self, flag), bool, "true or false")
+        object.__setattr__(self, "auto_granularity", _num("auto_granularity", self.auto_granularity, 0.0))
+        if self.fast_lr is not None:
+            object.__setattr__(self, "fast_lr", _num("fast_lr", self.fast_lr, 0.0, low_open=True))
+        elif self.auto_scale:
+            raise ValueError("auto_scale: got true without fast_lr; set fast_lr (e.g. 0.5) or auto_scale = false")
         object.__setattr__(self, "chop_probability", _num("chop_probability", self.chop_probability, 0.0,
                                                           high=1.0))
         object.__setattr__(self, "buffer_decay", _num("buffer_decay", self.buffer_decay, 0.0, high=1.0,
@@ -158,6 +180,45 @@ class RLv2(TTv2):
 
     def buffer_gain(self) -> float:
         return self.buffer_decay
+
+
+@register_algorithm
+@dataclass(frozen=True)
+class AGAD(TTv2):
+    """AGAD (Rasch et al., "Fast and robust analog in-memory deep neural network training", Nat.
+    Commun. 15:7133, 2024; aihwkit's DynamicTransferCompound): chopped TTv2 with an *on-the-fly
+    reference*. Every column of P is read each pass; a running mean of its reads (momentum
+    ``tail_weightening / n``, n = max(ceil(1 / chop_probability), 2) reads per chopper period) is
+    frozen as the reference when the column's chopper flips, and the buffer takes
+    ``c * (read - reference)``: P's own state in the previous period. Since the gradient enters P
+    with the sign c, the difference is the gradient accumulated since the flip; P's offset from
+    its symmetric point (or a miscalibrated reference R) cancels, so no zero-shift is needed, and P
+    is never reset. The chopper flips every n reads of a column (``chop_random``: with probability
+    chop_probability after each read instead); W is written only once a column has been read more
+    than n times (the first reference is valid). Defaults: aihwkit's DynamicTransferCompound
+    (in_chop_prob 0.1, tail_weightening 5, forget_buffer)."""
+
+    chop_probability: float = 0.1
+    tail_weightening: float = 5.0
+    chop_random: bool = False
+    forget_buffer: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        in_range("chop_probability", self.chop_probability, 0, strict=True,
+                 note=" for AGAD (the chopper period is 1 / chop_probability reads)")
+        object.__setattr__(self, "tail_weightening", _num("tail_weightening", self.tail_weightening, 0.0,
+                                                          low_open=True))
+        instance("chop_random", self.chop_random, bool, "true or false")
+
+    @property
+    def period(self) -> int:
+        """Reads of a column per chopper period (aihwkit's getNumInChopSamples)."""
+        return max(math.ceil(1.0 / self.chop_probability - 1e-9), 2)
+
+    def build(self, out_features: int, in_features: int, *, device: Device, update: UpdateConfig,
+              forward: IOConfig, generator: torch.Generator) -> "AGADState":
+        return AGADState(out_features, in_features, device, update, forward, generator, self)
 
 
 class TikiTakaState(AlgorithmState):
@@ -277,13 +338,18 @@ class TikiTakaState(AlgorithmState):
         """Pulse the gradient into P; every ``transfer_every`` updates transfer the next columns."""
         cached = getattr(self, "_w_eff", None)
         fresh = self.algorithm.gamma != 0.0 and cached is not None and cached[0] == self._weights_key()
-        stats = self.fast.pulse_update(x * self.chopper if self._chopping else x, d, lr)
+        self.__dict__["_lr"] = lr                      # (no nn.Module attribute write)
+        stats = self.fast.pulse_update(x * self.chopper if self._chopping else x, d, self.fast_rate(x, d, lr))
         self.steps += 1
         cols = self.transfer() if self.steps % self.algorithm.transfer_every == 0 else None
         touched = stats.touched()
         if fresh and touched is not None and self.main.weight.numel() > _REFRESH_NUMEL:
             self._refresh_effective(touched, cols)
         return stats
+
+    def fast_rate(self, x: Tensor, d: Tensor, lr: float) -> float:
+        """The learning rate of P's pulsed update (Tiki-Taka: the optimizer's)."""
+        return lr
 
     def _next_columns(self) -> Tensor:
         """The next columns to transfer (a run that does not wrap is also kept as a slice, see _at)."""
@@ -409,9 +475,39 @@ class BufferedTransferState(TikiTakaState):
     @property
     def pulse_size(self) -> float:
         """One buffer unit in weight units: threshold * W's nominal dw_min (what the digital side
-        knows; the per-device steps vary around it). Ideal W: threshold itself."""
+        knows; the per-device steps vary around it), times auto_granularity / (updates per pass over
+        the columns) where auto_granularity is set. Ideal W: threshold itself."""
+        a = self.algorithm
         dev = self.main.device_model
-        return self.algorithm.threshold * (dev.dw_min if not dev.is_ideal else 1.0)
+        size = a.threshold * (dev.dw_min if not dev.is_ideal else 1.0)
+        if a.auto_granularity > 0:
+            passes = -(-self.in_features // min(a.columns_per_transfer, self.in_features))
+            size *= a.auto_granularity / (passes * a.transfer_every)
+        return size
+
+    def fast_rate(self, x: Tensor, d: Tensor, lr: float) -> float:
+        """fast_lr (absolute), auto-scaled by the running max|x| max|d| where asked; else ``lr``."""
+        a = self.algorithm
+        if a.fast_lr is None:
+            return lr
+        if not a.auto_scale:
+            return a.fast_lr
+        mx, md = float(x.abs().amax()), float(d.abs().amax())
+        ema = self.__dict__.get("_auto_max")
+        ema = (mx, md) if ema is None else (0.99 * ema[0] + 0.01 * mx, 0.99 * ema[1] + 0.01 * md)
+        self.__dict__["_auto_max"] = ema
+        if ema[0] * ema[1] <= 0:
+            return a.fast_lr
+        dev = self.fast.device_model
+        return a.fast_lr * self.fast.update_config.desired_bl * (dev.dw_min if not dev.is_ideal else 1.0) \
+            / (ema[0] * ema[1])
+
+    def _increment(self) -> float:
+        """Buffer units per unit of read: gain * transfer_lr (times the optimizer's lr where scaled)
+        / pulse_size."""
+        a = self.algorithm
+        scale = self.__dict__.get("_lr", 1.0) if a.scale_transfer_lr else 1.0
+        return a.buffer_gain() * a.transfer_lr * scale / self.pulse_size
 
     @torch.no_grad()
     def program(self, w: Tensor) -> None:
@@ -427,20 +523,79 @@ class BufferedTransferState(TikiTakaState):
                 < a.chop_probability
             self.chopper[at] = torch.where(flip, -self.chopper[at], self.chopper[at])
         h = self.buffer[:, at]                                               # (out, k)
-        h = (1.0 - a.buffer_decay) * h + (a.buffer_gain() * a.transfer_lr / self.pulse_size) * read.t()
+        h = (1.0 - a.buffer_decay) * h + self._increment() * read.t()
+        self._fire(cols, h)
+
+    def _fire(self, cols: Tensor, h: Tensor, write: Tensor | None = None) -> None:
+        """Threshold the new buffer columns ``h`` (out, k) into pulses on W's columns ``cols``; where
+        ``write`` (k,) is False the buffer is reduced as if fired but W is not pulsed."""
+        a = self.algorithm
+        at = self._at(cols)
         if a.buffer_bits is not None:
             h = quantize_fixed(h, a.buffer_int_bits, a.buffer_bits - a.buffer_int_bits, mode="stochastic",
                                generator=self.generator(h.device))
         n = torch.trunc(h).clamp(-a.max_pulses, a.max_pulses)                # fire only past |H| >= 1
-        self.buffer[:, at] = h - n
+        self.buffer[:, at] = torch.where(n != 0, 0.0, h) if a.forget_buffer else h - n
+        if write is not None:
+            n = n * write[None, :]
         fired = int(n.abs().sum().item())
         if fired == 0:
             return
         self.pulses_fired += fired
         if self.main.device_model.is_ideal:
-            self.main.weight[:, at] += n * self.pulse_size
+            self.main.weight[:, at] += n * self.algorithm.threshold
             return
         self._pulse_main_columns(cols, n.t())
 
 
-__all__ = ["REFERENCES", "BufferedTransferState", "RLv2", "TTv2", "TikiTaka", "TikiTakaState"]
+class AGADState(BufferedTransferState):
+    """AGAD: TTv2's buffer fed by ``c * (read - reference)`` with the reference taken on the fly
+    (running mean of the column's reads in the chopper period before the last flip)."""
+
+    algorithm: AGAD
+
+    def __init__(self, out_features: int, in_features: int, device: Device, update: UpdateConfig,
+                 forward: IOConfig, generator: torch.Generator, algorithm: AGAD) -> None:
+        super().__init__(out_features, in_features, device, update, forward, generator, algorithm)
+        self.register_buffer("running_mean", torch.zeros(out_features, in_features))
+        self.register_buffer("past_mean", torch.zeros(out_features, in_features))
+        self.register_buffer("reads", torch.zeros(in_features))            # reads of each column
+        self.register_buffer("switched", torch.zeros(in_features, dtype=torch.bool))
+
+    @property
+    def _chopping(self) -> bool:
+        return True
+
+    @torch.no_grad()
+    def program(self, w: Tensor) -> None:
+        """W <- w; P back to its reference; buffer, means and read counts restart (a new warm-up)."""
+        super().program(w)
+        self.running_mean.zero_()
+        self.past_mean.zero_()
+        self.reads.zero_()
+        self.switched.zero_()
+
+    def _write(self, cols: Tensor, read: Tensor) -> None:
+        a = self.algorithm
+        at = self._at(cols)
+        val = read.t()                                                       # (out, k), not sign-corrected
+        switched = self.switched[at]
+        past = torch.where(switched[None, :], self.running_mean[:, at], self.past_mean[:, at])
+        self.past_mean[:, at] = past                                         # new period: freeze the reference
+        chop = self.chopper[at]
+        reads = self.reads[at] + 1.0
+        self.reads[at] = reads
+        n = a.period
+        h = (1.0 - a.buffer_decay) * self.buffer[:, at] + self._increment() * (val - past) * chop[None, :]
+        m = min(a.tail_weightening / n, 1.0)
+        self.running_mean[:, at] = self.running_mean[:, at] * (1.0 - m) + val * m
+        if a.chop_random:
+            flip = torch.rand(len(cols), generator=self.generator(val.device), device=val.device) < a.chop_probability
+        else:
+            flip = torch.remainder(reads, n) == 0
+        self.chopper[at] = torch.where(flip, -chop, chop)
+        self.switched[at] = flip
+        self._fire(cols, h, write=reads > n)                                 # first reference valid after n reads
+
+
+__all__ = ["REFERENCES", "AGAD", "AGADState", "BufferedTransferState", "RLv2", "TTv2", "TikiTaka", "TikiTakaState"]
