@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -64,8 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    from fleet.processes import Interrupted, interrupt_on_signals
+
+    interrupt_on_signals()        # SIGTERM too runs the `finally` blocks that stop started processes
     try:
         return int(args.func(args) or 0)
+    except Interrupted as exc:
+        print(f"analog-edge: interrupted by {signal.Signals(exc.signum).name}; the processes it started are "
+              "stopped", file=sys.stderr)
+        return exc.exit_code      # 143 after SIGTERM, 130 after SIGINT
     except KeyboardInterrupt:
         return 130
 

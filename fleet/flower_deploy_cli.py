@@ -9,7 +9,6 @@ Handlers import the deployment code when they run, so `analog-edge --help` stays
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
@@ -22,14 +21,6 @@ from fleet.processes import ProcessError, ProcessGroup
 def _fail(exc: Exception) -> int:
     print(f"analog-edge: error: {exc}", file=sys.stderr)
     return 2
-
-
-def _interrupt_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so the `finally` that stops every started process runs."""
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _load(args: argparse.Namespace) -> FleetConfig:
@@ -65,7 +56,6 @@ def _server(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
     out = Path(args.out or f"runs/deploy-{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    _interrupt_on_sigterm()
     procs = ProcessGroup()
 
     def announce(runtime) -> None:
@@ -94,7 +84,6 @@ def _local(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
     out = Path(args.out or f"runs/deploy-{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    _interrupt_on_sigterm()
     try:
         deploy_local(fleet, out, verbose=args.verbose)
     except (FleetError, ProcessError) as exc:

@@ -23,6 +23,36 @@ class ProcessError(RuntimeError):
     """A started process exited or did not become ready in time; the message names it and its log."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGINT arrived. It unwinds like Ctrl-C, so every `finally` that stops the processes
+    a run started (`ProcessGroup.stop`) runs; `exit_code` is the shell's 128 + signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def interrupt_on_signals() -> None:
+    """Turn SIGTERM (what `timeout`, a batch scheduler or a container stop sends) and SIGINT into
+    `Interrupted`. Python's default for SIGTERM ends the process at once, `finally` blocks unrun, so
+    a run's SuperLink, SuperExec and Ray processes (each in a session of its own) were left behind.
+    The first signal raises; later ones are ignored while the cleanup (bounded by `ProcessGroup.stop`'s
+    grace, then SIGKILL) runs. A signal this process inherited as ignored stays ignored (a shell's
+    background job must not become Ctrl-C-able)."""
+    def handler(signum: int, frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+            signal.signal(sig, handler)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free on `host` a moment ago (the OS picks it)."""
     with socket.socket() as s:
