@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from analog.energy import EventCounter, counting
 from analog.inference import program_weights
 from protos import codec as wire
 
@@ -191,16 +192,25 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     save_token(state, token)
 
     t = time.perf_counter()
-    model = build_client_autoencoder(cfg, data.dataset.image_shape, seed)
-    init_bytes = program_initial_weights(model, cfg, seed) if cfg.init_weights else 0
-    result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                               lr=cfg.lr, optimizer=cfg.optimizer, seed=seed, progress=progress,
-                               desc=f"{client_id} AE")
+    events = EventCounter()     # what the tiles do, per phase (analog.energy; priced by the fleet report)
+    # a chip given pretrained weights is programmed once, with those: the simulator's random
+    # initialisation before it is not counted then
+    with counting(events if not cfg.init_weights else None), events.phase("program"):
+        model = build_client_autoencoder(cfg, data.dataset.image_shape, seed)
+    with counting(events), events.phase("program"):
+        events.name_tiles(model)
+        init_bytes = program_initial_weights(model, cfg, seed) if cfg.init_weights else 0
+    with counting(events), events.phase("train"):
+        result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                   lr=cfg.lr, optimizer=cfg.optimizer, seed=seed, progress=progress,
+                                   desc=f"{client_id} AE")
     times["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    z = encode(model, data.x_train)
-    quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
+    with counting(events), events.phase("encode"):
+        z = encode(model, data.x_train)
+        quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
+        events.digital("dig_quant", z.size)
     z_hat = quant.dequantize()
     times["encode_s"] = time.perf_counter() - t
     torch.save(model.encoder.state_dict(), state / ENCODER_FILE)
@@ -213,7 +223,8 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:
         uploads = client.upload_all(client_id, token, quant, data.y_train,
                                     rows_per_upload=cfg.rows_per_upload, chunk_bytes=cfg.chunk_bytes)
-        anchor_up = upload_anchors(client, client_id, token, model, cfg, quant.scale_list(), seed)
+        with counting(events), events.phase("encode"):
+            anchor_up = upload_anchors(client, client_id, token, model, cfg, quant.scale_list(), seed)
     times["upload_s"] = time.perf_counter() - t
 
     anchor_bytes = anchor_up.wire_bytes if anchor_up is not None else 0
@@ -249,6 +260,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
         "attempts": sum(u.attempts for u in uploads),
         "timings": {**times, "total_s": sum(times.values())},
         "state_dir": str(state),
+        "events": events.to_dict(),              # simulated events per tile and phase (docs/energy.md)
     }
     ClientState(client_id=client_id, partition_id=partition_id, num_partitions=num_partitions, alpha=alpha,
                 seed=seed, latent_dim=cfg.latent_dim, bits=cfg.bits, scale=quant.scale_list(),

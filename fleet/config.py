@@ -33,7 +33,10 @@ MODES = ("latent", "fedavg", "both")
 BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
 PARTITIONERS = ("iid", "dirichlet")   # Flower Datasets' IidPartitioner / DirichletPartitioner
-SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy", "deploy")   # TOML tables beside [fleet]
+SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy", "deploy", "energy")   # TOML tables beside [fleet]
+#: fleet/radio.py's links (named here so that loading a config does not import torch)
+RADIO_NAMES = ("ble", "802.15.4", "wifi", "lora_sf7", "lora_sf12")
+ENERGY_MODES = ("lumped", "component")
 DEFAULT_CONFIG = "configs/quickstart.toml"
 
 
@@ -84,6 +87,21 @@ class FedAvgConfig:
         self.batch_size = check_int(f"{s}.batch_size", self.batch_size, 1)
         check_bool("fedavg.analog", self.analog)
         self.fraction_train = check_number(f"{s}.fraction_train", self.fraction_train, 0, 1, lo_open=True)
+
+
+@dataclass
+class EnergyConfig:
+    """The energy and latency report (fleet/energy.py, docs/energy.md): the clients' radio link and
+    how the analog MVMs are priced (whole-core per MAC, or per conversion and cell read)."""
+
+    enabled: bool = True
+    radio: str = "ble"
+    mode: str = "lumped"
+
+    def __post_init__(self) -> None:
+        check_bool("energy.enabled", self.enabled)
+        self.radio = check_choice("energy.radio", self.radio, RADIO_NAMES)
+        self.mode = check_choice("energy.mode", self.mode, ENERGY_MODES)
 
 
 @dataclass
@@ -194,6 +212,7 @@ class FleetConfig:
     fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
     # resolved from the tables above on construction: what every phase uses
     edge_config: EdgeConfig = field(init=False, repr=False, compare=False)
     classifier_config: ClassifierConfig = field(init=False, repr=False, compare=False)
@@ -236,6 +255,10 @@ class FleetConfig:
             self.deploy = deploy_from_dict(self.deploy)
         if not isinstance(self.deploy, DeployConfig):
             raise ConfigError(f"deploy: got {type(self.deploy).__name__}, must be a table")
+        if isinstance(self.energy, dict):
+            self.energy = energy_from_dict(self.energy)
+        if not isinstance(self.energy, EnergyConfig):
+            raise ConfigError(f"energy: got {type(self.energy).__name__}, must be a table")
         if self.privacy.leaked_client >= self.num_clients:
             raise ConfigError(f"privacy.leaked_client: got {self.privacy.leaked_client}, must be in "
                               f"[0, {self.num_clients - 1}] (fleet.num_clients = {self.num_clients})")
@@ -343,7 +366,8 @@ class FleetConfig:
                                "classifier": _drop_none(self.classifier),
                                "fedavg": dataclasses.asdict(self.fedavg),
                                "privacy": dataclasses.asdict(self.privacy),
-                               "deploy": dataclasses.asdict(self.deploy)}
+                               "deploy": dataclasses.asdict(self.deploy),
+                               "energy": dataclasses.asdict(self.energy)}
         if self.analog is not None:
             out["analog"] = _drop_none(self.analog)
         return out
@@ -359,7 +383,8 @@ class FleetConfig:
                    classifier=copy.deepcopy(data.get("classifier", {})),
                    fedavg=fedavg_from_dict(data.get("fedavg", {})),
                    privacy=privacy_from_dict(data.get("privacy", {})),
-                   deploy=deploy_from_dict(data.get("deploy", {})))
+                   deploy=deploy_from_dict(data.get("deploy", {})),
+                   energy=energy_from_dict(data.get("energy", {})))
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "FleetConfig":
@@ -387,6 +412,11 @@ def privacy_from_dict(data: dict[str, Any]) -> PrivacyConfig:
 def deploy_from_dict(data: dict[str, Any]) -> DeployConfig:
     check_keys("deploy", data, {f.name for f in dataclasses.fields(DeployConfig)})
     return DeployConfig(**data)
+
+
+def energy_from_dict(data: dict[str, Any]) -> EnergyConfig:
+    check_keys("energy", data, {f.name for f in dataclasses.fields(EnergyConfig)})
+    return EnergyConfig(**data)
 
 
 def _drop_none(value: Any) -> Any:

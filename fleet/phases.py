@@ -155,6 +155,7 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
         e = ev.get(up["client_id"], {})
         clients.append({**{k: v for k, v in up.items() if not isinstance(v, (dict, list))},
                         "timings": up.get("timings", {}),
+                        "events": up.get("events", {}), "labels": up.get("labels", []),
                         "n_test": int(e.get("n_test", 0)), "correct": int(e.get("correct", 0)),
                         "accuracy": float(e.get("accuracy", float("nan"))),
                         "stored_rows": int(status["clients"].get(up["client_id"], {}).get("rows", 0)),

@@ -18,6 +18,7 @@ from flwr.serverapp import Grid
 from fleet import report as rep
 from fleet.config import FleetConfig
 from fleet.deployment import plot_deploy, run_deploy
+from fleet.energy import as_json, energy_report
 from fleet.errors import FleetError
 from fleet.phases import PhaseTimer, describe_tile, run_fedavg, run_latent
 from fleet.privacy import run_privacy
@@ -79,6 +80,8 @@ def _execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, gri
             raise FleetError("fleet.mode: fedavg runs through Flower's FedAvg strategy; "
                              "use backend = \"ray\" (or flwr run)")
         result["fedavg"] = run_fedavg(grid, fleet, timer)
+    if fleet.energy.enabled and result.get("latent"):
+        result["energy"] = as_json(energy_report(fleet, result))
     result["timings_s"] = {**timer.phases, "total": time.perf_counter() - t0}
     rep.write_report(result, out_dir)
     return result

@@ -11,6 +11,7 @@ import tomli_w
 
 from fleet.config import FleetConfig
 from fleet.deployment import format_deploy
+from fleet.energy import format_energy, plot_energy
 from fleet.privacy.figures import format_privacy
 from fleet.tables import grid, json_safe
 
@@ -82,6 +83,8 @@ def format_table(result: dict[str, Any]) -> str:
         parts.append(format_privacy(result["privacy"]))
     if result.get("deploy"):
         parts.append(format_deploy(result["deploy"]))
+    if result.get("energy"):
+        parts.append(format_energy(result["energy"]))
     t = result.get("timings_s", {})
     parts.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return "\n".join(parts)
@@ -148,13 +151,16 @@ def per_client_figure(result: dict[str, Any]):
 
 
 def plot_report(result: dict[str, Any], out_dir: Path) -> None:
-    """accuracy_per_client.png and, with a FedAvg run, accuracy_vs_bytes.png."""
+    """accuracy_per_client.png, energy_per_phase.png (with an energy section) and, with a FedAvg run,
+    accuracy_vs_bytes.png."""
     import matplotlib  # imported on use (slow to import), with the file-only backend
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     lat, fa = result.get("latent"), result.get("fedavg")
+    if result.get("energy"):
+        plot_energy(result["energy"], out_dir, run_title(result))
     if lat or fa:
         fig = per_client_figure(result)
         fig.savefig(out_dir / "accuracy_per_client.png", dpi=120)
