@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analog.algorithms.base import Algorithm, algorithm_from_dict
+from analog.algorithms.presets import resolve as resolve_algorithm_preset
 from analog.algorithms.sgd import AnalogSGD
 from analog.devices import ConstantStep, Device, Ideal, device_from_dict
 from analog.periphery import IOConfig, MappingConfig, UpdateConfig
@@ -103,7 +104,8 @@ class TileConfig:
         if "device" in data:
             kwargs["device"] = device_from_dict(data["device"], prefix="device.")
         if "algorithm" in data:
-            kwargs["algorithm"] = algorithm_from_dict(data["algorithm"], prefix="algorithm.")
+            kwargs["algorithm"] = algorithm_from_dict(resolve_algorithm_preset(data["algorithm"], "algorithm."),
+                                                      prefix="algorithm.")
         for name in ("forward", "backward"):
             if name in data:
                 kwargs[name] = IOConfig.from_dict(data[name], prefix=f"{name}.")

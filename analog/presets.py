@@ -12,6 +12,9 @@
                   backward -- a model that survives deployment on noisy tiles (Rasch et al. 2023)
 - "reram-sb", "ecram", "capacitor": published device types (see analog.devices presets) with the
                   default periphery
+- "reram-sb-ttv2", "reram-sb-chopped-ttv2", "reram-sb-agad": "reram-sb" training with aihwkit's
+                  TTv2ReRamSBPreset / ChoppedTTv2ReRamSBPreset / AGADReRamSBPreset settings (the
+                  algorithm presets of analog.algorithms.presets, whose docstrings give the values)
 - "default-mapped": "default" with weight mapping (MappingConfig: omega 0.5 per column, re-mapped
                   every 100 steps): every layer's signal sits well above the 0.06 output noise; the
                   re-mapping gives the weights room to grow (measured: docs/design.md §2.6)
@@ -26,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from analog import devices
+from analog.algorithms import presets as algorithm_presets
 from analog.config import TileConfig
 from analog.periphery import IOConfig, MappingConfig, UpdateConfig
 from analog.validation import choice
@@ -48,6 +52,10 @@ PRESETS: dict[str, Callable[[], TileConfig]] = {
     "reram-sb": lambda: TileConfig(device=devices.ReRAMSoftBounds()),
     "ecram": lambda: TileConfig(device=devices.ECRAM()),
     "capacitor": lambda: TileConfig(device=devices.Capacitor()),
+    "reram-sb-ttv2": lambda: TileConfig(device=devices.ReRAMSoftBounds(), algorithm=algorithm_presets.ttv2_reram_sb()),
+    "reram-sb-chopped-ttv2": lambda: TileConfig(device=devices.ReRAMSoftBounds(),
+                                                algorithm=algorithm_presets.chopped_ttv2_reram_sb()),
+    "reram-sb-agad": lambda: TileConfig(device=devices.ReRAMSoftBounds(), algorithm=algorithm_presets.agad_reram_sb()),
     "default-mapped": lambda: TileConfig(mapping=MappingConfig(weight_scaling_omega=0.5, remap_every=100)),
     "softbounds-mapped": lambda: TileConfig(device=devices.SoftBounds(),
                                             mapping=MappingConfig(weight_scaling_omega=0.05)),

@@ -91,7 +91,8 @@ class Algorithm:
 
 
 def algorithm_from_dict(data: Mapping[str, Any] | Algorithm, prefix: str = "") -> Algorithm:
-    """``{"type": "AnalogSGD", ...}`` -> algorithm; errors name the field."""
+    """``{"type": "AnalogSGD", ...}`` -> algorithm; errors name the field. (A ``{"preset": ...}`` table
+    is resolved first by analog.algorithms.presets.resolve, as TileConfig.from_dict does.)"""
     if isinstance(data, Algorithm):
         return data
     return from_type_table(data, ALGORITHMS, "algorithm", prefix, lambda cls, kwargs: cls.from_kwargs(kwargs))

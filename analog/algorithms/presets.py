@@ -1,0 +1,79 @@
+"""Named training-algorithm settings, usable from TOML as ``algorithm = { preset = "agad-reram-sb" }``
+(other keys of the table override the preset's fields).
+
+The ``*-reram-sb`` presets mirror aihwkit's ReRAM soft-bounds compound presets
+(aihwkit/simulator/presets/configs.py: TTv2ReRamSBPreset, ChoppedTTv2ReRamSBPreset, AGADReRamSBPreset)
+in this simulator's parameters; use them with ``device = { type = "ReRAMSoftBounds" }`` (the tile
+presets "reram-sb-ttv2", "reram-sb-chopped-ttv2", "reram-sb-agad" in analog.presets do). The mapping:
+
+- aihwkit's ``fast_lr`` with ``auto_scale`` -> ``fast_lr``, ``auto_scale = true``: P's rate is
+  fixed, normalized by the running max|x| max|d|, whatever the optimizer's lr;
+- ``scale_transfer_lr = True`` (aihwkit's default) -> ``scale_transfer_lr = true``: the optimizer's lr
+  sets the transfer rate; ``transfer_lr = 1``;
+- ``auto_granularity = 1000`` -> ``auto_granularity = 1000``: aihwkit counts mat-vecs (one column
+  read per mat-vec, ``units_in_mbatch = False``), this simulator counts transfers (one column per
+  optimizer update by default): the threshold is dw_min * 1000 / (transfers per pass) either way;
+- the transfer's ``desired_bl = 1`` -> ``max_pulses = 1``; ``forget_buffer`` (aihwkit's default,
+  momentum 0) -> ``forget_buffer = true``; aihwkit's ``gamma`` default 0 -> ``gamma = 0``;
+- ``subtract_symmetry_point = True`` on both devices -> ``reference = "none"``: this simulator's
+  ReRAMSoftBounds has its symmetric point at 0 (analog.devices.ReRAMSoftBounds).
+
+The ``*-finetune`` presets are this project's settings for fine-tuning programmed pretrained weights
+for a few epochs (the fleet's edge clients), chosen with ``benchmarks/finetune_drift.py``
+(docs/tiki_taka.md has the measurements).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+from analog.algorithms.base import Algorithm
+from analog.algorithms.tiki_taka import AGAD, TTv2
+
+_AIHWKIT_SB = dict(gamma=0.0, fast_lr=0.5, auto_scale=True, scale_transfer_lr=True, transfer_lr=1.0,
+                   auto_granularity=1000.0, max_pulses=1, forget_buffer=True, reference="none")
+
+
+def ttv2_reram_sb() -> TTv2:
+    """aihwkit TTv2ReRamSBPreset: ChoppedTransferCompound with in_chop_prob 0.0, fast_lr 0.5,
+    auto_scale, auto_granularity 1000 (transfer_every 1, transfer_lr 1 scaled by the SGD lr)."""
+    return TTv2(chop_probability=0.0, **_AIHWKIT_SB)
+
+
+def chopped_ttv2_reram_sb() -> TTv2:
+    """aihwkit ChoppedTTv2ReRamSBPreset: as TTv2ReRamSBPreset with in_chop_prob 0.01 (random flips)."""
+    return TTv2(chop_probability=0.01, **_AIHWKIT_SB)
+
+
+def agad_reram_sb() -> AGAD:
+    """aihwkit AGADReRamSBPreset: DynamicTransferCompound with in_chop_prob 0.02 (a regular chopper
+    period of 50 reads per column), tail_weightening 5, fast_lr 0.5, auto_scale, auto_granularity 1000."""
+    return AGAD(chop_probability=0.02, tail_weightening=5.0, **_AIHWKIT_SB)
+
+
+ALGORITHM_PRESETS: dict[str, Callable[[], Algorithm]] = {
+    "ttv2-reram-sb": ttv2_reram_sb,
+    "chopped-ttv2-reram-sb": chopped_ttv2_reram_sb,
+    "agad-reram-sb": agad_reram_sb,
+}
+
+
+def algorithm_preset(name: str) -> Algorithm:
+    """The named preset; ValueError lists the names."""
+    if name not in ALGORITHM_PRESETS:
+        raise ValueError(f"preset: got {name!r}, must be one of {', '.join(sorted(ALGORITHM_PRESETS))}")
+    return ALGORITHM_PRESETS[name]()
+
+
+def resolve(data: Mapping[str, Any] | Algorithm, prefix: str = "") -> Mapping[str, Any] | Algorithm:
+    """An algorithm table that names a preset (``{"preset": name, ...}``) -> the preset's table with the
+    other keys overriding its fields; anything else unchanged. Errors name the field."""
+    if not isinstance(data, Mapping) or "preset" not in data:
+        return data
+    if "type" in data:
+        raise ValueError(f"{prefix}preset: got both preset {data['preset']!r} and type {data['type']!r}; "
+                         "give one (a preset names its type)")
+    try:
+        base = algorithm_preset(data["preset"]).to_dict()
+    except ValueError as exc:
+        raise ValueError(f"{prefix}{exc}") from None
+    return {**base, **{k: v for k, v in data.items() if k != "preset"}}
