@@ -61,7 +61,7 @@ class SweepSpec:
     latent_dims: list[int]
     bits: list[int]
     devices: list[str]          # device type names; empty = the config's device
-    algorithms: list[str]       # algorithm names; empty = the config's algorithm
+    algorithms: list[str]       # algorithm names or presets, "@edge" / "@server": that side only; empty = the config's
     references: bool = True     # digital pipeline + raw-pixel classifier
     fedavg: bool = False
 
@@ -81,34 +81,58 @@ class SweepSpec:
         side's, each with the line's device / algorithm swapped in, so both sides train alike."""
         if fleet.digital:
             return [("digital", None)]
-        for flag, names, registry in (("--devices", self.devices, DEVICES), ("--algorithms", self.algorithms, ALGORITHMS)):
-            for name in names:
-                if name not in registry:
-                    raise ConfigError(f"{flag}: got {name!r}, must be one of {', '.join(sorted(registry))}")
-        devs = self.devices or [None]
-        algs = self.algorithms or [None]
+        for name in self.devices:
+            if name not in DEVICES:
+                raise ConfigError(f"--devices: got {name!r}, must be one of {', '.join(sorted(DEVICES))}")
+        lines = [_algorithm_line(a) for a in self.algorithms] or [(None, "both")]
         out = []
-        for dev in devs:
-            for alg in algs:
-                tiles = {"analog": _swap(fleet.analog, dev, alg)}
-                for side in ("edge", "classifier"):
-                    if "analog" in getattr(fleet, side):
-                        tiles[side] = _swap(getattr(fleet, side)["analog"], dev, alg)
+        for dev in self.devices or [None]:
+            for alg, where in lines:
+                # "@edge": only the edge autoencoders train with the line's algorithm, the server keeps
+                # the config's; "@server": the reverse (the edge pinned to the config's own table)
+                server_alg = alg if where in ("both", "server") else None
+                edge_alg = alg if where in ("both", "edge") else None
+                tiles = {"analog": _swap(fleet.analog, dev, server_alg)}
+                if "analog" in fleet.classifier:
+                    tiles["classifier"] = _swap(fleet.classifier["analog"], dev, server_alg)
+                if "analog" in fleet.edge or where != "both":
+                    tiles["edge"] = _swap(fleet.edge.get("analog", fleet.analog), dev, edge_alg)
                 _apply(fleet, tiles)          # validates every table
-                tile = tiles["analog"]
-                d = (tile.get("device") or {}).get("type", "default")
-                a = (tile.get("algorithm") or {}).get("type", "AnalogSGD")
-                out.append((f"{a} on {d}", tiles))
+                d = (tiles["analog"].get("device") or {}).get("type", "default")
+                a = _algorithm_name((tiles["edge"] if where == "edge" else tiles["analog"]).get("algorithm"))
+                label = f"{a} on {d}" if where == "both" else f"{a} on {d}, {where} only"
+                tiles["line_algorithm"] = a if where == "both" else f"{a}@{where}"
+                out.append((label, tiles))
         return out
 
 
-def _swap(tile: dict[str, Any] | None, device: str | None, algorithm: str | None) -> dict[str, Any]:
-    """A copy of a TileConfig table with the device and/or algorithm replaced (None: kept)."""
+def _algorithm_line(text: str) -> tuple[dict[str, Any], str]:
+    """``NAME`` or ``NAME@edge`` / ``NAME@server`` -> (algorithm table, side); NAME an algorithm type
+    or an algorithm preset (analog.algorithms.presets)."""
+    from analog.algorithms.presets import ALGORITHM_PRESETS
+
+    name, _, where = text.partition("@")
+    check_choice("--algorithms side", where or "both", ("both", "edge", "server"))
+    if name in ALGORITHMS:
+        return {"type": name}, where or "both"
+    if name in ALGORITHM_PRESETS:
+        return {"preset": name}, where or "both"
+    raise ConfigError(f"--algorithms: got {name!r}, must be one of "
+                      f"{', '.join(sorted(ALGORITHMS) + sorted(ALGORITHM_PRESETS))} (optionally @edge or @server)")
+
+
+def _algorithm_name(table: dict[str, Any] | None) -> str:
+    table = table or {}
+    return table.get("preset") or table.get("type", "AnalogSGD")
+
+
+def _swap(tile: dict[str, Any] | None, device: str | None, algorithm: dict[str, Any] | None) -> dict[str, Any]:
+    """A copy of a TileConfig table with the device and/or algorithm table replaced (None: kept)."""
     out = copy.deepcopy(tile) or {}
     if device:
         out["device"] = {"type": device}
     if algorithm:
-        out["algorithm"] = {"type": algorithm}
+        out["algorithm"] = dict(algorithm)
     return out
 
 
@@ -131,7 +155,7 @@ def _point_fleet(fleet: FleetConfig, tiles: dict | None, latent_dim: int, bits: 
 def _row(label: str, tiles: dict | None, lat: dict, seconds: float) -> dict[str, Any]:
     tile = None if tiles is None else tiles["analog"]
     dev = "digital" if tile is None else (tile.get("device") or {}).get("type", "default")
-    alg = "digital" if tile is None else (tile.get("algorithm") or {}).get("type", "AnalogSGD")
+    alg = "digital" if tile is None else tiles.get("line_algorithm") or _algorithm_name(tile.get("algorithm"))
     return {"label": label, "device": dev, "algorithm": alg, "digital": tile is None,
             "latent_dim": lat["latent_dim"], "bits": lat["bits"], "accuracy": lat["accuracy"],
             "accuracy_min": lat["accuracy_spread"]["min"], "accuracy_max": lat["accuracy_spread"]["max"],
@@ -231,11 +255,13 @@ def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: Sw
 
 
 def format_sweep(rows: list[dict], refs: dict) -> str:
-    table = [["line", "d", "bits", "pixels/d", "raw/wire", "accuracy", "client min..max", "recon MSE"]]
+    table = [["line", "d", "bits", "pixels/d", "raw/wire", "accuracy", "client min..max", "recon MSE",
+              "server held-out"]]
     for r in rows:
         table.append([r["label"], str(r["latent_dim"]), str(r["bits"]), f"{r['compression_pixels']:.1f}",
                       f"{r['compression_wire']:.1f}x", f"{100 * r['accuracy']:.1f}%",
-                      f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%", f"{r['recon_mse']:.4f}"])
+                      f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%", f"{r['recon_mse']:.4f}",
+                      f"{100 * r['classifier_held_out']:.1f}%"])
     lines = [grid(table)]
     if "raw_pixels" in refs:
         lines.append(f"raw-pixel MLP (central, pooled): {100 * refs['raw_pixels']['accuracy']:.1f}%")

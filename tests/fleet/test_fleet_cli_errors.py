@@ -44,7 +44,7 @@ def test_missing_edge_data_path_names_that_key(tmp_path):
 
 @pytest.mark.parametrize("flags, message", [
     (["--devices", "Foo"], "--devices: got 'Foo', must be one of AsymmetricLinear, "),
-    (["--algorithms", "Foo"], "--algorithms: got 'Foo', must be one of AnalogSGD, "),   # the registry's names
+    (["--algorithms", "Foo"], "--algorithms: got 'Foo', must be one of AGAD, AnalogSGD, "),   # the registry's names
     (["--latent-dims", "-8,16"], "--latent-dims: got -8, must be >= 1"),
     (["--bits", "8,5"], "--bits: got 5, must be one of 32, 16, 8, 4"),
 ])

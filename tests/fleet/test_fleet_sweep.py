@@ -53,6 +53,26 @@ def test_sweep_spec_errors_name_the_flag():
         SweepSpec.parse("4", "8", devices="NoSuchDevice").tiles(fleet)
 
 
+def test_sweep_lines_train_one_side_or_both_with_an_algorithm_or_preset():
+    """``--algorithms NAME@edge`` swaps only the edge's table (the server keeps the config's),
+    ``@server`` only the server's (the edge pinned to the config's own), a bare name both; a name may
+    be an algorithm preset, whose table then goes to the side as given."""
+    mp = {"device": {"type": "ReRAMSoftBounds"}, "algorithm": {"type": "MixedPrecision"}}
+    fleet = _fleet().with_overrides(digital=False, analog=mp)
+    lines = dict(SweepSpec.parse("4", "8", algorithms="AGAD@edge,agad-reram-sb@server,TTv2").tiles(fleet))
+    assert list(lines) == ["AGAD on ReRAMSoftBounds, edge only", "agad-reram-sb on ReRAMSoftBounds, server only",
+                           "TTv2 on ReRAMSoftBounds"]
+    edge = lines["AGAD on ReRAMSoftBounds, edge only"]
+    assert edge["edge"]["algorithm"] == {"type": "AGAD"} and edge["analog"] == mp
+    server = lines["agad-reram-sb on ReRAMSoftBounds, server only"]
+    assert server["analog"]["algorithm"] == {"preset": "agad-reram-sb"} and server["edge"] == mp
+    both = lines["TTv2 on ReRAMSoftBounds"]
+    assert both["analog"]["algorithm"] == {"type": "TTv2"} and "edge" not in both   # the edge uses [analog]
+    assert edge["line_algorithm"] == "AGAD@edge"
+    with pytest.raises(ConfigError, match="side: got 'cloud'"):
+        SweepSpec.parse("4", "8", algorithms="AGAD@cloud").tiles(fleet)
+
+
 def _rows():
     rows = []
     for label in ("TikiTaka on ReRAMSoftBounds", "digital"):
