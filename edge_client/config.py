@@ -31,6 +31,51 @@ def check_client_id(client_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class DefenseConfig:
+    """`[edge.defense]`: what the device does so that its released latents say less about its images.
+
+    Every key defaults to 0, which is the undefended pipeline bit for bit. docs/privacy.md, "Defenses",
+    has the measured accuracy/privacy trade-off of each; edge_client/defense.py and objectives.py
+    implement them.
+    """
+
+    noise_multiplier: float = 0.0   # Gaussian noise std = noise_multiplier * clip_norm on every released row
+    clip_norm: float = 0.0          # per-row L2 clip of each latent row before the noise (0 = no clip)
+    nopeek_weight: float = 0.0      # weight of dCor(x, z) in the AE's training loss (NoPeek)
+    label_weight: float = 0.0       # weight of a supervised head's cross-entropy on z (label-aware bottleneck)
+
+    def __post_init__(self) -> None:
+        for name in ("noise_multiplier", "clip_norm", "nopeek_weight", "label_weight"):
+            object.__setattr__(self, name, check_number(f"defense.{name}", getattr(self, name), 0.0))
+        if self.noise_multiplier > 0 and self.clip_norm == 0:
+            raise ConfigError(f"defense.clip_norm: got 0, must be > 0 when defense.noise_multiplier is set "
+                              f"(got {self.noise_multiplier}): the noise std is noise_multiplier * clip_norm")
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "DefenseConfig":
+        if isinstance(data, DefenseConfig):
+            return data
+        if not isinstance(data, dict):
+            raise ConfigError(f"defense: got {data!r}, must be a table with keys "
+                              f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ConfigError(f"defense.{unknown[0]}: unknown key; allowed keys are {', '.join(known)}")
+        return cls(**data)
+
+    @property
+    def active(self) -> bool:
+        """True when any defense changes what the device trains or releases."""
+        return any((self.noise_multiplier, self.clip_norm, self.nopeek_weight, self.label_weight))
+
+    @property
+    def trains(self) -> bool:
+        """True when the autoencoder's training loss changes (NoPeek or the label objective)."""
+        return bool(self.nopeek_weight or self.label_weight)
+
+
+@dataclass(frozen=True)
 class EdgeConfig:
     """One edge device: data, autoencoder, training, wire format and upload policy."""
 
@@ -83,6 +128,8 @@ class EdgeConfig:
     tls_server_name: str | None = None  # override the name checked against the server certificate
     enrollment_secret: str | None = None
     token: str | None = None            # an already issued token: skip Register
+    # privacy defenses (the [edge.defense] table; all 0 = none)
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -148,6 +195,7 @@ class EdgeConfig:
             raise ConfigError("tls_cert/tls_key: mutual TLS needs both a certificate and a key")
         if self.tls_cert is not None and self.tls_ca is None:
             raise ConfigError("tls_ca: required when tls_cert is set (mutual TLS needs TLS)")
+        object.__setattr__(self, "defense", DefenseConfig.from_dict(self.defense))
         if self.extra:
             raise ConfigError(f"unknown keys: {', '.join(sorted(self.extra))}")
 
@@ -193,6 +241,8 @@ class EdgeConfig:
                 if f.name == "analog":  # not the default: TOML has no null, so say it
                     out[f.name] = "none"
                 continue
+            if isinstance(v, DefenseConfig):
+                v = dataclasses.asdict(v)
             out[f.name] = list(v) if isinstance(v, tuple) else v
         for secret in ("enrollment_secret", "token"):
             out.pop(secret, None)  # never written to reports

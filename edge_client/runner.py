@@ -25,6 +25,7 @@ from protos import codec as wire
 from .autoencoder import Autoencoder, build_autoencoder, is_analog, resolve_kind
 from .codec import quantize_latents, wire_report
 from .config import EdgeConfig, check_client_id
+from .defense import STREAM_ANCHORS, STREAM_TEST, STREAM_TRAIN, release_latents, release_report
 from .state import ClientState
 from .data import DataError, Dataset, load_dataset, partition_indices, public_anchor_indices, split_train_test
 from .pretrain import load_weights
@@ -105,10 +106,12 @@ def public_anchor_images(cfg: EdgeConfig) -> np.ndarray:
 def upload_anchors(client: LatentClient, client_id: str, token: str, model: Autoencoder, cfg: EdgeConfig,
                    scale: list[float] | None, seed: int):
     """Encode the public anchors with this chip's encoder, quantize them on the training upload's
-    grid (`scale`) and upload them flagged as anchors; None when the config uploads no anchors."""
+    grid (`scale`) and upload them flagged as anchors; None when the config uploads no anchors.
+    The defense's clip and noise apply to them as to every released row (edge_client/defense.py)."""
     if not (cfg.anchors and cfg.upload_anchors):
         return None
-    q_a = _quantize_like(encode(model, public_anchor_images(cfg)), cfg.bits, scale, seed + 4)
+    z_a = release_latents(encode(model, public_anchor_images(cfg)), cfg.defense, seed, STREAM_ANCHORS)
+    q_a = _quantize_like(z_a, cfg.bits, scale, seed + 4)
     return client.upload(client_id, token, q_a, np.arange(q_a.num_rows), anchors=True, chunk_bytes=cfg.chunk_bytes)
 
 
@@ -203,13 +206,15 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     with counting(events), events.phase("train"):
         result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                    lr=cfg.lr, optimizer=cfg.optimizer, seed=seed, progress=progress,
-                                   desc=f"{client_id} AE")
+                                   desc=f"{client_id} AE", y_train=data.y_train, defense=cfg.defense,
+                                   num_classes=data.dataset.num_classes)
     times["train_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     with counting(events), events.phase("encode"):
         z = encode(model, data.x_train)
-        quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
+        z_rel = release_latents(z, cfg.defense, seed, STREAM_TRAIN)   # clip + noise before quantization
+        quant = quantize_latents(z_rel, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
         events.digital("dig_quant", z.size)
     z_hat = quant.dequantize()
     times["encode_s"] = time.perf_counter() - t
@@ -230,7 +235,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     anchor_bytes = anchor_up.wire_bytes if anchor_up is not None else 0
     sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
                        wire_bytes=sum(u.wire_bytes for u in uploads) + anchor_bytes)
-    z_std = float(z.std()) or 1.0
+    z_std = float(z_rel.std()) or 1.0
     summary = {
         "client_id": client_id,
         "server": server_address,
@@ -245,7 +250,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
         **sent,
         "per_feature_scale": cfg.per_feature_scale,
         "scale": quant.scale_list(),
-        "quantization_rmse_rel": float(np.sqrt(np.mean((z_hat - z) ** 2))) / z_std,
+        "quantization_rmse_rel": float(np.sqrt(np.mean((z_hat - z_rel) ** 2))) / z_std,
         "recon_mse_initial": result.initial_val_mse,
         "recon_mse": result.val_mse,
         "train_loss": result.train_loss,
@@ -262,6 +267,9 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
         "state_dir": str(state),
         "events": events.to_dict(),              # simulated events per tile and phase (docs/energy.md)
     }
+    if cfg.defense.active:   # epsilon per released row and the training objective (docs/privacy.md)
+        summary["defense"] = {**release_report(z, cfg.defense).to_dict(),
+                              "nopeek_weight": cfg.defense.nopeek_weight, "label_weight": cfg.defense.label_weight}
     ClientState(client_id=client_id, partition_id=partition_id, num_partitions=num_partitions, alpha=alpha,
                 seed=seed, latent_dim=cfg.latent_dim, bits=cfg.bits, scale=quant.scale_list(),
                 config=cfg.to_dict(), image_shape=list(data.dataset.image_shape)).save(state)
@@ -297,10 +305,10 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
     saved = ClientState.load(state)
     saved.check_matches(state, client_id=client_id, partition_id=partition_id, num_partitions=num_partitions,
                         alpha=alpha)
-    trained_cfg = saved.config
+    trained_cfg = {"defense": EdgeConfig().to_dict()["defense"], **saved.config}   # state saved before defenses
     now = cfg.to_dict()
     for key in ("dataset", "data_path", "seed", "max_samples", "test_fraction", "autoencoder", "latent_dim",
-                "conv_channels", "mlp_hidden", "init_seed", "analog", "anchors", "anchor_path"):
+                "conv_channels", "mlp_hidden", "init_seed", "analog", "anchors", "anchor_path", "defense"):
         if trained_cfg.get(key) != now.get(key):
             raise ValueError(f"{key}: got {now.get(key)!r}, but {state} was trained with {trained_cfg.get(key)!r}")
     data = client_data(cfg, partition_id, num_partitions, alpha)
@@ -308,7 +316,8 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
     if data.test_idx.size == 0:
         return out
     model = load_encoder(cfg, state, data.dataset.image_shape, partition_id)
-    z = encode(model, data.x_test)
+    # the held-out rows are released to Classify: the same clip and noise as every released row
+    z = release_latents(encode(model, data.x_test), cfg.defense, saved.seed, STREAM_TEST)
     # reuse the upload's scale: the test latents look like the training ones
     quant = _quantize_like(z, saved.bits, saved.scale or None, saved.seed + 3)
     token = cfg.token or (state / TOKEN_FILE).read_text().strip()

@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 import analog
 
 from .autoencoder import is_analog
+from .config import DefenseConfig
+from .objectives import LabelHead, defended_loss
 
 
 @dataclass
@@ -81,8 +83,12 @@ def encode(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256
 def train_autoencoder(model: nn.Module, x_train: np.ndarray | torch.Tensor,
                       x_val: np.ndarray | torch.Tensor | None = None, *, epochs: int = 5,
                       batch_size: int = 32, lr: float = 0.05, optimizer: str = "sgd", seed: int = 0,
-                      progress: bool = True, desc: str = "AE") -> TrainResult:
-    """Train on x_train for `epochs` (seeded shuffling); report held-out per-pixel MSE on x_val."""
+                      progress: bool = True, desc: str = "AE", y_train: np.ndarray | None = None,
+                      defense: DefenseConfig | None = None, num_classes: int | None = None) -> TrainResult:
+    """Train on x_train for `epochs` (seeded shuffling); report held-out per-pixel MSE on x_val.
+
+    `defense` (NoPeek and the label objective, edge_client/objectives.py) changes the loss; the label
+    objective needs `y_train`. train_loss stays the per-pixel reconstruction MSE in every case."""
     x_train = _as_tensor(x_train)
     if x_train.shape[0] == 0:
         raise ValueError("x_train: no samples to train on")
@@ -91,6 +97,15 @@ def train_autoencoder(model: nn.Module, x_train: np.ndarray | torch.Tensor,
     if x_val is not None:
         result.initial_val_mse = reconstruction_mse(model, x_val)
     opt = make_optimizer(model, lr, optimizer)
+    trains = defense is not None and defense.trains
+    head, head_opt, y_t = None, None, None
+    if trains and defense.label_weight:
+        if y_train is None or len(y_train) != x_train.shape[0]:
+            raise ValueError("y_train: the label objective (defense.label_weight > 0) needs one label per image")
+        y_t = torch.tensor(np.asarray(y_train), dtype=torch.int64)
+        head = LabelHead(model.latent_dim, int(num_classes or int(y_t.max()) + 1), seed)
+        # digital, device-only: Adam reaches a useful head within the first epoch of a 5-epoch run
+        head_opt = torch.optim.Adam(head.parameters(), lr=1e-2)
     gen = torch.Generator().manual_seed(int(seed))
     n = x_train.shape[0]
     pixels = x_train[0].numel()
@@ -102,17 +117,29 @@ def train_autoencoder(model: nn.Module, x_train: np.ndarray | torch.Tensor,
         perm = torch.randperm(n, generator=gen)
         running, seen = 0.0, 0
         for start in range(0, n, batch_size):
-            xb = x_train[perm[start:start + batch_size]]
+            idx = perm[start:start + batch_size]
+            xb = x_train[idx]
             opt.zero_grad(set_to_none=True)
-            recon = model(xb)
-            loss = torch.sum((recon - xb) ** 2) / xb.shape[0]
+            if trains:
+                if head_opt is not None:
+                    head_opt.zero_grad(set_to_none=True)
+                z = model.encode(xb)
+                recon = model.decoder(z)
+                rec_loss = torch.sum((recon - xb) ** 2) / xb.shape[0]
+                loss = defended_loss(rec_loss, xb, z, y_t[idx] if y_t is not None else None, head,
+                                     defense.nopeek_weight, defense.label_weight)
+            else:
+                recon = model(xb)
+                rec_loss = loss = torch.sum((recon - xb) ** 2) / xb.shape[0]
             if not torch.isfinite(loss):
                 bar.close()
                 raise FloatingPointError(f"training diverged (loss {float(loss)}); lower lr (got {lr})")
             loss.backward()
             opt.step()
+            if head_opt is not None:
+                head_opt.step()
             result.steps += 1
-            running += float(loss.detach()) * xb.shape[0]
+            running += float(rec_loss.detach()) * xb.shape[0]
             seen += xb.shape[0]
             bar.update(1)
             if result.steps % 20 == 0:

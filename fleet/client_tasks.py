@@ -19,6 +19,7 @@ from torch import nn
 
 from edge_client import runner as edge_runner
 from edge_client.codec import quantize_latents, wire_report
+from edge_client.defense import STREAM_TRAIN, release_latents
 from edge_client.state import ClientState
 from edge_client.training import encode
 from protos.client import LatentClient
@@ -111,6 +112,8 @@ def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, ds
         z = encode(encoder, data.x_train)
     if encoder is None and cfg.anchors and cfg.upload_anchors:   # the anchors need the trained encoder
         encoder = er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id)
+    # the same clip and noise (same seed and stream: the same noisy rows) as the first bit width released
+    z = release_latents(z, cfg.defense, seed, STREAM_TRAIN)
     quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
     cid = client_name(partition_id)
     with LatentClient(server_address) as client:

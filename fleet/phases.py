@@ -190,8 +190,19 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
         "latent_dim": edge.latent_dim,
         "bits": edge.bits,
         "classifier": classifier,
+        "defense": defense_summary(uploads),
         "clients": clients,
     }
+
+
+def defense_summary(uploads: list[dict]) -> dict[str, Any] | None:
+    """The edge defense the clients applied ([edge.defense]) with epsilon per released row; None without one.
+    Every client runs the same config, so the settings and epsilon are one; the clipped share is a mean."""
+    ds = [u["defense"] for u in uploads if u.get("defense")]
+    if not ds:
+        return None
+    return {**ds[0], "clipped_share": float(np.mean([d["clipped_share"] for d in ds])),
+            "row_norm_median": float(np.median([d["row_norm_median"] for d in ds])), "clients": len(ds)}
 
 
 def run_fedavg(grid: Any, fleet: FleetConfig, timer: PhaseTimer) -> dict[str, Any]:

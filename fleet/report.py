@@ -79,6 +79,8 @@ def format_table(result: dict[str, Any]) -> str:
         clf = lat["classifier"]
         parts.append(f"{classifier_summary(clf)}; store {'matches' if lat['store_matches'] else 'DOES NOT match'} the rows sent "
                      f"({lat['rows_stored']} stored / {lat['rows_sent']} sent)")
+        if lat.get("defense"):
+            parts.append(format_defense(lat["defense"]))
     if result.get("privacy"):
         parts.append(format_privacy(result["privacy"]))
     if result.get("deploy"):
@@ -88,6 +90,16 @@ def format_table(result: dict[str, Any]) -> str:
     t = result.get("timings_s", {})
     parts.append("wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return "\n".join(parts)
+
+
+def format_defense(d: dict[str, Any]) -> str:
+    """The edge defense in one line: its settings and epsilon per released row (docs/privacy.md)."""
+    eps = d.get("epsilon")
+    dp = (f"epsilon {eps:.3g} per released row (delta {d['delta']:g}, {d['neighbouring']})" if eps is not None
+          else "no epsilon (no noise)")
+    return (f"edge defense: noise_multiplier {d['noise_multiplier']:g}, clip_norm {d['clip_norm']:g} "
+            f"({100 * d['clipped_share']:.0f}% of rows clipped, median norm {d['row_norm_median']:.3g}), "
+            f"nopeek_weight {d['nopeek_weight']:g}, label_weight {d['label_weight']:g}; {dp}")
 
 
 def classifier_summary(clf: dict[str, Any]) -> str:
