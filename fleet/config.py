@@ -89,6 +89,10 @@ class FedAvgConfig:
         self.fraction_train = check_number(f"{s}.fraction_train", self.fraction_train, 0, 1, lo_open=True)
 
 
+#: the server-side attacks of the privacy suite (fleet/privacy/suite.py), strongest on the default first
+SERVER_ATTACKS = ("pretrained_map_tuned", "pretrained_map", "anchor_decoder", "pretrained_raw", "fora")
+
+
 @dataclass
 class EnergyConfig:
     """The energy and latency report (fleet/energy.py, docs/energy.md): the clients' radio link and
@@ -123,6 +127,14 @@ class PrivacyConfig:
     seed: int = 0
     dcor_samples: int = 1000           # dCor is O(n^2) in memory: rows subsampled (seeded) to at most this
     examples: int = 8                  # victims' images shown in privacy_reconstructions.png
+    # the server-side attack suite (fleet/privacy/suite.py, docs/privacy.md): no leaked pair
+    server_attacks: list[str] = field(default_factory=list)   # [] = every attack the server's holdings allow
+    attack_epochs: int = 20            # epochs of each server-side attacker's training
+    attack_lr: float = 1e-3            # Adam
+    attack_batch_size: int = 64
+    attack_noise: float = 0.1          # latent augmentation: noise std as a fraction of each feature's std
+    public_images: int = 500           # the attacker's public set when the fleet has none (fleet.anchors = 0)
+    reid_candidates: int = 100         # re-identification: nearest among this many same-class images
 
     def __post_init__(self) -> None:
         s = "privacy"
@@ -136,6 +148,18 @@ class PrivacyConfig:
         self.seed = check_int(f"{s}.seed", self.seed, 0)
         self.dcor_samples = check_int(f"{s}.dcor_samples", self.dcor_samples, 4, 20_000)
         self.examples = check_int(f"{s}.examples", self.examples, 0, 64)
+        if not isinstance(self.server_attacks, (list, tuple)):
+            raise ConfigError(f"{s}.server_attacks: got {self.server_attacks!r}, must be a list of "
+                              f"{', '.join(SERVER_ATTACKS)} (empty = all the server's holdings allow)")
+        for name in self.server_attacks:
+            check_choice(f"{s}.server_attacks", name, SERVER_ATTACKS)
+        self.server_attacks = list(self.server_attacks)
+        self.attack_epochs = check_int(f"{s}.attack_epochs", self.attack_epochs, 1, 100_000)
+        self.attack_lr = check_number(f"{s}.attack_lr", self.attack_lr, 0.0, lo_open=True)
+        self.attack_batch_size = check_int(f"{s}.attack_batch_size", self.attack_batch_size, 1)
+        self.attack_noise = check_number(f"{s}.attack_noise", self.attack_noise, 0.0)
+        self.public_images = check_int(f"{s}.public_images", self.public_images, 10, 100_000)
+        self.reid_candidates = check_int(f"{s}.reid_candidates", self.reid_candidates, 2, 10_000)
 
 
 #: duration units of deploy.inference_times (a month is 30 days, a year 365)

@@ -81,3 +81,35 @@ def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]
     ssim = [structural_similarity(a, b, data_range=1.0, channel_axis=0, win_size=win)
             for a, b in zip(x, x_hat)] if win >= 3 else [float("nan")]
     return {"mse": float(mse.mean()), "psnr": float(psnr.mean()), "ssim": float(np.mean(ssim)), "n": int(len(x))}
+
+
+def reidentification(x: np.ndarray, y: np.ndarray, x_hat: np.ndarray, candidates: int = 100,
+                     seed: int = 0) -> dict[str, float]:
+    """Re-identification rate: the share of reconstructions whose nearest image (pixel L2) among
+    `candidates` same-class images of `x` (the original plus `candidates - 1` others drawn, seeded,
+    from the images of its class in `x`) is the original. Chance is 1 / candidates (1% at 100);
+    a class with fewer images offers all of them, and `chance` reports the mean 1 / offered.
+
+    Why same-class: the server holds every row's label, so re-identifying within the class is the
+    question the reconstruction, not the label, has to answer."""
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    x_hat = np.clip(np.asarray(x_hat, dtype=np.float32).reshape(len(x), -1), 0.0, 1.0)
+    y = np.asarray(y)
+    if len(y) != len(x):
+        raise ValueError(f"reidentification: {len(x)} images but {len(y)} labels; must be equal")
+    if candidates < 2:
+        raise ValueError(f"candidates: got {candidates}, must be >= 2")
+    if len(x) == 0:
+        return {"reid": float("nan"), "chance": float("nan"), "n": 0}
+    rng = np.random.default_rng(seed)
+    hits, chance = np.zeros(len(x), bool), np.zeros(len(x))
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        d = torch.cdist(torch.from_numpy(x_hat[idx]), torch.from_numpy(x[idx])).numpy()   # (recon, image)
+        k = min(candidates, len(idx))
+        for row in range(len(idx)):     # one draw of k - 1 other images per reconstruction
+            others = np.delete(np.arange(len(idx)), row)
+            pick = rng.choice(others, k - 1, replace=False) if k - 1 < len(others) else others
+            hits[idx[row]] = d[row, row] < d[row, pick].min(initial=np.inf)
+            chance[idx[row]] = 1.0 / k
+    return {"reid": float(hits.mean()), "chance": float(chance.mean()), "n": int(len(x))}

@@ -1,9 +1,11 @@
-"""The privacy phase of a fleet run (docs/fleet.md): dCor per client and the attack.
+"""The privacy phase of a fleet run (docs/privacy.md): dCor per client, the server-side attack
+suite, and the attack from one client's leaked pairs.
 
 `run_privacy` reads the latents exactly as the server stored them (`server.store.LatentStore`,
 dequantized, in upload order) and pairs them with the clients' training images from their
 partitions (`edge_client.runner.client_data`). The images never cross the wire: this is a
-measurement harness that holds the ground truth the attacker lacks.
+measurement harness that holds the ground truth the attacker lacks. What the server holds is
+gathered into a `ServerView`; the suite sees nothing else.
 """
 from __future__ import annotations
 
@@ -15,11 +17,15 @@ import torch
 
 from edge_client import runner as er
 from edge_client.config import EdgeConfig
-from fleet.client_tasks import client_name
+from edge_client.data import load_dataset, public_anchor_indices
+from fleet.client_tasks import client_name, pretrained_path
 from fleet.config import FleetConfig
 from fleet.privacy.attacker import attack, mean_metrics, reconstruct, standardize
+from fleet.privacy.decoders import FitSettings
 from fleet.privacy.figures import plot_reconstructions
 from fleet.privacy.metrics import distance_correlation
+from fleet.privacy.suite import Truth, run_suite
+from fleet.privacy.views import ClientView, ServerView
 from server import anchors as am
 from server.store import LatentStore
 
@@ -49,6 +55,30 @@ def _anchor_mapped(stored: dict[int, np.ndarray], anchors: dict[int, tuple[np.nd
     return {p: am.fit_map(*sets[p], ref_idx, ref, "lstsq").apply(stored[p]) for p in stored}
 
 
+def public_set(fleet: FleetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(images, labels, dataset indices or None) of the attacker's public set: the fleet's public
+    anchor set when it has one; otherwise `privacy.public_images` images of the dataset's public
+    slice, which then belong to clients (the phase leaves those rows out of the scores)."""
+    cfg = fleet.edge_config
+    ds = load_dataset(cfg.data_source)
+    if cfg.anchors and cfg.anchor_path is not None:
+        pub = load_dataset(cfg.anchor_path)
+        return np.asarray(pub.x[: cfg.anchors], np.float32), np.asarray(pub.y[: cfg.anchors]), None
+    idx = public_anchor_indices(ds.y, cfg.anchors or fleet.privacy.public_images)
+    return np.asarray(ds.x[idx], np.float32), np.asarray(ds.y[idx]), None if cfg.anchors else idx
+
+
+def server_view(fleet: FleetConfig, out_dir: Path, clients: dict[str, ClientView]) -> tuple[ServerView, np.ndarray | None]:
+    """What the server of this run holds (and the dataset indices of a borrowed public set)."""
+    px, py, borrowed = public_set(fleet)
+    pre = None
+    path = pretrained_path(out_dir / "clients")
+    if fleet.pretrained and path.is_file():
+        pre = torch.load(path, weights_only=True)
+    classes = int(max(py.max(initial=0), *(c.y.max(initial=0) for c in clients.values()))) + 1
+    return ServerView(fleet.edge_config, px, py, clients, pre, classes), borrowed
+
+
 def run_privacy(fleet: FleetConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
     """The privacy phase of a fleet run: dCor per client and the attack from `privacy.leaked_client`.
     Needs the run's store (`out_dir/server`) and client state dirs (`out_dir/clients`)."""
@@ -60,14 +90,21 @@ def run_privacy(fleet: FleetConfig, out_dir: Path, progress: bool = True) -> dic
         return {"skipped": "fleet.num_clients: got 1, the attack needs a leaked client and >= 1 victim"}
     store = LatentStore(store_dir, readonly=True)
     try:
-        stored = {p: store.latents(client_name(p))[0] for p in range(fleet.num_clients)}
+        rows = {p: store.latents(client_name(p)) for p in range(fleet.num_clients)}
         anchors = {p: store.anchor_latents(client_name(p)) for p in range(fleet.num_clients)}
     finally:
         store.close()
-    xs, dcor, own_recon = {}, [], {}
+    stored = {p: rows[p][0] for p in rows}
+    views = {client_name(p): ClientView.from_store(client_name(p), rows[p][0], rows[p][1], *anchors[p])
+             for p in rows}
+    view, borrowed = server_view(fleet, out_dir, views)
+    xs, dcor, own_recon, truth = {}, [], {}, {}
     for p in range(fleet.num_clients):
         cfg, data = _client_split(fleet, p)
         x = np.asarray(data.x_train, dtype=np.float32)
+        keep = np.ones(len(x), bool) if borrowed is None else ~np.isin(data.train_idx, borrowed)
+        if p != pc.leaked_client:
+            truth[client_name(p)] = Truth(x, np.asarray(data.y_train), keep)
         if len(stored[p]) != len(x):
             raise ValueError(f"store: {client_name(p)} has {len(stored[p])} stored rows but {len(x)} training "
                              "images; the privacy phase pairs them in upload order and needs all of them")
@@ -98,7 +135,17 @@ def run_privacy(fleet: FleetConfig, out_dir: Path, progress: bool = True) -> dic
         vA = {client_name(p): (xs[p], standardize(mapped[p])) for p in range(fleet.num_clients) if p != L}
         resA = attack(xs[L][leak], zA[leak], vA, pc, progress=progress)
         aligned = mean_metrics(resA.victims, "attack")
+    settings = FitSettings(pc.attack_epochs, pc.attack_lr, pc.attack_batch_size, pc.attack_noise, pc.seed)
+    extra = {"leaked_pairs": (f"{n_leak} leaked pairs of {client_name(L)} (digital MLP decoder)", res.recon)}
+    if set(truth) <= set(own_recon):
+        extra["own_decoder"] = ("the victims' own decoders (on their tiles)", own_recon)
+    suite = run_suite(view, truth, settings, pc.server_attacks or None, pc.reid_candidates, extra, progress)
+    suite_recon = suite.pop("recon")
+    if borrowed is not None:
+        suite["public_set"] = (f"{len(borrowed)} images of the dataset's public slice; the fleet has no public "
+                               "set, so victims' rows among them are not scored")
     out = {
+        "server_attack": suite,
         "leaked_client": client_name(L), "leaked_pairs": int(n_leak), "leaked_fraction": pc.leaked_fraction,
         "attacker": f"digital MLP {stored[L].shape[1]}-{pc.hidden}-{pc.hidden}-{xs[L][0].size}, "
                     f"Adam lr {pc.lr}, {pc.epochs} epochs, batch {pc.batch_size}, seed {pc.seed}",
@@ -113,7 +160,9 @@ def run_privacy(fleet: FleetConfig, out_dir: Path, progress: bool = True) -> dic
         "victims": res.victims,
     }
     try:
-        plot_reconstructions(xs, res.recon, own_recon, fleet, out_dir / "privacy_reconstructions.png", pc.examples)
+        best = suite.get("attack")
+        plot_reconstructions(xs, res.recon, own_recon, fleet, out_dir / "privacy_reconstructions.png", pc.examples,
+                             (best, suite_recon[best]) if best else None)
         out["figure"] = "privacy_reconstructions.png"
     except Exception as exc:  # noqa: BLE001 - a plot must never lose the numbers
         out["figure_error"] = f"{type(exc).__name__}: {exc}"

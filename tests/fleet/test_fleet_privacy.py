@@ -146,7 +146,8 @@ def test_local_fleet_privacy_phase_reads_the_store(tmp_path):
         "fleet": {"name": "priv", "dataset": "digits", "num_clients": 3, "digital": True, "backend": "local"},
         "edge": {"latent_dim": 16, "epochs": 3, "batch_size": 16, "lr": 0.03},
         "classifier": {"hidden": [32], "epochs": 5},
-        "privacy": {"enabled": True, "leaked_client": 1, "leaked_fraction": 0.5, "epochs": 20, "hidden": 128},
+        "privacy": {"enabled": True, "leaked_client": 1, "leaked_fraction": 0.5, "epochs": 20, "hidden": 128,
+                    "attack_epochs": 3, "public_images": 300},
     })
     priv = run_fleet(fleet, tmp_path)["privacy"]
     assert priv["leaked_client"] == "client-001" and [v["client_id"] for v in priv["victims"]] == \
@@ -163,3 +164,12 @@ def test_local_fleet_privacy_phase_reads_the_store(tmp_path):
     assert "mean-image guess" in (tmp_path / "table.txt").read_text()
     assert json.loads((tmp_path / "report.json").read_text())["privacy"]["dcor"] == pytest.approx(priv["dcor"])
     assert (tmp_path / "privacy_reconstructions.png").stat().st_size > 3000
+    # the server-side suite: no anchors and no pretrained weights here, so FORA on a borrowed public set
+    sa = json.loads((tmp_path / "report.json").read_text())["privacy"]["server_attack"]
+    assert sa["attack"] == "fora" and {"psnr", "ssim", "reid", "gain_db", "rows"} <= set(sa)
+    assert 5 < sa["psnr"] < 40 and 0 <= sa["ssim"] <= 1 and 0 <= sa["reid"] <= 1 and abs(sa["gain_db"]) < 20
+    assert "borrowed" not in sa and "public slice" in sa["public_set"]
+    assert 0 < sa["scored_images"] < rows["client-000"] + rows["client-002"]     # public-slice rows not scored
+    kinds = {r["attack"]: r["kind"] for r in sa["rows"]}
+    assert kinds["class_mean"] == "baseline" and kinds["leaked_pairs"] == "leaked_pairs"
+    assert "privacy: strongest server attack (no leak) fora" in (tmp_path / "table.txt").read_text()
