@@ -200,6 +200,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     # initialisation before it is not counted then
     with counting(events if not cfg.init_weights else None), events.phase("program"):
         model = build_client_autoencoder(cfg, data.dataset.image_shape, seed)
+    hooks = events.watch_digital(model)         # a digital model's layers (an analog one has none)
     with counting(events), events.phase("program"):
         events.name_tiles(model)
         init_bytes = program_initial_weights(model, cfg, seed) if cfg.init_weights else 0
@@ -230,6 +231,8 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
                                     rows_per_upload=cfg.rows_per_upload, chunk_bytes=cfg.chunk_bytes)
         with counting(events), events.phase("encode"):
             anchor_up = upload_anchors(client, client_id, token, model, cfg, quant.scale_list(), seed)
+    for hook in hooks:
+        hook.remove()
     times["upload_s"] = time.perf_counter() - t
 
     anchor_bytes = anchor_up.wire_bytes if anchor_up is not None else 0

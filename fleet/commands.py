@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from fleet.config import ALIGNMENTS, DEFAULT_CONFIG, PARTITIONERS, ConfigError, FleetConfig, resolve_config_path
+from fleet.config import ALIGNMENTS, DEFAULT_CONFIG, PARTITIONERS, RADIO_NAMES, ConfigError, FleetConfig, resolve_config_path
 from fleet.errors import FleetError
 from fleet.processes import ProcessError
 
@@ -31,6 +31,8 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--digital", action="store_true", default=None,
                    help="identical pipeline without analog non-idealities (digital tiles on both sides)")
     p.add_argument("--seed", type=int, help="fleet seed")
+    p.add_argument("--radio", choices=list(RADIO_NAMES),
+                   help="the clients' radio link priced in the energy report (overrides energy.radio; docs/energy.md)")
 
 
 def _load(args: argparse.Namespace) -> FleetConfig:
@@ -44,6 +46,8 @@ def _load(args: argparse.Namespace) -> FleetConfig:
         except ConfigError as exc:
             raise ConfigError(str(exc).replace("deploy.inference_times", "--inference-times")) from None
         fleet = fleet.with_overrides(deploy=deploy)
+    if getattr(args, "radio", None):
+        fleet = fleet.with_overrides(energy=dataclasses.replace(fleet.energy, radio=args.radio))
     fleet = fleet.with_overrides(num_clients=args.clients, partitioner=args.partitioner, alpha=args.alpha,
                                  alignment=args.alignment, backend=args.backend, server=args.server,
                                  digital=args.digital, seed=args.seed, mode=getattr(args, "mode", None))
@@ -127,7 +131,7 @@ def _is_host_port(value: str) -> bool:
 def _run_demo(args: argparse.Namespace) -> int:
     args.config = args.config or DEFAULT_CONFIG
     for flag in ("clients", "partitioner", "alpha", "alignment", "backend", "server", "seed", "latent_address",
-                 "admin_token", "privacy", "ray_address"):
+                 "admin_token", "privacy", "ray_address", "radio"):
         setattr(args, flag, None)
     if args.out:
         return _run_fleet(args)
@@ -159,7 +163,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), f"sweep-{fleet.name}")
     run_sweep(fleet, spec, out)
     print((out / "sweep_table.txt").read_text(), end="")
-    print(f"sweep: {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}")
+    print(f"sweep: {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}, {out / 'sweep_energy.png'}")
     return 0
 
 

@@ -163,7 +163,7 @@ def format_energy(energy: dict[str, Any]) -> str:
     x = energy.get("crossover") or {}
     if x:
         text = (f"radio/compute {x['radio_over_compute']:.3g} (analog, typical); radio would equal compute at "
-                f"{_eng(x['upload_bits_where_radio_equals_compute'] / 8, 'B')} uploaded")
+                f"{_eng(x['upload_bits_where_radio_equals_compute'] / 8, 'B')} moved (up + down)")
         if "fedavg_rounds_costing_the_same" in x:
             text += (f"; the latent pipeline costs as much as {x['fedavg_rounds_costing_the_same']:.3g} FedAvg "
                      "rounds on the analog chip")
@@ -244,3 +244,105 @@ def as_json(energy: dict[str, Any]) -> dict[str, Any]:
             return [conv(x) for x in v]
         return v
     return conv(energy)
+
+
+# ---------------------------------------------------------------------- sweep
+#: per-point columns the sweep adds (mean client, typical unless named; J and s)
+SWEEP_FIELDS = ["energy_j", "energy_j_min", "energy_j_max", "compute_j", "radio_j", "latency_s",
+                "energy_mcu_j", "energy_npu_j", "fedavg_round_j", "fedavg_rounds_same_j", "radio_over_compute",
+                "upload_bytes_radio_equals_compute"]
+_CARRIED = ("events", "labels", "init_bytes_down", "n_train", "pixels")
+
+
+def point_energy(fleet: FleetConfig, lat: dict[str, Any], trained: list[dict[str, Any]] | None = None) -> dict[str, float]:
+    """SWEEP_FIELDS of one sweep point: the mean client of ``energy_report``. ``trained``: the clients of
+    the point whose encoders these latents come from (a re-quantized bit width trains nothing new:
+    its compute is theirs, its radio its own bytes)."""
+    clients = [dict(c) for c in lat.get("clients", [])]
+    if trained:
+        src = {c["client_id"]: c for c in trained}
+        for c in clients:
+            for key in _CARRIED:
+                if key in src.get(c["client_id"], {}):
+                    c[key] = src[c["client_id"]][key]
+    nan = float("nan")
+    if not fleet.energy.enabled or not clients:
+        return {k: nan for k in SWEEP_FIELDS}
+    e = energy_report(fleet, {"latent": {"clients": clients}})
+    total = _mean([c["total_j"] for c in e["clients"]])
+    fed = e.get("fedavg_per_round")
+    x = e.get("crossover", {})
+    return {"energy_j": total.typical, "energy_j_min": total.min, "energy_j_max": total.max,
+            "compute_j": _mean([c["compute_j"] for c in e["clients"]]).typical,
+            "radio_j": _mean([c["radio_j"] for c in e["clients"]]).typical,
+            "latency_s": _mean([c["latency_s"] for c in e["clients"]]).typical,
+            "energy_mcu_j": _mean([c["digital"]["mcu"]["total_j"] for c in e["clients"]]).typical,
+            "energy_npu_j": _mean([c["digital"]["edge_npu"]["total_j"] for c in e["clients"]]).typical,
+            "fedavg_round_j": fed["devices"]["analog"]["total_j"].typical if fed else nan,
+            "fedavg_rounds_same_j": x.get("fedavg_rounds_costing_the_same", nan),
+            "radio_over_compute": x.get("radio_over_compute", nan),
+            "upload_bytes_radio_equals_compute": x.get("upload_bits_where_radio_equals_compute", nan) / 8}
+
+
+def format_sweep_energy(rows: list[dict[str, Any]], radio_name: str, fedavg_rounds: int | None = None) -> str:
+    """Energy per device per point: total [min..max], its split, radio/compute, and how many FedAvg
+    rounds cost as much (latents win where FedAvg needs more rounds than that)."""
+    table = [["line", "d", "bits", "J/device", "compute", "radio", "radio/compute", "radio = compute at (bytes moved)",
+              "FedAvg rounds, same J", "MCU J/device"]]
+    for r in rows:
+        if not math.isfinite(r.get("energy_j", float("nan"))):
+            continue
+        table.append([r["label"], str(r["latent_dim"]), str(r["bits"]),
+                      f"{_eng(r['energy_j'], 'J')} [{_eng(r['energy_j_min'], 'J')}..{_eng(r['energy_j_max'], 'J')}]",
+                      _eng(r["compute_j"], "J"), _eng(r["radio_j"], "J"), f"{r['radio_over_compute']:.3g}",
+                      _eng(r["upload_bytes_radio_equals_compute"], "B"), f"{r['fedavg_rounds_same_j']:.3g}",
+                      _eng(r["energy_mcu_j"], "J")])
+    if len(table) == 1:
+        return ""
+    head = f"energy per device, radio {radio_name} (mean client, typical [min..max])"
+    tail = (f"FedAvg ran {fedavg_rounds} rounds: the latent pipeline costs less wherever 'FedAvg rounds, same J' "
+            f"< {fedavg_rounds}" if fedavg_rounds else "latents cost less than FedAvg when it needs more rounds "
+                                                         "than 'FedAvg rounds, same J'")
+    return "\n".join([head, grid(table), tail])
+
+
+def plot_sweep_energy(rows: list[dict[str, Any]], path: Path, radio_name: str, subtitle: str,
+                      fedavg: dict[str, Any] | None = None) -> Path | None:
+    """Accuracy vs energy per device (log x, min..max bars), one line per (line, bits); FedAvg's
+    per-round cost (and its whole run, if it ran) as vertical lines."""
+    pts_all = [r for r in rows if math.isfinite(r.get("energy_j", float("nan")))]
+    if not pts_all:
+        return None
+    import matplotlib  # imported on use (slow to import), with the file-only backend
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = {32: "o", 16: "D", 8: "s", 4: "^"}
+    fig, ax = plt.subplots(figsize=(8.5, 6.0), layout="constrained")
+    for (lab, bits) in dict.fromkeys((r["label"], r["bits"]) for r in pts_all):
+        pts = sorted((r for r in pts_all if r["label"] == lab and r["bits"] == bits), key=lambda r: r["energy_j"])
+        xs = [r["energy_j"] for r in pts]
+        ys = [100 * r["accuracy"] for r in pts]
+        line = ax.plot(xs, ys, marker=markers.get(bits, "o"), linestyle="--" if lab == "digital" else "-",
+                       label=f"{lab}, {bits}-bit")[0]
+        ax.errorbar(xs, ys, xerr=[[x - r["energy_j_min"] for x, r in zip(xs, pts)],
+                                  [r["energy_j_max"] - x for x, r in zip(xs, pts)]],
+                    fmt="none", ecolor=line.get_color(), elinewidth=0.8, capsize=2, alpha=0.6)
+        for x, y, r in zip(xs, ys, pts):
+            ax.annotate(f"d={r['latent_dim']}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    per_round = [r["fedavg_round_j"] for r in pts_all if math.isfinite(r.get("fedavg_round_j", float("nan")))]
+    if per_round:
+        ax.axvline(per_round[0], color="crimson", linestyle=":", label=f"one FedAvg round ({_eng(per_round[0], 'J')})")
+        if fedavg and fedavg.get("rounds"):
+            ax.axvline(per_round[0] * fedavg["rounds"], color="crimson", linestyle="-.",
+                       label=f"FedAvg, {fedavg['rounds']} rounds ({100 * fedavg['accuracy']:.1f}%)")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"energy per device (J, log): program + train + encode on analog tiles + {radio_name} radio")
+    ax.set_ylabel("fleet accuracy, per-client test splits (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(textwrap.fill(f"Accuracy vs energy per device, radio {radio_name} ({subtitle})", 90), fontsize=9)
+    fig.legend(loc="outside lower center", fontsize=7, ncol=2)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

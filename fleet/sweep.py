@@ -27,6 +27,7 @@ from analog.devices import DEVICES
 from fleet.client_tasks import LocalData, client_name, latent_evaluate, requantize_upload
 from common.validation import ConfigError, check_choice, check_int
 from fleet.config import FleetConfig
+from fleet.energy import SWEEP_FIELDS, format_sweep_energy, plot_sweep_energy, point_energy
 from fleet.fedavg import build_mlp, evaluate, train_local
 from fleet.phases import summarize_latent
 from fleet.pipeline import execute
@@ -37,7 +38,7 @@ from fleet.transport import LocalTransport
 
 CSV_FIELDS = ["label", "device", "algorithm", "digital", "latent_dim", "bits", "accuracy", "accuracy_min",
               "accuracy_max", "compression_pixels", "compression_wire", "bytes_up", "bytes_per_sample",
-              "recon_mse", "classifier_held_out", "seconds"]
+              "recon_mse", "classifier_held_out", "seconds", *SWEEP_FIELDS]
 
 
 def _ints(text: str, name: str, allowed: tuple[int, ...] | None = None) -> list[int]:
@@ -215,13 +216,16 @@ def run_sweep(fleet: FleetConfig, spec: SweepSpec, out_dir: str | Path) -> dict[
                 slug = f"{label.replace(' ', '_')}/d{d}"
                 t0 = time.perf_counter()
                 rep = execute(first, out / "points" / slug / f"b{spec.bits[0]}", LocalTransport(first.num_clients))
-                rows.append(_row(label, tile, rep["latent"], time.perf_counter() - t0))
+                rows.append({**_row(label, tile, rep["latent"], time.perf_counter() - t0),
+                             **point_energy(first, rep["latent"])})
                 bar.update(1)
                 src = out / "points" / slug / f"b{spec.bits[0]}" / "clients"
                 for b in spec.bits[1:]:
                     t0 = time.perf_counter()
-                    lat = _requantized_point(_point_fleet(fleet, tile, d, b), src, out / "points" / slug / f"b{b}")
-                    rows.append(_row(label, tile, lat, time.perf_counter() - t0))
+                    fleet_b = _point_fleet(fleet, tile, d, b)
+                    lat = _requantized_point(fleet_b, src, out / "points" / slug / f"b{b}")
+                    rows.append({**_row(label, tile, lat, time.perf_counter() - t0),
+                                 **point_energy(fleet_b, lat, rep["latent"]["clients"])})
                     bar.update(1)
                 _write(out, rows, {}, fleet, spec)      # partial results survive an interrupted sweep
     refs: dict[str, Any] = {}
@@ -242,15 +246,18 @@ def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: Sw
         w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         w.writeheader()
         for r in rows:
-            w.writerow({k: r[k] for k in CSV_FIELDS})
+            w.writerow({k: r.get(k) for k in CSV_FIELDS})
     result = {"config": fleet.to_dict(), "grid": {"latent_dims": spec.latent_dims, "bits": spec.bits,
                                                   "devices": spec.devices, "algorithms": spec.algorithms},
               "rows": rows, "references": refs}
     (out / "sweep.json").write_text(json.dumps(json_safe(result), indent=2))
-    (out / "sweep_table.txt").write_text(format_sweep(rows, refs) + "\n")
+    energy = format_sweep_energy(rows, fleet.energy.radio, refs.get("fedavg", {}).get("rounds"))
+    (out / "sweep_table.txt").write_text(format_sweep(rows, refs) + "\n" + (energy + "\n" if energy else ""))
     if rows:
-        plot_sweep(rows, refs, out / "sweep.png", f"{fleet.dataset}, {fleet.num_clients} clients, {fleet.partitioner}, "
-                                                  f"alignment {fleet.alignment}, 1 seed ({fleet.seed})")
+        subtitle = (f"{fleet.dataset}, {fleet.num_clients} clients, {fleet.partitioner}, "
+                    f"alignment {fleet.alignment}, 1 seed ({fleet.seed})")
+        plot_sweep(rows, refs, out / "sweep.png", subtitle)
+        plot_sweep_energy(rows, out / "sweep_energy.png", fleet.energy.radio, subtitle, refs.get("fedavg"))
     return result
 
 

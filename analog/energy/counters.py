@@ -68,6 +68,32 @@ class EventCounter:
             if tile is not None and hasattr(tile, "forward_mvm"):
                 self._register(tile, prefix + (name or "tile"))
 
+    def watch_digital(self, model: nn.Module, prefix: str = "") -> list[Any]:
+        """Count the MACs of ``model``'s digital nn.Linear / nn.Conv2d layers (a digital reference
+        model has no tiles): forward MACs per call, and while training with gradients on as many
+        again for the input gradient and for the weight gradient. Returns the hook handles (remove
+        them when done)."""
+        handles = []
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                handles.append(module.register_forward_hook(self._digital_hook(prefix + (name or "layer"))))
+        return handles
+
+    def _digital_hook(self, name: str) -> Any:
+        def hook(module: nn.Module, inputs: Any, output: Tensor) -> None:
+            if ACTIVE is not self:
+                return
+            per_out = module.in_features if isinstance(module, nn.Linear) else \
+                module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            macs = output.numel() * per_out
+            b = self._counts[(name, self.current_phase)]
+            b["mac_fwd"] += macs
+            b["dig_act"] += output.numel()
+            if module.training and output.requires_grad:
+                b["mac_bwd"] += macs
+                b["mac_update"] += macs
+        return hook
+
     def _register(self, tile: Any, name: str) -> str:
         old = self._names.get(id(tile))
         if old is not None and old != name:          # counted before it was named: move its counts

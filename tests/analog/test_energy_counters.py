@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import analog
+import analog.energy
 from analog import algorithms, devices
 from analog.energy import counting, totals
 from analog.periphery import IOConfig, UpdateConfig
@@ -158,3 +159,21 @@ def test_counting_changes_no_weight_and_no_random_draw(algorithm) -> None:
                            lb.tile.generator(torch.device("cpu")).get_state())
         assert torch.equal(la.tile.algorithm_state.generator().get_state(),
                            lb.tile.algorithm_state.generator().get_state())
+
+
+def test_digital_layers_count_their_macs() -> None:
+    """A digital reference model has no tiles: its Linear/Conv2d MACs are counted by hooks."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2 * 3 * 3, 4))
+    events = analog.energy.EventCounter()
+    hooks = events.watch_digital(model)
+    with counting(events):
+        model(torch.randn(5, 1, 5, 5)).sum().backward()
+        with torch.no_grad():
+            model.eval()
+            model(torch.randn(5, 1, 5, 5))
+    model(torch.randn(5, 1, 5, 5))                                  # counting off: not counted
+    for h in hooks:
+        h.remove()
+    fwd = 5 * (2 * 3 * 3 * 9 + 4 * 18)                             # conv: 18 outputs x 9 MACs; linear 4 x 18
+    c = events.totals()
+    assert c["mac_fwd"] == 2 * fwd and c["mac_bwd"] == fwd and c["mac_update"] == fwd
