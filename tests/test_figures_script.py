@@ -101,7 +101,7 @@ def test_docs_figures_come_from_files_their_commands_write():
     writers = {"robustness": inspect.getsource(robustness_report.plots),
                "deploy": inspect.getsource(deployment.plot_deploy),
                "deploy-hwa": inspect.getsource(deployment.plot_deploy)}
-    shown = (ROOT / "README.md").read_text() + (ROOT / "docs" / "fleet.md").read_text()
+    shown = "".join(page.read_text() for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     pairs = [(job.name, src, dst) for job in jobs for src, dst in job.docs_files]
     assert {name for name, _, _ in pairs} == set(writers)
     for name, src, dst in pairs:

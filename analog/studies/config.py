@@ -1,7 +1,7 @@
 """Settings of the response-function study: validated frozen dataclasses, loadable from TOML dicts.
 
 Three presets: ``full()`` (the grid of the issue: 3 seeds, every device/gamma_res/algorithm),
-``quick()`` (a reduced run used by the test; timings in analog/studies/README.md), and whatever a TOML
+``quick()`` (a reduced run used by the test; timings in docs/studies.md), and whatever a TOML
 file or CLI flags override on top of either.
 """
 from __future__ import annotations
@@ -182,7 +182,7 @@ class StudyConfig:
 
     @classmethod
     def quick(cls) -> "StudyConfig":
-        """A reduced study (timed in analog/studies/README.md): the orderings the test asserts, small MNIST runs."""
+        """A reduced study (timed in docs/studies.md): the orderings the test asserts, small MNIST runs."""
         return cls(
             seeds=(0,),
             least_squares=LeastSquaresSettings(devices=("power:3", "asym:0.3"), steps=1500, log_points=15),
