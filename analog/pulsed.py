@@ -252,7 +252,7 @@ class PulsedArray(nn.Module):
         columns; the pulsed update's sparse counts); counts are not checked (hot path)."""
         rec = _counters.ACTIVE
         if rec is not None:
-            rec.pulses(n_up, n_down)
+            rec.pulses(n_up, n_down, flat, self.weight)
         dev = self.device_model
         if dev.is_ideal:
             if flat is None:

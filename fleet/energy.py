@@ -41,6 +41,8 @@ def device_phases(counts: dict, up_bits: float, down_bits: float, link: Radio, m
             cost = pc.get(phase, {}).get(dev)
             phases[phase] = ({"energy_j": cost["total_j"], "latency_s": cost["total_s"]} if cost
                              else {"energy_j": ZERO, "latency_s": ZERO})
+            if cost and "energy_j" in cost:      # the analog split: mvm, update, transfer, program, digital
+                phases[phase].update(parts_j=cost["energy_j"], parts_s=cost["latency_s"])
         phases["upload"], phases["download"] = up, down
         compute = band_sum([phases[p]["energy_j"] for p in COMPUTE_PHASES])
         radio_j = band_sum([phases[p]["energy_j"] for p in RADIO_PHASES])
@@ -103,6 +105,8 @@ def energy_report(fleet: FleetConfig, result: dict[str, Any], costs: AnalogCosts
         clients.append({"client_id": c["client_id"], "partition_id": c.get("partition_id"),
                         "n_train": c.get("n_train"), "up_bits": up_bits, "down_bits": down_bits,
                         "analog_events": bool(events.get("counts")),
+                        "max_pulses_per_device": max((v["max"] for v in events.get("pulses_per_device", {}).values()),
+                                                     default=0.0),
                         **{k: v for k, v in devs["analog"].items()},
                         "digital": {name: devs[name] for name in DIGITAL_DEVICES}})
     fed = None

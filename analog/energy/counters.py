@@ -34,6 +34,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+import torch
 from torch import Tensor, nn
 
 #: the recorder the hooks report to; None = counting off (the hooks then do nothing)
@@ -56,6 +57,7 @@ class EventCounter:
         self._names: dict[int, str] = {}
         self._shapes: dict[str, tuple[int, int]] = {}
         self._keep: dict[int, Any] = {}      # tiles seen (kept alive so that id() stays unique)
+        self._per_device: dict[tuple[str, str], Tensor] = {}    # pulses per device, per tile and context
         self.current_phase = "train"
         self._tile: Any = None               # the tile whose update/program/MVM is running
         self._context = "update"              # what pulses count as: update, transfer, program
@@ -103,6 +105,8 @@ class EventCounter:
                 bucket = self._counts[(name, phase)]
                 for event, value in moved.items():
                     bucket[event] = bucket[event] + value
+            for tile_key, ctx in [k for k in self._per_device if k[0] == old]:
+                self._per_device[(name, ctx)] = self._per_device.pop((tile_key, ctx))
         self._names[id(tile)] = name
         self._keep[id(tile)] = tile
         self._shapes[name] = (int(tile.out_features), int(tile.in_features))
@@ -175,12 +179,33 @@ class EventCounter:
         if digital_accumulate:
             b["dig_mp_mac"] += samples * n_out * n_in
 
-    def pulses(self, n_up: Tensor, n_down: Tensor) -> None:
-        """Pulses a write applied (per device counts, dense or gathered); summed lazily."""
-        b = self._counts[(self._key(self._tile) if self._tile is not None else _UNATTRIBUTED, self.current_phase)]
-        b[f"pulses_{self._context}"] = b[f"pulses_{self._context}"] + (n_up.sum() + n_down.sum())
-        if n_up.numel():
-            b[f"write_steps_{self._context}"] = b[f"write_steps_{self._context}"] + (n_up + n_down).amax()
+    def pulses(self, n_up: Tensor, n_down: Tensor, flat: Tensor | None = None, array: Tensor | None = None) -> None:
+        """Pulses a write applied: per device counts, dense (out, in) or gathered at the flat indices
+        ``flat`` of ``array`` (the weights they land on). Summed lazily; each device's running total
+        (endurance) is kept per tile and context, once the write says which array it hit."""
+        key = self._key(self._tile) if self._tile is not None else _UNATTRIBUTED
+        b = self._counts[(key, self.current_phase)]
+        both = n_up + n_down
+        b[f"pulses_{self._context}"] = b[f"pulses_{self._context}"] + both.sum()
+        if not both.numel():
+            return
+        b[f"write_steps_{self._context}"] = b[f"write_steps_{self._context}"] + both.amax()
+        if array is not None:
+            per = self._per_device.get((key, self._context))
+            if per is None or per.shape != array.shape:
+                per = self._per_device[(key, self._context)] = torch.zeros(array.shape, dtype=both.dtype,
+                                                                           device=both.device)
+            if flat is None:
+                per.add_(both.view(per.shape))
+            else:
+                per.view(-1).index_add_(0, flat, both.to(per.dtype))
+
+    def pulses_per_device(self) -> dict[str, dict[str, float]]:
+        """{tile/context: {max, mean}} of the pulses each device received over the whole count: the
+        wear that device endurance (e.g. ~1e6-1e9 writes for PCM/RRAM) is measured against."""
+        return {f"{tile}/{ctx}": {"max": float(t.max().item()), "mean": float(t.mean().item()),
+                                  "devices": int(t.numel())}
+                for (tile, ctx), t in sorted(self._per_device.items())}
 
     def transfer(self, tile: Any, columns: int, n_out: int, buffered: bool) -> None:
         """A Tiki-Taka transfer of ``columns`` columns (their reads are counted as transfer MVMs)."""
@@ -225,7 +250,7 @@ class EventCounter:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: the counts and the tiles' shapes (what a fleet client reports)."""
-        return {"counts": self.counts(), "tiles": self.shapes()}
+        return {"counts": self.counts(), "tiles": self.shapes(), "pulses_per_device": self.pulses_per_device()}
 
 
 def totals(counts: dict[str, dict[str, dict[str, float]]], phase: str | None = None) -> dict[str, float]:

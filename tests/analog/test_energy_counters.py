@@ -177,3 +177,18 @@ def test_digital_layers_count_their_macs() -> None:
     fwd = 5 * (2 * 3 * 3 * 9 + 4 * 18)                             # conv: 18 outputs x 9 MACs; linear 4 x 18
     c = events.totals()
     assert c["mac_fwd"] == 2 * fwd and c["mac_bwd"] == fwd and c["mac_update"] == fwd
+
+
+def test_pulses_per_device_add_up_and_follow_the_names() -> None:
+    """Each device's running pulse total (endurance) sums to the pulses counted, sparse or dense."""
+    tile = analog.AnalogTile(6, 5, _config(bl=7), seed=2)
+    with counting() as events:
+        for i in range(3):
+            tile.update(torch.randn(8, 5, generator=torch.Generator().manual_seed(i)), torch.randn(8, 6), 0.05)
+        events.name_tiles(torch.nn.ModuleDict({"enc": torch.nn.Module()}))   # no tiles: nothing renamed
+    per = events.pulses_per_device()
+    (key, stats), = per.items()
+    assert key.endswith("/update") and stats["devices"] == 30
+    assert stats["mean"] * 30 == pytest.approx(events.totals()["pulses_update"])
+    assert stats["max"] >= stats["mean"] > 0
+    assert events.to_dict()["pulses_per_device"] == per
