@@ -8,6 +8,7 @@ split, shuffling, tile noise and device-to-device variation use a seed derived f
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -103,6 +104,15 @@ def public_anchor_images(cfg: EdgeConfig) -> np.ndarray:
     return pub.x[: cfg.anchors]
 
 
+def anchor_set_sha256(images: np.ndarray) -> str:
+    """SHA-256 of a public anchor set (shape, then the float32 pixels in order): two parties hold the
+    same public images exactly when their digests agree, without sending the images."""
+    x = np.ascontiguousarray(images, dtype=np.float32)
+    digest = hashlib.sha256(repr(tuple(x.shape)).encode())
+    digest.update(x.tobytes())
+    return digest.hexdigest()
+
+
 def upload_anchors(client: LatentClient, client_id: str, token: str, model: Autoencoder, cfg: EdgeConfig,
                    scale: list[float] | None, seed: int):
     """Encode the public anchors with this chip's encoder, quantize them on the training upload's
@@ -143,11 +153,13 @@ def build_client_autoencoder(cfg: EdgeConfig, image_shape: tuple[int, int, int],
     return model
 
 
-def program_initial_weights(model: Autoencoder, cfg: EdgeConfig, seed: int) -> int:
-    """Program the pretrained weights of `cfg.init_weights` onto this chip (analog tiles: through
-    the simulator's programming path, with `cfg.init_programming`'s noise; digital: loaded exactly).
-    Returns the bytes of the weights (what the download cost)."""
-    state = load_weights(cfg.init_weights)
+def program_initial_weights(model: Autoencoder, cfg: EdgeConfig, seed: int,
+                            state: dict[str, torch.Tensor] | None = None) -> int:
+    """Program pretrained weights onto this chip (analog tiles: through the simulator's programming
+    path, with `cfg.init_programming`'s noise; digital: loaded exactly): `state` as received, else
+    the file `cfg.init_weights` on this device. Returns the weights' float32 bytes."""
+    if state is None:
+        state = load_weights(cfg.init_weights)
     if is_analog(model):
         program_weights(model, state, cfg.programming_model(), seed=seed)
     else:
@@ -168,8 +180,10 @@ def _write_private(path: Path, text: str) -> None:
 
 def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, partition_id: int,
                      num_partitions: int, alpha: float | None, state_dir: str | Path,
-                     tls: TlsOptions | None = None, progress: bool = True) -> dict:
-    """Train this client's AE, upload its quantized training latents, save encoder/decoder locally."""
+                     tls: TlsOptions | None = None, progress: bool = True,
+                     init_state: dict[str, torch.Tensor] | None = None) -> dict:
+    """Train this client's AE, upload its quantized training latents, save encoder/decoder locally.
+    `init_state`: pretrained weights received from the server (else `cfg.init_weights`, else seeded)."""
     check_client_id(client_id)
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
@@ -198,12 +212,13 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     events = EventCounter()     # what the tiles do, per phase (analog.energy; priced by the fleet report)
     # a chip given pretrained weights is programmed once, with those: the simulator's random
     # initialisation before it is not counted then
-    with counting(events if not cfg.init_weights else None), events.phase("program"):
+    pretrained = init_state is not None or bool(cfg.init_weights)
+    with counting(events if not pretrained else None), events.phase("program"):
         model = build_client_autoencoder(cfg, data.dataset.image_shape, seed)
     hooks = events.watch_digital(model)         # a digital model's layers (an analog one has none)
     with counting(events), events.phase("program"):
         events.name_tiles(model)
-        init_bytes = program_initial_weights(model, cfg, seed) if cfg.init_weights else 0
+        init_bytes = program_initial_weights(model, cfg, seed, init_state) if pretrained else 0
     with counting(events), events.phase("train"):
         result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.epochs, batch_size=cfg.batch_size,
                                    lr=cfg.lr, optimizer=cfg.optimizer, seed=seed, progress=progress,

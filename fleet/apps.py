@@ -4,7 +4,8 @@
 (`pipeline.run_on_grid`); `client_app` is the edge device of fleet/client_app.py. Run config keys:
 `config` (fleet TOML), `out-dir`, `mode`, `num-clients`, and `latent-address` / `admin-token` / `latent-ca` (its TLS root certificate) to
 use a latent service the devices can reach (on real devices the one this ServerApp would start
-listens on loopback only). See docs/fleet.md.
+listens on loopback only); `remote-devices` = 1 when the SuperNodes are real devices (each keeps
+its state in the folder its node config names). See docs/fleet.md.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def _server_main(grid: Grid, context: Context) -> None:
     external = (address, str(rc.get("admin-token", "") or ""), str(rc.get("latent-ca", "") or "")) \
         if address else None
     try:
-        run_on_grid(grid, fleet, out.resolve(), external)
+        remote = bool(int(rc.get("remote-devices", 0) or 0))
+        run_on_grid(grid, fleet, out.resolve(), external, remote_devices=remote)
     finally:                      # the line the driver waits for before it saves the run log
         print(RUN_END_MARKER, flush=True)

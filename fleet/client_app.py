@@ -1,7 +1,11 @@
 """The Flower `ClientApp`: one edge device, for the simulation and the deployment engine alike.
 
 A SuperNode tells its ClientApp which partition it holds through its node config
-(`partition-id`, `num-partitions`, optionally `state-dir`). Work is routed by message type:
+(`partition-id`, `num-partitions`; `state-dir`, the folder it keeps its state in, which a real
+device must name; optionally `data-path` / `anchor-path`, where this device keeps its copies of the
+dataset and the public anchor set when not where the fleet config says). Everything else comes in
+the message: the pretrained weights as an ArrayRecord, the public set's SHA-256 (checked against
+this device's copy before training), the latent service's address and CA. Work is routed by message type:
 `train.latent` / `evaluate.latent` run the latent pipeline (latents travel over this project's
 own gRPC service, Flower carries only the task and the JSON summary); Flower's default `train` /
 `evaluate` types, which the FedAvg strategy sends, run a FedAvg round on the model weights.
@@ -17,7 +21,7 @@ from flwr.clientapp import ClientApp
 from fleet import client_tasks
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.transport import LATENT_ACTION, read_task, reply
+from fleet.transport import LATENT_ACTION, read_init, read_task, reply
 
 client_app = ClientApp()
 
@@ -31,10 +35,22 @@ def _partition(context: Context) -> tuple[int, int]:
                          "--node-config 'partition-id=<i> num-partitions=<n>'") from None
 
 
+NODE_PATHS = {"data-path": "data_path", "anchor-path": "anchor_path"}   # node config -> [edge] key
+
+
 def _latent_task(msg: Message, context: Context) -> tuple[dict[str, Any], FleetConfig, str]:
+    """The task, the fleet config as this device sees it (its own data paths), its state folder."""
     task = read_task(msg)
-    state_root = str(context.node_config.get("state-dir", task["state_root"]))
-    return task, FleetConfig.from_dict(task["fleet"]), state_root
+    nc = context.node_config
+    state_root = nc.get("state-dir") or task.get("state_root")
+    if not state_root:
+        raise FleetError("node_config.state-dir: missing; a device keeps its state in a folder of its own: start "
+                         "the SuperNode with --node-config \"partition-id=<i> num-partitions=<n> state-dir='<folder>'\"")
+    fleet = FleetConfig.from_dict(task["fleet"])
+    local = {edge_key: str(nc[key]) for key, edge_key in NODE_PATHS.items() if nc.get(key)}
+    if local:
+        fleet = fleet.with_overrides(edge={**fleet.edge, **local})
+    return task, fleet, str(state_root)
 
 
 def _fedavg_inputs(msg: Message) -> tuple[FleetConfig, list[str], dict[str, Any]]:
@@ -49,14 +65,15 @@ def _fedavg_inputs(msg: Message) -> tuple[FleetConfig, list[str], dict[str, Any]
 def _latent_train(msg: Message, context: Context) -> Message:
     pid, n = _partition(context)
     task, fleet, state_root = _latent_task(msg, context)
-    return reply(msg, client_tasks.latent_train(fleet, pid, n, task["server_address"], state_root))
+    return reply(msg, client_tasks.latent_train(fleet, pid, n, task, state_root, init=read_init(msg)))
 
 
 @client_app.evaluate(LATENT_ACTION)
 def _latent_evaluate(msg: Message, context: Context) -> Message:
     pid, n = _partition(context)
     task, fleet, state_root = _latent_task(msg, context)
-    return reply(msg, client_tasks.latent_evaluate(fleet, pid, n, task["server_address"], state_root))
+    return reply(msg, client_tasks.latent_evaluate(fleet, pid, n, task["server_address"], state_root,
+                                                   task.get("latent_ca_pem")))
 
 
 @client_app.train()

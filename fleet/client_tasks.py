@@ -3,6 +3,11 @@
 The Flower `ClientApp` (fleet/client_app.py) and the in-process `local` transport both call these,
 so a simulated fleet, a sequential debug run and real SuperNodes run the identical code. Each
 returns a JSON-able dict that the ServerApp collects.
+
+What a device reads: the task (the train message: the fleet config, the latent service's address
+and TLS root certificate, the public set's SHA-256, the pretrained weights), its node config
+(partition, its state folder, optionally where its copies of the dataset and the public set are),
+its state folder, and its own copy of the dataset. Never a file of the server's run folder.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import json
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +28,10 @@ from edge_client.codec import quantize_latents, wire_report
 from edge_client.defense import STREAM_TRAIN, release_latents
 from edge_client.state import ClientState
 from edge_client.training import encode
-from protos.client import LatentClient
+from protos.client import LatentClient, TlsOptions
 from server.app import keep_heap_warm
 from fleet.config import FleetConfig
+from fleet.errors import FleetError
 from fleet.fedavg import build_mlp, evaluate, get_arrays, set_arrays, train_local
 
 
@@ -50,42 +57,76 @@ def _state_dir(state_root: str, partition_id: int) -> Path:
     return path
 
 
-PRETRAINED_FILE = "pretrained-autoencoder.pt"
+@dataclass
+class InitWeights:
+    """Pretrained AE weights as a device received them, and the bytes they crossed the wire as."""
+
+    state: dict[str, torch.Tensor]
+    wire_bytes: int
 
 
-def pretrained_path(state_root: str | Path) -> Path:
-    """Where a run keeps the pretrained shared initialization: beside the clients' state folders.
-    (A simulated fleet shares one file system; on real devices the weights would travel with the
-    train message.)"""
-    return Path(state_root).parent / PRETRAINED_FILE
+class PublicSetMismatch(FleetError):
+    """This device's public anchor images are not the server's (their SHA-256 digests differ)."""
 
 
-def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
-                 state_root: str, progress: bool = False) -> dict[str, Any]:
-    """Train the autoencoder on analog tiles, encode, quantize and upload this partition's latents."""
+def check_public_set(fleet: FleetConfig, expected_sha256: str | None) -> None:
+    """Fail before any training when this device's public anchor set is not the one the server
+    pretrained on and maps with (the task carries the server's digest; the images never travel)."""
+    cfg = fleet.edge_config
+    if not cfg.anchors or not expected_sha256:
+        return
+    if cfg.anchor_path is not None and not Path(cfg.anchor_path).expanduser().exists():
+        raise FleetError(f"anchor_path: {cfg.anchor_path} does not exist on this device; copy the server's public "
+                         "images there, or name this device's copy with --node-config \"anchor-path='<file>'\"")
+    source = f"anchor_path {cfg.anchor_path}" if cfg.anchor_path else f"the held-out slice of {cfg.data_source}"
+    own = edge_runner.anchor_set_sha256(edge_runner.public_anchor_images(cfg))
+    if own != expected_sha256:
+        raise PublicSetMismatch(f"anchors: this device's public set ({cfg.anchors} images, {source}) has SHA-256 "
+                                f"{own[:16]}..., the server's has {expected_sha256[:16]}...; every device needs "
+                                "the server's public images")
+
+
+def latent_tls(ca_pem: str | None) -> TlsOptions | None:
+    """TLS to the latent service with the root certificate the task carries (None: plaintext)."""
+    return TlsOptions(ca_pem.encode()) if ca_pem else None
+
+
+def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, task: dict[str, Any],
+                 state_root: str, init: InitWeights | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train the autoencoder on analog tiles, encode, quantize and upload this partition's latents.
+    `task`: the train message's `server_address`, `latent_ca_pem` and `anchor_sha256`; `init`: the
+    pretrained weights it carried (alignment "pretrained" starts from them, programmed onto this chip)."""
     _prepare_process()
     cfg = fleet.edge_config
-    if fleet.pretrained:     # start from the server's pretrained weights, programmed onto this chip
-        cfg = cfg.replace(init_weights=str(pretrained_path(state_root)))
+    # what this device must hold, checked before it registers or trains: its data, the public set
+    cfg.check_data_source("edge.data_path (node config data-path)" if cfg.data_path else "fleet.dataset")
+    check_public_set(fleet, task.get("anchor_sha256"))
+    if fleet.pretrained and init is None:
+        raise FleetError(f"train message: no pretrained weights, but fleet.alignment {fleet.alignment!r} "
+                         "starts every client from them")
     t0 = time.perf_counter()
-    summary = edge_runner.train_and_upload(cfg, server_address, client_name(partition_id), partition_id,
+    summary = edge_runner.train_and_upload(cfg, task["server_address"], client_name(partition_id), partition_id,
                                            num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id),
-                                           progress=progress)
+                                           tls=latent_tls(task.get("latent_ca_pem")), progress=progress,
+                                           init_state=init.state if fleet.pretrained and init else None)
     summary = dict(summary)
     summary.update(partition_id=partition_id, num_partitions=num_partitions, client_id=client_name(partition_id),
-                   wall_s=time.perf_counter() - t0)
+                   wall_s=time.perf_counter() - t0,
+                   init_weights_bytes=summary.get("init_bytes_down", 0),      # float32 payload
+                   init_bytes_down=init.wire_bytes if fleet.pretrained and init else 0)   # what crossed
     return summary
 
 
 def latent_evaluate(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
-                    state_root: str) -> dict[str, Any]:
+                    state_root: str, latent_ca_pem: str | None = None) -> dict[str, Any]:
     """Encode the local held-out split with this device's own encoder and ask the server to classify."""
     _prepare_process()
     cfg = fleet.edge_config
     t0 = time.perf_counter()
     result = dict(edge_runner.evaluate_with_server(cfg, server_address, client_name(partition_id), partition_id,
                                                    num_partitions, fleet.alpha_or_none,
-                                                   _state_dir(state_root, partition_id)))
+                                                   _state_dir(state_root, partition_id),
+                                                   tls=latent_tls(latent_ca_pem)))
     result.update(partition_id=partition_id, client_id=client_name(partition_id),
                   wall_s=time.perf_counter() - t0)
     return result

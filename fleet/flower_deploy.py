@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.flower_runtime import BIN, SOURCE_ROOT, FlowerRuntime, Tls, flower_env, run_config_arg
+from fleet.flower_runtime import BIN, SOURCE_ROOT, FlowerRuntime, Tls, flower_env, last_error, run_config_arg
 from fleet.processes import ProcessGroup, free_port, wait_for
 from fleet.simulate import write_fleet_toml
 
@@ -178,11 +178,11 @@ def serve_fleet(fleet: FleetConfig, out: Path, pki: Pki, procs: ProcessGroup, ho
             runtime.register_supernode(pki.node_pub(i))
         if on_ready is not None:
             on_ready(runtime)
-        # The devices reach the latent service with TLS: the fleet's [edge] gets the CA to trust.
-        run_fleet = fleet.with_overrides(edge={**fleet.edge, "tls_ca": str(pki.ca)})
-        run_config = {"config": str(write_fleet_toml(run_fleet, flower_dir / "fleet.toml")), "out-dir": str(out),
+        # The devices reach the latent service with TLS: the train message carries the CA's PEM text
+        # (fleet.phases.device_task); a device reads no file of this machine's.
+        run_config = {"config": str(write_fleet_toml(fleet, flower_dir / "fleet.toml")), "out-dir": str(out),
                       "latent-address": latent_address, "admin-token": service.admin_token,
-                      "latent-ca": service.ca}
+                      "latent-ca": service.ca, "remote-devices": 1}
         t0 = time.perf_counter()
         run_id = runtime.run(run_config)
         status = runtime.wait(run_id, timeout_s=timeout_s)
@@ -194,7 +194,7 @@ def serve_fleet(fleet: FleetConfig, out: Path, pki: Pki, procs: ProcessGroup, ho
         print(text, file=sys.stderr)
     report_path = out / "report.json"
     if status != "finished:completed" or not report_path.is_file():
-        raise FleetError(f"flwr run {run_id} {status}; see {flower_dir / 'run.log'}")
+        raise FleetError(f"flwr run {run_id} {status}: {last_error(text)} (full log: {flower_dir / 'run.log'})")
     report = json.loads(report_path.read_text())
     report["engine"] = {"kind": "deployment", "superlink": superlink, "supernodes": n, "tls": True,
                         "node_auth": True, "latent_address": latent_address, "run_id": run_id,
@@ -214,10 +214,12 @@ def deploy_local(fleet: FleetConfig, out: Path, verbose: bool = False,
     flower_dir = out / "flower"
 
     def start_nodes(runtime: FlowerRuntime) -> None:
-        for i in range(n):
-            cmd = supernode_command(runtime.address, pki.ca, pki.node_key(i), i, n, out / "nodes" / f"node-{i}",
-                                    port=free_port())
-            procs.start(cmd, log=None if verbose else flower_dir / f"supernode-{i}.log", env=runtime.env)
+        for i in range(n):     # each device in a folder of its own (its state, its working directory)
+            node_dir = out / "nodes" / f"node-{i}"
+            node_dir.mkdir(parents=True, exist_ok=True)
+            cmd = supernode_command(runtime.address, pki.ca, pki.node_key(i), i, n, node_dir, port=free_port())
+            procs.start(cmd, log=None if verbose else flower_dir / f"supernode-{i}.log", env=runtime.env,
+                        cwd=node_dir)
 
     try:
         report = serve_fleet(fleet, out, pki, procs, verbose=verbose, on_ready=start_nodes, timeout_s=timeout_s)

@@ -46,7 +46,8 @@ APP_PYPROJECT = {
                               "components": {"serverapp": "fleet.apps:server_app",
                                              "clientapp": "fleet.apps:client_app"},
                               "config": {"config": "", "out-dir": "", "mode": "", "num-clients": 0,
-                                         "latent-address": "", "admin-token": "", "latent-ca": ""}}}},
+                                         "latent-address": "", "admin-token": "", "latent-ca": "",
+                                         "remote-devices": 0}}}},
 }
 
 
@@ -224,6 +225,15 @@ class FlowerRuntime:
             text = log.read_text(errors="replace")
             if ANSI_ESCAPE.search(text):
                 log.write_text(strip_ansi(text))
+
+
+def last_error(log: str) -> str:
+    """The last exception line of a run log (what went wrong, in one line)."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line:
+            return line[-400:]
+    return lines[-1][-400:] if lines else "no output"
 
 
 def strip_ansi(text: str) -> str:

@@ -19,14 +19,16 @@ from flwr.app import ArrayRecord, ConfigRecord
 
 from edge_client.data import load_dataset
 from edge_client.pretrain import pretrain_autoencoder, save_weights
-from edge_client.runner import public_anchor_images
+from edge_client.runner import anchor_set_sha256, public_anchor_images
 from protos.client import TlsOptions
-from fleet.client_tasks import fedavg_model, pretrained_path
+from fleet.client_tasks import fedavg_model
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
 from fleet.fedavg import get_arrays, make_strategy
 from fleet.service import ServiceHandle
-from fleet.transport import LATENT_EVALUATE, LATENT_TRAIN, Transport
+from fleet.transport import LATENT_EVALUATE, LATENT_TRAIN, Transport, init_record, record_wire_bytes
+
+PRETRAINED_FILE = "pretrained-autoencoder.pt"   # the server's copy, in its run folder (devices get a message)
 
 
 class PhaseTimer:
@@ -94,9 +96,10 @@ def check_partitions(fleet: FleetConfig, uploads: list[dict]) -> None:
         raise FleetError(f"node_config.partition-id: got {ids}, must be each of 0..{fleet.num_clients - 1} once")
 
 
-def pretrain_shared_init(fleet: FleetConfig, path: Path) -> dict[str, Any]:
+def pretrain_shared_init(fleet: FleetConfig, path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The server's part of alignment "pretrained": train the clients' AE architecture digitally on
-    the public anchor images and write its weights where every client picks them up."""
+    the public anchor images; returns (its record, the weights), a copy kept at `path`. The weights
+    reach the clients in the train message (`run_latent`), never through this file."""
     t0, cpu0 = time.perf_counter(), time.process_time()
     cfg = fleet.edge_config
     state, mse = pretrain_autoencoder(cfg, public_anchor_images(cfg), fleet.pretrain_epochs, fleet.seed)
@@ -104,15 +107,28 @@ def pretrain_shared_init(fleet: FleetConfig, path: Path) -> dict[str, Any]:
     nbytes = save_weights(state, path)
     # threads and this process's CPU seconds beside the wall time: a slow pretraining on a busy
     # machine reads as CPU-starved (cpu << wall) or as threads waiting on each other (cpu >> work)
-    return {"path": str(path), "bytes": nbytes, "epochs": fleet.pretrain_epochs, "public_images": cfg.anchors,
-            "recon_mse_public": mse, "seconds": time.perf_counter() - t0,
-            "cpu_seconds": time.process_time() - cpu0, "torch_threads": torch.get_num_threads()}
+    return ({"path": str(path), "bytes": nbytes, "epochs": fleet.pretrain_epochs, "public_images": cfg.anchors,
+             "recon_mse_public": mse, "seconds": time.perf_counter() - t0,
+             "cpu_seconds": time.process_time() - cpu0, "torch_threads": torch.get_num_threads()}, state)
+
+
+def device_task(fleet: FleetConfig, address: str, state_root: Path | None, ca: str = "") -> dict[str, Any]:
+    """What the latent tasks tell every device: the fleet config, the latent service's address and
+    TLS root certificate (its PEM text: a device reads no file of the server's), the SHA-256 of the
+    public anchor set (each device checks its own copy against it), and, for simulated clients only,
+    the folder under which they keep state (real devices name theirs in their node config)."""
+    cfg = fleet.edge_config
+    return {"fleet": fleet.to_dict(), "server_address": address,
+            "state_root": str(state_root) if state_root is not None else None,
+            "latent_ca_pem": Path(ca).read_text() if ca else None,
+            "anchor_sha256": anchor_set_sha256(public_anchor_images(cfg)) if cfg.anchors else None}
 
 
 def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer,
-               external: tuple[str, ...] | None = None) -> dict[str, Any]:
+               external: tuple[str, ...] | None = None, remote_devices: bool = False) -> dict[str, Any]:
     """Phases of the latent pipeline: service, train+upload, classifier, per-client evaluation.
-    `external` = (address, admin_token[, tls ca]) of a running service to use instead of starting one."""
+    `external` = (address, admin_token[, tls ca]) of a running service to use instead of starting one;
+    `remote_devices`: the clients are real devices (their state folders are their own)."""
     clf = fleet.classifier_config
     fresh_run_dir(out_dir)
     with timer("start_service"):
@@ -123,14 +139,16 @@ def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: P
         else:
             service = ServiceHandle(out_dir / "server", clf, fleet.server_mode)
     try:
-        task = {"fleet": fleet.to_dict(), "server_address": service.address,
-                "state_root": str(out_dir / "clients")}
-        pretrained = None
+        task = device_task(fleet, service.address, None if remote_devices else out_dir / "clients",
+                           external[2] if external and len(external) > 2 else "")
+        pretrained = init = None
         if fleet.pretrained:
             with timer("pretrain"):
-                pretrained = pretrain_shared_init(fleet, pretrained_path(out_dir / "clients"))
+                pretrained, state = pretrain_shared_init(fleet, out_dir / PRETRAINED_FILE)
+            init = init_record(state)
+            pretrained["wire_bytes"] = record_wire_bytes(init)     # per client, in its train message
         with timer("clients_train_upload"):
-            uploads = transport.broadcast(LATENT_TRAIN, task, "edge: train AE + upload")
+            uploads = transport.broadcast(LATENT_TRAIN, task, "edge: train AE + upload", init=init)
         check_partitions(fleet, uploads)
         with timer("server_status"):
             status = service.status()
@@ -178,9 +196,9 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
             c["stored_rows"] == int(c.get("rows", -1)) for c in clients),
         "bytes_up": up_bytes,                   # training latents + anchor latents, with framing
         "anchor_bytes_up": sum(int(c.get("anchor_wire_bytes", 0)) for c in clients),
-        # The downlink is the pretrained initialization (0 with a seeded one) plus Register/Upload
-        # acks (tens of bytes per client, not counted); Classify traffic at evaluation time is
-        # inference, not training communication.
+        # The downlink is the pretrained initialization as it crossed the wire in each client's train
+        # message (0 with a seeded one), plus Register/Upload acks (tens of bytes per client, not
+        # counted); Classify traffic at evaluation time is inference, not training communication.
         "bytes_down": sum(int(c.get("init_bytes_down", 0)) for c in clients),
         "raw_bytes": raw,
         "compression_pixels_per_latent": float(clients[0].get("compression_pixels", 0.0)) if clients else 0.0,

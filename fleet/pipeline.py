@@ -26,10 +26,11 @@ from fleet.transport import FlowerTransport, Transport
 
 
 def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid: Grid | None = None,
-            external: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """All phases the config asks for, then the report files; returns the report dict."""
+            external: tuple[str, ...] | None = None, remote_devices: bool = False) -> dict[str, Any]:
+    """All phases the config asks for, then the report files; returns the report dict.
+    `remote_devices`: the clients are real devices, which keep their state in folders of their own."""
     with torch_threads(fleet.torch_threads):
-        return _execute(fleet, out_dir, transport, grid, external)
+        return _execute(fleet, out_dir, transport, grid, external, remote_devices)
 
 
 @contextmanager
@@ -49,7 +50,7 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def _execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid: Grid | None,
-             external: tuple[str, ...] | None) -> dict[str, Any]:
+             external: tuple[str, ...] | None, remote_devices: bool = False) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rep.write_config(fleet, out_dir)
     timer = PhaseTimer()
@@ -63,7 +64,7 @@ def _execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, gri
     if fleet.mode in ("latent", "both"):
         if transport is None:
             raise FleetError("fleet.mode: the latent pipeline needs a transport to reach the clients")
-        result["latent"] = run_latent(transport, fleet, out_dir, timer, external)
+        result["latent"] = run_latent(transport, fleet, out_dir, timer, external, remote_devices)
         if fleet.privacy.enabled:
             with timer("privacy"):
                 result["privacy"] = ({"skipped": "an external latent service holds the latents"} if external
@@ -97,8 +98,8 @@ def _tile_label(tile: dict[str, Any] | None) -> str:
     return f"{desc['algorithm']} on {desc['device']}"
 
 
-def run_on_grid(grid: Grid, fleet: FleetConfig, out_dir: Path,
-                external: tuple[str, ...] | None = None) -> dict[str, Any]:
+def run_on_grid(grid: Grid, fleet: FleetConfig, out_dir: Path, external: tuple[str, ...] | None = None,
+                remote_devices: bool = False) -> dict[str, Any]:
     """The ServerApp body: Flower transport over the grid, then `execute`."""
     transport = FlowerTransport(grid, fleet.num_clients) if fleet.mode != "fedavg" else None
-    return execute(fleet, out_dir, transport, grid, external)
+    return execute(fleet, out_dir, transport, grid, external, remote_devices)

@@ -23,7 +23,7 @@ import tomli_w
 
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.flower_runtime import FlowerRuntime
+from fleet.flower_runtime import FlowerRuntime, last_error
 from fleet.pipeline import execute
 from fleet.processes import ProcessGroup
 from fleet.transport import PROGRESS_ENV, LocalTransport
@@ -96,17 +96,8 @@ def simulate(fleet: FleetConfig, out: Path, external: tuple[str, ...] | None = N
     if verbose:
         print(log, file=sys.stderr)
     if status != "finished:completed" or not report.is_file():
-        raise FleetError(f"flwr run {run_id} {status}: {_last_error(log)} (full log: {flower_dir / 'run.log'})")
+        raise FleetError(f"flwr run {run_id} {status}: {last_error(log)} (full log: {flower_dir / 'run.log'})")
     return json.loads(report.read_text())
-
-
-def _last_error(log: str) -> str:
-    """The last exception line of a run log (what went wrong, in one line)."""
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    for line in reversed(lines):
-        if "Error" in line or "Exception" in line:
-            return line[-300:]
-    return lines[-1][-300:] if lines else "no output"
 
 
 class _Relay:

@@ -2,7 +2,9 @@
 
 A latent-pipeline task is a Flower message of type `train.latent` or `evaluate.latent` (Flower
 routes `<category>.<action>` to the ClientApp function registered for that action); its content
-is one ConfigRecord holding the task as JSON, and the reply carries the client's JSON summary.
+is one ConfigRecord holding the task as JSON (plus, with alignment "pretrained", an ArrayRecord
+of the server's pretrained weights in the train message: the one way they reach a device, in a
+simulation as on real devices), and the reply carries the client's JSON summary.
 FedAvg rounds use Flower's default `train` / `evaluate` types (sent by the FedAvg strategy).
 Two transports deliver the same tasks: `FlowerTransport` over a Flower `Grid` (simulation or
 deployment) and `LocalTransport` in this process, one client after another.
@@ -11,11 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Any, Protocol
 
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
+from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 from tqdm.auto import tqdm
 
 from fleet import client_tasks
@@ -27,19 +31,45 @@ LATENT_TRAIN = f"train.{LATENT_ACTION}"       # train the AE, upload latents
 LATENT_EVALUATE = f"evaluate.{LATENT_ACTION}"  # encode the local test split, Classify
 TASK_KEY = "task"          # ConfigRecord the ServerApp sends: {"json": ...}
 RESULT_KEY = "result"      # ConfigRecord a client replies with: {"json": ...}
+INIT_KEY = "init"          # ArrayRecord of the pretrained AE weights, in the train message
 # When set, the ServerApp's progress bars go to this file (the simulation relays it to the terminal:
 # Flower captures the ServerApp's own stdout/stderr into the run log).
 PROGRESS_ENV = "ANALOG_EDGE_PROGRESS_FILE"
 
 
-def task_content(task: dict[str, Any]) -> RecordDict:
-    """The content of a latent task message."""
-    return RecordDict({TASK_KEY: ConfigRecord({"json": json.dumps(task)})})
+def task_content(task: dict[str, Any], init: ArrayRecord | None = None) -> RecordDict:
+    """The content of a latent task message (with the pretrained weights `init`, if any)."""
+    records: dict[str, Any] = {TASK_KEY: ConfigRecord({"json": json.dumps(task)})}
+    if init is not None:
+        records[INIT_KEY] = init
+    return RecordDict(records)
 
 
 def read_task(msg: Message) -> dict[str, Any]:
     """The task a latent message carries."""
     return json.loads(str(msg.content.config_records[TASK_KEY]["json"]))
+
+
+def init_record(state: dict[str, Any]) -> ArrayRecord:
+    """The pretrained weights (a torch state dict) as the ArrayRecord the train message carries."""
+    return ArrayRecord(state)
+
+
+def record_wire_bytes(record: ArrayRecord) -> int:
+    """The bytes a record crosses the wire as: Flower 1.41 sends a message as content-addressed
+    objects (the record, one per array, one per array chunk), and this is the sum of their
+    serialized sizes: the float32 payload plus its headers (gRPC/TLS framing not included)."""
+    return sum(len(obj.deflate()) for obj in get_all_nested_objects(record).values())
+
+
+def read_init(msg: Message) -> client_tasks.InitWeights | None:
+    """The pretrained weights a train message carries, and what they cost to receive; None if none."""
+    record = msg.content.array_records.get(INIT_KEY)
+    return unpack_init(record) if record is not None else None
+
+
+def unpack_init(record: ArrayRecord) -> client_tasks.InitWeights:
+    return client_tasks.InitWeights(record.to_torch_state_dict(), record_wire_bytes(record))
 
 
 def reply(msg: Message, result: dict[str, Any]) -> Message:
@@ -71,7 +101,8 @@ class _nothing:
 class Transport(Protocol):
     """Send one latent task to every client and return their replies."""
 
-    def broadcast(self, message_type: str, task: dict[str, Any], desc: str) -> list[dict[str, Any]]: ...
+    def broadcast(self, message_type: str, task: dict[str, Any], desc: str,
+                  init: ArrayRecord | None = None) -> list[dict[str, Any]]: ...
 
 
 class FlowerTransport:
@@ -92,8 +123,10 @@ class FlowerTransport:
             time.sleep(0.2)
         return ids[: self.num_clients]
 
-    def broadcast(self, message_type: str, task: dict[str, Any], desc: str) -> list[dict[str, Any]]:
-        msgs = [Message(task_content(task), dst_node_id=nid, message_type=message_type) for nid in self.node_ids]
+    def broadcast(self, message_type: str, task: dict[str, Any], desc: str,
+                  init: ArrayRecord | None = None) -> list[dict[str, Any]]:
+        msgs = [Message(task_content(task, init), dst_node_id=nid, message_type=message_type)
+                for nid in self.node_ids]
         pending = set(self.grid.push_messages(msgs))
         replies: list[Message] = []
         deadline = time.monotonic() + self.timeout_s
@@ -110,10 +143,16 @@ class FlowerTransport:
                     raise FleetError(f"{desc}: {len(pending)} client(s) did not reply within {self.timeout_s:.0f} s")
                 if pending and not got:
                     time.sleep(0.2)
-        errors = [m.error.reason for m in replies if m.has_error()]
+        errors = [client_error(m.error.reason) for m in replies if m.has_error()]
         if errors:
             raise FleetError(f"{desc}: {len(errors)} of {len(replies)} client(s) failed; first error: {errors[0]}")
         return [read_reply(m) for m in replies]
+
+
+def client_error(reason: str) -> str:
+    """A ClientApp's exception as `Name: message` (Flower reports "<class 'pkg.Name'>:<'message'>")."""
+    m = re.fullmatch(r"<class '(?:[\w.]+\.)?(\w+)'>:<'(.*)'>", reason.strip(), flags=re.S)
+    return f"{m.group(1)}: {m.group(2)}" if m else reason
 
 
 class LocalTransport:
@@ -123,16 +162,19 @@ class LocalTransport:
         self.num_clients = num_clients
         self.progress = progress      # per-client AE progress bars (noisy for many clients)
 
-    def broadcast(self, message_type: str, task: dict[str, Any], desc: str) -> list[dict[str, Any]]:
+    def broadcast(self, message_type: str, task: dict[str, Any], desc: str,
+                  init: ArrayRecord | None = None) -> list[dict[str, Any]]:
         if message_type not in (LATENT_TRAIN, LATENT_EVALUATE):
             raise ValueError(f"message_type: got {message_type!r}, must be {LATENT_TRAIN} or {LATENT_EVALUATE}")
         fleet = FleetConfig.from_dict(task["fleet"])
         out = []
         for pid in tqdm(range(self.num_clients), desc=desc, unit="client"):
+            # every client unpacks its own copy of the record, as a device does with its message
             if message_type == LATENT_TRAIN:
-                out.append(client_tasks.latent_train(fleet, pid, self.num_clients, task["server_address"],
-                                                     task["state_root"], progress=self.progress))
+                out.append(client_tasks.latent_train(fleet, pid, self.num_clients, task, task["state_root"],
+                                                     init=unpack_init(init) if init is not None else None,
+                                                     progress=self.progress))
             else:
                 out.append(client_tasks.latent_evaluate(fleet, pid, self.num_clients, task["server_address"],
-                                                        task["state_root"]))
+                                                        task["state_root"], task.get("latent_ca_pem")))
         return out

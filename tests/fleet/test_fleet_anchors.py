@@ -41,7 +41,11 @@ def test_pretrained_anchor_fleet_counts_both_directions(tmp_path):
     # the server side's pretraining ran on fleet.torch_threads, and the caller's setting came back
     assert pre["torch_threads"] == 1 and after == 2
     assert 0 < pre["cpu_seconds"]
-    assert pre["bytes"] > 1000 and lat["bytes_down"] == fleet.num_clients * pre["bytes"]
+    # the weights reach each client in its train message: bytes down are what crossed, the float32
+    # payload plus Flower's per-array headers
+    assert pre["bytes"] > 1000 and pre["bytes"] < pre["wire_bytes"] < 1.05 * pre["bytes"]
+    assert lat["bytes_down"] == fleet.num_clients * pre["wire_bytes"]
+    assert [c["init_weights_bytes"] for c in lat["clients"]] == [pre["bytes"]] * 3
     # 100 anchors x 8 dims x 1 byte + 100 int32 indices, plus framing, from every client
     assert lat["anchor_bytes_up"] >= fleet.num_clients * 100 * (8 + 4)
     assert lat["bytes_up"] > lat["anchor_bytes_up"]
