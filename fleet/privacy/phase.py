@@ -18,8 +18,9 @@ import torch
 from edge_client import runner as er
 from edge_client.config import EdgeConfig
 from edge_client.data import load_dataset, public_anchor_indices
-from fleet.client_tasks import client_name, pretrained_path
+from fleet.client_tasks import client_name
 from fleet.config import FleetConfig
+from fleet.phases import PRETRAINED_FILE
 from fleet.privacy.attacker import attack, mean_metrics, reconstruct, standardize
 from fleet.privacy.decoders import FitSettings
 from fleet.privacy.figures import plot_reconstructions
@@ -72,7 +73,7 @@ def server_view(fleet: FleetConfig, out_dir: Path, clients: dict[str, ClientView
     """What the server of this run holds (and the dataset indices of a borrowed public set)."""
     px, py, borrowed = public_set(fleet)
     pre = None
-    path = pretrained_path(out_dir / "clients")
+    path = out_dir / PRETRAINED_FILE             # the server's own copy of what it sent the clients
     if fleet.pretrained and path.is_file():
         pre = torch.load(path, weights_only=True)
     classes = int(max(py.max(initial=0), *(c.y.max(initial=0) for c in clients.values()))) + 1
