@@ -62,7 +62,7 @@ class SweepSpec:
     latent_dims: list[int]
     bits: list[int]
     devices: list[str]          # device type names; empty = the config's device
-    algorithms: list[str]       # algorithm names or presets, "@edge" / "@server": that side only; empty = the config's
+    algorithms: list[str]       # algorithm names or presets, "@edge" / "@server": that side only; empty or "config" = the config's
     references: bool = True     # digital pipeline + raw-pixel classifier
     fedavg: bool = False
 
@@ -85,41 +85,57 @@ class SweepSpec:
         for name in self.devices:
             if name not in DEVICES:
                 raise ConfigError(f"--devices: got {name!r}, must be one of {', '.join(sorted(DEVICES))}")
-        lines = [_algorithm_line(a) for a in self.algorithms] or [(None, "both")]
+        lines = [_algorithm_sides(a) for a in self.algorithms] or [(None, None, "both")]
         out = []
         for dev in self.devices or [None]:
-            for alg, where in lines:
+            for edge_alg, server_alg, where in lines:
                 # "@edge": only the edge autoencoders train with the line's algorithm, the server keeps
-                # the config's; "@server": the reverse (the edge pinned to the config's own table)
-                server_alg = alg if where in ("both", "server") else None
-                edge_alg = alg if where in ("both", "edge") else None
+                # the config's; "@server": the reverse (the edge pinned to the config's own table);
+                # "A@edge+B@server": each side its own
                 tiles = {"analog": _swap(fleet.analog, dev, server_alg)}
                 if "analog" in fleet.classifier:
                     tiles["classifier"] = _swap(fleet.classifier["analog"], dev, server_alg)
-                if "analog" in fleet.edge or where != "both":
+                if "analog" in fleet.edge or edge_alg != server_alg:
                     tiles["edge"] = _swap(fleet.edge.get("analog", fleet.analog), dev, edge_alg)
                 _apply(fleet, tiles)          # validates every table
                 d = (tiles["analog"].get("device") or {}).get("type", "default")
-                a = _algorithm_name((tiles["edge"] if where == "edge" else tiles["analog"]).get("algorithm"))
-                label = f"{a} on {d}" if where == "both" else f"{a} on {d}, {where} only"
-                tiles["line_algorithm"] = a if where == "both" else f"{a}@{where}"
+                e = _algorithm_name(tiles.get("edge", tiles["analog"]).get("algorithm"))
+                a = _algorithm_name(tiles["analog"].get("algorithm"))
+                name = {"both": a, "edge": e, "server": a}.get(where, f"{e}@edge+{a}@server")
+                label = f"{name} on {d}" if where in ("both", "sides") else f"{name} on {d}, {where} only"
+                tiles["line_algorithm"] = name if where in ("both", "sides") else f"{name}@{where}"
                 out.append((label, tiles))
         return out
 
 
-def _algorithm_line(text: str) -> tuple[dict[str, Any], str]:
-    """``NAME`` or ``NAME@edge`` / ``NAME@server`` -> (algorithm table, side); NAME an algorithm type
-    or an algorithm preset (analog.algorithms.presets)."""
+def _algorithm_sides(text: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None, str]:
+    """One ``--algorithms`` item -> (edge table, server table, where): ``NAME`` both sides,
+    ``NAME@edge`` / ``NAME@server`` one side, ``A@edge+B@server`` each side its own (None: the config's)."""
+    parts = [_algorithm_line(p) for p in text.split("+")]
+    if len(parts) == 1:
+        alg, where = parts[0]
+        return (alg if where != "server" else None), (alg if where != "edge" else None), where
+    sides = {where: alg for alg, where in parts}
+    if len(parts) != 2 or set(sides) != {"edge", "server"}:
+        raise ConfigError(f"--algorithms: got {text!r}; a '+' joins exactly one NAME@edge and one NAME@server")
+    return sides["edge"], sides["server"], "sides"
+
+
+def _algorithm_line(text: str) -> tuple[dict[str, Any] | None, str]:
+    """``NAME`` or ``NAME@edge`` / ``NAME@server`` -> (algorithm table, side); NAME an algorithm type,
+    an algorithm preset (analog.algorithms.presets) or ``config`` (the config's own tables)."""
     from analog.algorithms.presets import ALGORITHM_PRESETS
 
     name, _, where = text.partition("@")
     check_choice("--algorithms side", where or "both", ("both", "edge", "server"))
+    if name == "config":                 # the config's own tables, as given (a reference line)
+        return None, "both"
     if name in ALGORITHMS:
         return {"type": name}, where or "both"
     if name in ALGORITHM_PRESETS:
         return {"preset": name}, where or "both"
     raise ConfigError(f"--algorithms: got {name!r}, must be one of "
-                      f"{', '.join(sorted(ALGORITHMS) + sorted(ALGORITHM_PRESETS))} (optionally @edge or @server)")
+                      f"{', '.join(sorted(ALGORITHMS) + sorted(ALGORITHM_PRESETS))}, config (optionally @edge or @server)")
 
 
 def _algorithm_name(table: dict[str, Any] | None) -> str:

@@ -18,8 +18,9 @@ presets "reram-sb-ttv2", "reram-sb-chopped-ttv2", "reram-sb-agad" in analog.pres
 - ``subtract_symmetry_point = True`` on both devices -> ``reference = "none"``: this simulator's
   ReRAMSoftBounds has its symmetric point at 0 (analog.devices.ReRAMSoftBounds).
 
-The ``*-finetune`` presets are this project's settings for fine-tuning programmed pretrained weights
-for a few epochs (the fleet's edge clients), chosen with ``benchmarks/finetune_drift.py``
+The ``*-edge`` presets are this project's settings for fine-tuning programmed pretrained weights for a
+few epochs (the fleet's edge clients), chosen with ``benchmarks/finetune_drift.py``; the ``*-server``
+ones for the server's classifier trained from scratch, chosen with ``benchmarks/classifier_algorithms.py``
 (docs/tiki_taka.md has the measurements).
 """
 from __future__ import annotations
@@ -50,10 +51,47 @@ def agad_reram_sb() -> AGAD:
     return AGAD(chop_probability=0.02, tail_weightening=5.0, **_AIHWKIT_SB)
 
 
+#: fine-tuning programmed weights for a few hundred updates (the fleet's edge: 5 epochs of ~63 updates at
+#: lr 0.002): P read noise (out_noise 0.02 = 10 dw_min of ReRAM) and P's cycle-to-cycle write noise
+#: (3.75 dw_min per pulse) swamp the few-pulse signal, so every column is read, but only every 10th
+#: update (the signal in P grows between reads, the read noise does not), gamma 0 (P's noise stays out
+#: of the forward pass: gamma 0.3 doubled the held-out MSE), and small transfer rates (measured:
+#: docs/tiki_taka.md, "Fine-tuning drift")
+_EDGE = dict(gamma=0.0, columns_per_transfer=4096, transfer_every=10)
+
+
+def ttv2_edge() -> TTv2:
+    """TTv2 for fine-tuning: _EDGE, transfer_lr 0.01."""
+    return TTv2(transfer_lr=0.01, **_EDGE)
+
+
+def chopped_ttv2_edge() -> TTv2:
+    """Chopped TTv2 for fine-tuning: _EDGE, transfer_lr 0.01, chop probability 0.1."""
+    return TTv2(transfer_lr=0.01, chop_probability=0.1, **_EDGE)
+
+
+def agad_edge() -> AGAD:
+    """AGAD for fine-tuning: _EDGE, transfer_lr 0.03, P at a fixed lr 0.01 (5x the edge's 0.002:
+    more signal in P per read), chopper period 10 reads (100 updates)."""
+    return AGAD(transfer_lr=0.03, fast_lr=0.01, chop_probability=0.1, **_EDGE)
+
+
+def ttv2_server() -> TTv2:
+    """TTv2 for a classifier trained from scratch (the fleet's server: ~1350 updates at lr 0.05): gamma 1
+    (P's content acts in the forward pass at once), every column read and buffered every update, P
+    at a fixed lr 0.1 (on the quickstart's stored latents: 87.1% held-out with P at the classifier's
+    lr 0.05, 90.0% at 0.1; MixedPrecision 91.2% at 0.05)."""
+    return TTv2(gamma=1.0, columns_per_transfer=4096, fast_lr=0.1)
+
+
 ALGORITHM_PRESETS: dict[str, Callable[[], Algorithm]] = {
     "ttv2-reram-sb": ttv2_reram_sb,
     "chopped-ttv2-reram-sb": chopped_ttv2_reram_sb,
     "agad-reram-sb": agad_reram_sb,
+    "ttv2-edge": ttv2_edge,
+    "chopped-ttv2-edge": chopped_ttv2_edge,
+    "agad-edge": agad_edge,
+    "ttv2-server": ttv2_server,
 }
 
 

@@ -26,6 +26,20 @@ def test_quickstart_loads_with_the_issue_settings():
     assert edge.tile_config().forward == cls.tile_config().forward
 
 
+def test_tiki_taka_config_is_the_quickstart_with_residual_learning_on_both_sides():
+    """configs/tiki_taka.toml differs from the quickstart only in the two sides' algorithms (so its
+    --digital twin is the quickstart's), which name presets that resolve to the Tiki-Taka family."""
+    from analog import algorithms
+
+    tt = FleetConfig.from_toml(ROOT / "configs" / "tiki_taka.toml")
+    qs = FleetConfig.from_toml(ROOT / "configs" / "quickstart.toml")
+    assert tt.with_overrides(name="quickstart", analog=qs.analog, edge=qs.edge) == qs
+    assert tt.edge == {**qs.edge, "analog": {**qs.edge["analog"], "algorithm": {"preset": "agad-edge"}}}
+    assert isinstance(tt.edge_config.tile_config().algorithm, algorithms.AGAD)
+    server = tt.classifier_config.tile_config().algorithm
+    assert type(server) is algorithms.TTv2 and server.gamma == 1.0
+
+
 def test_round_trip_through_toml_dict(tmp_path):
     import tomli_w
 

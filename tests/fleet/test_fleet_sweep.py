@@ -59,9 +59,10 @@ def test_sweep_lines_train_one_side_or_both_with_an_algorithm_or_preset():
     be an algorithm preset, whose table then goes to the side as given."""
     mp = {"device": {"type": "ReRAMSoftBounds"}, "algorithm": {"type": "MixedPrecision"}}
     fleet = _fleet().with_overrides(digital=False, analog=mp)
-    lines = dict(SweepSpec.parse("4", "8", algorithms="AGAD@edge,agad-reram-sb@server,TTv2").tiles(fleet))
+    lines = dict(SweepSpec.parse("4", "8", algorithms="AGAD@edge,agad-reram-sb@server,TTv2,config").tiles(fleet))
     assert list(lines) == ["AGAD on ReRAMSoftBounds, edge only", "agad-reram-sb on ReRAMSoftBounds, server only",
-                           "TTv2 on ReRAMSoftBounds"]
+                           "TTv2 on ReRAMSoftBounds", "MixedPrecision on ReRAMSoftBounds"]
+    assert lines["MixedPrecision on ReRAMSoftBounds"]["analog"] == mp
     edge = lines["AGAD on ReRAMSoftBounds, edge only"]
     assert edge["edge"]["algorithm"] == {"type": "AGAD"} and edge["analog"] == mp
     server = lines["agad-reram-sb on ReRAMSoftBounds, server only"]
@@ -69,6 +70,12 @@ def test_sweep_lines_train_one_side_or_both_with_an_algorithm_or_preset():
     both = lines["TTv2 on ReRAMSoftBounds"]
     assert both["analog"]["algorithm"] == {"type": "TTv2"} and "edge" not in both   # the edge uses [analog]
     assert edge["line_algorithm"] == "AGAD@edge"
+    (label, sides), = SweepSpec.parse("4", "8", algorithms="TTv2@edge+agad-reram-sb@server").tiles(fleet)
+    assert label == "TTv2@edge+agad-reram-sb@server on ReRAMSoftBounds"
+    assert sides["edge"]["algorithm"] == {"type": "TTv2"}
+    assert sides["analog"]["algorithm"] == {"preset": "agad-reram-sb"}
+    with pytest.raises(ConfigError, match="joins exactly one"):
+        SweepSpec.parse("4", "8", algorithms="TTv2@edge+AGAD@edge").tiles(fleet)
     with pytest.raises(ConfigError, match="side: got 'cloud'"):
         SweepSpec.parse("4", "8", algorithms="AGAD@cloud").tiles(fleet)
 
