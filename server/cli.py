@@ -128,7 +128,8 @@ def _classifier_config(args: argparse.Namespace) -> tuple[ClassifierConfig, str]
     if cfg.analog is None:
         return cfg, "digital classifier (--digital)"
     dev = (cfg.analog.get("device") or {}).get("type", "ConstantStep")
-    alg = (cfg.analog.get("algorithm") or {}).get("type", "AnalogSGD")
+    table = cfg.analog.get("algorithm") or {}
+    alg = table.get("preset") or table.get("type", "AnalogSGD")      # a preset by its name
     return cfg, f"analog classifier: {dev} / {alg} tiles from {source} (--digital for a digital one)"
 
 

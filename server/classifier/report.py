@@ -20,7 +20,8 @@ def describe(cfg: ClassifierConfig, latent_dim: int, n_classes: int) -> str:
     if cfg.analog is None:
         return f"digital MLP {arch}{cond}, SGD lr {cfg.lr}"
     dev = (cfg.analog.get("device") or {}).get("type", "default device")
-    alg = (cfg.analog.get("algorithm") or {}).get("type", "AnalogSGD")
+    table = cfg.analog.get("algorithm") or {}
+    alg = table.get("preset") or table.get("type", "AnalogSGD")      # a preset by its name
     return f"analog MLP {arch}{cond}, {dev} / {alg}, lr {cfg.lr}"
 
 

@@ -47,7 +47,7 @@ def test_aihwkit_reram_sb_training_presets_by_name_from_toml():
     cfg = presets.from_dict(toml)
     assert cfg.algorithm == algo_presets.chopped_ttv2_reram_sb().__class__(
         **{**algo_presets.chopped_ttv2_reram_sb().__dict__, "transfer_lr": 0.2})
-    with pytest.raises(ValueError, match="algorithm.preset: got 'nope', must be one of agad-reram-sb"):
+    with pytest.raises(ValueError, match="algorithm.preset: got 'nope', must be one of agad-edge, agad-reram-sb"):
         presets.from_dict({"algorithm": {"preset": "nope"}})
     with pytest.raises(ValueError, match="algorithm.preset: got both"):
         presets.from_dict({"algorithm": {"preset": "agad-reram-sb", "type": "TTv2"}})
