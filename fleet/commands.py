@@ -156,7 +156,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         fleet = _load(args)
         spec = SweepSpec.parse(latent_dims=args.latent_dims, bits=args.bits, devices=args.devices,
                                algorithms=args.algorithms, references=not args.no_references,
-                               fedavg=args.fedavg)
+                               fedavg=args.fedavg, privacy=bool(args.privacy))
         spec.tiles(fleet)          # every device/algorithm name checked before the output folder exists
     except (ConfigError, ValueError) as exc:
         return _fail(exc)
@@ -164,6 +164,27 @@ def _run_sweep(args: argparse.Namespace) -> int:
     run_sweep(fleet, spec, out)
     print((out / "sweep_table.txt").read_text(), end="")
     print(f"sweep: {out / 'sweep.csv'}, {out / 'sweep.json'}, {out / 'sweep.png'}, {out / 'sweep_energy.png'}")
+    return 0
+
+
+def _run_privacy_front(args: argparse.Namespace) -> int:
+    from fleet.privacy_front import Defense, load_marks, plan, run_front  # imported on use: start-up time
+
+    try:
+        fleet = _load(args)
+        defenses = [Defense.parse(d) for d in args.defense or []]
+        marks = load_marks(args.mark or [])
+        if not defenses and not marks:
+            raise ConfigError("--defense: none given; name at least one KEY=V1,V2,... (or a --mark config)")
+        if not args.seeds or any(s < 0 for s in args.seeds):
+            raise ConfigError(f"--seeds: got {args.seeds}, must be one or more integers >= 0")
+        plan(fleet, defenses, marks)        # every point validated before the output folder exists
+    except (ConfigError, ValueError) as exc:
+        return _fail(exc)
+    out = Path(args.out) if args.out else new_run_dir(Path("runs"), f"privacy-front-{fleet.name}")
+    run_front(fleet, defenses, list(dict.fromkeys(args.seeds)), out, marks)
+    print((out / "front_table.txt").read_text(), end="")
+    print(f"privacy front: {out / 'front.csv'}, {out / 'front.json'}, {out / 'front.png'}")
     return 0
 
 
@@ -202,8 +223,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--algorithms", default="", help="comma list of algorithms (default: the config's)")
     s.add_argument("--no-references", action="store_true", help="skip the digital and raw-pixel reference lines")
     s.add_argument("--fedavg", action="store_true", help="add the FedAvg baseline point (one Flower run)")
+    s.add_argument("--privacy", action="store_true",
+                   help="run the privacy phase at every point: the strongest server-side attack's PSNR gain over "
+                        "the class-mean guess, SSIM and re-identification rate (docs/privacy.md)")
     s.add_argument("--out", help="output folder (default runs/sweep-<name>-<time>)")
     s.set_defaults(func=_run_sweep)
+
+    f = subparsers.add_parser(
+        "privacy-front", help="accuracy vs privacy: one curve per defense (dotted config key and its values)",
+        description="For each --defense KEY=V1,V2,.. and each value, run the fleet (in-process) once per seed with "
+                    "the privacy phase on; plot fleet accuracy against the strongest server-side attack's PSNR gain "
+                    "over the class-mean guess (docs/privacy.md). The config as given, and every --mark config, is "
+                    "drawn as a star. Writes front.csv, front.json, front_table.txt and front.png.")
+    _add_fleet_flags(f)
+    f.add_argument("--defense", action="append", metavar="KEY=V1,V2,..",
+                   help="a dotted config key and its values, e.g. edge.defense.noise_multiplier=0,0.5,1 "
+                        "(repeat for more curves)")
+    f.add_argument("--mark", action="append", metavar="CONFIG", help="a whole config drawn as a labelled star "
+                                                                      "(e.g. configs/private.toml); repeatable")
+    f.add_argument("--seeds", type=int, nargs="+", default=[0], help="fleet seeds per point (default 0)")
+    f.add_argument("--out", help="output folder (default runs/privacy-front-<name>-<time>)")
+    f.set_defaults(func=_run_privacy_front)
 
     d = subparsers.add_parser("demo", help="the quickstart fleet (MNIST 5k, 8 clients), prints its table")
     d.add_argument("--config", default=DEFAULT_CONFIG, help=argparse.SUPPRESS)

@@ -14,6 +14,7 @@ import copy
 import csv
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,9 @@ from common.validation import ConfigError, check_choice, check_int
 from fleet.config import FleetConfig
 from fleet.energy import SWEEP_FIELDS, format_sweep_energy, plot_sweep_energy, point_energy
 from fleet.fedavg import build_mlp, evaluate, train_local
-from fleet.phases import summarize_latent
+from fleet.phases import PRETRAINED_FILE, summarize_latent
 from fleet.pipeline import execute
+from fleet.privacy import run_privacy
 from fleet.service import ServiceHandle
 from fleet.simulate import run_fleet
 from fleet.tables import grid, json_safe
@@ -39,6 +41,8 @@ from fleet.transport import LocalTransport
 CSV_FIELDS = ["label", "device", "algorithm", "digital", "latent_dim", "bits", "accuracy", "accuracy_min",
               "accuracy_max", "compression_pixels", "compression_wire", "bytes_up", "bytes_per_sample",
               "recon_mse", "classifier_held_out", "seconds", *SWEEP_FIELDS]
+#: with --privacy: the strongest server-side attack of the suite (fleet/privacy/suite.py, docs/privacy.md)
+PRIVACY_FIELDS = ["attack", "attack_gain_db", "attack_psnr", "attack_ssim", "attack_reid"]
 
 
 def _ints(text: str, name: str, allowed: tuple[int, ...] | None = None) -> list[int]:
@@ -65,13 +69,14 @@ class SweepSpec:
     algorithms: list[str]       # algorithm names or presets, "@edge" / "@server": that side only; empty or "config" = the config's
     references: bool = True     # digital pipeline + raw-pixel classifier
     fedavg: bool = False
+    privacy: bool = False       # the privacy phase at every point (the attack suite's strongest attack)
 
     @classmethod
     def parse(cls, latent_dims: str, bits: str, devices: str = "", algorithms: str = "",
-              references: bool = True, fedavg: bool = False) -> "SweepSpec":
+              references: bool = True, fedavg: bool = False, privacy: bool = False) -> "SweepSpec":
         spec = cls(_ints(latent_dims, "--latent-dims"), _ints(bits, "--bits", (32, 16, 8, 4)),
                    [d.strip() for d in devices.split(",") if d.strip()],
-                   [a.strip() for a in algorithms.split(",") if a.strip()], references, fedavg)
+                   [a.strip() for a in algorithms.split(",") if a.strip()], references, fedavg, privacy)
         return spec
 
     def tiles(self, fleet: FleetConfig) -> list[tuple[str, dict[str, Any] | None]]:
@@ -163,10 +168,33 @@ def _apply(fleet: FleetConfig, tiles: dict[str, Any] | None, **edge: Any) -> Fle
     return fleet.with_overrides(analog=tiles["analog"], **sides, digital=False)
 
 
-def _point_fleet(fleet: FleetConfig, tiles: dict | None, latent_dim: int, bits: int) -> FleetConfig:
-    # the privacy phase is not part of the grid (it would run at the first bit width only)
+def _point_fleet(fleet: FleetConfig, tiles: dict | None, latent_dim: int, bits: int,
+                 privacy: bool = False) -> FleetConfig:
+    # the privacy phase runs only when the sweep asks (--privacy), at every point alike (see _point_privacy)
     return _apply(fleet, tiles, latent_dim=latent_dim, bits=bits).with_overrides(
-        backend="local", server="inprocess", mode="latent", privacy=dataclasses.replace(fleet.privacy, enabled=False))
+        backend="local", server="inprocess", mode="latent",
+        privacy=dataclasses.replace(fleet.privacy, enabled=privacy))
+
+
+def privacy_columns(priv: dict[str, Any] | None) -> dict[str, Any]:
+    """A point's privacy columns: the strongest server-side attack, its PSNR gain over the class-mean
+    guess, its SSIM and re-identification rate (empty when the phase did not run or had no attack)."""
+    sa = (priv or {}).get("server_attack") or {}
+    if "attack" not in sa:
+        return {k: "" for k in PRIVACY_FIELDS}
+    return {"attack": sa["attack"], "attack_gain_db": sa["gain_db"], "attack_psnr": sa["psnr"],
+            "attack_ssim": sa["ssim"], "attack_reid": sa["reid"]}
+
+
+def _point_privacy(fleet: FleetConfig, src_root: Path, out: Path) -> dict[str, Any]:
+    """The privacy phase of a re-quantized point: its own store, the copied client states and the
+    pretrained weights the first bit width's server trained (the attacker holds them at every point)."""
+    src_pre, dst_pre = src_root.parent / PRETRAINED_FILE, out / PRETRAINED_FILE
+    if src_pre.is_file() and not dst_pre.is_file():
+        shutil.copy2(src_pre, dst_pre)
+    priv = run_privacy(fleet, out, progress=False)
+    (out / "privacy.json").write_text(json.dumps(json_safe(priv), indent=2))
+    return priv
 
 
 def _row(label: str, tiles: dict | None, lat: dict, seconds: float) -> dict[str, Any]:
@@ -228,20 +256,24 @@ def run_sweep(fleet: FleetConfig, spec: SweepSpec, out_dir: str | Path) -> dict[
     with tqdm(total=total * len(spec.bits), desc="sweep", unit="point") as bar:
         for label, tile in tiles:
             for d in spec.latent_dims:
-                first = _point_fleet(fleet, tile, d, spec.bits[0])
+                first = _point_fleet(fleet, tile, d, spec.bits[0], spec.privacy)
                 slug = f"{label.replace(' ', '_')}/d{d}"
                 t0 = time.perf_counter()
                 rep = execute(first, out / "points" / slug / f"b{spec.bits[0]}", LocalTransport(first.num_clients))
                 rows.append({**_row(label, tile, rep["latent"], time.perf_counter() - t0),
                              **point_energy(first, rep["latent"])})
+                if spec.privacy:
+                    rows[-1].update(privacy_columns(rep.get("privacy")))
                 bar.update(1)
                 src = out / "points" / slug / f"b{spec.bits[0]}" / "clients"
                 for b in spec.bits[1:]:
                     t0 = time.perf_counter()
-                    fleet_b = _point_fleet(fleet, tile, d, b)
-                    lat = _requantized_point(fleet_b, src, out / "points" / slug / f"b{b}")
+                    fleet_b, dst = _point_fleet(fleet, tile, d, b, spec.privacy), out / "points" / slug / f"b{b}"
+                    lat = _requantized_point(fleet_b, src, dst)
                     rows.append({**_row(label, tile, lat, time.perf_counter() - t0),
                                  **point_energy(fleet_b, lat, rep["latent"]["clients"])})
+                    if spec.privacy:
+                        rows[-1].update(privacy_columns(_point_privacy(fleet_b, src, dst)))
                     bar.update(1)
                 _write(out, rows, {}, fleet, spec)      # partial results survive an interrupted sweep
     refs: dict[str, Any] = {}
@@ -258,11 +290,12 @@ def run_sweep(fleet: FleetConfig, spec: SweepSpec, out_dir: str | Path) -> dict[
 
 
 def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: SweepSpec) -> dict[str, Any]:
+    fields = CSV_FIELDS + (PRIVACY_FIELDS if spec.privacy else [])
     with (out / "sweep.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         for r in rows:
-            w.writerow({k: r.get(k) for k in CSV_FIELDS})
+            w.writerow({k: r.get(k) for k in fields})
     result = {"config": fleet.to_dict(), "grid": {"latent_dims": spec.latent_dims, "bits": spec.bits,
                                                   "devices": spec.devices, "algorithms": spec.algorithms},
               "rows": rows, "references": refs}
@@ -285,6 +318,12 @@ def format_sweep(rows: list[dict], refs: dict) -> str:
                       f"{r['compression_wire']:.1f}x", f"{100 * r['accuracy']:.1f}%",
                       f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%", f"{r['recon_mse']:.4f}",
                       f"{100 * r['classifier_held_out']:.1f}%"])
+    if any("attack" in r for r in rows):          # --privacy: the strongest server-side attack per point
+        table[0] += ["attack gain", "attack SSIM", "re-id"]
+        for row, r in zip(table[1:], rows):
+            ok = r.get("attack") not in (None, "")
+            row += [f"{r['attack_gain_db']:+.1f} dB", f"{r['attack_ssim']:.3f}",
+                    f"{100 * r['attack_reid']:.0f}%"] if ok else ["-", "-", "-"]
     lines = [grid(table)]
     if "raw_pixels" in refs:
         lines.append(f"raw-pixel MLP (central, pooled): {100 * refs['raw_pixels']['accuracy']:.1f}%")

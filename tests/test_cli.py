@@ -7,7 +7,7 @@ import pytest
 
 from fleet import cli, commands
 
-COMMANDS = {"fleet", "sweep", "demo", "client", "serve", "train-classifier", "study", "deploy"}
+COMMANDS = {"fleet", "sweep", "privacy-front", "demo", "client", "serve", "train-classifier", "study", "deploy"}
 
 
 def test_version_matches_package_metadata(capsys):

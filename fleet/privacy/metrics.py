@@ -66,8 +66,6 @@ def distance_correlation(x: np.ndarray | torch.Tensor, z: np.ndarray | torch.Ten
 
 def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]:
     """Per-image MSE, PSNR (dB, pixels in [0, 1]) and SSIM, averaged over images. x: (N, C, H, W)."""
-    from skimage.metrics import structural_similarity  # imported on use: skimage is slow to import
-
     x = np.asarray(x, dtype=np.float64)
     x_hat = np.clip(np.asarray(x_hat, dtype=np.float64).reshape(x.shape), 0.0, 1.0)
     if x.ndim != 4:
@@ -78,9 +76,27 @@ def reconstruction_metrics(x: np.ndarray, x_hat: np.ndarray) -> dict[str, float]
     psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
     win = min(7, *x.shape[2:])          # skimage's 7x7 window, odd and no larger than the image
     win -= 1 - win % 2
-    ssim = [structural_similarity(a, b, data_range=1.0, channel_axis=0, win_size=win)
-            for a, b in zip(x, x_hat)] if win >= 3 else [float("nan")]
+    ssim = ssim_batch(x, x_hat, win) if win >= 3 else np.array([float("nan")])
     return {"mse": float(mse.mean()), "psnr": float(psnr.mean()), "ssim": float(np.mean(ssim)), "n": int(len(x))}
+
+
+def ssim_batch(x: np.ndarray, y: np.ndarray, win: int = 7) -> np.ndarray:
+    """Per-image SSIM of (N, C, H, W) batches in [0, 1], the same numbers as skimage's
+    ``structural_similarity(a, b, data_range=1, channel_axis=0, win_size=win)`` (uniform window,
+    sample covariance, K1 0.01, K2 0.03, the border of half a window left out), vectorized over the
+    batch: one image at a time through skimage cost ~1 ms each, the suite scores ~30k per run."""
+    from scipy.ndimage import uniform_filter  # imported on use, like skimage
+
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    size = (1, 1, win, win)
+    ux, uy = uniform_filter(x, size), uniform_filter(y, size)
+    uxx, uyy, uxy = uniform_filter(x * x, size), uniform_filter(y * y, size), uniform_filter(x * y, size)
+    norm = win * win / (win * win - 1.0)
+    vx, vy, vxy = norm * (uxx - ux * ux), norm * (uyy - uy * uy), norm * (uxy - ux * uy)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    pad = (win - 1) // 2
+    return s[:, :, pad:s.shape[2] - pad, pad:s.shape[3] - pad].mean(axis=(1, 2, 3))
 
 
 def reidentification(x: np.ndarray, y: np.ndarray, x_hat: np.ndarray, candidates: int = 100,

@@ -79,6 +79,19 @@ def test_attack_on_independent_noise_does_not_beat_the_mean_image():
         assert v["attack"]["psnr"] < v["mean_image"]["psnr"] + 0.3
 
 
+def test_batched_ssim_is_skimages_ssim():
+    from skimage.metrics import structural_similarity
+
+    from fleet.privacy.metrics import ssim_batch
+
+    rng = np.random.default_rng(0)
+    for shape, win in (((6, 1, 28, 28), 7), ((4, 3, 12, 16), 7), ((5, 1, 8, 8), 7), ((3, 1, 5, 5), 5)):
+        x = rng.uniform(size=shape)
+        y = np.clip(x + 0.2 * rng.normal(size=shape), 0, 1)
+        ref = [structural_similarity(a, b, data_range=1.0, channel_axis=0, win_size=win) for a, b in zip(x, y)]
+        assert ssim_batch(x, y, win) == pytest.approx(ref, abs=1e-12)
+
+
 def test_reconstruction_metrics_known_values():
     x = np.full((2, 1, 8, 8), 0.5)
     m = reconstruction_metrics(x, x + 0.1)

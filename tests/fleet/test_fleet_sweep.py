@@ -141,3 +141,27 @@ def test_a_swept_algorithm_reaches_a_side_with_its_own_tile_table():
         alg = label.split(" on ")[0]
         assert tiles["analog"]["algorithm"] == tiles["edge"]["algorithm"] == {"type": alg}
         assert tiles["edge"]["device"] == {"type": "ReRAMSoftBounds"} and "classifier" not in tiles
+
+
+def test_sweep_privacy_adds_the_strongest_attack_per_point(tmp_path):
+    """--privacy: every point, re-quantized ones included, runs the suite with the server's holdings
+    (the first bit width's pretrained weights too) and gains its columns in the CSV and the table."""
+    import json
+
+    fleet = FleetConfig.from_dict({
+        "fleet": {"name": "sweep", "dataset": "digits", "num_clients": 2, "digital": True, "backend": "local",
+                  "alignment": "pretrained+anchors", "anchors": 100, "pretrain_epochs": 5},
+        "edge": {"epochs": 2, "batch_size": 16, "lr": 0.03},
+        "classifier": {"hidden": [32], "epochs": 5},
+        "privacy": {"attack_epochs": 2, "epochs": 2, "hidden": 32},
+    })
+    result = run_sweep(fleet, SweepSpec.parse("16", "8,4", references=False, privacy=True), tmp_path)
+    for r in result["rows"]:
+        assert r["attack"] in ("pretrained_map_tuned", "pretrained_map", "anchor_decoder", "pretrained_raw")
+        assert 0 <= r["attack_ssim"] <= 1 and 0 <= r["attack_reid"] <= 1 and abs(r["attack_gain_db"]) < 20
+    requantized = json.loads((tmp_path / "points" / "digital" / "d16" / "b4" / "privacy.json").read_text())
+    names = {row["attack"] for row in requantized["server_attack"]["rows"]}
+    assert {"pretrained_map_tuned", "anchor_decoder", "class_mean", "own_decoder"} <= names
+    with (tmp_path / "sweep.csv").open() as fh:
+        assert {"attack_gain_db", "attack_ssim", "attack_reid"} <= set(next(csv.DictReader(fh)))
+    assert "attack gain" in (tmp_path / "sweep_table.txt").read_text()
