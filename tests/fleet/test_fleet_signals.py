@@ -119,9 +119,10 @@ def test_deploy_local_interrupted_stops_every_process_it_started(tmp_path, sig):
     cfg.write_text(tomli_w.dumps(data))
     signum = getattr(signal, sig)
     # the latent service, the SuperLink, both SuperNodes and their ClientApps run
-    code, seen, _ = interrupt_mid_run(
+    code, seen, stop_s = interrupt_mid_run(
         ["deploy", "local", "--clients", "2", "--config", str(cfg), "--out", str(tmp_path / "run")],
         lambda cmds: sum("flwr-clientapp" in c for c in cmds) >= 2, tmp_path, sig=signum)
     assert not (family(sorted(seen)) & seen), "processes left after " + sig
     assert code == 128 + signum, (tmp_path / "cli.log").read_text()[-2000:]
     assert len(seen) >= 6
+    print(f"deploy local: {len(seen)} processes stopped {stop_s:.1f} s after {sig}")
