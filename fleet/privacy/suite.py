@@ -22,6 +22,7 @@ from fleet.privacy.decoders import FitSettings, decode, decoder_body, AttackDeco
 from fleet.privacy.fora import fora
 from fleet.privacy.metrics import reconstruction_metrics, reidentification
 from fleet.privacy.views import ServerView
+from server.anchors import AnchorError
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,11 @@ def run_suite(view: ServerView, truth: dict[str, Truth], settings: FitSettings, 
             skipped[name] = why
             continue
         t0 = time.perf_counter()
-        recon[name] = ATTACKS[name].run(view, victims, settings)
+        try:
+            recon[name] = ATTACKS[name].run(view, victims, settings)
+        except AnchorError as exc:          # e.g. fewer anchors than a least-squares map needs
+            skipped[name] = str(exc)
+            continue
         rows.append({"attack": name, "kind": "server", "labels": ATTACKS[name].labels, "what": ATTACKS[name].what,
                      **score(truth, recon[name], candidates, settings.seed), "seconds": time.perf_counter() - t0})
     base = baselines(view, truth)

@@ -106,3 +106,10 @@ def test_run_suite_picks_the_strongest_and_reports_the_gain():
     assert 0.5 < out["reid"] <= 1.0 and out["scored_images"] == sum(len(t.x) for t in truth.values())
     own = next(r for r in out["rows"] if r["attack"] == "own_decoder")
     assert own["reid"] == 1.0 and own["kind"] == "own_decoder"
+
+
+def test_an_attack_the_anchors_cannot_support_is_skipped_with_its_reason():
+    view, truth = _view(lambda x: x.reshape(len(x), -1), 64, public=40)      # 40 anchors < 65 for lstsq
+    out = run_suite(view, truth, FitSettings(epochs=1), attacks=["anchor_decoder"], progress=False)
+    assert "lstsq needs at least 65" in out["skipped"]["anchor_decoder"] and "attack" not in out
+    assert [r["attack"] for r in out["rows"]] == ["class_mean", "mean_image"]
