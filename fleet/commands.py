@@ -196,8 +196,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_fleet_flags(p)
     p.add_argument("--mode", choices=["latent", "fedavg", "both"], help="latent pipeline, FedAvg baseline, or both")
     p.add_argument("--privacy", action="store_true", default=None,
-                   help="measure privacy after the run: dCor(X, Z) and a model-inversion attack from one "
-                        "client's leaked (x, z) pairs on the others' stored latents ([privacy] table)")
+                   help="measure privacy after the run: the server-side attack suite (no leaked pair; PSNR, SSIM, "
+                        "re-identification, gain over the class-mean guess: docs/privacy.md), dCor(X, Z) and a "
+                        "model-inversion attack from one client's leaked (x, z) pairs ([privacy] table)")
     p.add_argument("--inference-times", metavar="T1,T2,..",
                    help="after training, program the encoders and the classifier onto PCM-like inference chips "
                         "and evaluate the fleet at these times after programming, e.g. 1h,1d,1y ([deploy] table)")

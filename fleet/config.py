@@ -110,7 +110,8 @@ class EnergyConfig:
 
 @dataclass
 class PrivacyConfig:
-    """The optional privacy phase (fleet/privacy.py): dCor(X, Z) and a model-inversion attack.
+    """The optional privacy phase (fleet/privacy/, docs/privacy.md): the server-side attack suite,
+    dCor(X, Z) and a model-inversion attack from leaked pairs.
 
     The attacker holds `leaked_fraction` of ONE client's (`leaked_client`) training images with the
     latents those images put on the wire, trains its own digital decoder z -> x for `epochs`, and
