@@ -1,0 +1,29 @@
+"""The edge defense in the fleet report: one block from the clients' summaries, one line in the table."""
+from __future__ import annotations
+
+import numpy as np
+
+from edge_client.config import DefenseConfig
+from edge_client.defense import epsilon_per_row, release_report
+from fleet.phases import defense_summary
+from fleet.report import format_defense
+
+
+def _upload(seed: int, defense: DefenseConfig) -> dict:
+    z = np.random.default_rng(seed).normal(0, 2, size=(200, 16)).astype(np.float32)
+    return {"client_id": f"client-{seed:03d}",
+            "defense": {**release_report(z, defense).to_dict(), "nopeek_weight": defense.nopeek_weight,
+                        "label_weight": defense.label_weight}}
+
+
+def test_defense_block_and_table_line():
+    assert defense_summary([{"client_id": "client-000"}]) is None        # no defense: no block
+    d = DefenseConfig(noise_multiplier=0.5, clip_norm=8.0, label_weight=2.0)
+    block = defense_summary([_upload(s, d) for s in range(3)])
+    assert block["clients"] == 3 and block["epsilon"] == epsilon_per_row(0.5) and block["noise_std"] == 4.0
+    assert 0.2 < block["clipped_share"] < 0.8
+    line = format_defense(block)
+    assert "\n" not in line and "noise_multiplier 0.5, clip_norm 8" in line and "label_weight 2" in line
+    assert f"epsilon {epsilon_per_row(0.5):.3g} per released row (delta 1e-05, replace-one" in line
+    clip_only = defense_summary([_upload(0, DefenseConfig(clip_norm=8.0))])
+    assert clip_only["epsilon"] is None and "no epsilon (no noise)" in format_defense(clip_only)
