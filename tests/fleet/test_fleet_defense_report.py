@@ -27,3 +27,17 @@ def test_defense_block_and_table_line():
     assert f"epsilon {epsilon_per_row(0.5):.3g} per released row (delta 1e-05, replace-one" in line
     clip_only = defense_summary([_upload(0, DefenseConfig(clip_norm=8.0))])
     assert clip_only["epsilon"] is None and "no epsilon (no noise)" in format_defense(clip_only)
+
+
+def test_private_preset_is_the_quickstart_plus_the_documented_defense():
+    from pathlib import Path
+
+    from fleet.config import FleetConfig
+
+    root = Path(__file__).resolve().parents[2]
+    private = FleetConfig.from_toml(root / "configs" / "private.toml").to_dict()
+    quick = FleetConfig.from_toml(root / "configs" / "quickstart.toml").to_dict()
+    assert private["edge"].pop("defense") == {"noise_multiplier": 0.1, "clip_norm": 10.0, "nopeek_weight": 0.0,
+                                              "label_weight": 10.0}
+    assert private["fleet"].pop("name") == "private" and quick["fleet"].pop("name") == "quickstart"
+    assert private == quick
