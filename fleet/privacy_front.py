@@ -206,7 +206,9 @@ def front_figure(rows: list[dict[str, Any]], text: str):
                           [100 * r["accuracy_max"] - y for y, r in zip(ys, pts)]],
                     fmt="o-", color=color, capsize=2, elinewidth=0.8, label=c)
         for x, y, r in zip(xs, ys, pts):
-            ax.annotate(f"{r['value']}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7, color=color)
+            # one label row per curve, so values of curves that share a point do not print over each other
+            ax.annotate(f"{r['value']}", (x, y), textcoords="offset points", xytext=(5, 4 + 9 * i), fontsize=7,
+                        color=color)
     for r in (r for r in rows if r["curve"] == "mark"):
         ax.plot([r["gain_db"]], [100 * r["accuracy"]], "*", ms=15, color="k", zorder=5)
         ax.annotate(str(r["value"]), (r["gain_db"], 100 * r["accuracy"]), textcoords="offset points",
