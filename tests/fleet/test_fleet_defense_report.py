@@ -38,6 +38,6 @@ def test_private_preset_is_the_quickstart_plus_the_documented_defense():
     private = FleetConfig.from_toml(root / "configs" / "private.toml").to_dict()
     quick = FleetConfig.from_toml(root / "configs" / "quickstart.toml").to_dict()
     assert private["edge"].pop("defense") == {"noise_multiplier": 0.1, "clip_norm": 10.0, "nopeek_weight": 0.0,
-                                              "label_weight": 10.0}
+                                              "label_weight": 50.0}
     assert private["fleet"].pop("name") == "private" and quick["fleet"].pop("name") == "quickstart"
     assert private == quick
