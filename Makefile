@@ -22,6 +22,7 @@ install: $(STAMP)
 # one way between and inside packages, and no package has an import cycle.
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
+	$(MAKE) --no-print-directory docs-build
 	FLWR_TELEMETRY_ENABLED=0 $(PY) -m pytest -q tests
 
 # The documentation site (mkdocs.yml): --strict fails on a broken link, a page missing from the nav
