@@ -85,7 +85,7 @@ def ssim_batch(x: np.ndarray, y: np.ndarray, win: int = 7) -> np.ndarray:
     ``structural_similarity(a, b, data_range=1, channel_axis=0, win_size=win)`` (uniform window,
     sample covariance, K1 0.01, K2 0.03, the border of half a window left out), vectorized over the
     batch: one image at a time through skimage cost ~1 ms each, the suite scores ~30k per run."""
-    from scipy.ndimage import uniform_filter  # imported on use, like skimage
+    from scipy.ndimage import uniform_filter  # imported on use: only the privacy phase needs it
 
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     size = (1, 1, win, win)
