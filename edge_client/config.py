@@ -43,10 +43,14 @@ class DefenseConfig:
     clip_norm: float = 0.0          # per-row L2 clip of each latent row before the noise (0 = no clip)
     nopeek_weight: float = 0.0      # weight of dCor(x, z) in the AE's training loss (NoPeek)
     label_weight: float = 0.0       # weight of a supervised head's cross-entropy on z (label-aware bottleneck)
+    prototype_weight: float = 0.0   # weight of the squared distance of z to its class's public prototype
+    prototype_radius: float = 10.0  # the prototypes' L2 norm (used only with prototype_weight > 0)
 
     def __post_init__(self) -> None:
-        for name in ("noise_multiplier", "clip_norm", "nopeek_weight", "label_weight"):
+        for name in ("noise_multiplier", "clip_norm", "nopeek_weight", "label_weight", "prototype_weight"):
             object.__setattr__(self, name, check_number(f"defense.{name}", getattr(self, name), 0.0))
+        object.__setattr__(self, "prototype_radius",
+                           check_number("defense.prototype_radius", self.prototype_radius, 0.0, lo_open=True))
         if self.noise_multiplier > 0 and self.clip_norm == 0:
             raise ConfigError(f"defense.clip_norm: got 0, must be > 0 when defense.noise_multiplier is set "
                               f"(got {self.noise_multiplier}): the noise std is noise_multiplier * clip_norm")
@@ -67,12 +71,18 @@ class DefenseConfig:
     @property
     def active(self) -> bool:
         """True when any defense changes what the device trains or releases."""
-        return any((self.noise_multiplier, self.clip_norm, self.nopeek_weight, self.label_weight))
+        return any((self.noise_multiplier, self.clip_norm, self.nopeek_weight, self.label_weight,
+                    self.prototype_weight))
 
     @property
     def trains(self) -> bool:
-        """True when the autoencoder's training loss changes (NoPeek or the label objective)."""
-        return bool(self.nopeek_weight or self.label_weight)
+        """True when the autoencoder's training loss changes (NoPeek, the label head or the prototypes)."""
+        return bool(self.nopeek_weight or self.label_weight or self.prototype_weight)
+
+    @property
+    def uses_labels(self) -> bool:
+        """True when the training loss needs the device's labels (the label head or the prototypes)."""
+        return bool(self.label_weight or self.prototype_weight)
 
 
 @dataclass(frozen=True)

@@ -287,7 +287,8 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     }
     if cfg.defense.active:   # epsilon per released row and the training objective (docs/privacy.md)
         summary["defense"] = {**release_report(z, cfg.defense).to_dict(),
-                              "nopeek_weight": cfg.defense.nopeek_weight, "label_weight": cfg.defense.label_weight}
+                              "nopeek_weight": cfg.defense.nopeek_weight, "label_weight": cfg.defense.label_weight,
+                              "prototype_weight": cfg.defense.prototype_weight}
     ClientState(client_id=client_id, partition_id=partition_id, num_partitions=num_partitions, alpha=alpha,
                 seed=seed, latent_dim=cfg.latent_dim, bits=cfg.bits, scale=quant.scale_list(),
                 config=cfg.to_dict(), image_shape=list(data.dataset.image_shape)).save(state)
@@ -323,7 +324,9 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
     saved = ClientState.load(state)
     saved.check_matches(state, client_id=client_id, partition_id=partition_id, num_partitions=num_partitions,
                         alpha=alpha)
-    trained_cfg = {"defense": EdgeConfig().to_dict()["defense"], **saved.config}   # state saved before defenses
+    trained_cfg = dict(saved.config)
+    # states saved before a defense key existed were trained with its default
+    trained_cfg["defense"] = {**EdgeConfig().to_dict()["defense"], **saved.config.get("defense", {})}
     now = cfg.to_dict()
     for key in ("dataset", "data_path", "seed", "max_samples", "test_fraction", "autoencoder", "latent_dim",
                 "conv_channels", "mlp_hidden", "init_seed", "analog", "anchors", "anchor_path", "defense"):

@@ -20,7 +20,7 @@ import analog
 
 from .autoencoder import is_analog
 from .config import DefenseConfig
-from .objectives import LabelHead, defended_loss
+from .objectives import LabelHead, class_prototypes, defended_loss
 
 
 @dataclass
@@ -98,14 +98,19 @@ def train_autoencoder(model: nn.Module, x_train: np.ndarray | torch.Tensor,
         result.initial_val_mse = reconstruction_mse(model, x_val)
     opt = make_optimizer(model, lr, optimizer)
     trains = defense is not None and defense.trains
-    head, head_opt, y_t = None, None, None
-    if trains and defense.label_weight:
+    head, head_opt, y_t, protos = None, None, None, None
+    if trains and defense.uses_labels:
         if y_train is None or len(y_train) != x_train.shape[0]:
-            raise ValueError("y_train: the label objective (defense.label_weight > 0) needs one label per image")
+            raise ValueError("y_train: the label objective (defense.label_weight or prototype_weight > 0) "
+                             "needs one label per image")
         y_t = torch.tensor(np.asarray(y_train), dtype=torch.int64)
-        head = LabelHead(model.latent_dim, int(num_classes or int(y_t.max()) + 1), seed)
-        # digital, device-only: Adam reaches a useful head within the first epoch of a 5-epoch run
-        head_opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+        classes = int(num_classes or int(y_t.max()) + 1)
+        if defense.label_weight:
+            head = LabelHead(model.latent_dim, classes, seed)
+            # digital, device-only: Adam reaches a useful head within the first epoch of a 5-epoch run
+            head_opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+        if defense.prototype_weight:
+            protos = class_prototypes(classes, model.latent_dim, defense.prototype_radius)
     gen = torch.Generator().manual_seed(int(seed))
     n = x_train.shape[0]
     pixels = x_train[0].numel()
@@ -127,7 +132,8 @@ def train_autoencoder(model: nn.Module, x_train: np.ndarray | torch.Tensor,
                 recon = model.decoder(z)
                 rec_loss = torch.sum((recon - xb) ** 2) / xb.shape[0]
                 loss = defended_loss(rec_loss, xb, z, y_t[idx] if y_t is not None else None, head,
-                                     defense.nopeek_weight, defense.label_weight)
+                                     defense.nopeek_weight, defense.label_weight, protos,
+                                     defense.prototype_weight)
             else:
                 recon = model(xb)
                 rec_loss = loss = torch.sum((recon - xb) ** 2) / xb.shape[0]

@@ -97,9 +97,11 @@ def format_defense(d: dict[str, Any]) -> str:
     eps = d.get("epsilon")
     dp = (f"epsilon {eps:.3g} per released row (delta {d['delta']:g}, {d['neighbouring']})" if eps is not None
           else "no epsilon (no noise)")
+    proto = f", prototype_weight {d['prototype_weight']:g}" if d.get("prototype_weight") else ""
     return (f"edge defense: noise_multiplier {d['noise_multiplier']:g}, clip_norm {d['clip_norm']:g} "
             f"({100 * d['clipped_share']:.0f}% of rows clipped, median norm {d['row_norm_median']:.3g}), "
-            f"nopeek_weight {d['nopeek_weight']:g}, label_weight {d['label_weight']:g}; {dp}")
+            f"nopeek_weight {d['nopeek_weight']:g}, label_weight {d['label_weight']:g}"
+            f"{proto}; {dp}")
 
 
 def classifier_summary(clf: dict[str, Any]) -> str:

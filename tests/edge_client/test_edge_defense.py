@@ -19,7 +19,7 @@ from edge_client.autoencoder import build_autoencoder
 from edge_client.config import ConfigError, DefenseConfig, EdgeConfig
 from edge_client.data import load_dataset
 from edge_client.defense import clip_rows, epsilon_per_row, release_latents
-from edge_client.objectives import distance_correlation
+from edge_client.objectives import class_prototypes, defended_loss, distance_correlation
 from edge_client.training import encode, train_autoencoder
 from protos import codec as wire
 from protos import latent_service_pb2 as pb
@@ -33,7 +33,10 @@ from protos import latent_service_pb2_grpc as pb_grpc
     ({"nopeek_weight": "high"}, r"defense.nopeek_weight: got 'high', must be a finite number"),
     ({"label_weight": -1}, r"defense.label_weight: got -1.0, must be >= 0.0"),
     ({"noise_multiplier": 1.0}, r"defense.clip_norm: got 0, must be > 0 when defense.noise_multiplier is set"),
-    ({"noise": 1.0}, r"defense.noise: unknown key; allowed keys are noise_multiplier, clip_norm, nopeek_weight"),
+    ({"prototype_weight": -2}, r"defense.prototype_weight: got -2.0, must be >= 0.0"),
+    ({"prototype_radius": 0}, r"defense.prototype_radius: got 0.0, must be > 0.0"),
+    ({"noise": 1.0}, r"defense.noise: unknown key; allowed keys are noise_multiplier, clip_norm, nopeek_weight, "
+                     r"label_weight, prototype_weight, prototype_radius"),
 ])
 def test_bad_values_are_one_line_errors(table, msg):
     with pytest.raises(ConfigError, match=msg) as exc:
@@ -50,6 +53,7 @@ def test_fleet_names_the_table_and_carries_it_to_the_devices():
                                                                      "label_weight": 2}}})
     again = FleetConfig.from_dict(fleet.to_dict())     # what the Flower and local backends send to clients
     assert again.edge_config.defense == DefenseConfig(0.5, 3.0, 0.0, 2.0)
+    assert not DefenseConfig(prototype_radius=3.0).active          # the radius alone changes nothing
     assert EdgeConfig.from_dict(again.edge_config.to_dict()).defense == again.edge_config.defense
     assert not EdgeConfig().defense.active
 
@@ -235,3 +239,55 @@ def test_label_objective_keeps_the_class_and_drops_the_rest():
         recon[w] = float(np.mean((z[te] @ w_dec - flat[te]) ** 2))
     assert probe[10.0] > probe[0.0] + 0.05, probe
     assert recon[10.0] > recon[0.0], recon
+
+
+# ---------------------------------------------------------------- public class prototypes
+def test_class_prototypes_are_public_orthogonal_points_of_the_given_norm():
+    state = torch.random.get_rng_state()
+    p = class_prototypes(10, 32, 7.0)
+    assert torch.equal(state, torch.random.get_rng_state())            # the chip's noise streams do not move
+    assert p.shape == (10, 32) and p.dtype == torch.float32
+    torch.testing.assert_close(p @ p.T, 49.0 * torch.eye(10), atol=1e-4, rtol=0)
+    torch.testing.assert_close(class_prototypes(10, 32, 7.0), p, atol=0, rtol=0)   # every device draws the same
+    wide = class_prototypes(12, 8, 2.0)                                 # more classes than dimensions
+    torch.testing.assert_close(wide.norm(dim=1), torch.full((12,), 2.0), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="radius"):
+        class_prototypes(10, 32, 0.0)
+
+
+def test_prototype_term_is_zero_on_the_prototypes_and_off_at_weight_zero():
+    p = class_prototypes(10, 16, 5.0)
+    y = torch.arange(10)
+    x, recon = torch.zeros(10, 4), torch.tensor(3.0)
+    on = defended_loss(recon, x, p[y].clone(), y, None, 0.0, 0.0, p, 4.0)
+    assert float(on) == pytest.approx(3.0 / 5.0)                       # only recon / (1 + 4) is left
+    off = defended_loss(recon, x, p[(y + 1) % 10].clone(), y, None, 0.0, 0.0, p, 0.0)
+    assert float(off) == pytest.approx(3.0)                             # weight 0: the plain reconstruction loss
+    wrong = defended_loss(recon, x, p[(y + 1) % 10].clone(), y, None, 0.0, 0.0, p, 4.0)
+    assert float(wrong) == pytest.approx(3.0 / 5.0 + 4.0 * 2.0)        # another class's point: distance^2 = 2 r^2
+
+
+def test_prototypes_put_differently_initialized_devices_in_one_class_space():
+    """Two devices with different random inits, no exchanged data: with the pull, the nearest public
+    prototype classifies each device's held-out latents (the spaces agree on the class); without, it
+    is near chance. A linear decoder from z (the simplest inversion) reconstructs worse with it."""
+    ds = load_dataset("digits")
+    x, y = ds.x[:1200], ds.y[:1200]
+    tr, te = slice(0, 900), slice(900, 1200)
+    protos = class_prototypes(10, 16, 10.0).numpy()
+    flat = x.reshape(len(x), -1)
+    near, recon = {}, {}
+    for w in (0.0, 10.0):
+        for init in (0, 1):
+            torch.manual_seed(0)
+            model = build_autoencoder((1, 8, 8), 16, "mlp", init_seed=init)
+            train_autoencoder(model, x[tr], epochs=15, batch_size=32, lr=3e-3, optimizer="adam", seed=0,
+                              progress=False, y_train=y[tr], defense=DefenseConfig(prototype_weight=w), num_classes=10)
+            z = encode(model, x)
+            near[w, init] = float(np.mean(((z[te, None] - protos[None]) ** 2).sum(-1).argmin(1) == y[te]))
+            zz = np.c_[z, np.ones(len(z))]
+            w_dec = np.linalg.lstsq(zz[tr], flat[tr], rcond=None)[0]
+            recon[w, init] = float(np.mean((zz[te] @ w_dec - flat[te]) ** 2))
+    for init in (0, 1):
+        assert near[10.0, init] > 0.9 and near[0.0, init] < 0.4, near
+        assert recon[10.0, init] > 1.5 * recon[0.0, init], recon

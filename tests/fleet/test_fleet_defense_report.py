@@ -13,7 +13,7 @@ def _upload(seed: int, defense: DefenseConfig) -> dict:
     z = np.random.default_rng(seed).normal(0, 2, size=(200, 16)).astype(np.float32)
     return {"client_id": f"client-{seed:03d}",
             "defense": {**release_report(z, defense).to_dict(), "nopeek_weight": defense.nopeek_weight,
-                        "label_weight": defense.label_weight}}
+                        "label_weight": defense.label_weight, "prototype_weight": defense.prototype_weight}}
 
 
 def test_defense_block_and_table_line():
@@ -27,6 +27,9 @@ def test_defense_block_and_table_line():
     assert f"epsilon {epsilon_per_row(0.5):.3g} per released row (delta 1e-05, replace-one" in line
     clip_only = defense_summary([_upload(0, DefenseConfig(clip_norm=8.0))])
     assert clip_only["epsilon"] is None and "no epsilon (no noise)" in format_defense(clip_only)
+    assert "prototype_weight" not in line                                 # said only when it is on
+    proto = format_defense(defense_summary([_upload(0, DefenseConfig(prototype_weight=20.0))]))
+    assert "label_weight 0, prototype_weight 20; no epsilon" in proto
 
 
 def test_private_preset_is_the_quickstart_plus_the_documented_defense():
