@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 import analog  # noqa: E402
 from analog import algorithms, devices  # noqa: E402
 from analog.energy import counting  # noqa: E402
-from server.app import keep_heap_warm  # noqa: E402
+from common.memory import keep_heap_warm  # noqa: E402
 
 WORKLOADS = ("mlp", "linear", "conv")
 
@@ -331,7 +331,7 @@ def run_workload(key: str, steps: int, repeats: int, mode: str, warmup: int = 10
 def run(workloads: tuple[str, ...] = WORKLOADS, steps: int = 100, repeats: int = 5, mode: str = "batched",
         warm_heap: bool = True) -> dict:
     """Every workload; ``warm_heap``: keep freed memory in the heap first, as the project's training
-    processes do (server.app.keep_heap_warm), else glibc's default malloc."""
+    processes do (common.memory.keep_heap_warm), else glibc's default malloc."""
     kept = keep_heap_warm() if warm_heap else False
     results: dict = {"workloads": [run_workload(k, steps, repeats, mode) for k in workloads],
                      "op_costs_us": op_costs_us()}

@@ -9,7 +9,7 @@ from the first upload to the last acknowledgement. The ceiling is measured in th
 serializing and parsing the very same UploadRequest messages with protobuf, no network, no store.
 
 Two ceilings are reported. "protobuf ceiling" runs in this process as the clients do (glibc's default
-malloc, unless --warm-heap). "warm-heap ceiling" is measured last, after ``server.app.keep_heap_warm()``
+malloc, unless --warm-heap). "warm-heap ceiling" is measured last, after ``common.memory.keep_heap_warm()``
 (which the server process always uses): with default malloc every MB-sized buffer is a fresh mmap and
 page-faults in, which on a VM costs more than protobuf itself, so the warm ceiling is the stricter one.
 A third reference, "gRPC transport": the same client code streaming the same payload to a child
@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from protos import codec  # noqa: E402
 from protos import latent_service_pb2 as pb  # noqa: E402
-from server.app import keep_heap_warm  # noqa: E402
+from common.memory import keep_heap_warm  # noqa: E402
 from server.probe import ServiceProbe, upload_messages  # noqa: E402
 
 DTYPES = {"float32": pb.FLOAT32, "float16": pb.FLOAT16, "int8": pb.INT8, "int4": pb.INT4}

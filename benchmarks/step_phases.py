@@ -35,7 +35,7 @@ from analog.algorithms.tiki_taka import TikiTakaState  # noqa: E402
 from analog.layers import ConvGeometry  # noqa: E402
 from analog.pulsed import PulsedArray  # noqa: E402
 from analog.tile import AnalogTile  # noqa: E402
-from server.app import keep_heap_warm  # noqa: E402
+from common.memory import keep_heap_warm  # noqa: E402
 
 #: (phase, class, method); a phase called inside another is reported under the outer one's name,
 #: e.g. "update/transfer/device pulses" for the pulses a Tiki-Taka transfer writes onto W

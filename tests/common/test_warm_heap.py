@@ -1,4 +1,4 @@
-"""Training processes keep the heap warm (server.app.keep_heap_warm, called by the fleet's client
+"""Training processes keep the heap warm (common.memory.keep_heap_warm, called by the fleet's client
 tasks and the step benchmarks): an analog conv step frees and reallocates megabytes of patches and
 noise, and glibc's default malloc hands them back to the OS, so every step page-faults them in again
 (~3 us a page on these machines). With the heap warm a step must fault nothing in."""
@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 import torch
 import analog_step
-from server.app import keep_heap_warm
+from common.memory import keep_heap_warm
 if {warm}:
     assert keep_heap_warm()
 torch.set_num_threads(1)
