@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from fleet.config import FleetConfig  # noqa: E402
 from fleet.processes import family  # noqa: E402
-from fleet.simulate import run_fleet  # noqa: E402
+from fleet.flower.simulation import run_fleet  # noqa: E402
 
 
 def fleet_config(clients: int, samples: int, cpus: int, seed: int) -> FleetConfig:

@@ -34,7 +34,7 @@ BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
 PARTITIONERS = ("iid", "dirichlet")   # Flower Datasets' IidPartitioner / DirichletPartitioner
 SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy", "deploy", "energy")   # TOML tables beside [fleet]
-#: fleet/radio.py's links (named here so that loading a config does not import torch)
+#: fleet/energy/radio.py's links (named here so that loading a config does not import torch)
 RADIO_NAMES = ("ble", "802.15.4", "wifi", "lora_sf7", "lora_sf12")
 ENERGY_MODES = ("lumped", "component")
 DEFAULT_CONFIG = "configs/quickstart.toml"
@@ -95,7 +95,7 @@ SERVER_ATTACKS = ("pretrained_map_tuned", "pretrained_map", "anchor_decoder", "p
 
 @dataclass
 class EnergyConfig:
-    """The energy and latency report (fleet/energy.py, docs/energy.md): the clients' radio link and
+    """The energy and latency report (fleet/energy/costs.py, docs/energy.md): the clients' radio link and
     how the analog MVMs are priced (whole-core per MAC, or per conversion and cell read)."""
 
     enabled: bool = True
@@ -187,7 +187,7 @@ def parse_duration(name: str, text: Any) -> float:
 
 @dataclass
 class DeployConfig:
-    """The optional deployment phase (fleet/deployment.py): after training, the edge encoders and the
+    """The optional deployment phase (fleet/inference.py): after training, the edge encoders and the
     server classifier are programmed once onto PCM-like inference chips (analog.inference.PCMLike,
     one chip per device, seeded from `seed`) and the fleet is evaluated at each of `inference_times`
     after programming, with and without global drift compensation. Empty `inference_times`: off."""

@@ -1,6 +1,6 @@
 """The one client of the LatentService: retrying, TLS / mutual-TLS capable, every RPC of the contract.
 
-Edge devices (edge_client), the fleet (fleet/service.py) and operator tools all use `LatentClient`;
+Edge devices (edge_client), the fleet (fleet/run/service.py) and operator tools all use `LatentClient`;
 it lives beside the contract so every package above protos may import it. Register once (or reuse a token), then stream each upload as a header and chunks under the gRPC
 message limit. A failed attempt with UNAVAILABLE or DEADLINE_EXCEEDED is retried with exponential
 backoff and jitter, re-sending the *same* upload_id so the server stores the rows once (it answers

@@ -318,7 +318,7 @@ def aggregate_sweep(out: Path, seeds: list[int] | None = None) -> list[Path]:
     each point has). ``vs digital``: the mean over seeds of the point's accuracy minus the digital
     pipeline's at the same (seed, d, bits)."""
     sys.path.insert(0, str(ROOT))
-    from fleet.sweep import plot_sweep  # the project's own plot, fed the seed means
+    from fleet.experiments.sweep import plot_sweep  # the project's own plot, fed the seed means
 
     paths = sorted((out / "sweep").glob("seed*/sweep.json"), key=_seed_of)
     per_seed = {_seed_of(p): json.loads(p.read_text()) for p in paths if seeds is None or _seed_of(p) in seeds}

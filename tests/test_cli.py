@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from fleet import cli, commands
+from fleet.cli import fleet_commands as commands
+from fleet.cli import entry as cli
 
 COMMANDS = {"fleet", "sweep", "privacy-front", "demo", "client", "serve", "train-classifier", "study", "deploy"}
 
@@ -22,7 +23,7 @@ def test_version_matches_package_metadata(capsys):
 def test_every_package_contributes_its_commands_and_help_needs_no_torch():
     """Each package registers its own sub-commands; building the parser (what --help does) must
     not import torch, flwr or grpc: the handlers import them when they run."""
-    code = ("import sys; from fleet import cli; p = cli.build_parser(); "
+    code = ("import sys; from fleet.cli import entry as cli; p = cli.build_parser(); "
             "sub = next(a for a in p._actions if a.dest == 'command'); "
             "print(sorted(sub.choices)); print(sorted(m for m in ('torch', 'flwr', 'grpc', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
@@ -67,9 +68,9 @@ def test_client_partition_flags_use_flowers_names():
 def test_fleet_partitioner_flag_and_alpha_check(capsys, tmp_path):
     parser = argparse.ArgumentParser()
     commands.register(parser.add_subparsers())
-    fleet = commands._load(parser.parse_args(["fleet", "--partitioner", "dirichlet", "--alpha", "0.3"]))
+    fleet = commands.load_fleet_config(parser.parse_args(["fleet", "--partitioner", "dirichlet", "--alpha", "0.3"]))
     assert (fleet.partitioner, fleet.alpha_or_none) == ("dirichlet", 0.3)
-    assert commands._load(parser.parse_args(["fleet"])).alpha_or_none is None
+    assert commands.load_fleet_config(parser.parse_args(["fleet"])).alpha_or_none is None
     rc = cli.main(["fleet", "--alpha", "0.3", "--out", str(tmp_path)])
     assert rc == 2
     assert capsys.readouterr().err.strip() == ("analog-edge: error: --alpha: got 0.3, only used with "

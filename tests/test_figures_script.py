@@ -88,7 +88,7 @@ def test_docs_figures_come_from_files_their_commands_write():
     import inspect
 
     from analog.studies import robustness_report
-    from fleet import deployment
+    from fleet import inference as deployment
 
     spec = importlib.util.spec_from_file_location("figures_script", SCRIPT)
     figures = importlib.util.module_from_spec(spec)

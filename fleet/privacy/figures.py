@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from fleet.client_tasks import client_name
 from fleet.config import FleetConfig
+from fleet.names import client_name
 from fleet.tables import grid
 
 

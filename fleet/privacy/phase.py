@@ -18,9 +18,8 @@ import torch
 from edge_client import runner as er
 from edge_client.config import EdgeConfig
 from edge_client.data import load_dataset, public_anchor_indices
-from fleet.client_tasks import client_name
 from fleet.config import FleetConfig
-from fleet.phases import PRETRAINED_FILE
+from fleet.names import PRETRAINED_FILE, client_name
 from fleet.privacy.attacker import attack, mean_metrics, reconstruct, standardize
 from fleet.privacy.decoders import FitSettings
 from fleet.privacy.figures import plot_reconstructions

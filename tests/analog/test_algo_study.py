@@ -6,7 +6,7 @@ import json
 import pytest
 
 from analog.studies.config import StudyConfig
-from fleet.cli import main
+from fleet.cli.entry import main
 
 
 @pytest.fixture(scope="module")

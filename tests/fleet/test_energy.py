@@ -1,4 +1,4 @@
-"""fleet/radio.py and fleet/energy.py: radio costs, the [energy] config, the per-client energy section
+"""fleet/energy/radio.py and fleet/energy/costs.py: radio costs, the [energy] config, the per-client energy section
 of report.json, its table and its PNG."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import analog
 from analog.energy import counting
 from common.validation import ConfigError
 from fleet.config import RADIO_NAMES, FleetConfig
-from fleet.energy import energy_report, format_energy, plot_energy
-from fleet.radio import RADIOS, radio
+from fleet.energy.costs import energy_report, format_energy, plot_energy
+from fleet.energy.radio import RADIOS, radio
 
 
 def test_radio_costs_per_bit_connection_and_airtime() -> None:

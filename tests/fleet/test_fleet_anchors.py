@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from edge_client import runner as edge_runner
-from fleet.alignment import compare_alignment
-from fleet.client_tasks import client_name, requantize_upload
+from fleet.experiments.alignment import compare_alignment
+from fleet.run.client_tasks import requantize_upload
+from fleet.names import client_name
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.pipeline import execute
-from fleet.service import ServiceHandle
-from fleet.transport import LocalTransport
+from fleet.run.pipeline import execute
+from fleet.run.service import ServiceHandle
+from fleet.run.transport import LocalTransport
 from server.store import LatentStore
 
 

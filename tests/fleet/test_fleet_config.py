@@ -159,7 +159,7 @@ def test_unknown_section_and_bad_analog_table_are_named(tmp_path):
 
 def test_partition_layout_mismatch_is_named():
     from fleet.errors import FleetError
-    from fleet.phases import check_partitions
+    from fleet.run.phases import check_partitions
 
     fleet = FleetConfig.from_dict(_quickstart()).with_overrides(num_clients=3)
     ok = [{"client_id": f"client-00{i}", "partition_id": i, "num_partitions": 3} for i in range(3)]

@@ -5,8 +5,8 @@ import numpy as np
 
 from edge_client.config import DefenseConfig
 from edge_client.defense import epsilon_per_row, release_report
-from fleet.phases import defense_summary
-from fleet.report import format_defense
+from fleet.run.phases import defense_summary
+from fleet.run.report import format_defense
 
 
 def _upload(seed: int, defense: DefenseConfig) -> dict:

@@ -25,8 +25,8 @@ def _digest(folder):
 
 
 def test_fleet_on_inference_chips_over_time(tmp_path):
-    from fleet.deployment import run_deploy
-    from fleet.simulate import run_fleet
+    from fleet.inference import run_deploy
+    from fleet.flower.simulation import run_fleet
 
     fleet = _fleet()
     report = run_fleet(fleet, tmp_path)

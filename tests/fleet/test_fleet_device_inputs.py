@@ -8,12 +8,12 @@ import torch
 from flwr.app import Context, Message, RecordDict
 
 from edge_client.runner import public_anchor_images
-from fleet.client_app import client_app
-from fleet.client_tasks import PublicSetMismatch
+from fleet.flower.client_app import client_app
+from fleet.run.client_tasks import PublicSetMismatch
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.phases import device_task
-from fleet.transport import LATENT_TRAIN, client_error, init_record, read_init, record_wire_bytes, task_content
+from fleet.run.phases import device_task
+from fleet.run.transport import LATENT_TRAIN, client_error, init_record, read_init, record_wire_bytes, task_content
 
 
 @pytest.fixture(autouse=True)

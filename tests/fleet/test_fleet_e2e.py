@@ -39,7 +39,7 @@ def test_latent_fleet_on_digits_end_to_end(tmp_path):
     from server.store import LatentStore
 
     fleet = _digits_fleet(mode="latent")      # analog tiles on both sides
-    from fleet.simulate import run_fleet
+    from fleet.flower.simulation import run_fleet
 
     report = run_fleet(fleet, tmp_path)
     lat = report["latent"]
@@ -76,7 +76,7 @@ def test_latent_fleet_on_digits_end_to_end(tmp_path):
 
 
 def test_fedavg_two_clients_two_rounds(tmp_path):
-    from fleet.simulate import run_fleet
+    from fleet.flower.simulation import run_fleet
 
     fleet = _digits_fleet(mode="fedavg", num_clients=2, digital=True)
     report = run_fleet(fleet, tmp_path)

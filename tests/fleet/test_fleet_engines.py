@@ -14,7 +14,7 @@ import pytest
 import tomli_w
 
 from fleet.config import FleetConfig
-from fleet.flower_runtime import RUN_END_MARKER
+from fleet.flower.runtime import RUN_END_MARKER
 from fleet.processes import ProcessGroup, free_port
 
 pytestmark = pytest.mark.slow
@@ -136,7 +136,7 @@ def test_readme_real_devices_on_loopback_quickstart_matches_simulation(tmp_path)
     directory) and is audited: any open or listing of the server's run folder or certificates fails
     and is logged. Then the same config simulated, and the reports compared."""
     from fleet.processes import family
-    from fleet.simulate import run_fleet
+    from fleet.flower.simulation import run_fleet
 
     data = _quickstart(3)
     server_root, devices = tmp_path / "server", tmp_path / "devices"

@@ -136,14 +136,14 @@ def test_privacy_config_defaults_round_trip_and_errors():
 def test_cli_privacy_flag_enables_the_phase(tmp_path):
     import argparse
 
-    from fleet.commands import _load, register
+    from fleet.cli.fleet_commands import load_fleet_config, register
 
     cfg = tmp_path / "f.toml"
     cfg.write_text('[fleet]\ndataset = "digits"\nnum_clients = 2\n[edge]\nlatent_dim = 8\n')
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
-    assert _load(parser.parse_args(["fleet", "--config", str(cfg), "--privacy"])).privacy.enabled
-    assert not _load(parser.parse_args(["fleet", "--config", str(cfg)])).privacy.enabled
+    assert load_fleet_config(parser.parse_args(["fleet", "--config", str(cfg), "--privacy"])).privacy.enabled
+    assert not load_fleet_config(parser.parse_args(["fleet", "--config", str(cfg)])).privacy.enabled
 
 
 # ----------------------------------------------------------------------------- the fleet phase
@@ -152,7 +152,7 @@ def test_local_fleet_privacy_phase_reads_the_store(tmp_path):
     training images, reports every victim against both baselines and writes table + PNG."""
     import json
 
-    from fleet.simulate import run_fleet
+    from fleet.flower.simulation import run_fleet
     from server.store import LatentStore
 
     fleet = FleetConfig.from_dict({

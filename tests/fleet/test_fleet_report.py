@@ -1,6 +1,6 @@
 """The fleet report labels the classifier's numbers by what they are."""
-from fleet.report import classifier_summary
-from fleet.service import classifier_status
+from fleet.run.report import classifier_summary
+from fleet.run.service import classifier_status
 from protos import latent_service_pb2 as pb
 
 
@@ -27,7 +27,7 @@ def _result(n_clients=5):
 
 
 def test_per_client_bars_show_counts_and_the_legend_hides_none():
-    from fleet.report import per_client_figure
+    from fleet.run.report import per_client_figure
 
     result = _result()
     fig = per_client_figure(result)
@@ -49,7 +49,7 @@ def test_per_client_bars_show_counts_and_the_legend_hides_none():
 def test_fedavg_round_metrics_average_rates_sum_counts_and_drop_partition_ids():
     from flwr.app import MetricRecord, RecordDict
 
-    from fleet.fedavg import aggregate_fleet_metrics
+    from fleet.run.fedavg import aggregate_fleet_metrics
 
     replies = [RecordDict({"metrics": MetricRecord({"num-examples": 100.0, "correct": 90.0, "accuracy": 0.9,
                                                     "partition_id": 0.0})}),
@@ -63,8 +63,8 @@ def test_fedavg_round_metrics_average_rates_sum_counts_and_drop_partition_ids():
 
 def test_header_names_the_resolved_device_and_algorithm_of_preset_and_explicit_tiles():
     from fleet.config import FleetConfig
-    from fleet.phases import describe_tile
-    from fleet.report import format_table, run_title
+    from fleet.run.phases import describe_tile
+    from fleet.run.report import format_table, run_title
 
     def header(path):
         fleet = FleetConfig.from_toml(path)

@@ -1,7 +1,8 @@
 """Every run gets a folder of its own (nothing is overwritten); `runs/demo/latest` names the newest."""
 import os
 
-from fleet.commands import link_latest, new_run_dir
+from fleet.cli.common import link_latest
+from fleet.names import new_run_dir
 
 
 def test_runs_started_in_the_same_second_get_distinct_folders(tmp_path):

@@ -4,7 +4,7 @@ import csv
 import pytest
 
 from fleet.config import ConfigError, FleetConfig
-from fleet.sweep import SweepSpec, run_sweep
+from fleet.experiments.sweep import SweepSpec, run_sweep
 
 
 def _fleet() -> FleetConfig:
@@ -93,7 +93,7 @@ def _rows():
 
 
 def test_sweep_figure_names_each_payload_once_and_hides_no_data():
-    from fleet.sweep import sweep_figure
+    from fleet.experiments.sweep import sweep_figure
 
     fig = sweep_figure(_rows(), {"raw_pixels": {"accuracy": 0.92}}, "digits, 2 clients, iid, 3 seeds (0, 1, 2)")
     fig.canvas.draw()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from fleet.config import ConfigError, FleetConfig
-from fleet.privacy_front import Defense, _summary, parse_value, run_front, with_key
+from fleet.experiments.privacy_front import Defense, _summary, parse_value, run_front, with_key
 
 
 def _fleet() -> FleetConfig:
@@ -61,7 +61,7 @@ def test_front_runs_each_point_per_seed_once_and_draws_it(tmp_path):
 
 
 def test_cli_front_validates_before_running(tmp_path, capsys):
-    from fleet.cli import main
+    from fleet.cli.entry import main
 
     cfg = tmp_path / "f.toml"
     cfg.write_text('[fleet]\ndataset = "digits"\nnum_clients = 2\n[edge]\nlatent_dim = 8\n')

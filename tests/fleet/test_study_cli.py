@@ -4,7 +4,7 @@ import pytest
 
 from analog.studies.config import StudyConfig
 from analog.studies.robustness_config import RobustnessConfig
-from fleet.study_cli import load_settings
+from fleet.cli.study import load_settings
 
 
 def test_settings_come_from_the_preset_then_the_studys_own_table(tmp_path):

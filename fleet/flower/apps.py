@@ -1,7 +1,7 @@
 """The Flower app for `flwr run` (pyproject's [tool.flwr.app.components]).
 
 `server_app` reads the run config and runs the same phases as `analog-edge fleet`
-(`pipeline.run_on_grid`); `client_app` is the edge device of fleet/client_app.py. Run config keys:
+(`pipeline.run_on_grid`); `client_app` is the edge device of fleet/flower/client_app.py. Run config keys:
 `config` (fleet TOML), `out-dir`, `mode`, `num-clients`, and `latent-address` / `admin-token` / `latent-ca` (its TLS root certificate) to
 use a latent service the devices can reach (on real devices the one this ServerApp would start
 listens on loopback only); `remote-devices` = 1 when the SuperNodes are real devices (each keeps
@@ -9,17 +9,17 @@ its state in the folder its node config names). See docs/fleet.md.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fleet.client_app import client_app
 from fleet.config import DEFAULT_CONFIG, FleetConfig, resolve_config_path
-from fleet.flower_runtime import RUN_END_MARKER
-from fleet.pipeline import run_on_grid
+from fleet.flower.client_app import client_app
+from fleet.flower.runtime import RUN_END_MARKER
+from fleet.names import new_run_dir
+from fleet.run import run_on_grid
 
 __all__ = ["client_app", "server_app"]
 
@@ -36,7 +36,7 @@ def _server_main(grid: Grid, context: Context) -> None:
     if int(rc.get("num-clients", 0) or 0):
         overrides["num_clients"] = int(rc["num-clients"])
     fleet = fleet.with_overrides(**overrides)
-    out = Path(str(rc.get("out-dir", "") or f"runs/flwr-{time.strftime('%Y%m%d-%H%M%S')}"))
+    out = Path(str(rc.get("out-dir", ""))) if rc.get("out-dir") else new_run_dir(Path("runs"), "flwr")
     address = str(rc.get("latent-address", "") or "")
     external = (address, str(rc.get("admin-token", "") or ""), str(rc.get("latent-ca", "") or "")) \
         if address else None

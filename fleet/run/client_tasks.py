@@ -1,6 +1,6 @@
 """What one edge device does in each phase, as plain functions of (fleet config, partition).
 
-The Flower `ClientApp` (fleet/client_app.py) and the in-process `local` transport both call these,
+The Flower `ClientApp` (fleet/flower/client_app.py) and the in-process `local` transport both call these,
 so a simulated fleet, a sequential debug run and real SuperNodes run the identical code. Each
 returns a JSON-able dict that the ServerApp collects.
 
@@ -23,26 +23,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.memory import keep_heap_warm
 from edge_client import runner as edge_runner
 from edge_client.codec import quantize_latents, wire_report
 from edge_client.defense import STREAM_TRAIN, release_latents
 from edge_client.state import ClientState
 from edge_client.training import encode
-from protos.client import LatentClient, TlsOptions
-from server.app import keep_heap_warm
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.fedavg import build_mlp, evaluate, get_arrays, set_arrays, train_local
-
-
-def client_name(partition_id: int) -> str:
-    """The client_id a partition registers under (stable, so reruns map to the same rows)."""
-    return f"client-{partition_id:03d}"
+from fleet.names import client_name
+from fleet.run.fedavg import build_mlp, evaluate, get_arrays, set_arrays, train_local
+from protos.client import LatentClient, TlsOptions
 
 
 def _prepare_process() -> None:
     """One virtual client = one CPU (Ray gives each actor num_cpus=1): torch must not oversubscribe.
-    And the heap is kept warm (server.app.keep_heap_warm): an analog conv step frees and reallocates
+    And the heap is kept warm (common.memory.keep_heap_warm): an analog conv step frees and reallocates
     megabytes of patches and noise, which glibc otherwise hands back to the OS and page-faults in
     again, hundreds of times per step (benchmarks/analog_step.py counts them)."""
     n = int(os.environ.get("ANALOG_EDGE_CLIENT_THREADS", "1"))

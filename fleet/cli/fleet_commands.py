@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import sys
-import time
 from pathlib import Path
 
-from fleet.config import ALIGNMENTS, DEFAULT_CONFIG, PARTITIONERS, RADIO_NAMES, ConfigError, FleetConfig, resolve_config_path
+from fleet.config import (
+    ALIGNMENTS,
+    DEFAULT_CONFIG,
+    PARTITIONERS,
+    RADIO_NAMES,
+    ConfigError,
+    FleetConfig,
+    resolve_config_path,
+)
+from fleet.cli.common import fail, link_latest, print_report
 from fleet.errors import FleetError
+from fleet.names import new_run_dir
 from fleet.processes import ProcessError
 
 
@@ -35,7 +42,8 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
                    help="the clients' radio link priced in the energy report (overrides energy.radio; docs/energy.md)")
 
 
-def _load(args: argparse.Namespace) -> FleetConfig:
+def load_fleet_config(args: argparse.Namespace) -> FleetConfig:
+    """The fleet config the sub-command runs: the TOML file, then the flags that override it, checked here."""
     fleet = FleetConfig.from_toml(resolve_config_path(args.config))
     if getattr(args, "privacy", None):
         fleet = fleet.with_overrides(privacy=dataclasses.replace(fleet.privacy, enabled=True))
@@ -62,65 +70,36 @@ def _load(args: argparse.Namespace) -> FleetConfig:
     return fleet
 
 
-def _fail(exc: Exception) -> int:
-    print(f"analog-edge: error: {exc}", file=sys.stderr)
-    return 2
-
-
 def _run_fleet(args: argparse.Namespace) -> int:
-    from fleet.simulate import run_fleet  # imported on use: start-up time of --help
+    from fleet.flower import run_fleet  # imported on use: start-up time of --help
 
     try:
-        fleet = _load(args)
+        fleet = load_fleet_config(args)
     except (ConfigError, ValueError) as exc:
-        return _fail(exc)
+        return fail(exc)
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), fleet.name)
     if getattr(args, "compare_alignment", False):
-        from fleet.alignment import compare_alignment  # imported on use: start-up time of --help
+        from fleet.experiments import compare_alignment  # imported on use: start-up time of --help
 
         only = [o.strip() for o in args.options.split(",") if o.strip()] if args.options else None
         try:
             print(compare_alignment(fleet, out, only)["table"])
         except FleetError as exc:
-            return _fail(exc)
+            return fail(exc)
         print(f"alignment: {out / 'alignment.json'}")
         return 0
     external = (args.latent_address, args.admin_token or "") if args.latent_address else None
     ray_address = getattr(args, "ray_address", None)
     if ray_address is not None and not _is_host_port(ray_address):
-        return _fail(ValueError(f"--ray-address: got {ray_address!r}, must be host:port of a running Ray head"))
+        return fail(ValueError(f"--ray-address: got {ray_address!r}, must be host:port of a running Ray head"))
     try:
         result = run_fleet(fleet, out, external, verbose=bool(getattr(args, "verbose", False)),
                            ray_address=ray_address)
     except (FleetError, ProcessError) as exc:
-        return _fail(exc)
-    print((out / "table.txt").read_text(), end="")
-    print(f"report: {out / 'report.json'}")
+        return fail(exc)
+    print_report(out)
     del result
     return 0
-
-
-def new_run_dir(parent: Path, name: str) -> Path:
-    """A folder of its own for one run, ``parent/name-YYYYmmdd-HHMMSS`` (``-2``, ``-3``... when two
-    start in the same second), created now so no other run can take it."""
-    parent.mkdir(parents=True, exist_ok=True)
-    stem = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    for i in range(1, 1000):
-        path = parent / (stem if i == 1 else f"{stem}-{i}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{parent}: no free run folder for {stem}")
-
-
-def link_latest(run: Path, link: Path) -> None:
-    """Point ``link`` at ``run`` (relative, replaced atomically), so "the latest" is one fixed path."""
-    tmp = link.with_name(f".{link.name}.{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(os.path.relpath(run, link.parent))
-    os.replace(tmp, link)
 
 
 def _is_host_port(value: str) -> bool:
@@ -136,12 +115,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.out:
         return _run_fleet(args)
     try:
-        _load(args)                     # bad input fails before a run folder exists
+        load_fleet_config(args)                     # bad input fails before a run folder exists
     except (ConfigError, ValueError) as exc:
-        return _fail(exc)
+        return fail(exc)
     runs = Path("runs") / "demo"
     if runs.is_symlink() or (runs.exists() and not runs.is_dir()):
-        return _fail(ValueError(f"{runs}: exists and is not a folder; move it away or pass --out"))
+        return fail(ValueError(f"{runs}: exists and is not a folder; move it away or pass --out"))
     args.out = str(new_run_dir(runs, "demo"))
     rc = _run_fleet(args)
     link_latest(Path(args.out), runs / "latest")
@@ -150,16 +129,16 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    from fleet.sweep import SweepSpec, run_sweep  # imported on use: start-up time of --help
+    from fleet.experiments import SweepSpec, run_sweep  # imported on use: start-up time of --help
 
     try:
-        fleet = _load(args)
+        fleet = load_fleet_config(args)
         spec = SweepSpec.parse(latent_dims=args.latent_dims, bits=args.bits, devices=args.devices,
                                algorithms=args.algorithms, references=not args.no_references,
                                fedavg=args.fedavg, privacy=bool(args.privacy))
         spec.tiles(fleet)          # every device/algorithm name checked before the output folder exists
     except (ConfigError, ValueError) as exc:
-        return _fail(exc)
+        return fail(exc)
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), f"sweep-{fleet.name}")
     run_sweep(fleet, spec, out)
     print((out / "sweep_table.txt").read_text(), end="")
@@ -168,10 +147,10 @@ def _run_sweep(args: argparse.Namespace) -> int:
 
 
 def _run_privacy_front(args: argparse.Namespace) -> int:
-    from fleet.privacy_front import Defense, load_marks, plan, run_front  # imported on use: start-up time
+    from fleet.experiments import Defense, load_marks, plan, run_front  # imported on use: start-up time
 
     try:
-        fleet = _load(args)
+        fleet = load_fleet_config(args)
         defenses = [Defense.parse(d) for d in args.defense or []]
         marks = load_marks(args.mark or [])
         if not defenses and not marks:
@@ -180,7 +159,7 @@ def _run_privacy_front(args: argparse.Namespace) -> int:
             raise ConfigError(f"--seeds: got {args.seeds}, must be one or more integers >= 0")
         plan(fleet, defenses, marks)        # every point validated before the output folder exists
     except (ConfigError, ValueError) as exc:
-        return _fail(exc)
+        return fail(exc)
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), f"privacy-front-{fleet.name}")
     run_front(fleet, defenses, list(dict.fromkeys(args.seeds)), out, marks)
     print((out / "front_table.txt").read_text(), end="")

@@ -22,9 +22,9 @@ from flwr.serverapp import Grid
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 from tqdm.auto import tqdm
 
-from fleet import client_tasks
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
+from fleet.run import client_tasks
 
 LATENT_ACTION = "latent"                      # the ClientApp action of the latent pipeline
 LATENT_TRAIN = f"train.{LATENT_ACTION}"       # train the AE, upload latents

@@ -18,10 +18,9 @@ from typing import Any
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from fleet import client_tasks
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.transport import LATENT_ACTION, read_init, read_task, reply
+from fleet.run import LATENT_ACTION, client_tasks, read_init, read_task, reply
 
 client_app = ClientApp()
 

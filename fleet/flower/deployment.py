@@ -31,9 +31,9 @@ from cryptography.x509.oid import NameOID
 
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.flower_runtime import BIN, SOURCE_ROOT, FlowerRuntime, Tls, flower_env, last_error, run_config_arg
+from fleet.flower.runtime import BIN, SOURCE_ROOT, FlowerRuntime, Tls, flower_env, last_error, run_config_arg
+from fleet.flower.simulation import write_fleet_toml
 from fleet.processes import ProcessGroup, free_port, wait_for
-from fleet.simulate import write_fleet_toml
 
 SERVICE_READY_S = 120.0
 

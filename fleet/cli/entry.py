@@ -14,11 +14,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES: tuple[str, ...] = (
-    "fleet.commands",        # fleet, sweep, demo
+    "fleet.cli.fleet_commands",        # fleet, sweep, demo
     "edge_client.cli",       # client
     "server.cli",            # serve, train-classifier
-    "fleet.flower_deploy_cli",  # deploy certs / server / local (Flower's deployment engine)
-    "fleet.study_cli",       # study response-functions (the analog simulator studies)
+    "fleet.cli.deploy",  # deploy certs / server / local (Flower's deployment engine)
+    "fleet.cli.study",       # study response-functions (the analog simulator studies)
 )
 
 

@@ -24,9 +24,8 @@ from tqdm.auto import tqdm
 
 from common.validation import ConfigError
 from fleet.config import FleetConfig
-from fleet.pipeline import execute
+from fleet.run import LocalTransport, execute
 from fleet.tables import grid, json_safe
-from fleet.transport import LocalTransport
 
 METRICS = ("accuracy", "gain_db", "psnr", "ssim", "reid")
 CSV_FIELDS = ["curve", "value", "seeds", "attack", *[f"{m}{s}" for m in METRICS for s in ("", "_min", "_max")]]

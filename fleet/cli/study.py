@@ -39,8 +39,7 @@ def _response_functions() -> Study:
 def _robustness() -> Study:
     from analog.studies import robustness, robustness_report
     from analog.studies.robustness_config import RobustnessConfig
-    from fleet.study_models import fleet_model_spec
-
+    from fleet.experiments import fleet_model_spec
     return Study(RobustnessConfig,
                  lambda cfg, progress: robustness.run_study(cfg, extra_models=[fleet_model_spec()],
                                                             show_progress=progress),

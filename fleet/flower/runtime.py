@@ -5,8 +5,8 @@ with SuperNodes), a Flower App submitted to it with `flwr run`, and a wait for t
 `FlowerRuntime` holds one private Flower home folder (the `flwr` CLI's connection config, the
 SuperLink's state), starts the processes in a `ProcessGroup` and stops all of them, by pid.
 
-The Flower App is a one-file folder (its pyproject.toml names `fleet.apps:server_app` and
-`fleet.apps:client_app`); the `fleet` package itself is imported from this source tree, which
+The Flower App is a one-file folder (its pyproject.toml names `fleet.flower.apps:server_app` and
+`fleet.flower.apps:client_app`); the `fleet` package itself is imported from this source tree, which
 goes on the processes' PYTHONPATH, so nothing is installed at run time
 (`--disable-runtime-dependency-installation`).
 """
@@ -34,7 +34,7 @@ SOURCE_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent            # flower-superlink, flwr, ... of this environment
 CONNECTION = "fleet"                         # the one SuperLink connection in our Flower home
 START_TIMEOUT_S = 120.0
-RUN_END_MARKER = "analog-edge: the ServerApp is done"   # its last line in the run log (fleet/apps.py)
+RUN_END_MARKER = "analog-edge: the ServerApp is done"   # its last line in the run log (fleet/flower/apps.py)
 LOG_WAIT_S = 60.0
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")   # Flower colours its log levels even into files
 
@@ -43,8 +43,8 @@ APP_PYPROJECT = {
     "project": {"name": "analog-edge-fleet", "version": "1.0.0", "description": "analog-edge fleet",
                 "license": "Apache-2.0", "dependencies": []},
     "tool": {"flwr": {"app": {"publisher": "analog-edge",
-                              "components": {"serverapp": "fleet.apps:server_app",
-                                             "clientapp": "fleet.apps:client_app"},
+                              "components": {"serverapp": "fleet.flower.apps:server_app",
+                                             "clientapp": "fleet.flower.apps:client_app"},
                               "config": {"config": "", "out-dir": "", "mode": "", "num-clients": 0,
                                          "latent-address": "", "admin-token": "", "latent-ca": "",
                                          "remote-devices": 0}}}},

@@ -10,9 +10,9 @@ from typing import Any
 import tomli_w
 
 from fleet.config import FleetConfig
-from fleet.deployment import format_deploy
 from fleet.energy import format_energy, plot_energy
-from fleet.privacy.figures import format_privacy
+from fleet.inference import format_deploy
+from fleet.privacy import format_privacy
 from fleet.tables import grid, json_safe
 
 

@@ -28,14 +28,11 @@ from tqdm.auto import tqdm
 from edge_client import runner as er
 from edge_client.state import ClientState
 from edge_client.training import train_autoencoder
-from fleet.client_tasks import client_name, latent_evaluate, requantize_upload
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.phases import summarize_latent
-from fleet.pipeline import execute
-from fleet.service import ServiceHandle
+from fleet.names import client_name
+from fleet.run import LocalTransport, ServiceHandle, execute, latent_evaluate, requantize_upload, summarize_latent
 from fleet.tables import grid, json_safe
-from fleet.transport import LocalTransport
 
 OPTIONS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter", "oracle")
 # With a public anchor set (fleet.anchors > 0) the comparison adds, on the same held-out slice:

@@ -2,7 +2,7 @@
 
 `execute` drives the phases the config asks for through a transport (Flower's grid or the local
 one) and writes the report; `run_on_grid` is the ServerApp body, shared by the simulation
-(fleet/simulate.py) and `flwr run` (fleet/apps.py), so both engines run the identical phases.
+(fleet/flower/simulation.py) and `flwr run` (fleet/flower/apps.py), so both engines run the identical phases.
 """
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from typing import Any
 import torch
 from flwr.serverapp import Grid
 
-from fleet import report as rep
 from fleet.config import FleetConfig
-from fleet.deployment import plot_deploy, run_deploy
 from fleet.energy import as_json, energy_report
 from fleet.errors import FleetError
-from fleet.phases import PhaseTimer, describe_tile, run_fedavg, run_latent
+from fleet.inference import plot_deploy, run_deploy
 from fleet.privacy import run_privacy
-from fleet.transport import FlowerTransport, Transport
+from fleet.run import report as rep
+from fleet.run.phases import PhaseTimer, describe_tile, run_fedavg, run_latent
+from fleet.run.transport import FlowerTransport, Transport
 
 
 def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid: Grid | None = None,

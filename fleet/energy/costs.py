@@ -1,5 +1,5 @@
 """What each edge device spends: energy and latency per client and phase, from the events its tiles
-fired (analog.energy) and the bytes its radio moved (fleet/radio.py), against the same work on a
+fired (analog.energy) and the bytes its radio moved (fleet/energy/radio.py), against the same work on a
 digital edge device (an MCU, an edge NPU) and against FedAvg's per-round cost. docs/energy.md.
 
 Phases: ``program`` (the initial or pretrained weights written onto the tiles), ``train`` (local
@@ -16,7 +16,7 @@ from typing import Any
 
 from analog.energy.model import DIGITAL_DEVICES, ZERO, AnalogCosts, Band, band_sum, digital_cost, phase_costs
 from fleet.config import FleetConfig
-from fleet.radio import Radio, radio
+from fleet.energy.radio import Radio, radio
 from fleet.tables import grid
 
 COMPUTE_PHASES = ("program", "train", "encode")

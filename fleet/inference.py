@@ -24,9 +24,10 @@ from analog import inference
 from edge_client import runner as er
 from edge_client.codec import quantize_latents
 from edge_client.state import ClientState
-from fleet.client_tasks import client_name
 from fleet.config import FleetConfig
+from fleet.names import client_name
 from server.classifier.loading import load_classifier
+
 
 def device_seed(seed: int, device: int) -> int:
     """The inference chip of client ``device`` (>= 0); the server's chip is device -1."""

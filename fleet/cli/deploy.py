@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from fleet.config import DEFAULT_CONFIG, ConfigError, FleetConfig, resolve_config_path
+from fleet.cli.common import fail, print_report
 from fleet.errors import FleetError
+from fleet.names import new_run_dir
 from fleet.processes import ProcessError, ProcessGroup
-
-
-def _fail(exc: Exception) -> int:
-    print(f"analog-edge: error: {exc}", file=sys.stderr)
-    return 2
 
 
 def _load(args: argparse.Namespace) -> FleetConfig:
@@ -28,17 +24,11 @@ def _load(args: argparse.Namespace) -> FleetConfig:
     return fleet.with_overrides(num_clients=args.clients)
 
 
-def _print_report(out: Path) -> None:
-    print((out / "table.txt").read_text(), end="")
-    print(f"report: {out / 'report.json'}")
-
-
-# fleet.flower_deploy is imported on use: it loads Flower (seconds), which `analog-edge --help` must not pay for
+# fleet.flower is imported on use: it loads Flower (seconds), which `analog-edge --help` must not pay for
 def _certs(args: argparse.Namespace) -> int:
-    from fleet.flower_deploy import make_pki
-
+    from fleet.flower import make_pki
     if args.nodes < 1:
-        return _fail(ValueError(f"--nodes: got {args.nodes}, must be >= 1"))
+        return fail(ValueError(f"--nodes: got {args.nodes}, must be >= 1"))
     hosts = list(dict.fromkeys([*(args.host or []), "127.0.0.1", "localhost"]))
     pki = make_pki(Path(args.out), args.nodes, hosts=hosts)
     print(f"pki: {pki.ca}, {pki.cert} (valid for {', '.join(hosts)}), node-0..{args.nodes - 1}.key/.pub in {pki.root}")
@@ -46,16 +36,15 @@ def _certs(args: argparse.Namespace) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from fleet.flower_deploy import Pki, serve_fleet
-
+    from fleet.flower import Pki, serve_fleet
     try:
         fleet = _load(args)
         for flag in ("superlink_port", "latent_port"):
             if not 0 <= getattr(args, flag) < 65536:
                 raise ValueError(f"--{flag.replace('_', '-')}: got {getattr(args, flag)}, must be in [0, 65535]")
     except (ConfigError, ValueError) as exc:
-        return _fail(exc)
-    out = Path(args.out or f"runs/deploy-{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+        return fail(exc)
+    out = (Path(args.out) if args.out else new_run_dir(Path("runs"), f"deploy-{fleet.name}")).resolve()
     procs = ProcessGroup()
 
     def announce(runtime) -> None:
@@ -69,26 +58,25 @@ def _server(args: argparse.Namespace) -> int:
         serve_fleet(fleet, out, Pki(Path(args.pki).resolve()), procs, host=args.host, verbose=args.verbose,
                     on_ready=announce, superlink_port=args.superlink_port, latent_port=args.latent_port)
     except (FleetError, ProcessError) as exc:
-        return _fail(exc)
+        return fail(exc)
     finally:
         procs.stop()
-    _print_report(out)
+    print_report(out)
     return 0
 
 
 def _local(args: argparse.Namespace) -> int:
-    from fleet.flower_deploy import deploy_local
-
+    from fleet.flower import deploy_local
     try:
         fleet = _load(args)
     except (ConfigError, ValueError) as exc:
-        return _fail(exc)
-    out = Path(args.out or f"runs/deploy-{fleet.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+        return fail(exc)
+    out = (Path(args.out) if args.out else new_run_dir(Path("runs"), f"deploy-{fleet.name}")).resolve()
     try:
         deploy_local(fleet, out, verbose=args.verbose)
     except (FleetError, ProcessError) as exc:
-        return _fail(exc)
-    _print_report(out)
+        return fail(exc)
+    print_report(out)
     return 0
 
 

@@ -3,7 +3,7 @@
 `run_latent`: latent service up, clients train + upload, classifier trained, clients evaluate.
 `run_fedavg`: the FedAvg baseline through Flower's strategy on the same partitions.
 `summarize_latent` turns the clients' replies into the fleet's figures (also used by the sweep and
-the alignment comparison, which drive clients themselves). fleet/pipeline.py strings them together.
+the alignment comparison, which drive clients themselves). fleet/run/pipeline.py strings them together.
 """
 from __future__ import annotations
 
@@ -20,15 +20,14 @@ from flwr.app import ArrayRecord, ConfigRecord
 from edge_client.data import load_dataset
 from edge_client.pretrain import pretrain_autoencoder, save_weights
 from edge_client.runner import anchor_set_sha256, public_anchor_images
-from protos.client import TlsOptions
-from fleet.client_tasks import fedavg_model
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.fedavg import get_arrays, make_strategy
-from fleet.service import ServiceHandle
-from fleet.transport import LATENT_EVALUATE, LATENT_TRAIN, Transport, init_record, record_wire_bytes
-
-PRETRAINED_FILE = "pretrained-autoencoder.pt"   # the server's copy, in its run folder (devices get a message)
+from fleet.names import PRETRAINED_FILE
+from fleet.run.client_tasks import fedavg_model
+from fleet.run.fedavg import get_arrays, make_strategy
+from fleet.run.service import ServiceHandle
+from fleet.run.transport import LATENT_EVALUATE, LATENT_TRAIN, Transport, init_record, record_wire_bytes
+from protos.client import TlsOptions
 
 
 class PhaseTimer:

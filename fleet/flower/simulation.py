@@ -2,7 +2,7 @@
 
 With the Ray backend the fleet runs the way Flower 1.41 supports simulations: a
 `flower-superlink --simulation` on a free loopback port, the fleet's Flower App
-(`fleet/apps.py`) submitted with `flwr run` and a federation config (one virtual SuperNode per
+(`fleet/flower/apps.py`) submitted with `flwr run` and a federation config (one virtual SuperNode per
 client, one CPU each), then a wait for the run to finish. Flower's and Ray's output goes to
 `<out>/flower/` (`verbose=True` shows it); the client progress bars are relayed to this terminal.
 With `ray_address` the simulation attaches to that running Ray cluster instead of starting one.
@@ -23,10 +23,9 @@ import tomli_w
 
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.flower_runtime import FlowerRuntime, last_error
-from fleet.pipeline import execute
+from fleet.flower.runtime import FlowerRuntime, last_error
 from fleet.processes import ProcessGroup
-from fleet.transport import PROGRESS_ENV, LocalTransport
+from fleet.run import PROGRESS_ENV, LocalTransport, execute
 
 
 def run_fleet(fleet: FleetConfig, out_dir: str | Path, external: tuple[str, ...] | None = None,

@@ -25,18 +25,25 @@ from tqdm.auto import tqdm
 
 from analog.algorithms import ALGORITHMS
 from analog.devices import DEVICES
-from fleet.client_tasks import LocalData, client_name, latent_evaluate, requantize_upload
 from common.validation import ConfigError, check_choice, check_int
 from fleet.config import FleetConfig
 from fleet.energy import SWEEP_FIELDS, format_sweep_energy, plot_sweep_energy, point_energy
-from fleet.fedavg import build_mlp, evaluate, train_local
-from fleet.phases import PRETRAINED_FILE, summarize_latent
-from fleet.pipeline import execute
+from fleet.flower import run_fleet
+from fleet.names import PRETRAINED_FILE, client_name
 from fleet.privacy import run_privacy
-from fleet.service import ServiceHandle
-from fleet.simulate import run_fleet
+from fleet.run import (
+    LocalData,
+    LocalTransport,
+    ServiceHandle,
+    build_mlp,
+    evaluate,
+    execute,
+    latent_evaluate,
+    requantize_upload,
+    summarize_latent,
+    train_local,
+)
 from fleet.tables import grid, json_safe
-from fleet.transport import LocalTransport
 
 CSV_FIELDS = ["label", "device", "algorithm", "digital", "latent_dim", "bits", "accuracy", "accuracy_min",
               "accuracy_max", "compression_pixels", "compression_wire", "bytes_up", "bytes_per_sample",
