@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONTRACTS = [c for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
-             if c["type"] == "layers" and c.get("containers")]
+ALL_CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+CONTRACTS = [c for c in ALL_CONTRACTS if c["type"] == "layers" and c.get("containers")]
+INDEPENDENT = [c for c in ALL_CONTRACTS if c["type"] == "independence"]
 
 
 def _members(container: str) -> set[str]:
@@ -26,3 +27,13 @@ def test_every_module_of_a_layered_package_is_in_a_layer(contract):
         assert not missing, f"{contract['id']}: {container} modules in no layer: {missing}"
         stale = sorted(set(named) - _members(container))
         assert not stale, f"{contract['id']}: layers name modules {container} no longer has: {stale}"
+
+
+@pytest.mark.parametrize("contract", INDEPENDENT, ids=[c["id"] for c in INDEPENDENT])
+def test_every_module_of_an_independent_package_is_named(contract):
+    named = set(contract["modules"])
+    container = {m.rsplit(".", 1)[0] for m in named}
+    assert len(container) == 1, f"{contract['id']}: modules of more than one package"
+    package = container.pop()
+    missing = sorted(m for m in (f"{package}.{name}" for name in _members(package)) if m not in named)
+    assert not missing, f"{contract['id']}: modules named in no contract: {missing}"
