@@ -56,7 +56,7 @@ class Job:
     argv: list[str]                                 # `analog-edge` arguments, without --seed/--out
     metrics: Callable[[Path], dict[str, float]]
     per_seed: bool = True                           # False: the command takes its seeds itself
-    kind: str = "fleet"                             # fleet | sweep | study
+    kind: str = "fleet"                             # fleet | sweep | study | front
     docs_files: tuple[tuple[str, str], ...] = ()    # (file of the run folder, its name in docs/)
 
     def command(self, seed: int | None, out: Path) -> list[str]:
@@ -93,7 +93,24 @@ def _fleet_metrics(out: Path) -> dict[str, float]:
         for key, value in (pv.get(side) or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 m[f"privacy {side} {key}"] = value
+    suite = pv.get("server_attack") or {}
+    for key in ("psnr", "ssim", "reid", "gain_db", "ssim_gain"):     # the strongest server-side attack
+        if key in suite:
+            m[f"privacy server_attack {key}"] = suite[key]
+    for row in suite.get("rows", []):                                # every attack and baseline of the suite
+        for key in ("psnr", "ssim", "reid"):
+            m[f"privacy suite {row['attack']} {key}"] = row[key]
+    defense = (lat or {}).get("defense") or {}
+    if isinstance(defense.get("epsilon"), (int, float)):
+        m["privacy epsilon per row"] = defense["epsilon"]
     return m
+
+
+def _front_metrics(out: Path) -> dict[str, float]:
+    """Each point of an accuracy-vs-privacy front: its seed mean (the command takes the seeds itself)."""
+    r = json.loads((out / "front.json").read_text())
+    return {f"{row['curve']}={row['value']} {key}": row[key] for row in r["rows"]
+            for key in ("accuracy", "gain_db", "ssim", "reid") if isinstance(row.get(key), (int, float))}
 
 
 def _sweep_metrics(out: Path) -> dict[str, float]:
@@ -151,6 +168,12 @@ def jobs(quick: bool, config_dir: Path) -> list[Job]:
             _fleet_metrics),
         Job("privacy-digital", "docs/fleet Privacy: digital",
             ["fleet", "--config", q, "--backend", "local", "--privacy", "--digital"], _fleet_metrics),
+        Job("private", "docs/privacy: the private preset (configs/private.toml) and its strongest attack",
+            ["fleet", "--config", "configs/private.toml", "--backend", "local", "--privacy"], _fleet_metrics),
+        Job("privacy-front", "docs/privacy, README: accuracy vs privacy, bits and latent size, the preset marked",
+            ["privacy-front", "--config", q, "--seeds", "0", "1", "2", "--defense", "edge.bits=8,4",
+             "--defense", "edge.latent_dim=32,8", "--mark", "configs/private.toml"], _front_metrics, per_seed=False,
+            kind="front", docs_files=(("front.png", "privacy_front_quickstart.png"),)),
         Job("dirichlet", "docs/accuracy: the quickstart under Dirichlet(0.5) label skew, analog",
             ["fleet", "--config", q, "--backend", "local", "--partitioner", "dirichlet"], _fleet_metrics),
         Job("dirichlet-digital", "docs/accuracy: the quickstart under Dirichlet(0.5) label skew, digital",

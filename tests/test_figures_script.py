@@ -89,6 +89,7 @@ def test_docs_figures_come_from_files_their_commands_write():
 
     from analog.studies import robustness_report
     from fleet import inference as deployment
+    from fleet.experiments import privacy_front
 
     spec = importlib.util.spec_from_file_location("figures_script", SCRIPT)
     figures = importlib.util.module_from_spec(spec)
@@ -100,7 +101,8 @@ def test_docs_figures_come_from_files_their_commands_write():
         del sys.modules["figures_script"]
     writers = {"robustness": inspect.getsource(robustness_report.plots),
                "deploy": inspect.getsource(deployment.plot_deploy),
-               "deploy-hwa": inspect.getsource(deployment.plot_deploy)}
+               "deploy-hwa": inspect.getsource(deployment.plot_deploy),
+               "privacy-front": inspect.getsource(privacy_front.write)}
     shown = "".join(page.read_text() for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     pairs = [(job.name, src, dst) for job in jobs for src, dst in job.docs_files]
     assert {name for name, _, _ in pairs} == set(writers)
@@ -165,3 +167,42 @@ def test_the_seeds_phrase_names_each_group_of_points():
                                    "bars min..max")
     assert _seeds_phrase(rows[-2:]) == "mean of 3 seeds (0, 1, 2), bars min..max"
     assert _seeds_phrase(rows[:2]) == "seed 0"
+
+
+def _load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("figures_script", SCRIPT)
+    figures = importlib.util.module_from_spec(spec)
+    sys.modules["figures_script"] = figures
+    try:
+        spec.loader.exec_module(figures)
+    finally:
+        del sys.modules["figures_script"]
+    return figures
+
+
+def test_fleet_metrics_read_the_strongest_server_attack_and_every_suite_row(tmp_path):
+    """The privacy figures come from the suite's `privacy.server_attack`, not only the leaked-pairs attack."""
+    rows = [{"attack": "pretrained_map_tuned", "kind": "server", "psnr": 18.3, "ssim": 0.83, "reid": 0.98},
+            {"attack": "class_mean", "kind": "baseline", "psnr": 12.8, "ssim": 0.36, "reid": 0.05}]
+    report = {"timings_s": {"total": 70.0}, "latent": {"accuracy": 0.9, "accuracy_spread": {"min": 0.8, "max": 0.95}, "bytes_up": 2048,
+                         "compression_raw_over_wire": 20.0, "defense": {"epsilon": 284.0}},
+              "privacy": {"server_attack": {"rows": rows, "attack": "pretrained_map_tuned", "psnr": 18.3,
+                                            "ssim": 0.83, "reid": 0.98, "gain_db": 5.5, "ssim_gain": 0.47}}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    m = _load_script()._fleet_metrics(tmp_path)
+    assert m["privacy server_attack gain_db"] == 5.5 and m["privacy server_attack reid"] == 0.98
+    assert m["privacy suite class_mean psnr"] == 12.8 and m["privacy suite pretrained_map_tuned ssim"] == 0.83
+    assert m["privacy epsilon per row"] == 284.0 and m["accuracy_pct"] == 90.0
+
+
+def test_front_metrics_name_each_point_by_its_curve_and_value(tmp_path):
+    rows = [{"curve": "edge.bits", "value": 4, "accuracy": 0.88, "gain_db": 3.1, "ssim": 0.7, "reid": 0.6},
+            {"curve": "mark", "value": "configs/private.toml", "accuracy": 0.84, "gain_db": 1.4, "ssim": None,
+             "reid": 0.29}]
+    (tmp_path / "front.json").write_text(json.dumps({"rows": rows}))
+    m = _load_script()._front_metrics(tmp_path)
+    assert m == {"edge.bits=4 accuracy": 0.88, "edge.bits=4 gain_db": 3.1, "edge.bits=4 ssim": 0.7,
+                 "edge.bits=4 reid": 0.6, "mark=configs/private.toml accuracy": 0.84,
+                 "mark=configs/private.toml gain_db": 1.4, "mark=configs/private.toml reid": 0.29}
