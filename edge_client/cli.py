@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import ConfigError, EdgeConfig, check_client_id
 from .state import ClientState
+from .summary import EvaluationSummary, UploadSummary
 
 
 PARTITIONERS = ("iid", "dirichlet")   # Flower Datasets' IidPartitioner / DirichletPartitioner
@@ -141,35 +142,34 @@ def _config(args: argparse.Namespace):
     return cfg.replace(**over)
 
 
-def format_table(summary: dict) -> str:
+def format_table(summary: UploadSummary, evaluation: EvaluationSummary | None = None) -> str:
     """A readable two-column table of the figures a user looks at first."""
+    w, t = summary.wire, summary.timings
     rows = [
-        ("client", summary.get("client_id")),
-        ("dataset / partition", f"{summary.get('dataset')} {summary.get('partition')} alpha={summary.get('alpha')}"),
-        ("autoencoder", f"{summary.get('autoencoder')} ({'analog tiles' if summary.get('analog') else 'digital'})"),
-        ("train / test samples", f"{summary.get('n_train')} / {summary.get('n_test')}"),
-        ("latent dim, bits", f"{summary.get('latent_dim')}, {summary.get('bits')}"),
-        ("rows uploaded (stored)", f"{summary.get('rows')} ({summary.get('rows_stored')}, "
-                                   f"client total {summary.get('client_total_rows')})"),
-        ("payload / wire bytes", f"{summary.get('payload_bytes')} / {summary.get('wire_bytes')}"),
-        ("bytes per sample", f"{summary.get('bytes_per_sample', float('nan')):.2f}"),
-        ("compression pixels/latent", f"{summary.get('compression_pixels', float('nan')):.1f}x"),
-        ("compression raw/wire bytes", f"{summary.get('compression_wire', float('nan')):.1f}x"),
-        ("recon MSE held-out (init)", f"{summary.get('recon_mse', float('nan')):.5f} "
-                                      f"({summary.get('recon_mse_initial', float('nan')):.5f})"),
-        ("quantization RMSE / std(z)", f"{summary.get('quantization_rmse_rel', float('nan')):.4f}"),
-        ("upload attempts", summary.get("attempts")),
-        ("time total (train, upload)", "{:.1f}s ({:.1f}s, {:.2f}s)".format(
-            summary.get("timings", {}).get("total_s", float("nan")),
-            summary.get("timings", {}).get("train_s", float("nan")),
-            summary.get("timings", {}).get("upload_s", float("nan")))),
+        ("client", summary.client_id),
+        ("dataset / partition", f"{summary.dataset} {summary.partition} alpha={summary.alpha}"),
+        ("autoencoder", f"{summary.autoencoder} ({'analog tiles' if summary.analog else 'digital'})"),
+        ("train / test samples", f"{summary.n_train} / {summary.n_test}"),
+        ("latent dim, bits", f"{w.latent_dim}, {w.bits}"),
+        ("rows uploaded (stored)", f"{w.rows} ({summary.rows_stored}, client total {summary.client_total_rows})"),
+        ("payload / wire bytes", f"{w.payload_bytes} / {w.wire_bytes}"),
+        ("bytes per sample", f"{w.bytes_per_sample:.2f}"),
+        ("compression pixels/latent", f"{w.compression_pixels:.1f}x"),
+        ("compression raw/wire bytes", f"{_or_nan(w.compression_wire):.1f}x"),
+        ("recon MSE held-out (init)", f"{summary.recon_mse:.5f} ({summary.recon_mse_initial:.5f})"),
+        ("quantization RMSE / std(z)", f"{summary.quantization_rmse_rel:.4f}"),
+        ("upload attempts", summary.attempts),
+        ("time total (train, upload)", f"{t.total_s:.1f}s ({t.train_s:.1f}s, {t.upload_s:.2f}s)"),
     ]
-    if "evaluation" in summary and "accuracy" in summary["evaluation"]:
-        ev = summary["evaluation"]
-        rows.append(("held-out accuracy (server)", f"{ev.get('accuracy', float('nan')):.4f} "
-                                                  f"({ev.get('correct')}/{ev.get('n_test')})"))
+    if evaluation is not None:
+        rows.append(("held-out accuracy (server)", f"{evaluation.accuracy:.4f} "
+                                                  f"({evaluation.correct}/{evaluation.n_test})"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _or_nan(x: float | None) -> float:
+    return float("nan") if x is None else x
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -198,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
     env_threads = os.environ.get("OMP_NUM_THREADS", "")
     threads = args.threads or (int(env_threads) if env_threads.isdigit() else 0) or 1
     torch.set_num_threads(max(1, threads))
+    evaluation: EvaluationSummary | None = None
     try:
         if args.evaluate_only:
             # the encoder is rebuilt from the config it was trained with; connection options from here
@@ -205,18 +206,20 @@ def _run(args: argparse.Namespace) -> int:
                 tls_ca=cfg.tls_ca, tls_cert=cfg.tls_cert, tls_key=cfg.tls_key,
                 tls_server_name=cfg.tls_server_name, token=cfg.token, max_attempts=cfg.max_attempts,
                 rpc_timeout_s=cfg.rpc_timeout_s)
-            summary = {"client_id": args.client_id, "partition": f"{pid}/{n}", "alpha": alpha}
-            summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n, alpha, state_dir)
+            evaluation = evaluate_with_server(cfg, args.server, args.client_id, pid, n, alpha, state_dir)
+            report = {"client_id": args.client_id, "partition": f"{pid}/{n}", "alpha": alpha,
+                      "evaluation": evaluation.to_dict()}
             out = Path(args.out) if args.out else state_dir / "evaluation.json"
         else:
             summary = train_and_upload(cfg, args.server, args.client_id, pid, n, alpha, state_dir,
                                        progress=not args.quiet)
+            report = summary.to_dict()
             if args.evaluate:  # the upload succeeded: keep its summary even if evaluation cannot run
                 try:
-                    summary["evaluation"] = evaluate_with_server(cfg, args.server, args.client_id, pid, n,
-                                                                 alpha, state_dir)
+                    evaluation = evaluate_with_server(cfg, args.server, args.client_id, pid, n, alpha, state_dir)
+                    report["evaluation"] = evaluation.to_dict()
                 except UploadError as exc:
-                    summary["evaluation"] = {"error": str(exc)}
+                    report["evaluation"] = {"error": str(exc)}
                     print(f"{prog}: evaluation failed: {exc}", file=sys.stderr)
             out = Path(args.out) if args.out else state_dir / "summary.json"
     except (ConfigError, DataError, FileNotFoundError, ValueError) as exc:
@@ -229,14 +232,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2))
+    out.write_text(json.dumps(report, indent=2))
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(report, indent=2))
     elif args.evaluate_only:
-        ev = summary["evaluation"]
-        print(f"held-out accuracy {ev['accuracy']:.4f} ({ev['correct']}/{ev['n_test']}) for {args.client_id}")
+        print(f"held-out accuracy {evaluation.accuracy:.4f} ({evaluation.correct}/{evaluation.n_test}) "
+              f"for {args.client_id}")
     else:
-        table = format_table(summary)
+        table = format_table(summary, evaluation)
         out.with_suffix(".txt").write_text(table + "\n")
         print(table)
     print(f"summary written to {out}", file=sys.stderr)

@@ -28,6 +28,7 @@ from .codec import quantize_latents, wire_report
 from .config import EdgeConfig, check_client_id
 from .defense import STREAM_ANCHORS, STREAM_TEST, STREAM_TRAIN, release_latents, release_report
 from .state import ClientState
+from .summary import DefenseReport, EvaluationSummary, Timings, UploadRecord, UploadSummary, WireReport
 from .data import DataError, Dataset, load_dataset, partition_indices, public_anchor_indices, split_train_test
 from .pretrain import load_weights
 from .training import encode, train_autoencoder
@@ -181,7 +182,7 @@ def _write_private(path: Path, text: str) -> None:
 def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, partition_id: int,
                      num_partitions: int, alpha: float | None, state_dir: str | Path,
                      tls: TlsOptions | None = None, progress: bool = True,
-                     init_state: dict[str, torch.Tensor] | None = None) -> dict:
+                     init_state: dict[str, torch.Tensor] | None = None) -> UploadSummary:
     """Train this client's AE, upload its quantized training latents, save encoder/decoder locally.
     `init_state`: pretrained weights received from the server (else `cfg.init_weights`, else seeded)."""
     check_client_id(client_id)
@@ -254,45 +255,47 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
                        wire_bytes=sum(u.wire_bytes for u in uploads) + anchor_bytes)
     z_std = float(z_rel.std()) or 1.0
-    summary = {
-        "client_id": client_id,
-        "server": server_address,
-        "dataset": data.dataset.name,
-        "partition": f"{partition_id}/{num_partitions}",
-        "alpha": alpha,
-        "autoencoder": resolve_kind(cfg.autoencoder, data.dataset.image_shape),
-        "analog": result.analog,
-        "n_train": int(data.train_idx.size),
-        "n_test": int(data.test_idx.size),
-        "labels": np.bincount(data.y_train, minlength=data.dataset.num_classes).tolist(),
-        **sent,
-        "per_feature_scale": cfg.per_feature_scale,
-        "scale": quant.scale_list(),
-        "quantization_rmse_rel": float(np.sqrt(np.mean((z_hat - z_rel) ** 2))) / z_std,
-        "recon_mse_initial": result.initial_val_mse,
-        "recon_mse": result.val_mse,
-        "train_loss": result.train_loss,
-        "uploads": [{"upload_id": u.upload_id, "rows": u.rows, "rows_stored": u.rows_stored,
-                     "duplicate": u.duplicate, "attempts": u.attempts, "chunks": u.chunks,
-                     "retry_codes": u.retry_codes} for u in uploads],
-        "rows_stored": sum(u.rows_stored for u in uploads),
-        "anchor_rows": anchor_up.rows_stored if anchor_up is not None else 0,
-        "anchor_wire_bytes": anchor_bytes,       # included in wire_bytes
-        "init_bytes_down": init_bytes,           # pretrained weights received (0 with a seeded init)
-        "client_total_rows": uploads[-1].client_total_rows if uploads else 0,
-        "attempts": sum(u.attempts for u in uploads),
-        "timings": {**times, "total_s": sum(times.values())},
-        "state_dir": str(state),
-        "events": events.to_dict(),              # simulated events per tile and phase (docs/energy.md)
-    }
+    defense = None
     if cfg.defense.active:   # epsilon per released row and the training objective (docs/privacy.md)
-        summary["defense"] = {**release_report(z, cfg.defense).to_dict(),
-                              "nopeek_weight": cfg.defense.nopeek_weight, "label_weight": cfg.defense.label_weight,
-                              "prototype_weight": cfg.defense.prototype_weight}
+        defense = DefenseReport(**release_report(z, cfg.defense).to_dict(),
+                                nopeek_weight=cfg.defense.nopeek_weight, label_weight=cfg.defense.label_weight,
+                                prototype_weight=cfg.defense.prototype_weight)
+    summary = UploadSummary(
+        client_id=client_id,
+        server=server_address,
+        dataset=data.dataset.name,
+        partition=f"{partition_id}/{num_partitions}",
+        alpha=alpha,
+        autoencoder=resolve_kind(cfg.autoencoder, data.dataset.image_shape),
+        analog=result.analog,
+        n_train=int(data.train_idx.size),
+        n_test=int(data.test_idx.size),
+        labels=tuple(np.bincount(data.y_train, minlength=data.dataset.num_classes).tolist()),
+        wire=WireReport(**sent),
+        per_feature_scale=cfg.per_feature_scale,
+        scale=tuple(quant.scale_list()),
+        quantization_rmse_rel=float(np.sqrt(np.mean((z_hat - z_rel) ** 2))) / z_std,
+        recon_mse_initial=result.initial_val_mse,
+        recon_mse=result.val_mse,
+        train_loss=tuple(result.train_loss),
+        uploads=tuple(UploadRecord(upload_id=u.upload_id, rows=u.rows, rows_stored=u.rows_stored,
+                                   duplicate=u.duplicate, attempts=u.attempts, chunks=u.chunks,
+                                   retry_codes=tuple(u.retry_codes)) for u in uploads),
+        rows_stored=sum(u.rows_stored for u in uploads),
+        anchor_rows=anchor_up.rows_stored if anchor_up is not None else 0,
+        anchor_wire_bytes=anchor_bytes,
+        init_bytes_down=init_bytes,
+        client_total_rows=uploads[-1].client_total_rows if uploads else 0,
+        attempts=sum(u.attempts for u in uploads),
+        timings=Timings(**times, total_s=sum(times.values())),
+        state_dir=str(state),
+        events=events.to_dict(),
+        defense=defense,
+    )
     ClientState(client_id=client_id, partition_id=partition_id, num_partitions=num_partitions, alpha=alpha,
                 seed=seed, latent_dim=cfg.latent_dim, bits=cfg.bits, scale=quant.scale_list(),
                 config=cfg.to_dict(), image_shape=list(data.dataset.image_shape)).save(state)
-    (state / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    (state / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2))
     return summary
 
 
@@ -315,7 +318,7 @@ def saved_config(state_dir: str | Path) -> EdgeConfig:
 
 def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, partition_id: int,
                          num_partitions: int, alpha: float | None, state_dir: str | Path,
-                         tls: TlsOptions | None = None) -> dict:
+                         tls: TlsOptions | None = None) -> EvaluationSummary:
     """Honest per-client accuracy: encode the local held-out split with this client's own encoder
     (quantized like its uploads) and ask the server's Classify. `cfg` must match the training config
     in everything that shapes the data split or the encoder (checked; see `saved_config`)."""
@@ -333,9 +336,9 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
         if trained_cfg.get(key) != now.get(key):
             raise ValueError(f"{key}: got {now.get(key)!r}, but {state} was trained with {trained_cfg.get(key)!r}")
     data = client_data(cfg, partition_id, num_partitions, alpha)
-    out = {"client_id": client_id, "n_test": int(data.test_idx.size), "correct": 0, "accuracy": float("nan")}
-    if data.test_idx.size == 0:
-        return out
+    n_test = int(data.test_idx.size)
+    if n_test == 0:
+        return EvaluationSummary(client_id=client_id, n_test=0, correct=0, accuracy=float("nan"))
     model = load_encoder(cfg, state, data.dataset.image_shape, partition_id)
     # the held-out rows are released to Classify: the same clip and noise as every released row
     z = release_latents(encode(model, data.x_test), cfg.defense, saved.seed, STREAM_TEST)
@@ -347,6 +350,5 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
         pred = client.classify_batched(client_id, token, quant)
     correct = int((pred == data.y_test).sum())
     per_class = {int(c): float((pred[data.y_test == c] == c).mean()) for c in np.unique(data.y_test)}
-    out.update(correct=correct, accuracy=correct / data.test_idx.size, per_class_accuracy=per_class,
-               classify_s=time.perf_counter() - t)
-    return out
+    return EvaluationSummary(client_id=client_id, n_test=n_test, correct=correct, accuracy=correct / n_test,
+                             per_class_accuracy=per_class, classify_s=time.perf_counter() - t)

@@ -72,6 +72,7 @@ def load_fleet_config(args: argparse.Namespace) -> FleetConfig:
 
 def _run_fleet(args: argparse.Namespace) -> int:
     from fleet.flower import run_fleet  # imported on use: start-up time of --help
+    from fleet.run import ExternalService
 
     try:
         fleet = load_fleet_config(args)
@@ -88,7 +89,7 @@ def _run_fleet(args: argparse.Namespace) -> int:
             return fail(exc)
         print(f"alignment: {out / 'alignment.json'}")
         return 0
-    external = (args.latent_address, args.admin_token or "") if args.latent_address else None
+    external = ExternalService(args.latent_address, args.admin_token or "") if args.latent_address else None
     ray_address = getattr(args, "ray_address", None)
     if ray_address is not None and not _is_host_port(ray_address):
         return fail(ValueError(f"--ray-address: got {ray_address!r}, must be host:port of a running Ray head"))

@@ -67,9 +67,9 @@ def _reclassify(fleet: FleetConfig, run_dir: Path) -> dict[str, Any]:
         cls = svc.train_classifier(clf)
         evals = [latent_evaluate(fleet, pid, fleet.num_clients, svc.address, str(run_dir / "clients"))
                  for pid in range(fleet.num_clients)]
-    n = sum(e["n_test"] for e in evals)
-    accs = [e["accuracy"] for e in evals]
-    return {"accuracy": sum(e["correct"] for e in evals) / n, "accuracy_min": min(accs),
+    n = sum(e.evaluation.n_test for e in evals)
+    accs = [e.evaluation.accuracy for e in evals]
+    return {"accuracy": sum(e.evaluation.correct for e in evals) / n, "accuracy_min": min(accs),
             "accuracy_max": max(accs), "accuracy_std": float(np.std(accs)),
             "classifier_held_out": cls["held_out_accuracy"]}
 

@@ -19,7 +19,7 @@ from fleet.config import DEFAULT_CONFIG, FleetConfig, resolve_config_path
 from fleet.flower.client_app import client_app
 from fleet.flower.runtime import RUN_END_MARKER
 from fleet.names import new_run_dir
-from fleet.run import run_on_grid
+from fleet.run import ExternalService, run_on_grid
 
 __all__ = ["client_app", "server_app"]
 
@@ -37,9 +37,7 @@ def _server_main(grid: Grid, context: Context) -> None:
         overrides["num_clients"] = int(rc["num-clients"])
     fleet = fleet.with_overrides(**overrides)
     out = Path(str(rc.get("out-dir", ""))) if rc.get("out-dir") else new_run_dir(Path("runs"), "flwr")
-    address = str(rc.get("latent-address", "") or "")
-    external = (address, str(rc.get("admin-token", "") or ""), str(rc.get("latent-ca", "") or "")) \
-        if address else None
+    external = ExternalService.from_run_config(rc)
     try:
         remote = bool(int(rc.get("remote-devices", 0) or 0))
         run_on_grid(grid, fleet, out.resolve(), external, remote_devices=remote)

@@ -20,7 +20,7 @@ from flwr.clientapp import ClientApp
 
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
-from fleet.run import LATENT_ACTION, client_tasks, read_init, read_task, reply
+from fleet.run import LATENT_ACTION, LatentTask, client_tasks, read_init, read_task, reply
 
 client_app = ClientApp()
 
@@ -37,15 +37,15 @@ def _partition(context: Context) -> tuple[int, int]:
 NODE_PATHS = {"data-path": "data_path", "anchor-path": "anchor_path"}   # node config -> [edge] key
 
 
-def _latent_task(msg: Message, context: Context) -> tuple[dict[str, Any], FleetConfig, str]:
+def _latent_task(msg: Message, context: Context) -> tuple[LatentTask, FleetConfig, str]:
     """The task, the fleet config as this device sees it (its own data paths), its state folder."""
     task = read_task(msg)
     nc = context.node_config
-    state_root = nc.get("state-dir") or task.get("state_root")
+    state_root = nc.get("state-dir") or task.state_root
     if not state_root:
         raise FleetError("node_config.state-dir: missing; a device keeps its state in a folder of its own: start "
                          "the SuperNode with --node-config \"partition-id=<i> num-partitions=<n> state-dir='<folder>'\"")
-    fleet = FleetConfig.from_dict(task["fleet"])
+    fleet = FleetConfig.from_dict(task.fleet)
     local = {edge_key: str(nc[key]) for key, edge_key in NODE_PATHS.items() if nc.get(key)}
     if local:
         fleet = fleet.with_overrides(edge={**fleet.edge, **local})
@@ -71,8 +71,8 @@ def _latent_train(msg: Message, context: Context) -> Message:
 def _latent_evaluate(msg: Message, context: Context) -> Message:
     pid, n = _partition(context)
     task, fleet, state_root = _latent_task(msg, context)
-    return reply(msg, client_tasks.latent_evaluate(fleet, pid, n, task["server_address"], state_root,
-                                                   task.get("latent_ca_pem")))
+    return reply(msg, client_tasks.latent_evaluate(fleet, pid, n, task.server_address, state_root,
+                                                   task.latent_ca_pem))
 
 
 @client_app.train()

@@ -25,14 +25,13 @@ from fleet.config import FleetConfig
 from fleet.errors import FleetError
 from fleet.flower.runtime import FlowerRuntime, last_error
 from fleet.processes import ProcessGroup
-from fleet.run import PROGRESS_ENV, LocalTransport, execute
+from fleet.run import PROGRESS_ENV, ExternalService, LocalTransport, execute
 
 
-def run_fleet(fleet: FleetConfig, out_dir: str | Path, external: tuple[str, ...] | None = None,
+def run_fleet(fleet: FleetConfig, out_dir: str | Path, external: ExternalService | None = None,
               verbose: bool = False, ray_address: str | None = None) -> dict[str, Any]:
     """Run one fleet (simulated with Flower + Ray, or local) and return its report.
-    `external` = (address, admin_token[, ca]) of a running latent service to use instead of starting
-    one; `ray_address` = host:port of a running Ray cluster to simulate on."""
+    `external`: a running latent service to use instead of starting one; `ray_address` = host:port of a running Ray cluster to simulate on."""
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if fleet.backend == "local":
@@ -59,7 +58,7 @@ def write_fleet_toml(fleet: FleetConfig, path: Path) -> Path:
     return path
 
 
-def simulate(fleet: FleetConfig, out: Path, external: tuple[str, ...] | None = None, verbose: bool = False,
+def simulate(fleet: FleetConfig, out: Path, external: ExternalService | None = None, verbose: bool = False,
              ray_address: str | None = None) -> dict[str, Any]:
     """The fleet on Flower's simulation runtime (`flower-superlink --simulation` + `flwr run`)."""
     flower_dir = out / "flower"
@@ -78,10 +77,8 @@ def simulate(fleet: FleetConfig, out: Path, external: tuple[str, ...] | None = N
         runtime.start_superlink(simulation=True)
         run_config: dict[str, Any] = {"config": str(write_fleet_toml(fleet, flower_dir / "fleet.toml")),
                                       "out-dir": str(out)}
-        if external:
-            run_config.update({"latent-address": external[0], "admin-token": external[1] if len(external) > 1 else ""})
-            if len(external) > 2 and external[2]:
-                run_config["latent-ca"] = external[2]
+        if external is not None:
+            run_config.update(external.to_run_config())
         run_id = runtime.run(run_config, federation_config(fleet, ray_address))
         if relay:
             relay.start()

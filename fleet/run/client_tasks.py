@@ -1,8 +1,8 @@
 """What one edge device does in each phase, as plain functions of (fleet config, partition).
 
 The Flower `ClientApp` (fleet/flower/client_app.py) and the in-process `local` transport both call these,
-so a simulated fleet, a sequential debug run and real SuperNodes run the identical code. Each
-returns a JSON-able dict that the ServerApp collects.
+so a simulated fleet, a sequential debug run and real SuperNodes run the identical code. The latent
+phases return the records of fleet/run/messages.py (JSON in a Flower reply), which the ServerApp collects.
 
 What a device reads: the task (the train message: the fleet config, the latent service's address
 and TLS root certificate, the public set's SHA-256, the pretrained weights), its node config
@@ -28,11 +28,13 @@ from edge_client import runner as edge_runner
 from edge_client.codec import quantize_latents, wire_report
 from edge_client.defense import STREAM_TRAIN, release_latents
 from edge_client.state import ClientState
+from edge_client.summary import WireReport
 from edge_client.training import encode
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
 from fleet.names import client_name
 from fleet.run.fedavg import build_mlp, evaluate, get_arrays, set_arrays, train_local
+from fleet.run.messages import ClientEvaluation, ClientUpload, LatentTask, RequantizedUpload
 from protos.client import LatentClient, TlsOptions
 
 
@@ -87,49 +89,44 @@ def latent_tls(ca_pem: str | None) -> TlsOptions | None:
     return TlsOptions(ca_pem.encode()) if ca_pem else None
 
 
-def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, task: dict[str, Any],
-                 state_root: str, init: InitWeights | None = None, progress: bool = False) -> dict[str, Any]:
+def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, task: LatentTask,
+                 state_root: str, init: InitWeights | None = None, progress: bool = False) -> ClientUpload:
     """Train the autoencoder on analog tiles, encode, quantize and upload this partition's latents.
-    `task`: the train message's `server_address`, `latent_ca_pem` and `anchor_sha256`; `init`: the
-    pretrained weights it carried (alignment "pretrained" starts from them, programmed onto this chip)."""
+    `task`: the train message (its `server_address`, `latent_ca_pem` and `anchor_sha256` are used);
+    `init`: the pretrained weights it carried (alignment "pretrained" starts from them, programmed
+    onto this chip)."""
     _prepare_process()
     cfg = fleet.edge_config
     # what this device must hold, checked before it registers or trains: its data, the public set
     cfg.check_data_source("edge.data_path (node config data-path)" if cfg.data_path else "fleet.dataset")
-    check_public_set(fleet, task.get("anchor_sha256"))
+    check_public_set(fleet, task.anchor_sha256)
     if fleet.pretrained and init is None:
         raise FleetError(f"train message: no pretrained weights, but fleet.alignment {fleet.alignment!r} "
                          "starts every client from them")
     t0 = time.perf_counter()
-    summary = edge_runner.train_and_upload(cfg, task["server_address"], client_name(partition_id), partition_id,
+    summary = edge_runner.train_and_upload(cfg, task.server_address, client_name(partition_id), partition_id,
                                            num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id),
-                                           tls=latent_tls(task.get("latent_ca_pem")), progress=progress,
+                                           tls=latent_tls(task.latent_ca_pem), progress=progress,
                                            init_state=init.state if fleet.pretrained and init else None)
-    summary = dict(summary)
-    summary.update(partition_id=partition_id, num_partitions=num_partitions, client_id=client_name(partition_id),
-                   wall_s=time.perf_counter() - t0,
-                   init_weights_bytes=summary.get("init_bytes_down", 0),      # float32 payload
-                   init_bytes_down=init.wire_bytes if fleet.pretrained and init else 0)   # what crossed
-    return summary
+    return ClientUpload(summary, partition_id=partition_id, num_partitions=num_partitions,
+                        wall_s=time.perf_counter() - t0,
+                        init_wire_bytes=init.wire_bytes if fleet.pretrained and init else 0)
 
 
 def latent_evaluate(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,
-                    state_root: str, latent_ca_pem: str | None = None) -> dict[str, Any]:
+                    state_root: str, latent_ca_pem: str | None = None) -> ClientEvaluation:
     """Encode the local held-out split with this device's own encoder and ask the server to classify."""
     _prepare_process()
     cfg = fleet.edge_config
     t0 = time.perf_counter()
-    result = dict(edge_runner.evaluate_with_server(cfg, server_address, client_name(partition_id), partition_id,
-                                                   num_partitions, fleet.alpha_or_none,
-                                                   _state_dir(state_root, partition_id),
-                                                   tls=latent_tls(latent_ca_pem)))
-    result.update(partition_id=partition_id, client_id=client_name(partition_id),
-                  wall_s=time.perf_counter() - t0)
-    return result
+    evaluation = edge_runner.evaluate_with_server(cfg, server_address, client_name(partition_id), partition_id,
+                                                  num_partitions, fleet.alpha_or_none,
+                                                  _state_dir(state_root, partition_id), tls=latent_tls(latent_ca_pem))
+    return ClientEvaluation(evaluation, partition_id=partition_id, wall_s=time.perf_counter() - t0)
 
 
 def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, dst_state: Path,
-                      server_address: str) -> dict[str, Any]:
+                      server_address: str) -> RequantizedUpload:
     """Re-use a trained encoder: its training-split latents (saved by the first bit width) quantized at
     the new bit width, uploaded to the (fresh) service, and a state dir `latent_evaluate` can use."""
     er = edge_runner
@@ -163,8 +160,10 @@ def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, ds
     anchor_bytes = anchor_up.wire_bytes if anchor_up is not None else 0
     sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
                        wire_bytes=sum(u.wire_bytes for u in uploads) + anchor_bytes)
-    return {**sent, "client_id": cid, "anchor_wire_bytes": anchor_bytes, "partition_id": partition_id, "recon_mse": src_summary.get("recon_mse"),
-            "n_train": int(data.train_idx.size), "n_test": int(data.test_idx.size)}
+    recon = src_summary.get("recon_mse")       # a bare {"recon_mse"} file in the alignment comparison
+    return RequantizedUpload(WireReport(**sent), client_id=cid, anchor_wire_bytes=anchor_bytes,
+                             partition_id=partition_id, recon_mse=float(recon) if recon is not None else None,
+                             n_train=int(data.train_idx.size), n_test=int(data.test_idx.size))
 
 
 class LocalData:

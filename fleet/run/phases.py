@@ -11,6 +11,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,9 @@ from fleet.errors import FleetError
 from fleet.names import PRETRAINED_FILE
 from fleet.run.client_tasks import fedavg_model
 from fleet.run.fedavg import get_arrays, make_strategy
-from fleet.run.service import ServiceHandle
+from fleet.run.messages import ClientEvaluation, ClientUpload, LatentTask, RequantizedUpload
+from fleet.run.service import ExternalService, ServiceHandle
 from fleet.run.transport import LATENT_EVALUATE, LATENT_TRAIN, Transport, init_record, record_wire_bytes
-from protos.client import TlsOptions
 
 
 class PhaseTimer:
@@ -83,14 +84,14 @@ def fresh_run_dir(out_dir: Path) -> None:
         shutil.rmtree(clients)
 
 
-def check_partitions(fleet: FleetConfig, uploads: list[dict]) -> None:
+def check_partitions(fleet: FleetConfig, uploads: Sequence[ClientUpload]) -> None:
     """Every node must hold a distinct partition of the same num_clients-way split."""
-    wrong = [u for u in uploads if int(u.get("num_partitions", fleet.num_clients)) != fleet.num_clients]
+    wrong = [u for u in uploads if u.num_partitions != fleet.num_clients]
     if wrong:
-        raise FleetError(f"node_config.num-partitions: got {wrong[0]['num_partitions']} on {wrong[0]['client_id']}, "
+        raise FleetError(f"node_config.num-partitions: got {wrong[0].num_partitions} on {wrong[0].client_id}, "
                          f"but fleet.num_clients is {fleet.num_clients}; start that many SuperNodes "
                          "(num-supernodes / --num-clients) with matching partitions")
-    ids = sorted(int(u["partition_id"]) for u in uploads)
+    ids = sorted(u.partition_id for u in uploads)
     if ids != list(range(fleet.num_clients)):
         raise FleetError(f"node_config.partition-id: got {ids}, must be each of 0..{fleet.num_clients - 1} once")
 
@@ -111,35 +112,32 @@ def pretrain_shared_init(fleet: FleetConfig, path: Path) -> tuple[dict[str, Any]
              "cpu_seconds": time.process_time() - cpu0, "torch_threads": torch.get_num_threads()}, state)
 
 
-def device_task(fleet: FleetConfig, address: str, state_root: Path | None, ca: str = "") -> dict[str, Any]:
-    """What the latent tasks tell every device: the fleet config, the latent service's address and
-    TLS root certificate (its PEM text: a device reads no file of the server's), the SHA-256 of the
-    public anchor set (each device checks its own copy against it), and, for simulated clients only,
-    the folder under which they keep state (real devices name theirs in their node config)."""
+def device_task(fleet: FleetConfig, address: str, state_root: Path | None, ca_pem: str | None = None) -> LatentTask:
+    """What the latent tasks tell every device (`LatentTask`): the fleet config, the latent service's
+    address and TLS root certificate (its PEM text: a device reads no file of the server's), the
+    SHA-256 of the public anchor set (each device checks its own copy against it), and, for simulated
+    clients only, the folder under which they keep state (real devices name theirs in their node config)."""
     cfg = fleet.edge_config
-    return {"fleet": fleet.to_dict(), "server_address": address,
-            "state_root": str(state_root) if state_root is not None else None,
-            "latent_ca_pem": Path(ca).read_text() if ca else None,
-            "anchor_sha256": anchor_set_sha256(public_anchor_images(cfg)) if cfg.anchors else None}
+    return LatentTask(fleet=fleet.to_dict(), server_address=address,
+                      state_root=str(state_root) if state_root is not None else None, latent_ca_pem=ca_pem,
+                      anchor_sha256=anchor_set_sha256(public_anchor_images(cfg)) if cfg.anchors else None)
 
 
 def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer,
-               external: tuple[str, ...] | None = None, remote_devices: bool = False) -> dict[str, Any]:
+               external: ExternalService | None = None, remote_devices: bool = False) -> dict[str, Any]:
     """Phases of the latent pipeline: service, train+upload, classifier, per-client evaluation.
-    `external` = (address, admin_token[, tls ca]) of a running service to use instead of starting one;
-    `remote_devices`: the clients are real devices (their state folders are their own)."""
+    `external`: a running service to use instead of starting one; `remote_devices`: the clients are
+    real devices (their state folders are their own)."""
     clf = fleet.classifier_config
     fresh_run_dir(out_dir)
     with timer("start_service"):
-        if external:
-            ca = external[2] if len(external) > 2 else ""      # the service's TLS root certificate
-            service = ServiceHandle.external(external[0], external[1] if len(external) > 1 else "",
-                                             tls=TlsOptions.from_files(ca) if ca else None)
+        if external is not None:
+            service = ServiceHandle.external(external)
         else:
             service = ServiceHandle(out_dir / "server", clf, fleet.server_mode)
     try:
         task = device_task(fleet, service.address, None if remote_devices else out_dir / "clients",
-                           external[2] if external and len(external) > 2 else "")
+                           external.ca_pem() if external is not None else None)
         pretrained = init = None
         if fleet.pretrained:
             with timer("pretrain"):
@@ -147,14 +145,16 @@ def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: P
             init = init_record(state)
             pretrained["wire_bytes"] = record_wire_bytes(init)     # per client, in its train message
         with timer("clients_train_upload"):
-            uploads = transport.broadcast(LATENT_TRAIN, task, "edge: train AE + upload", init=init)
+            uploads = [_expect(r, ClientUpload) for r in
+                       transport.broadcast(LATENT_TRAIN, task, "edge: train AE + upload", init=init)]
         check_partitions(fleet, uploads)
         with timer("server_status"):
             status = service.status()
         with timer("classifier_train"):
             classifier = service.train_classifier(clf)
         with timer("clients_evaluate"):
-            evals = transport.broadcast(LATENT_EVALUATE, task, "edge: classify local test split")
+            evals = [_expect(r, ClientEvaluation) for r in
+                     transport.broadcast(LATENT_EVALUATE, task, "edge: classify local test split")]
     finally:
         service.stop()
     out = summarize_latent(fleet, uploads, evals, status, classifier, service.address)
@@ -163,26 +163,38 @@ def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: P
     return out
 
 
-def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict], status: dict,
-                     classifier: dict, address: str) -> dict[str, Any]:
-    """Per-client rows and fleet aggregates (sample-weighted accuracy with spread, bytes, ratios)."""
-    ev = {e["client_id"]: e for e in evals}
+def _expect(reply: Any, cls: type) -> Any:
+    """A transport's reply, checked to be the record the task asks for."""
+    if not isinstance(reply, cls):
+        raise FleetError(f"reply: got {type(reply).__name__}, must be a {cls.__name__}")
+    return reply
+
+
+def summarize_latent(fleet: FleetConfig, uploads: Sequence[ClientUpload | RequantizedUpload],
+                     evals: Sequence[ClientEvaluation], status: dict, classifier: dict, address: str) -> dict[str, Any]:
+    """Per-client rows and fleet aggregates (sample-weighted accuracy with spread, bytes, ratios).
+    A row is the client's reply in its plain form (its scalar fields, timings, events and labels)
+    beside its evaluation and what the service stored."""
+    ev = {e.client_id: e.evaluation for e in evals}
     clients = []
-    for up in sorted(uploads, key=lambda u: u["partition_id"]):
-        e = ev.get(up["client_id"], {})
-        clients.append({**{k: v for k, v in up.items() if not isinstance(v, (dict, list))},
-                        "timings": up.get("timings", {}),
-                        "events": up.get("events", {}), "labels": up.get("labels", []),
-                        "n_test": int(e.get("n_test", 0)), "correct": int(e.get("correct", 0)),
-                        "accuracy": float(e.get("accuracy", float("nan"))),
-                        "stored_rows": int(status["clients"].get(up["client_id"], {}).get("rows", 0)),
-                        "stored_anchor_rows": int(status["clients"].get(up["client_id"], {}).get("anchor_rows", 0))})
+    for up in sorted(uploads, key=lambda u: u.partition_id):
+        plain = up.to_dict()
+        e = ev.get(up.client_id)
+        stored = status["clients"].get(up.client_id, {})
+        clients.append({**{k: v for k, v in plain.items() if not isinstance(v, (dict, list))},
+                        "timings": plain.get("timings", {}),
+                        "events": plain.get("events", {}), "labels": plain.get("labels", []),
+                        "n_test": e.n_test if e else 0, "correct": e.correct if e else 0,
+                        "accuracy": float(e.accuracy) if e else float("nan"),
+                        "stored_rows": int(stored.get("rows", 0)),
+                        "stored_anchor_rows": int(stored.get("anchor_rows", 0))})
     n_test = sum(c["n_test"] for c in clients)
     correct = sum(c["correct"] for c in clients)
-    rows = sum(int(c.get("rows", 0)) for c in clients)
-    up_bytes = sum(int(c.get("wire_bytes", 0)) for c in clients)
-    raw = sum(int(c.get("raw_bytes", 0)) for c in clients)
-    mse = [float(c["recon_mse"]) for c in clients if c.get("recon_mse") is not None]
+    rows = sum(u.wire.rows for u in uploads)
+    up_bytes = sum(u.wire.wire_bytes or 0 for u in uploads)
+    raw = sum(u.wire.raw_bytes for u in uploads)
+    mse = [float(u.recon_mse) for u in uploads if u.recon_mse is not None]
+    first = min(uploads, key=lambda u: u.partition_id) if uploads else None
     edge = fleet.edge_config
     return {
         "server_address": address,
@@ -194,13 +206,13 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
         "store_matches": int(status["total_rows"]) == rows and all(
             c["stored_rows"] == int(c.get("rows", -1)) for c in clients),
         "bytes_up": up_bytes,                   # training latents + anchor latents, with framing
-        "anchor_bytes_up": sum(int(c.get("anchor_wire_bytes", 0)) for c in clients),
+        "anchor_bytes_up": sum(u.anchor_wire_bytes for u in uploads),
         # The downlink is the pretrained initialization as it crossed the wire in each client's train
         # message (0 with a seeded one), plus Register/Upload acks (tens of bytes per client, not
         # counted); Classify traffic at evaluation time is inference, not training communication.
-        "bytes_down": sum(int(c.get("init_bytes_down", 0)) for c in clients),
+        "bytes_down": sum(u.init_wire_bytes for u in uploads),
         "raw_bytes": raw,
-        "compression_pixels_per_latent": float(clients[0].get("compression_pixels", 0.0)) if clients else 0.0,
+        "compression_pixels_per_latent": float(first.wire.compression_pixels) if first else 0.0,
         "compression_raw_over_wire": raw / up_bytes if up_bytes else float("nan"),
         "bytes_per_sample": up_bytes / rows if rows else float("nan"),
         "recon_mse": float(np.mean(mse)) if mse else float("nan"),
@@ -212,14 +224,14 @@ def summarize_latent(fleet: FleetConfig, uploads: list[dict], evals: list[dict],
     }
 
 
-def defense_summary(uploads: list[dict]) -> dict[str, Any] | None:
+def defense_summary(uploads: Sequence[ClientUpload | RequantizedUpload]) -> dict[str, Any] | None:
     """The edge defense the clients applied ([edge.defense]) with epsilon per released row; None without one.
     Every client runs the same config, so the settings and epsilon are one; the clipped share is a mean."""
-    ds = [u["defense"] for u in uploads if u.get("defense")]
+    ds = [u.defense for u in uploads if u.defense is not None]
     if not ds:
         return None
-    return {**ds[0], "clipped_share": float(np.mean([d["clipped_share"] for d in ds])),
-            "row_norm_median": float(np.median([d["row_norm_median"] for d in ds])), "clients": len(ds)}
+    return {**ds[0].to_dict(), "clipped_share": float(np.mean([d.clipped_share for d in ds])),
+            "row_norm_median": float(np.median([d.row_norm_median for d in ds])), "clients": len(ds)}
 
 
 def run_fedavg(grid: Any, fleet: FleetConfig, timer: PhaseTimer) -> dict[str, Any]:

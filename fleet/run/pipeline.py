@@ -22,11 +22,12 @@ from fleet.inference import plot_deploy, run_deploy
 from fleet.privacy import run_privacy
 from fleet.run import report as rep
 from fleet.run.phases import PhaseTimer, describe_tile, run_fedavg, run_latent
+from fleet.run.service import ExternalService
 from fleet.run.transport import FlowerTransport, Transport
 
 
 def execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid: Grid | None = None,
-            external: tuple[str, ...] | None = None, remote_devices: bool = False) -> dict[str, Any]:
+            external: ExternalService | None = None, remote_devices: bool = False) -> dict[str, Any]:
     """All phases the config asks for, then the report files; returns the report dict.
     `remote_devices`: the clients are real devices, which keep their state in folders of their own."""
     with torch_threads(fleet.torch_threads):
@@ -50,7 +51,7 @@ def torch_threads(n: int) -> Iterator[None]:
 
 
 def _execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, grid: Grid | None,
-             external: tuple[str, ...] | None, remote_devices: bool = False) -> dict[str, Any]:
+             external: ExternalService | None, remote_devices: bool = False) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rep.write_config(fleet, out_dir)
     timer = PhaseTimer()
@@ -98,7 +99,7 @@ def _tile_label(tile: dict[str, Any] | None) -> str:
     return f"{desc['algorithm']} on {desc['device']}"
 
 
-def run_on_grid(grid: Grid, fleet: FleetConfig, out_dir: Path, external: tuple[str, ...] | None = None,
+def run_on_grid(grid: Grid, fleet: FleetConfig, out_dir: Path, external: ExternalService | None = None,
                 remote_devices: bool = False) -> dict[str, Any]:
     """The ServerApp body: Flower transport over the grid, then `execute`."""
     transport = FlowerTransport(grid, fleet.num_clients) if fleet.mode != "fedavg" else None

@@ -14,11 +14,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from common.validation import ConfigError
 from protos import latent_service_pb2 as pb
 from protos.client import LatentClient, RetryPolicy, TlsOptions, UploadError
 from server.app import start_server
@@ -29,6 +32,48 @@ READY_TIMEOUT_S = 60.0
 
 class ServiceError(RuntimeError):
     """The latent service did not start or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class ExternalService:
+    """A running latent service the fleet uses instead of starting one (`--latent-address`, or the
+    run config's `latent-address` / `admin-token` / `latent-ca`): its address, the admin token its
+    TrainClassifier and Status need, and its TLS root certificate (a PEM file on the machine that
+    runs the ServerApp; empty: plaintext)."""
+
+    address: str
+    admin_token: str = ""
+    ca: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.address, str) or not self.address:
+            raise ConfigError(f"latent-address: got {self.address!r}, must be host:port of a running latent service")
+        for name, value in (("admin-token", self.admin_token), ("latent-ca", self.ca)):
+            if not isinstance(value, str):
+                raise ConfigError(f"{name}: got {value!r}, must be a string")
+
+    def tls(self) -> TlsOptions | None:
+        """TLS options for the fleet's own RPCs (None: plaintext)."""
+        return TlsOptions.from_files(self.ca) if self.ca else None
+
+    def ca_pem(self) -> str | None:
+        """The root certificate's PEM text, which the task carries to the devices (None: plaintext)."""
+        return Path(self.ca).read_text() if self.ca else None
+
+    def to_run_config(self) -> dict[str, str]:
+        """The Flower run config keys that name this service to the ServerApp."""
+        out = {"latent-address": self.address, "admin-token": self.admin_token}
+        if self.ca:
+            out["latent-ca"] = self.ca
+        return out
+
+    @classmethod
+    def from_run_config(cls, rc: Mapping[str, Any]) -> "ExternalService | None":
+        """The service a run config names; None when it names none (the fleet starts its own)."""
+        address = str(rc.get("latent-address", "") or "")
+        if not address:
+            return None
+        return cls(address, str(rc.get("admin-token", "") or ""), str(rc.get("latent-ca", "") or ""))
 
 
 class ServiceHandle:
@@ -55,16 +100,15 @@ class ServiceHandle:
             raise ValueError(f"server: got {mode!r}, must be inprocess or subprocess")
 
     @classmethod
-    def external(cls, address: str, admin_token: str = "", store_dir: str | Path = "",
-                 tls: TlsOptions | None = None) -> "ServiceHandle":
+    def external(cls, service: ExternalService, store_dir: str | Path = "") -> "ServiceHandle":
         """An already running service (e.g. `analog-edge serve` on a host the devices can reach),
-        over TLS when `tls` is given: the fleet only talks to it and never stops it."""
+        over TLS when it names a root certificate: the fleet only talks to it and never stops it."""
         self = cls.__new__(cls)
-        self.store_dir, self.mode, self.admin_token = Path(store_dir or "."), "external", admin_token
-        self.tls = tls
+        self.store_dir, self.mode, self.admin_token = Path(store_dir or "."), "external", service.admin_token
+        self.tls = service.tls()
         self._handle = self._proc = self._tmp = self._pid = None
-        self.address = address
-        wait_ready(address, tls=tls)
+        self.address = service.address
+        wait_ready(service.address, tls=self.tls)
         return self
 
     def _server_dict(self, classifier: ClassifierConfig) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 A latent-pipeline task is a Flower message of type `train.latent` or `evaluate.latent` (Flower
 routes `<category>.<action>` to the ClientApp function registered for that action); its content
-is one ConfigRecord holding the task as JSON (plus, with alignment "pretrained", an ArrayRecord
-of the server's pretrained weights in the train message: the one way they reach a device, in a
-simulation as on real devices), and the reply carries the client's JSON summary.
+is one ConfigRecord holding the task (`messages.LatentTask`) as JSON (plus, with alignment
+"pretrained", an ArrayRecord of the server's pretrained weights in the train message: the one way
+they reach a device, in a simulation as on real devices), and the reply carries the client's
+record as JSON (`messages.ClientUpload` / `messages.ClientEvaluation`), checked field by field
+when read.
 FedAvg rounds use Flower's default `train` / `evaluate` types (sent by the FedAvg strategy).
 Two transports deliver the same tasks: `FlowerTransport` over a Flower `Grid` (simulation or
 deployment) and `LocalTransport` in this process, one client after another.
@@ -22,9 +24,11 @@ from flwr.serverapp import Grid
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 from tqdm.auto import tqdm
 
+from common.errors import ContractError
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
 from fleet.run import client_tasks
+from fleet.run.messages import ClientEvaluation, ClientUpload, LatentTask
 
 LATENT_ACTION = "latent"                      # the ClientApp action of the latent pipeline
 LATENT_TRAIN = f"train.{LATENT_ACTION}"       # train the AE, upload latents
@@ -37,17 +41,29 @@ INIT_KEY = "init"          # ArrayRecord of the pretrained AE weights, in the tr
 PROGRESS_ENV = "ANALOG_EDGE_PROGRESS_FILE"
 
 
-def task_content(task: dict[str, Any], init: ArrayRecord | None = None) -> RecordDict:
+Reply = ClientUpload | ClientEvaluation
+REPLY_TYPES: dict[str, type[ClientUpload] | type[ClientEvaluation]] = {
+    LATENT_TRAIN: ClientUpload, LATENT_EVALUATE: ClientEvaluation}
+
+
+def task_content(task: LatentTask, init: ArrayRecord | None = None) -> RecordDict:
     """The content of a latent task message (with the pretrained weights `init`, if any)."""
-    records: dict[str, Any] = {TASK_KEY: ConfigRecord({"json": json.dumps(task)})}
+    records: dict[str, Any] = {TASK_KEY: ConfigRecord({"json": task.to_json()})}
     if init is not None:
         records[INIT_KEY] = init
     return RecordDict(records)
 
 
-def read_task(msg: Message) -> dict[str, Any]:
-    """The task a latent message carries."""
-    return json.loads(str(msg.content.config_records[TASK_KEY]["json"]))
+def read_task(msg: Message) -> LatentTask:
+    """The task a latent message carries (ContractError naming the field when it is garbled)."""
+    return LatentTask.from_json(_json_of(msg, TASK_KEY), "task")
+
+
+def _json_of(msg: Message, key: str) -> str:
+    record = msg.content.config_records.get(key)
+    if record is None or "json" not in record:
+        raise ContractError(f"{key}: missing from the {msg.metadata.message_type!r} message")
+    return str(record["json"])
 
 
 def init_record(state: dict[str, Any]) -> ArrayRecord:
@@ -72,14 +88,16 @@ def unpack_init(record: ArrayRecord) -> client_tasks.InitWeights:
     return client_tasks.InitWeights(record.to_torch_state_dict(), record_wire_bytes(record))
 
 
-def reply(msg: Message, result: dict[str, Any]) -> Message:
-    """A client's reply to a latent task: its JSON summary."""
-    return Message(RecordDict({RESULT_KEY: ConfigRecord({"json": json.dumps(result, default=_jsonable)})}),
+def reply(msg: Message, result: Reply) -> Message:
+    """A client's reply to a latent task: its record as JSON."""
+    return Message(RecordDict({RESULT_KEY: ConfigRecord({"json": json.dumps(result.to_dict(), default=_jsonable)})}),
                    reply_to=msg)
 
 
-def read_reply(msg: Message) -> dict[str, Any]:
-    return json.loads(str(msg.content.config_records[RESULT_KEY]["json"]))
+def read_reply(msg: Message, message_type: str) -> Reply:
+    """The record a client replied to a `message_type` task with, checked field by field."""
+    cls = REPLY_TYPES[message_type]
+    return cls.from_json(_json_of(msg, RESULT_KEY), cls.WHAT)
 
 
 def _jsonable(value: Any) -> Any:
@@ -101,8 +119,8 @@ class _nothing:
 class Transport(Protocol):
     """Send one latent task to every client and return their replies."""
 
-    def broadcast(self, message_type: str, task: dict[str, Any], desc: str,
-                  init: ArrayRecord | None = None) -> list[dict[str, Any]]: ...
+    def broadcast(self, message_type: str, task: LatentTask, desc: str,
+                  init: ArrayRecord | None = None) -> list[Reply]: ...
 
 
 class FlowerTransport:
@@ -123,8 +141,8 @@ class FlowerTransport:
             time.sleep(0.2)
         return ids[: self.num_clients]
 
-    def broadcast(self, message_type: str, task: dict[str, Any], desc: str,
-                  init: ArrayRecord | None = None) -> list[dict[str, Any]]:
+    def broadcast(self, message_type: str, task: LatentTask, desc: str,
+                  init: ArrayRecord | None = None) -> list[Reply]:
         msgs = [Message(task_content(task, init), dst_node_id=nid, message_type=message_type)
                 for nid in self.node_ids]
         pending = set(self.grid.push_messages(msgs))
@@ -146,7 +164,7 @@ class FlowerTransport:
         errors = [client_error(m.error.reason) for m in replies if m.has_error()]
         if errors:
             raise FleetError(f"{desc}: {len(errors)} of {len(replies)} client(s) failed; first error: {errors[0]}")
-        return [read_reply(m) for m in replies]
+        return [read_reply(m, message_type) for m in replies]
 
 
 def client_error(reason: str) -> str:
@@ -162,19 +180,21 @@ class LocalTransport:
         self.num_clients = num_clients
         self.progress = progress      # per-client AE progress bars (noisy for many clients)
 
-    def broadcast(self, message_type: str, task: dict[str, Any], desc: str,
-                  init: ArrayRecord | None = None) -> list[dict[str, Any]]:
+    def broadcast(self, message_type: str, task: LatentTask, desc: str,
+                  init: ArrayRecord | None = None) -> list[Reply]:
         if message_type not in (LATENT_TRAIN, LATENT_EVALUATE):
             raise ValueError(f"message_type: got {message_type!r}, must be {LATENT_TRAIN} or {LATENT_EVALUATE}")
-        fleet = FleetConfig.from_dict(task["fleet"])
-        out = []
+        if task.state_root is None:
+            raise FleetError("task.state_root: missing; clients in this process keep their state under it")
+        fleet = FleetConfig.from_dict(task.fleet)
+        out: list[Reply] = []
         for pid in tqdm(range(self.num_clients), desc=desc, unit="client"):
             # every client unpacks its own copy of the record, as a device does with its message
             if message_type == LATENT_TRAIN:
-                out.append(client_tasks.latent_train(fleet, pid, self.num_clients, task, task["state_root"],
+                out.append(client_tasks.latent_train(fleet, pid, self.num_clients, task, task.state_root,
                                                      init=unpack_init(init) if init is not None else None,
                                                      progress=self.progress))
             else:
-                out.append(client_tasks.latent_evaluate(fleet, pid, self.num_clients, task["server_address"],
-                                                        task["state_root"], task.get("latent_ca_pem")))
+                out.append(client_tasks.latent_evaluate(fleet, pid, self.num_clients, task.server_address,
+                                                        task.state_root, task.latent_ca_pem))
         return out

@@ -153,7 +153,7 @@ def test_noise_is_added_on_the_device_before_quantization_to_rows_and_anchors(ca
     service, _ = capture
     cfg0, s0, state0 = _upload(capture, tmp_path, {})
     (q0, z0, _, _), (qa0, za0, anchors0, _) = service.uploads
-    assert anchors0 and "defense" not in s0
+    assert anchors0 and s0.defense is None and "defense" not in s0.to_dict()
     clean = np.load(state0 / runner.TRAIN_LATENTS_FILE)
     np.testing.assert_allclose(z0, clean, atol=float(np.abs(clean).max()) / 127 + 1e-6)   # only rounding
     clip = float(np.median(np.linalg.norm(clean, axis=1)))
@@ -171,8 +171,8 @@ def test_noise_is_added_on_the_device_before_quantization_to_rows_and_anchors(ca
         resid = got - ref
         assert resid.std() == pytest.approx(0.5 * clip, rel=0.15)        # noise std = multiplier x clip
         assert abs(np.corrcoef(resid.ravel(), ref.ravel())[0, 1]) < 0.15
-    assert s["defense"]["epsilon"] == pytest.approx(epsilon_per_row(0.5))
-    assert s["defense"]["clipped_share"] == pytest.approx(0.5, abs=0.02)
+    assert s.defense.epsilon == pytest.approx(epsilon_per_row(0.5))
+    assert s.defense.clipped_share == pytest.approx(0.5, abs=0.02)
 
 
 def _encoder(cfg: EdgeConfig, state: Path):

@@ -16,6 +16,7 @@ import pytest
 
 from edge_client.config import EdgeConfig
 from edge_client.runner import evaluate_with_server, train_and_upload
+from edge_client.summary import UploadSummary
 from protos.client import LatentClient
 from protos import latent_service_pb2 as pb
 from protos import latent_service_pb2_grpc as pb_grpc
@@ -85,8 +86,9 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
     # upload_id: stored once
     cfg_b = EdgeConfig(dataset="mnist5k", latent_dim=16, bits=8, max_samples=250, epochs=3, analog=None)
     b2 = train_and_upload(cfg_b, server, "edge-b", 1, 2, None, tmp_path / "edge-b", progress=False)
-    assert b2["recon_mse"] == b["recon_mse"] and b2["scale"] == b["scale"]  # seeded: the very same run
-    assert b2["uploads"][0]["duplicate"] and b2["uploads"][0]["upload_id"] == b["uploads"][0]["upload_id"]
+    assert b2.recon_mse == b["recon_mse"] and list(b2.scale) == b["scale"]  # seeded: the very same run
+    assert b2.uploads[0].duplicate and b2.uploads[0].upload_id == b["uploads"][0]["upload_id"]
+    assert UploadSummary.from_json(json.dumps(b)).wire == b2.wire   # the CLI's summary file reads back
     with LatentClient(server) as c:
         st = c.status(admin_token=ADMIN)
     rows = {cl.client_id: cl.rows for cl in st.clients}
@@ -118,12 +120,12 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
     assert ev["n_test"] == a["n_test"] and 0 <= ev["correct"] <= ev["n_test"]
     accs["edge-a"] = ev["accuracy"]
     ev_again = evaluate_with_server(cfg_a, server, "edge-a", 0, 2, None, tmp_path / "edge-a")
-    assert abs(ev_again["accuracy"] - ev["accuracy"]) <= 0.1  # the saved analog encoder, reloaded (noisy reads)
+    assert abs(ev_again.accuracy - ev["accuracy"]) <= 0.1  # the saved analog encoder, reloaded (noisy reads)
     with pytest.raises(ValueError, match="latent_dim: got 8, but .* was trained with 16"):
         evaluate_with_server(cfg_b.replace(latent_dim=8), server, "edge-b", 1, 2, None, tmp_path / "edge-b")
     ev = evaluate_with_server(cfg_b, server, "edge-b", 1, 2, None, tmp_path / "edge-b")
-    assert ev["n_test"] == b["n_test"]
-    accs["edge-b"] = ev["accuracy"]
+    assert ev.n_test == b["n_test"] and set(ev.per_class_accuracy) <= set(range(10))
+    accs["edge-b"] = ev.accuracy
     # each client's own held-out digits, encoded with its own encoder: well above chance (0.1)
     print("held-out accuracy per client", accs)
     assert min(accs.values()) > 0.3, accs

@@ -88,7 +88,7 @@ def test_a_requantized_point_uploads_anchors_from_each_clients_trained_encoder(t
         ups = [requantize_upload(fleet, pid, src / client_name(pid), tmp_path / "rq" / "clients" / client_name(pid),
                                  svc.address) for pid in range(fleet.num_clients)]
         status = svc.status()
-    assert all(u["anchor_wire_bytes"] >= 100 * (8 + 4) for u in ups)        # 100 anchors: 8 int8 + int32 index
+    assert all(u.anchor_wire_bytes >= 100 * (8 + 4) for u in ups)        # 100 anchors: 8 int8 + int32 index
     assert [status["clients"][client_name(p)]["anchor_rows"] for p in range(fleet.num_clients)] == [100] * 3
     with LatentStore(tmp_path / "rq" / "server", readonly=True) as again:
         for cid, (z0, idx0) in before.items():

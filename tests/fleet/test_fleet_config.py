@@ -161,10 +161,12 @@ def test_partition_layout_mismatch_is_named():
     from fleet.errors import FleetError
     from fleet.run.phases import check_partitions
 
+    from types import SimpleNamespace as Reply      # what check_partitions reads of a train reply
+
     fleet = FleetConfig.from_dict(_quickstart()).with_overrides(num_clients=3)
-    ok = [{"client_id": f"client-00{i}", "partition_id": i, "num_partitions": 3} for i in range(3)]
+    ok = [Reply(client_id=f"client-00{i}", partition_id=i, num_partitions=3) for i in range(3)]
     check_partitions(fleet, ok)
     with pytest.raises(FleetError, match="node_config.num-partitions: got 10"):
-        check_partitions(fleet, [dict(u, num_partitions=10) for u in ok])
+        check_partitions(fleet, [Reply(**{**vars(u), "num_partitions": 10}) for u in ok])
     with pytest.raises(FleetError, match=r"node_config.partition-id: got \[0, 1, 1\]"):
-        check_partitions(fleet, ok[:2] + [dict(ok[2], partition_id=1)])
+        check_partitions(fleet, ok[:2] + [Reply(**{**vars(ok[2]), "partition_id": 1})])

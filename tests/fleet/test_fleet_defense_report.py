@@ -1,23 +1,27 @@
 """The edge defense in the fleet report: one block from the clients' summaries, one line in the table."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from edge_client.config import DefenseConfig
 from edge_client.defense import epsilon_per_row, release_report
+from edge_client.summary import DefenseReport
 from fleet.run.phases import defense_summary
 from fleet.run.report import format_defense
 
 
-def _upload(seed: int, defense: DefenseConfig) -> dict:
+def _upload(seed: int, defense: DefenseConfig) -> SimpleNamespace:
+    """What defense_summary reads of a client's reply: its defense report."""
     z = np.random.default_rng(seed).normal(0, 2, size=(200, 16)).astype(np.float32)
-    return {"client_id": f"client-{seed:03d}",
-            "defense": {**release_report(z, defense).to_dict(), "nopeek_weight": defense.nopeek_weight,
-                        "label_weight": defense.label_weight, "prototype_weight": defense.prototype_weight}}
+    return SimpleNamespace(client_id=f"client-{seed:03d}", defense=DefenseReport(
+        **release_report(z, defense).to_dict(), nopeek_weight=defense.nopeek_weight, label_weight=defense.label_weight,
+        prototype_weight=defense.prototype_weight))
 
 
 def test_defense_block_and_table_line():
-    assert defense_summary([{"client_id": "client-000"}]) is None        # no defense: no block
+    assert defense_summary([SimpleNamespace(client_id="client-000", defense=None)]) is None   # no defense: no block
     d = DefenseConfig(noise_multiplier=0.5, clip_norm=8.0, label_weight=2.0)
     block = defense_summary([_upload(s, d) for s in range(3)])
     assert block["clients"] == 3 and block["epsilon"] == epsilon_per_row(0.5) and block["noise_std"] == 4.0

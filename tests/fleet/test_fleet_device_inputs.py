@@ -12,6 +12,7 @@ from fleet.flower.client_app import client_app
 from fleet.run.client_tasks import PublicSetMismatch
 from fleet.config import FleetConfig
 from fleet.errors import FleetError
+from fleet.run.messages import LatentTask
 from fleet.run.phases import device_task
 from fleet.run.transport import LATENT_TRAIN, client_error, init_record, read_init, record_wire_bytes, task_content
 
@@ -32,7 +33,7 @@ def _fleet(**over) -> FleetConfig:
         "edge": {"latent_dim": 8, "bits": 8, "autoencoder": "mlp", "epochs": 1}})
 
 
-def _deliver(task: dict, node_config: dict, init=None) -> Message:
+def _deliver(task: LatentTask, node_config: dict, init=None) -> Message:
     """The train message as the device's ClientApp receives it."""
     msg = Message(task_content(task, init), dst_node_id=1, message_type=LATENT_TRAIN)
     ctx = Context(run_id=1, node_id=1, node_config=node_config, state=RecordDict(), run_config={})
@@ -53,7 +54,7 @@ def test_a_device_with_another_public_set_fails_before_training_with_one_named_l
         _deliver(task, node)
     text = str(err.value)
     assert text.startswith("anchors: this device's public set (100 images, anchor_path ") and "\n" not in text
-    assert task["anchor_sha256"][:16] in text
+    assert task.anchor_sha256[:16] in text
     assert not (tmp_path / "dev" / "client-000" / "encoder.pt").exists()    # nothing trained
     # a device without the file its config names fails as early, naming it
     with pytest.raises(FleetError, match=r"anchor_path: .*missing\.npz does not exist on this device"):
@@ -73,9 +74,10 @@ def test_pretrained_weights_arrive_in_the_message_with_their_wire_bytes():
     torch.manual_seed(0)
     state = {"enc.weight": torch.randn(32, 64), "enc.bias": torch.randn(32)}
     record = init_record(state)
-    msg = Message(task_content({"x": 1}, record), dst_node_id=1, message_type=LATENT_TRAIN)
+    msg = Message(task_content(LatentTask({}, "127.0.0.1:1"), record), dst_node_id=1, message_type=LATENT_TRAIN)
     got = read_init(msg)
     assert set(got.state) == set(state) and all(torch.equal(got.state[k], state[k]) for k in state)
     payload = sum(t.numel() * 4 for t in state.values())
     assert got.wire_bytes == record_wire_bytes(record) and payload < got.wire_bytes < payload + 1024
-    assert read_init(Message(task_content({"x": 1}), dst_node_id=1, message_type=LATENT_TRAIN)) is None
+    assert read_init(Message(task_content(LatentTask({}, "127.0.0.1:1")), dst_node_id=1,
+                             message_type=LATENT_TRAIN)) is None
