@@ -1,6 +1,9 @@
 """Shared argument checks for the simulator: one-line ValueErrors naming the field, the value and what is allowed.
 
 A leaf module (imports nothing of the project) so every analog module can use it without cycles.
+The messages are the project's one format (common/validation.py words ranges the same way:
+"got 40, must be in [1, 32]"; a test holds the two to it); analog keeps its own copy because it is
+usable alone (docs/design.md, Conventions).
 Each check returns the value it accepted; ``note`` appends wording to the "must be ..." part (an
 alternative such as " or 'off'", or the unit), so a caller keeps its field's exact message.
 """
@@ -18,12 +21,13 @@ def _is_number(value: Any) -> bool:
 
 
 def _bounds(low: float | None, strict: bool, high: float | None, high_strict: bool) -> str:
-    parts = []
-    if low is not None:
-        parts.append(f"{'>' if strict else '>='} {low}")
-    if high is not None:
-        parts.append(f"{'<' if high_strict else '<='} {high}")
-    return " and ".join(parts)
+    """A range as the project words it everywhere (common/validation.py too): ">= 1", "< 2",
+    "in [1, 32]", "in (0, 1)"; an interval when both bounds are given."""
+    if high is None:
+        return f"{'>' if strict else '>='} {low}"
+    if low is None:
+        return f"{'<' if high_strict else '<='} {high}"
+    return f"in {'(' if strict else '['}{low}, {high}{')' if high_strict else ']'}"
 
 
 def real(name: str, value: Any, *, finite: bool = False, what: str | None = None) -> float:
@@ -58,7 +62,7 @@ def finite_number(name: str, value: Any, low: float, *, strict: bool = False, hi
 def in_range(name: str, value: Any, low: float | None = None, *, strict: bool = False, high: float | None = None,
              high_strict: bool = False, note: str = "") -> Any:
     """A value already known to be a number, within the bounds given (None = unbounded on that side);
-    the message states the bounds only ("got 40, must be >= 1 and <= 32")."""
+    the message states the bounds only ("got 40, must be in [1, 32]")."""
     bad = low is not None and (value <= low if strict else value < low)
     bad = bad or (high is not None and (value >= high if high_strict else value > high))
     if bad:
@@ -72,12 +76,7 @@ def integer(name: str, value: Any, low: int | None = None, *, high: int | None =
     if ok:
         ok = (low is None or value >= low) and (high is None or value <= high)
     if not ok:
-        if low is not None and high is not None:
-            rule = f" in {low}..{high}"
-        elif low is not None:
-            rule = f" >= {low}"
-        else:
-            rule = ""
+        rule = f" {_bounds(low, False, high, False)}" if low is not None or high is not None else ""
         raise ValueError(f"{name}: got {value!r}, must be an integer{rule}{note}")
     return value
 

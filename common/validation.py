@@ -11,8 +11,10 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from common.errors import AnalogEdgeError
 
-class ConfigError(ValueError):
+
+class ConfigError(AnalogEdgeError, ValueError):
     """A config value or flag that is missing, unknown or out of range; the message names it."""
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import analog
+from common.validation import ConfigError
 
 
 class Autoencoder(nn.Module):
@@ -54,10 +55,10 @@ def resolve_kind(kind: str, image_shape: tuple[int, int, int]) -> str:
     if kind == "auto":
         return "conv" if conv_ok and min(h, w) >= 16 else "mlp"
     if kind == "conv" and not conv_ok:
-        raise ValueError(f"autoencoder: 'conv' needs image sides divisible by 4 (>= 8), got {h}x{w}; "
+        raise ConfigError(f"autoencoder: 'conv' needs image sides divisible by 4 (>= 8), got {h}x{w}; "
                          f"use 'mlp' or 'auto'")
     if kind not in ("conv", "mlp"):
-        raise ValueError(f"autoencoder: got {kind!r}, must be conv, mlp or auto")
+        raise ConfigError(f"autoencoder: got {kind!r}, must be conv, mlp or auto")
     return kind
 
 
@@ -101,9 +102,9 @@ def build_autoencoder(image_shape: tuple[int, int, int], latent_dim: int, kind: 
     the same init_seed but different seeds still are two different chips.
     """
     if len(image_shape) != 3 or min(image_shape) < 1:
-        raise ValueError(f"image_shape: got {image_shape}, must be (C, H, W) with sizes >= 1")
+        raise ConfigError(f"image_shape: got {image_shape}, must be (C, H, W) with sizes >= 1")
     if latent_dim < 1:
-        raise ValueError(f"latent_dim: got {latent_dim}, must be >= 1")
+        raise ConfigError(f"latent_dim: got {latent_dim}, must be >= 1")
     kind = resolve_kind(kind, image_shape)
 
     def make():

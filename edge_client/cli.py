@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from common.errors import AnalogEdgeError
+
 from .config import ConfigError, EdgeConfig, check_client_id
 from .state import ClientState
 from .summary import EvaluationSummary, UploadSummary
@@ -41,28 +43,28 @@ def partition_args(args: argparse.Namespace) -> tuple[int, int, float | None]:
     n = 1 if args.num_partitions is None else args.num_partitions
     partitioner = args.partitioner or "iid"
     if n < 1:
-        raise ValueError(f"--num-partitions: got {n}, must be >= 1")
+        raise ConfigError(f"--num-partitions: got {n}, must be >= 1")
     if not 0 <= pid < n:
-        raise ValueError(f"--partition-id: got {pid}, must be in [0, {n - 1}] (--num-partitions {n})")
+        raise ConfigError(f"--partition-id: got {pid}, must be in [0, {n - 1}] (--num-partitions {n})")
     if partitioner == "iid":
         if args.alpha is not None:
-            raise ValueError(f"--alpha: got {args.alpha}, only used with --partitioner dirichlet")
+            raise ConfigError(f"--alpha: got {args.alpha}, only used with --partitioner dirichlet")
         return pid, n, None
     return pid, n, args.alpha if args.alpha is not None else DEFAULT_ALPHA
 
 
 def saved_partition_args(args: argparse.Namespace, saved) -> tuple[int, int, float | None]:
     """--evaluate-only: the partition recorded in the state folder (``saved``, a ClientState); a flag
-    that is given must agree with it (ValueError naming the flag otherwise)."""
+    that is given must agree with it (ConfigError naming the flag otherwise)."""
     recorded = {"--partition-id": saved.partition_id, "--num-partitions": saved.num_partitions,
                 "--partitioner": "iid" if saved.alpha is None else "dirichlet"}
     given = {"--partition-id": args.partition_id, "--num-partitions": args.num_partitions,
              "--partitioner": args.partitioner}
     for flag, value in given.items():
         if value is not None and value != recorded[flag]:
-            raise ValueError(f"{flag}: got {value!r}, but the state folder was trained with {recorded[flag]!r}")
+            raise ConfigError(f"{flag}: got {value!r}, but the state folder was trained with {recorded[flag]!r}")
     if args.alpha is not None and args.alpha != saved.alpha:
-        raise ValueError(f"--alpha: got {args.alpha}, but the state folder was trained with {saved.alpha!r}")
+        raise ConfigError(f"--alpha: got {args.alpha}, but the state folder was trained with {saved.alpha!r}")
     return saved.partition_id, saved.num_partitions, saved.alpha
 
 
@@ -174,7 +176,6 @@ def _or_nan(x: float | None) -> float:
 
 def _run(args: argparse.Namespace) -> int:
     # on use (start-up time of `analog-edge --help`): numpy, grpc and, below, torch
-    from .data import DataError
     from protos.client import UploadError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -188,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
         else:
             pid, n, alpha = partition_args(args)
         cfg = _config(args)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (AnalogEdgeError, FileNotFoundError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     import torch
@@ -222,12 +223,12 @@ def _run(args: argparse.Namespace) -> int:
                     report["evaluation"] = {"error": str(exc)}
                     print(f"{prog}: evaluation failed: {exc}", file=sys.stderr)
             out = Path(args.out) if args.out else state_dir / "summary.json"
-    except (ConfigError, DataError, FileNotFoundError, ValueError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
-    except UploadError as exc:
+    except UploadError as exc:        # the server refused or could not be reached
         print(f"{prog}: {exc}", file=sys.stderr)
         return 3
+    except (AnalogEdgeError, FileNotFoundError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
     except FloatingPointError as exc:  # training diverged
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1

@@ -89,18 +89,18 @@ def quantize_latents(z: np.ndarray | torch.Tensor, bits: int, per_feature: bool 
     """
     z = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
     if z.ndim != 2 or z.shape[0] < 1 or z.shape[1] < 1:
-        raise ValueError(f"latents: got shape {z.shape}, must be (rows >= 1, latent_dim >= 1)")
+        raise wire.CodecError(f"latents: got shape {z.shape}, must be (rows >= 1, latent_dim >= 1)")
     if not np.all(np.isfinite(z)):
-        raise ValueError("latents: contain NaN or infinite values (did training diverge?)")
+        raise wire.CodecError("latents: contain NaN or infinite values (did training diverge?)")
     if bits not in wire.BITS_TO_DTYPE:
-        raise ValueError(f"bits: got {bits}, must be one of 32, 16, 8, 4")
+        raise wire.CodecError(f"bits: got {bits}, must be one of 32, 16, 8, 4")
     z = z.astype(np.float32)
     dtype = wire.BITS_TO_DTYPE[bits]
     if bits == 32:
         return QuantizedLatents(z.copy(), pb.Quantization(dtype=dtype), bits)
     if bits == 16:
         if np.abs(z).max() > 65504:
-            raise ValueError("latents: values beyond float16 range (65504); use bits = 32 or 8")
+            raise wire.CodecError("latents: values beyond float16 range (65504); use bits = 32 or 8")
         half = _stochastic_half(z, np.random.default_rng(seed))
         return QuantizedLatents(half, pb.Quantization(dtype=dtype), bits)
     qmax = QMAX[bits]
@@ -108,7 +108,7 @@ def quantize_latents(z: np.ndarray | torch.Tensor, bits: int, per_feature: bool 
         scale = choose_scale(z, bits, per_feature)
     scale = np.asarray(scale, dtype=np.float32).reshape(-1)
     if scale.size not in (1, z.shape[1]) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-        raise ValueError(f"scale: got {scale.size} values, must be 1 or latent_dim ({z.shape[1]}), finite, > 0")
+        raise wire.CodecError(f"scale: got {scale.size} values, must be 1 or latent_dim ({z.shape[1]}), finite, > 0")
     gen = torch.Generator().manual_seed(int(seed))
     scaled = torch.from_numpy(z.astype(np.float64) / scale.astype(np.float64))
     q = stochastic_round(scaled, generator=gen).clamp_(-qmax, qmax)

@@ -30,13 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import AnalogEdgeError
+
 from .config import BUILTIN_DATASETS as BUILTIN
 
 MIN_PARTITION_SIZE = 10      # Dirichlet partitions are resampled until each has at least this many
 MAX_DIRICHLET_TRIES = 20
 
 
-class DataError(ValueError):
+class DataError(AnalogEdgeError, ValueError):
     """A dataset that cannot be loaded or used; the message names the file/field and the expectation."""
 
 

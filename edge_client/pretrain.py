@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.validation import ConfigError
+
 from .autoencoder import build_autoencoder
 from .config import EdgeConfig
 from .training import train_autoencoder
@@ -45,5 +47,5 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"init_weights: {p} does not exist")
     state = torch.load(p, weights_only=True)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"init_weights: {p} is not a state dict of tensors")
+        raise ConfigError(f"init_weights: {p} is not a state dict of tensors")
     return state

@@ -21,6 +21,7 @@ import torch
 
 from analog.energy import EventCounter, counting
 from analog.inference import program_weights
+from common.validation import ConfigError
 from protos import codec as wire
 
 from .autoencoder import Autoencoder, build_autoencoder, is_analog, resolve_kind
@@ -84,7 +85,7 @@ def client_data(cfg: EdgeConfig, partition_id: int, num_partitions: int, alpha: 
         part = np.sort(rng.choice(part, cfg.max_samples, replace=False))
     train, test = split_train_test(part, ds.y, cfg.test_fraction, seed=client_seed(cfg.seed, partition_id) + 1)
     if train.size == 0:
-        raise ValueError(f"partition {partition_id}/{num_partitions}: no training samples "
+        raise DataError(f"partition {partition_id}/{num_partitions}: no training samples "
                          f"({part.size} in the partition)")
     return ClientData(ds, train, test)
 
@@ -93,7 +94,7 @@ def public_anchor_images(cfg: EdgeConfig) -> np.ndarray:
     """The public anchor images every client encodes (the same ones, in the same order, everywhere):
     the first `cfg.anchors` images of `cfg.anchor_path`, or the dataset's held-out public slice."""
     if not cfg.anchors:
-        raise ValueError("anchors: 0, this config has no public anchor set")
+        raise ConfigError("anchors: 0, this config has no public anchor set")
     ds = load_dataset(cfg.data_source)
     if cfg.anchor_path is None:
         return ds.x[public_anchor_indices(ds.y, cfg.anchors)]
@@ -334,7 +335,7 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
     for key in ("dataset", "data_path", "seed", "max_samples", "test_fraction", "autoencoder", "latent_dim",
                 "conv_channels", "mlp_hidden", "init_seed", "analog", "anchors", "anchor_path", "defense"):
         if trained_cfg.get(key) != now.get(key):
-            raise ValueError(f"{key}: got {now.get(key)!r}, but {state} was trained with {trained_cfg.get(key)!r}")
+            raise ConfigError(f"{key}: got {now.get(key)!r}, but {state} was trained with {trained_cfg.get(key)!r}")
     data = client_data(cfg, partition_id, num_partitions, alpha)
     n_test = int(data.test_idx.size)
     if n_test == 0:

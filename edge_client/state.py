@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.validation import ConfigError
+
 STATE_FILE = "state.json"
 
 
@@ -45,14 +47,14 @@ class ClientState:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{path}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(known))}")
+            raise ConfigError(f"{path}: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(known))}")
         return cls(**data)
 
     def replace(self, **changes: Any) -> "ClientState":
         return dataclasses.replace(self, **changes)
 
     def check_matches(self, state_dir: str | Path, **expected: Any) -> None:
-        """Raise ValueError naming the first field whose saved value differs from `expected`."""
+        """Raise ConfigError naming the first field whose saved value differs from `expected`."""
         for key, want in expected.items():
             if getattr(self, key) != want:
-                raise ValueError(f"{key}: got {want!r}, but {state_dir} was trained with {getattr(self, key)!r}")
+                raise ConfigError(f"{key}: got {want!r}, but {state_dir} was trained with {getattr(self, key)!r}")

@@ -17,9 +17,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import analog
+from common.validation import ConfigError
 
 from .autoencoder import is_analog
 from .config import DefenseConfig
+from .data import DataError
 from .objectives import LabelHead, class_prototypes, defended_loss
 
 
@@ -46,7 +48,7 @@ def _as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 def make_optimizer(model: nn.Module, lr: float, optimizer: str = "sgd") -> torch.optim.Optimizer:
     if is_analog(model):
         if optimizer != "sgd":
-            raise ValueError(f"optimizer: got {optimizer!r}; analog tiles train with pulsed SGD only")
+            raise ConfigError(f"optimizer: got {optimizer!r}; analog tiles train with pulsed SGD only")
         return analog.AnalogOptimizer(model.parameters(), lr=lr)
     if optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
@@ -91,7 +93,7 @@ def train_autoencoder(model: nn.Module, x_train: np.ndarray | torch.Tensor,
     objective needs `y_train`. train_loss stays the per-pixel reconstruction MSE in every case."""
     x_train = _as_tensor(x_train)
     if x_train.shape[0] == 0:
-        raise ValueError("x_train: no samples to train on")
+        raise DataError("x_train: no samples to train on")
     x_val = _as_tensor(x_val) if x_val is not None and len(x_val) else None
     result = TrainResult(epochs=epochs, analog=is_analog(model))
     if x_val is not None:

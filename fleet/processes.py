@@ -18,8 +18,10 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from common.errors import AnalogEdgeError
 
-class ProcessError(RuntimeError):
+
+class ProcessError(AnalogEdgeError, RuntimeError):
     """A started process exited or did not become ready in time; the message names it and its log."""
 
 

@@ -24,6 +24,8 @@ from typing import Protocol
 import grpc
 import numpy as np
 
+from common.errors import AnalogEdgeError
+from common.validation import ConfigError
 from protos import codec as wire
 from protos import latent_service_pb2 as pb
 from protos import latent_service_pb2_grpc as pb_grpc
@@ -52,7 +54,7 @@ class WireLatents(Protocol):
     def rows(self, index: slice) -> "WireLatents": ...
 
 
-class UploadError(RuntimeError):
+class UploadError(AnalogEdgeError, RuntimeError):
     """An RPC that failed for good: a non-retryable status, or retries exhausted."""
 
     def __init__(self, rpc: str, code: grpc.StatusCode, details: str, attempts: int):
@@ -73,15 +75,15 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
-            raise ValueError(f"max_attempts: got {self.max_attempts}, must be >= 1")
+            raise ConfigError(f"max_attempts: got {self.max_attempts}, must be >= 1")
         if self.initial_s < 0 or self.max_s < self.initial_s:
-            raise ValueError(f"initial_s/max_s: got {self.initial_s}/{self.max_s}, need 0 <= initial_s <= max_s")
+            raise ConfigError(f"initial_s/max_s: got {self.initial_s}/{self.max_s}, need 0 <= initial_s <= max_s")
         if self.multiplier < 1:
-            raise ValueError(f"multiplier: got {self.multiplier}, must be >= 1")
+            raise ConfigError(f"multiplier: got {self.multiplier}, must be >= 1")
         if not 0 <= self.jitter <= 1:
-            raise ValueError(f"jitter: got {self.jitter}, must be in [0, 1]")
+            raise ConfigError(f"jitter: got {self.jitter}, must be in [0, 1]")
         if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s: got {self.timeout_s}, must be > 0")
+            raise ConfigError(f"timeout_s: got {self.timeout_s}, must be > 0")
 
     def delay(self, retry_index: int, rng: random.Random) -> float:
         base = min(self.max_s, self.initial_s * self.multiplier ** retry_index)
@@ -106,9 +108,9 @@ class TlsOptions:
             try:
                 data = Path(p).read_bytes()
             except OSError as exc:
-                raise ValueError(f"{what}: cannot read {p} ({exc.strerror})") from None
+                raise ConfigError(f"{what}: cannot read {p} ({exc.strerror})") from None
             if b"-----BEGIN" not in data:
-                raise ValueError(f"{what}: {p} is not a PEM file")
+                raise ConfigError(f"{what}: {p} is not a PEM file")
             return data
         return cls(read(ca, "tls_ca"), read(cert, "tls_cert"), read(key, "tls_key"), server_name)
 
@@ -158,7 +160,7 @@ class LatentClient:
                  sleep: Callable[[float], None] = time.sleep,
                  max_message_bytes: int = 4 * 1024 * 1024):
         if not isinstance(address, str) or ":" not in address:
-            raise ValueError(f"server: got {address!r}, must be HOST:PORT")
+            raise ConfigError(f"server: got {address!r}, must be HOST:PORT")
         self.address = address
         self.retry = retry or RetryPolicy()
         self._rng = random.Random(seed)
@@ -213,7 +215,7 @@ class LatentClient:
         ``anchors`` the rows are public-anchor latents and ``labels`` their anchor indices."""
         labels = np.asarray(labels)
         if labels.shape != (latents.num_rows,):
-            raise ValueError(f"labels: got shape {labels.shape}, must be ({latents.num_rows},)")
+            raise wire.CodecError(f"labels: got shape {labels.shape}, must be ({latents.num_rows},)")
         payload = wire.build_payload(latents.pack(), labels)
         upload_id = upload_id or default_upload_id(client_id, payload, part)
         total = wire.num_chunks(len(payload), chunk_bytes)
@@ -259,7 +261,7 @@ class LatentClient:
                                  latent_dim=latents.latent_dim, quantization=latents.quantization,
                                  latents=latents.pack())
         if req.ByteSize() > 4 * 1024 * 1024 - 1024:
-            raise ValueError(f"latents: {latents.num_rows} rows make a {req.ByteSize()}-byte Classify "
+            raise wire.CodecError(f"latents: {latents.num_rows} rows make a {req.ByteSize()}-byte Classify "
                              f"request, over the 4 MB limit; classify in smaller batches")
         resp, _ = self._call("Classify", lambda: self._stub.Classify(req, timeout=self.retry.timeout_s))
         return resp

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from common.errors import AnalogEdgeError
 from protos import latent_service_pb2 as pb
 
 DEFAULT_CHUNK_BYTES = 1 << 20  # 1 MiB: well under gRPC's 4 MB default message limit
@@ -25,7 +26,7 @@ _LAYOUT: dict[int, tuple[int, np.dtype, tuple[int, int] | None]] = {
 BITS_TO_DTYPE = {32: pb.FLOAT32, 16: pb.FLOAT16, 8: pb.INT8, 4: pb.INT4}
 
 
-class CodecError(ValueError):
+class CodecError(AnalogEdgeError, ValueError):
     """A payload or quantization that does not match the contract; the message names the field."""
 
 

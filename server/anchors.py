@@ -22,11 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.errors import AnalogEdgeError
+
 METHODS = ("lstsq", "ridge", "procrustes")
 GPA_ROUNDS = 8
 
 
-class AnchorError(ValueError):
+class AnchorError(AnalogEdgeError, ValueError):
     """The anchors cannot define a map (too few shared anchors, wrong shape)."""
 
 

@@ -10,7 +10,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from server.classifier.errors import TrainingError
+from common.errors import AnalogEdgeError
 from server.config import CONDITIONING, ClassifierConfig, ConfigError, ServerConfig
 
 
@@ -138,7 +138,7 @@ def _train(args: argparse.Namespace) -> int:
     from server.app import setup_logging
     from server.classifier.report import format_result
     from server.classifier.training import train_classifier
-    from server.store import DB_NAME, StoreError
+    from server.store import DB_NAME
 
     store = Path(args.store)
     db = store if store.suffix in (".sqlite3", ".db") else store / DB_NAME
@@ -151,7 +151,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg, what = _classifier_config(args)
         print(f"train-classifier: {what}", file=sys.stderr)
         result = train_classifier(args.store, cfg, progress=True)
-    except (ConfigError, TrainingError, StoreError) as exc:
+    except AnalogEdgeError as exc:
         print(f"analog-edge train-classifier: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2) if args.json else format_result(result))

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from common.validation import ConfigError
 from protos import client as service_client
 from protos import codec
 from protos import latent_service_pb2 as pb
@@ -35,9 +36,9 @@ def _channel(address: str, tls_root: str | bytes | None = None, *,
     servers started with ``--tls-client-ca`` (mutual TLS).
     """
     if (tls_cert is None) != (tls_key is None):
-        raise ValueError("tls_cert/tls_key: set both or neither")
+        raise ConfigError("tls_cert/tls_key: set both or neither")
     if tls_cert is not None and tls_root is None:
-        raise ValueError("tls_cert: a client certificate needs tls_root (TLS) as well")
+        raise ConfigError("tls_cert: a client certificate needs tls_root (TLS) as well")
     tls = None if tls_root is None else service_client.TlsOptions(
         root_ca=_pem(tls_root), cert_chain=_pem(tls_cert), private_key=_pem(tls_key), server_name=server_name)
     return service_client.make_channel(address, tls, max_message_bytes)

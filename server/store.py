@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import AnalogEdgeError
 from protos import codec
 from protos import latent_service_pb2 as pb
 
@@ -79,7 +80,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class StoreError(RuntimeError):
+class StoreError(AnalogEdgeError, RuntimeError):
     """The store is inconsistent with a request (unknown client, registration conflict, corruption)."""
 
 

@@ -11,6 +11,7 @@ import re
 import grpc
 import numpy as np
 
+from common.errors import AnalogEdgeError
 from protos import codec
 from protos import latent_service_pb2 as pb
 from server.config import ServerConfig
@@ -25,7 +26,7 @@ MAX_CONFIG_TOML = 64 << 10
 MAX_ANCHOR_INDEX = 1 << 20
 
 
-class Rejection(Exception):
+class Rejection(AnalogEdgeError):
     """A request the server refuses; ``code`` is the gRPC status, ``message`` names the field."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:

@@ -88,7 +88,7 @@ def load_mnist_5k(n_train: int = 4000, n_test: int = 1000, seed: int = 0) -> Spl
     x, y = mnist_data()
     total = len(y)
     if n_train < 1 or n_test < 1 or n_train + n_test > total:
-        raise ValueError(f"n_train + n_test: got {n_train} + {n_test}, must be 2..{total} with both >= 1")
+        raise ValueError(f"n_train + n_test: got {n_train} + {n_test}, must be in [2, {total}] with both >= 1")
     rng = np.random.default_rng(seed)
     classes = np.unique(y)
     train_idx: list[np.ndarray] = []

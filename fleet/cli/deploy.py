@@ -12,11 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.errors import AnalogEdgeError
 from fleet.config import DEFAULT_CONFIG, ConfigError, FleetConfig, resolve_config_path
 from fleet.cli.common import fail, print_report
-from fleet.errors import FleetError
 from fleet.names import new_run_dir
-from fleet.processes import ProcessError, ProcessGroup
+from fleet.processes import ProcessGroup
 
 
 def _load(args: argparse.Namespace) -> FleetConfig:
@@ -28,7 +28,7 @@ def _load(args: argparse.Namespace) -> FleetConfig:
 def _certs(args: argparse.Namespace) -> int:
     from fleet.flower import make_pki
     if args.nodes < 1:
-        return fail(ValueError(f"--nodes: got {args.nodes}, must be >= 1"))
+        return fail(ConfigError(f"--nodes: got {args.nodes}, must be >= 1"))
     hosts = list(dict.fromkeys([*(args.host or []), "127.0.0.1", "localhost"]))
     pki = make_pki(Path(args.out), args.nodes, hosts=hosts)
     print(f"pki: {pki.ca}, {pki.cert} (valid for {', '.join(hosts)}), node-0..{args.nodes - 1}.key/.pub in {pki.root}")
@@ -41,8 +41,8 @@ def _server(args: argparse.Namespace) -> int:
         fleet = _load(args)
         for flag in ("superlink_port", "latent_port"):
             if not 0 <= getattr(args, flag) < 65536:
-                raise ValueError(f"--{flag.replace('_', '-')}: got {getattr(args, flag)}, must be in [0, 65535]")
-    except (ConfigError, ValueError) as exc:
+                raise ConfigError(f"--{flag.replace('_', '-')}: got {getattr(args, flag)}, must be in [0, 65535]")
+    except AnalogEdgeError as exc:
         return fail(exc)
     out = (Path(args.out) if args.out else new_run_dir(Path("runs"), f"deploy-{fleet.name}")).resolve()
     procs = ProcessGroup()
@@ -57,7 +57,7 @@ def _server(args: argparse.Namespace) -> int:
     try:
         serve_fleet(fleet, out, Pki(Path(args.pki).resolve()), procs, host=args.host, verbose=args.verbose,
                     on_ready=announce, superlink_port=args.superlink_port, latent_port=args.latent_port)
-    except (FleetError, ProcessError) as exc:
+    except AnalogEdgeError as exc:
         return fail(exc)
     finally:
         procs.stop()
@@ -69,12 +69,12 @@ def _local(args: argparse.Namespace) -> int:
     from fleet.flower import deploy_local
     try:
         fleet = _load(args)
-    except (ConfigError, ValueError) as exc:
+    except AnalogEdgeError as exc:
         return fail(exc)
     out = (Path(args.out) if args.out else new_run_dir(Path("runs"), f"deploy-{fleet.name}")).resolve()
     try:
         deploy_local(fleet, out, verbose=args.verbose)
-    except (FleetError, ProcessError) as exc:
+    except AnalogEdgeError as exc:
         return fail(exc)
     print_report(out)
     return 0

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from common.errors import AnalogEdgeError
 from fleet.config import (
     ALIGNMENTS,
     DEFAULT_CONFIG,
@@ -18,9 +19,7 @@ from fleet.config import (
     resolve_config_path,
 )
 from fleet.cli.common import fail, link_latest, print_report
-from fleet.errors import FleetError
 from fleet.names import new_run_dir
-from fleet.processes import ProcessError
 
 
 def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
@@ -76,7 +75,7 @@ def _run_fleet(args: argparse.Namespace) -> int:
 
     try:
         fleet = load_fleet_config(args)
-    except (ConfigError, ValueError) as exc:
+    except AnalogEdgeError as exc:
         return fail(exc)
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), fleet.name)
     if getattr(args, "compare_alignment", False):
@@ -85,18 +84,18 @@ def _run_fleet(args: argparse.Namespace) -> int:
         only = [o.strip() for o in args.options.split(",") if o.strip()] if args.options else None
         try:
             print(compare_alignment(fleet, out, only)["table"])
-        except FleetError as exc:
+        except AnalogEdgeError as exc:
             return fail(exc)
         print(f"alignment: {out / 'alignment.json'}")
         return 0
     external = ExternalService(args.latent_address, args.admin_token or "") if args.latent_address else None
     ray_address = getattr(args, "ray_address", None)
     if ray_address is not None and not _is_host_port(ray_address):
-        return fail(ValueError(f"--ray-address: got {ray_address!r}, must be host:port of a running Ray head"))
+        return fail(ConfigError(f"--ray-address: got {ray_address!r}, must be host:port of a running Ray head"))
     try:
         result = run_fleet(fleet, out, external, verbose=bool(getattr(args, "verbose", False)),
                            ray_address=ray_address)
-    except (FleetError, ProcessError) as exc:
+    except AnalogEdgeError as exc:
         return fail(exc)
     print_report(out)
     del result
@@ -117,11 +116,11 @@ def _run_demo(args: argparse.Namespace) -> int:
         return _run_fleet(args)
     try:
         load_fleet_config(args)                     # bad input fails before a run folder exists
-    except (ConfigError, ValueError) as exc:
+    except AnalogEdgeError as exc:
         return fail(exc)
     runs = Path("runs") / "demo"
     if runs.is_symlink() or (runs.exists() and not runs.is_dir()):
-        return fail(ValueError(f"{runs}: exists and is not a folder; move it away or pass --out"))
+        return fail(ConfigError(f"{runs}: exists and is not a folder; move it away or pass --out"))
     args.out = str(new_run_dir(runs, "demo"))
     rc = _run_fleet(args)
     link_latest(Path(args.out), runs / "latest")
@@ -138,7 +137,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
                                algorithms=args.algorithms, references=not args.no_references,
                                fedavg=args.fedavg, privacy=bool(args.privacy))
         spec.tiles(fleet)          # every device/algorithm name checked before the output folder exists
-    except (ConfigError, ValueError) as exc:
+    except AnalogEdgeError as exc:
         return fail(exc)
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), f"sweep-{fleet.name}")
     run_sweep(fleet, spec, out)
@@ -159,7 +158,7 @@ def _run_privacy_front(args: argparse.Namespace) -> int:
         if not args.seeds or any(s < 0 for s in args.seeds):
             raise ConfigError(f"--seeds: got {args.seeds}, must be one or more integers >= 0")
         plan(fleet, defenses, marks)        # every point validated before the output folder exists
-    except (ConfigError, ValueError) as exc:
+    except AnalogEdgeError as exc:
         return fail(exc)
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), f"privacy-front-{fleet.name}")
     run_front(fleet, defenses, list(dict.fromkeys(args.seeds)), out, marks)

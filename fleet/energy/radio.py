@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analog.energy.model import Band
+from common.validation import ConfigError
 
 
 @dataclass(frozen=True)
@@ -75,4 +76,4 @@ def radio(name: str) -> Radio:
     try:
         return RADIOS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"energy.radio: got {name!r}, must be one of {', '.join(RADIOS)}") from None
+        raise ConfigError(f"energy.radio: got {name!r}, must be one of {', '.join(RADIOS)}") from None

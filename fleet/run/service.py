@@ -21,6 +21,7 @@ from typing import Any
 
 import tomli_w
 
+from common.errors import AnalogEdgeError
 from common.validation import ConfigError
 from protos import latent_service_pb2 as pb
 from protos.client import LatentClient, RetryPolicy, TlsOptions, UploadError
@@ -30,7 +31,7 @@ from server.config import ClassifierConfig, ServerConfig
 READY_TIMEOUT_S = 60.0
 
 
-class ServiceError(RuntimeError):
+class ServiceError(AnalogEdgeError, RuntimeError):
     """The latent service did not start or did not answer in time."""
 
 
@@ -97,7 +98,7 @@ class ServiceHandle:
         elif mode == "subprocess":
             self._start_subprocess(classifier)
         else:
-            raise ValueError(f"server: got {mode!r}, must be inprocess or subprocess")
+            raise ConfigError(f"server: got {mode!r}, must be inprocess or subprocess")
 
     @classmethod
     def external(cls, service: ExternalService, store_dir: str | Path = "") -> "ServiceHandle":

@@ -2,8 +2,10 @@
 onto gRPC status codes without loading torch)."""
 from __future__ import annotations
 
+from common.errors import AnalogEdgeError
 
-class TrainingError(RuntimeError):
+
+class TrainingError(AnalogEdgeError, RuntimeError):
     """The store cannot train a classifier (too few rows, one class, mixed latent dims)."""
 
 

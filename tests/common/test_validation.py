@@ -37,3 +37,28 @@ def test_every_package_raises_the_same_config_error():
     import server.config
 
     assert edge_client.config.ConfigError is server.config.ConfigError is fleet.config.ConfigError is ConfigError
+
+
+# One message format across the project: analog/ keeps its own checks (it is usable alone and
+# imports nothing of the project; docs/design.md, Conventions), worded as common's are.
+@pytest.mark.parametrize("common_call, analog_call", [
+    (lambda v: v.check_int("b", 33, 1, 32), lambda a: a.in_range("b", 33, 1, high=32)),
+    (lambda v: v.check_int("n", 0, 1), lambda a: a.in_range("n", 0, 1)),
+    (lambda v: v.check_number("g", 1.0, 0, 1, lo_open=True, hi_open=True),
+     lambda a: a.in_range("g", 1.0, 0, strict=True, high=1, high_strict=True)),
+    (lambda v: v.check_number("lr", 0.0, 0, lo_open=True), lambda a: a.in_range("lr", 0.0, 0, strict=True)),
+    (lambda v: v.check_number("t", 2.0, hi=1), lambda a: a.in_range("t", 2.0, high=1)),
+    (lambda v: v.check_choice("mode", "x", ("latent", "fedavg")),
+     lambda a: a.choice("mode", "x", ("latent", "fedavg"), sort=False)),
+    (lambda v: v.check_bool("on", 1), lambda a: a.boolean("on", 1)),
+    (lambda v: v.check_int("k", "3"), lambda a: a.integer("k", "3")),
+])
+def test_analog_and_common_word_a_rejected_value_alike(common_call, analog_call):
+    import analog.validation as a
+    import common.validation as v
+
+    with pytest.raises(v.ConfigError) as ours:
+        common_call(v)
+    with pytest.raises(ValueError) as theirs:
+        analog_call(a)
+    assert str(ours.value) == str(theirs.value)
