@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.validation import ConfigError
+
 
 @dataclass(frozen=True)
 class Study:
@@ -97,13 +99,13 @@ def load_settings(settings: Any, quick: bool, path: Path | None) -> Any:
     if path is None:
         return cfg
     if not path.is_file():
-        raise ValueError(f"--config: got {str(path)!r}, no such file")
+        raise ConfigError(f"--config: got {str(path)!r}, no such file")
     with path.open("rb") as fh:
         data = tomllib.load(fh)
     table = settings.TOML_TABLE
     if table is not None:
         if table not in data:
-            raise ValueError(f"--config: {str(path)!r} has no [{table}] table")
+            raise ConfigError(f"--config: {str(path)!r} has no [{table}] table")
         data = data[table]
     return settings.from_dict(data, base=cfg)
 
@@ -131,7 +133,7 @@ def _robustness_overrides(args: argparse.Namespace, cfg: Any) -> Any:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     if args.seed is not None:
         if args.seed < 0:
-            raise ValueError(f"--seed: got {args.seed}, must be an integer >= 0")
+            raise ConfigError(f"--seed: got {args.seed}, must be an integer >= 0")
         cfg = dataclasses.replace(cfg, train_seed=args.seed)
     return cfg
 
@@ -145,7 +147,7 @@ def _run(args: argparse.Namespace, study: Callable[[], Study],
     parts = study()
     try:
         cfg = overrides(args, load_settings(parts.settings, args.quick, args.config))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:   # ConfigError, or analog's own checks of the settings
         print(f"error: {exc}", file=sys.stderr)
         return 2
     import torch  # on use, as the study modules above: start-up time of `analog-edge --help`
