@@ -40,6 +40,11 @@ ENERGY_MODES = ("lumped", "component")
 DEFAULT_CONFIG = "configs/quickstart.toml"
 
 
+def _set(config: Any, name: str, value: Any) -> None:
+    """Store a normalized value on a frozen config while it validates itself (__post_init__)."""
+    object.__setattr__(config, name, value)
+
+
 def resolve_config_path(path: str | Path) -> Path:
     """`path` as given, or, when it is relative and missing, the same path under the source tree
     (so `configs/quickstart.toml` works from any working directory)."""
@@ -64,7 +69,7 @@ def _alignment(value: Any) -> str:
     return value
 
 
-@dataclass
+@dataclass(frozen=True)
 class FedAvgConfig:
     """The FedAvg baseline: the server's classifier architecture trained end to end on raw pixels.
 
@@ -81,19 +86,19 @@ class FedAvgConfig:
 
     def __post_init__(self) -> None:
         s = "fedavg"
-        self.rounds = check_int(f"{s}.rounds", self.rounds, 0)
-        self.local_epochs = check_int(f"{s}.local_epochs", self.local_epochs, 1)
-        self.lr = check_number(f"{s}.lr", self.lr, 0.0, lo_open=True)
-        self.batch_size = check_int(f"{s}.batch_size", self.batch_size, 1)
+        check_int(f"{s}.rounds", self.rounds, 0)
+        check_int(f"{s}.local_epochs", self.local_epochs, 1)
+        _set(self, "lr", check_number(f"{s}.lr", self.lr, 0.0, lo_open=True))
+        check_int(f"{s}.batch_size", self.batch_size, 1)
         check_bool("fedavg.analog", self.analog)
-        self.fraction_train = check_number(f"{s}.fraction_train", self.fraction_train, 0, 1, lo_open=True)
+        _set(self, "fraction_train", check_number(f"{s}.fraction_train", self.fraction_train, 0, 1, lo_open=True))
 
 
 #: the server-side attacks of the privacy suite (fleet/privacy/suite.py), strongest on the default first
 SERVER_ATTACKS = ("pretrained_map_tuned", "pretrained_map", "anchor_decoder", "pretrained_raw", "fora")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EnergyConfig:
     """The energy and latency report (fleet/energy/costs.py, docs/energy.md): the clients' radio link and
     how the analog MVMs are priced (whole-core per MAC, or per conversion and cell read)."""
@@ -104,11 +109,11 @@ class EnergyConfig:
 
     def __post_init__(self) -> None:
         check_bool("energy.enabled", self.enabled)
-        self.radio = check_choice("energy.radio", self.radio, RADIO_NAMES)
-        self.mode = check_choice("energy.mode", self.mode, ENERGY_MODES)
+        check_choice("energy.radio", self.radio, RADIO_NAMES)
+        check_choice("energy.mode", self.mode, ENERGY_MODES)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PrivacyConfig:
     """The optional privacy phase (fleet/privacy/, docs/privacy.md): the server-side attack suite,
     dCor(X, Z) and a model-inversion attack from leaked pairs.
@@ -129,7 +134,7 @@ class PrivacyConfig:
     dcor_samples: int = 1000           # dCor is O(n^2) in memory: rows subsampled (seeded) to at most this
     examples: int = 8                  # victims' images shown in privacy_reconstructions.png
     # the server-side attack suite (fleet/privacy/suite.py, docs/privacy.md): no leaked pair
-    server_attacks: list[str] = field(default_factory=list)   # [] = every attack the server's holdings allow
+    server_attacks: tuple[str, ...] = ()   # [] = every attack the server's holdings allow
     attack_epochs: int = 20            # epochs of each server-side attacker's training
     attack_lr: float = 1e-3            # Adam
     attack_batch_size: int = 64
@@ -140,27 +145,27 @@ class PrivacyConfig:
     def __post_init__(self) -> None:
         s = "privacy"
         check_bool("privacy.enabled", self.enabled)
-        self.leaked_client = check_int(f"{s}.leaked_client", self.leaked_client, 0)
-        self.leaked_fraction = check_number(f"{s}.leaked_fraction", self.leaked_fraction, 0, 1, lo_open=True)
-        self.epochs = check_int(f"{s}.epochs", self.epochs, 1, 100_000)
-        self.hidden = check_int(f"{s}.hidden", self.hidden, 1, 65_536)
-        self.lr = check_number(f"{s}.lr", self.lr, 0.0, lo_open=True)
-        self.batch_size = check_int(f"{s}.batch_size", self.batch_size, 1)
-        self.seed = check_int(f"{s}.seed", self.seed, 0)
-        self.dcor_samples = check_int(f"{s}.dcor_samples", self.dcor_samples, 4, 20_000)
-        self.examples = check_int(f"{s}.examples", self.examples, 0, 64)
+        check_int(f"{s}.leaked_client", self.leaked_client, 0)
+        _set(self, "leaked_fraction", check_number(f"{s}.leaked_fraction", self.leaked_fraction, 0, 1, lo_open=True))
+        check_int(f"{s}.epochs", self.epochs, 1, 100_000)
+        check_int(f"{s}.hidden", self.hidden, 1, 65_536)
+        _set(self, "lr", check_number(f"{s}.lr", self.lr, 0.0, lo_open=True))
+        check_int(f"{s}.batch_size", self.batch_size, 1)
+        check_int(f"{s}.seed", self.seed, 0)
+        check_int(f"{s}.dcor_samples", self.dcor_samples, 4, 20_000)
+        check_int(f"{s}.examples", self.examples, 0, 64)
         if not isinstance(self.server_attacks, (list, tuple)):
             raise ConfigError(f"{s}.server_attacks: got {self.server_attacks!r}, must be a list of "
                               f"{', '.join(SERVER_ATTACKS)} (empty = all the server's holdings allow)")
         for name in self.server_attacks:
             check_choice(f"{s}.server_attacks", name, SERVER_ATTACKS)
-        self.server_attacks = list(self.server_attacks)
-        self.attack_epochs = check_int(f"{s}.attack_epochs", self.attack_epochs, 1, 100_000)
-        self.attack_lr = check_number(f"{s}.attack_lr", self.attack_lr, 0.0, lo_open=True)
-        self.attack_batch_size = check_int(f"{s}.attack_batch_size", self.attack_batch_size, 1)
-        self.attack_noise = check_number(f"{s}.attack_noise", self.attack_noise, 0.0)
-        self.public_images = check_int(f"{s}.public_images", self.public_images, 10, 100_000)
-        self.reid_candidates = check_int(f"{s}.reid_candidates", self.reid_candidates, 2, 10_000)
+        _set(self, "server_attacks", tuple(self.server_attacks))
+        check_int(f"{s}.attack_epochs", self.attack_epochs, 1, 100_000)
+        _set(self, "attack_lr", check_number(f"{s}.attack_lr", self.attack_lr, 0.0, lo_open=True))
+        check_int(f"{s}.attack_batch_size", self.attack_batch_size, 1)
+        _set(self, "attack_noise", check_number(f"{s}.attack_noise", self.attack_noise, 0.0))
+        check_int(f"{s}.public_images", self.public_images, 10, 100_000)
+        check_int(f"{s}.reid_candidates", self.reid_candidates, 2, 10_000)
 
 
 #: duration units of deploy.inference_times (a month is 30 days, a year 365)
@@ -185,23 +190,23 @@ def parse_duration(name: str, text: Any) -> float:
     return seconds
 
 
-@dataclass
+@dataclass(frozen=True)
 class DeployConfig:
     """The optional deployment phase (fleet/inference.py): after training, the edge encoders and the
     server classifier are programmed once onto PCM-like inference chips (analog.inference.PCMLike,
     one chip per device, seeded from `seed`) and the fleet is evaluated at each of `inference_times`
     after programming, with and without global drift compensation. Empty `inference_times`: off."""
 
-    inference_times: list[str] = field(default_factory=list)   # e.g. ["1h", "1d", "1y"]
+    inference_times: tuple[str, ...] = ()   # e.g. ["1h", "1d", "1y"]
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.inference_times, (list, tuple)):
             raise ConfigError(f"deploy.inference_times: got {self.inference_times!r}, must be a list like [\"1h\", \"1d\"]")
-        self.inference_times = [str(t) if not isinstance(t, str) else t for t in self.inference_times]
+        _set(self, "inference_times", tuple(str(t) for t in self.inference_times))
         for t in self.inference_times:
             parse_duration("deploy.inference_times", t)
-        self.seed = check_int("deploy.seed", self.seed, 0)
+        check_int("deploy.seed", self.seed, 0)
 
     @property
     def enabled(self) -> bool:
@@ -212,7 +217,7 @@ class DeployConfig:
         return [parse_duration("deploy.inference_times", t) for t in self.inference_times]
 
 
-@dataclass
+@dataclass(frozen=True)
 class FleetConfig:
     """Everything one `analog-edge fleet` run needs; see configs/quickstart.toml for a commented example."""
 
@@ -248,40 +253,40 @@ class FleetConfig:
             raise ConfigError(f"fleet.name: got {self.name!r}, must be a non-empty string")
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ConfigError(f"fleet.dataset: got {self.dataset!r}, must be a dataset name or path")
-        self.num_clients = check_int(f"{s}.num_clients", self.num_clients, 1, 1024)
-        self.partitioner = check_choice(f"{s}.partitioner", self.partitioner, PARTITIONERS)
-        self.alpha = check_number(f"{s}.alpha", self.alpha, 0.0, lo_open=True)
-        self.seed = check_int(f"{s}.seed", self.seed, 0)
-        self.alignment = _alignment(self.alignment)
+        check_int(f"{s}.num_clients", self.num_clients, 1, 1024)
+        check_choice(f"{s}.partitioner", self.partitioner, PARTITIONERS)
+        _set(self, "alpha", check_number(f"{s}.alpha", self.alpha, 0.0, lo_open=True))
+        check_int(f"{s}.seed", self.seed, 0)
+        _set(self, "alignment", _alignment(self.alignment))
         if self.anchors:
-            self.anchors = check_int(f"{s}.anchors", self.anchors, 50, 1000)
-        self.pretrain_epochs = check_int(f"{s}.pretrain_epochs", self.pretrain_epochs, 1, 10_000)
+            check_int(f"{s}.anchors", self.anchors, 50, 1000)
+        check_int(f"{s}.pretrain_epochs", self.pretrain_epochs, 1, 10_000)
         if (self.uses_anchors or self.pretrained) and not self.anchors:
             raise ConfigError(f"fleet.anchors: 0, but fleet.alignment {self.alignment!r} needs the public anchor "
                               "set; set anchors to its size (50..1000)")
-        self.mode = check_choice(f"{s}.mode", self.mode, MODES)
-        self.backend = check_choice(f"{s}.backend", self.backend, BACKENDS)
-        self.server = check_choice(f"{s}.server", self.server, SERVER_MODES)
+        check_choice(f"{s}.mode", self.mode, MODES)
+        check_choice(f"{s}.backend", self.backend, BACKENDS)
+        check_choice(f"{s}.server", self.server, SERVER_MODES)
         check_bool("fleet.digital", self.digital)
-        self.cpus = check_int(f"{s}.cpus", self.cpus, 0)
-        self.torch_threads = check_int(f"{s}.torch_threads", self.torch_threads, 0, 1024)
+        check_int(f"{s}.cpus", self.cpus, 0)
+        check_int(f"{s}.torch_threads", self.torch_threads, 0, 1024)
         if self.analog is not None and not isinstance(self.analog, dict):
             raise ConfigError(f"analog: got {type(self.analog).__name__}, must be a table (a TileConfig)")
         for sec in ("edge", "classifier"):
             if not isinstance(getattr(self, sec), dict):
                 raise ConfigError(f"{sec}: got {type(getattr(self, sec)).__name__}, must be a table")
         if isinstance(self.fedavg, dict):
-            self.fedavg = fedavg_from_dict(self.fedavg)
+            _set(self, "fedavg", fedavg_from_dict(self.fedavg))
         if isinstance(self.privacy, dict):
-            self.privacy = privacy_from_dict(self.privacy)
+            _set(self, "privacy", privacy_from_dict(self.privacy))
         if not isinstance(self.privacy, PrivacyConfig):
             raise ConfigError(f"privacy: got {type(self.privacy).__name__}, must be a table")
         if isinstance(self.deploy, dict):
-            self.deploy = deploy_from_dict(self.deploy)
+            _set(self, "deploy", deploy_from_dict(self.deploy))
         if not isinstance(self.deploy, DeployConfig):
             raise ConfigError(f"deploy: got {type(self.deploy).__name__}, must be a table")
         if isinstance(self.energy, dict):
-            self.energy = energy_from_dict(self.energy)
+            _set(self, "energy", energy_from_dict(self.energy))
         if not isinstance(self.energy, EnergyConfig):
             raise ConfigError(f"energy: got {type(self.energy).__name__}, must be a table")
         if self.privacy.leaked_client >= self.num_clients:
@@ -293,8 +298,8 @@ class FleetConfig:
             sub = getattr(self, sec).get("analog")
             if isinstance(sub, dict):
                 _validate_tile_dict(f"{sec}.analog", sub)
-        self.edge_config = self._resolve_edge()
-        self.classifier_config = self._resolve_classifier()
+        _set(self, "edge_config", self._resolve_edge())
+        _set(self, "classifier_config", self._resolve_classifier())
 
     # ---- derived, per-side configs -------------------------------------------------------
     @property

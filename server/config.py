@@ -48,11 +48,11 @@ def _check_keys(cls: type, data: dict[str, Any], prefix: str) -> None:
     check_keys(prefix.rstrip("."), data, {f.name for f in dataclasses.fields(cls)})
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClassifierConfig:
     """The server's classifier: an MLP over latents, analog tiles when ``analog`` is a TileConfig dict."""
 
-    hidden: list[int] = field(default_factory=lambda: [128])
+    hidden: tuple[int, ...] = (128,)
     epochs: int = 30
     batch_size: int = 64
     lr: float = 0.05
@@ -75,7 +75,7 @@ class ClassifierConfig:
         p = "classifier."
         if not isinstance(self.hidden, (list, tuple)):
             raise ConfigError(f"{p}hidden: got {self.hidden!r}, must be a list of layer widths")
-        self.hidden = list(self.hidden)
+        object.__setattr__(self, "hidden", tuple(self.hidden))
         for i, h in enumerate(self.hidden):
             check_int(f"{p}hidden[{i}]", h, 1, 65536)
         check_int(f"{p}epochs", self.epochs, 1, 100000)
@@ -136,6 +136,7 @@ class ClassifierConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        d["hidden"] = list(self.hidden)
         if d["analog"] is None:
             del d["analog"]  # TOML has no null
         return d
@@ -154,7 +155,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServerConfig:
     """Everything `analog-edge serve` needs; defaults suit a loopback test server."""
 
@@ -192,7 +193,7 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.classifier, dict):
-            self.classifier = ClassifierConfig.from_dict(self.classifier)
+            object.__setattr__(self, "classifier", ClassifierConfig.from_dict(self.classifier))
         if not isinstance(self.host, str) or not self.host:
             raise ConfigError(f"host: got {self.host!r}, must be a non-empty host name or address")
         check_int("port", self.port, 0, 65535)
@@ -238,7 +239,7 @@ class ServerConfig:
             raise ConfigError(f"store_sync: got {self.store_sync!r}, must be 'full' or 'normal'")
         if not isinstance(self.log_level, str) or self.log_level.upper() not in LOG_LEVELS:
             raise ConfigError(f"log_level: got {self.log_level!r}, must be one of {', '.join(LOG_LEVELS)}")
-        self.log_level = self.log_level.upper()
+        object.__setattr__(self, "log_level", self.log_level.upper())
 
     @property
     def tls(self) -> bool:

@@ -68,7 +68,7 @@ def _ints(text: str, name: str, allowed: tuple[int, ...] | None = None) -> list[
     return list(dict.fromkeys(vals))
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepSpec:
     latent_dims: list[int]
     bits: list[int]

@@ -35,13 +35,13 @@ def test_server_config_from_toml_and_overrides(tmp_path):
     f.write_text('[server]\nport = 0\nstore = "s"\nmax_upload_bytes = 1024\n'
                  '[classifier]\nhidden = [16, 8]\nclient_conditioning = "embedding"\n')
     cfg = ServerConfig.from_toml(f)
-    assert (cfg.port, cfg.max_upload_bytes, cfg.classifier.hidden) == (0, 1024, [16, 8])
+    assert (cfg.port, cfg.max_upload_bytes, cfg.classifier.hidden) == (0, 1024, (16, 8))
     assert cfg.classifier.client_conditioning == "embedding"
     over = cfg.replace(port=123, host=None)
     assert (over.port, over.host, over.store) == (123, "127.0.0.1", "s")
     with pytest.raises(ConfigError, match="port"):
         cfg.replace(port=-1)
-    assert ClassifierConfig.from_toml(f).hidden == [16, 8]
+    assert ClassifierConfig.from_toml(f).hidden == (16, 8)
     assert ClassifierConfig.from_dict(cfg.classifier.to_dict()) == cfg.classifier
 
 
