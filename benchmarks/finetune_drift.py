@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         fleet = fleet.with_overrides(seed=args.seed)
     algos = [parse_algorithm(a) for a in args.algorithm]
     cfg = fleet.edge_config
-    pretrained, mse = pretrain_autoencoder(cfg, public_anchor_images(cfg), fleet.pretrain_epochs, fleet.seed)
-    print(f"pretrained digitally: {fleet.pretrain_epochs} epochs on {cfg.anchors} public images, MSE {mse:.4f}")
+    pretrained, mse = pretrain_autoencoder(cfg, public_anchor_images(cfg), fleet.alignment.pretrain_epochs, fleet.seed)
+    print(f"pretrained digitally: {fleet.alignment.pretrain_epochs} epochs on {cfg.anchors} public images, MSE {mse:.4f}")
     epochs = args.epochs or cfg.epochs
     results = []
     print(f"{'algorithm':<60} {'epoch':>5} {'|C-C0|/|C0|':>12} {'pulses to C':>12} {'val MSE':>8}")

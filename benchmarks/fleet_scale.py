@@ -35,7 +35,7 @@ from fleet.flower.simulation import run_fleet  # noqa: E402
 def fleet_config(clients: int, samples: int, cpus: int, seed: int) -> FleetConfig:
     return FleetConfig.from_dict({
         "fleet": {"name": f"scale-{clients}", "dataset": "mnist5k", "num_clients": clients, "seed": seed,
-                  "backend": "ray", "alignment": "shared_init", "cpus": cpus},
+                  "backend": "ray", "cpus": cpus},
         "analog": {"device": {"type": "ReRAMSoftBounds"},
                    "algorithm": {"type": "TikiTaka", "transfer_lr": 0.3, "columns_per_transfer": 4},
                    "forward": {"out_noise": 0.02}},

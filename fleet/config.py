@@ -21,28 +21,45 @@ from common.validation import ConfigError, check_bool, check_choice, check_int, 
 from edge_client.config import EdgeConfig
 from server.config import ClassifierConfig
 
-# fleet.alignment is "none" or "+"-joined parts, at most one of each group, in this order:
-#   initialization  shared_init (a seed) | pretrained (weights pretrained on the public set)
-#   latent map      anchors (per-client maps fitted on the public anchors' latents)
-#   classifier      embedding | adapter (per-client conditioning)
-ALIGNMENT_PARTS = (("shared_init", "pretrained"), ("anchors",), ("embedding", "adapter"))
-ALIGNMENTS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter",
-              "anchors", "shared_init+anchors", "pretrained", "pretrained+anchors", "pretrained+adapter",
-              "shared_init+anchors+adapter", "pretrained+anchors+adapter")
+#: [alignment]: the choices of each key (docs/fleet.md, "Latent alignment")
+INITS = ("none", "shared_init", "pretrained")
+CONDITIONINGS = ("none", "embedding", "adapter")
 MODES = ("latent", "fedavg", "both")
 BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
 PARTITIONERS = ("iid", "dirichlet")   # Flower Datasets' IidPartitioner / DirichletPartitioner
-SECTIONS = ("analog", "edge", "classifier", "fedavg", "privacy", "deploy", "energy")   # TOML tables beside [fleet]
+SECTIONS = ("alignment", "analog", "edge", "classifier", "fedavg", "privacy", "inference", "energy")   # TOML tables beside [fleet]
 #: fleet/energy/radio.py's links (named here so that loading a config does not import torch)
 RADIO_NAMES = ("ble", "802.15.4", "wifi", "lora_sf7", "lora_sf12")
 ENERGY_MODES = ("lumped", "component")
 DEFAULT_CONFIG = "configs/quickstart.toml"
+#: tables and keys of earlier layouts -> where they live now (a one-line error says so at load)
+MOVED = {
+    "fleet.alignment": "the [alignment] table holds init = none|shared_init|pretrained, anchors = true|false, "
+                       "conditioning = none|embedding|adapter",
+    "fleet.anchors": "the public set's size is alignment.public_set (50..1000; 0 = none)",
+    "fleet.pretrain_epochs": "the public set's pretraining is alignment.pretrain_epochs",
+    "deploy": "the inference-chip table is now [inference] with keys times (e.g. [\"1h\", \"1d\"]) and seed "
+              "(`analog-edge deploy` is Flower's deployment engine)",
+}
 
 
 def _set(config: Any, name: str, value: Any) -> None:
     """Store a normalized value on a frozen config while it validates itself (__post_init__)."""
     object.__setattr__(config, name, value)
+
+
+def _moved(old: str, value: Any = None) -> str:
+    """The one-line error for a key of an earlier layout; an old compact alignment is spelled out."""
+    text = f"{old}: moved; {MOVED[old]}"
+    if old == "fleet.alignment" and isinstance(value, str):
+        try:
+            new = AlignmentConfig(public_set=50).parse(value, old)
+            text += f' ("{value}" is init = "{new.init}", anchors = {str(new.anchors).lower()}, ' \
+                    f'conditioning = "{new.conditioning}")'
+        except ConfigError:
+            pass
+    return text
 
 
 def resolve_config_path(path: str | Path) -> Path:
@@ -56,17 +73,68 @@ def resolve_config_path(path: str | Path) -> Path:
     return p
 
 
-def _alignment(value: Any) -> str:
-    """"none" or parts joined by "+", one per group of ALIGNMENT_PARTS at most, in group order."""
-    parts = value.split("+") if isinstance(value, str) and value else None
-    if value == "none":
-        return value
-    groups = [next((i for i, g in enumerate(ALIGNMENT_PARTS) if p in g), None) for p in parts or [None]]
-    if parts is None or None in groups or groups != sorted(set(groups)):
-        raise ConfigError(f"fleet.alignment: got {value!r}, must be none or parts joined by '+' in this order, at "
-                          "most one of each: shared_init | pretrained, anchors, embedding | adapter "
-                          "(e.g. pretrained+anchors)")
-    return value
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """`[alignment]`: how the clients' latent spaces are made comparable (docs/fleet.md, "Latent alignment").
+
+    Three independent choices, any combination: where every autoencoder starts (`init`), whether the
+    server maps each client onto one space with the public anchors' latents (`anchors`), and the
+    classifier's per-client conditioning (`conditioning`). The public set is images no client owns,
+    held out of every partition; anchors and pretraining need it.
+    """
+
+    init: str = "shared_init"      # none | shared_init (one seed for every client) | pretrained (weights the
+    #                                server pretrained digitally on the public set, programmed onto each chip)
+    anchors: bool = False          # upload the public images' latents; the server maps each client onto one space
+    conditioning: str = "none"     # none | embedding (learned per-client vector) | adapter (per-client affine head)
+    public_set: int = 0            # size of the public set (50..1000 images; 0 = none)
+    pretrain_epochs: int = 20      # the server's digital pretraining of the AE on the public set (init "pretrained")
+
+    def __post_init__(self) -> None:
+        check_choice("alignment.init", self.init, INITS)
+        check_bool("alignment.anchors", self.anchors)
+        check_choice("alignment.conditioning", self.conditioning, CONDITIONINGS)
+        if self.public_set:
+            check_int("alignment.public_set", self.public_set, 50, 1000)
+        check_int("alignment.pretrain_epochs", self.pretrain_epochs, 1, 10_000)
+        needs = [n for n, on in (("anchors = true", self.anchors), ("init = 'pretrained'", self.pretrained)) if on]
+        if needs and not self.public_set:
+            raise ConfigError(f"alignment.public_set: 0, but alignment {' and '.join(needs)} needs the public set; "
+                              "set public_set to its size (50..1000)")
+
+    @property
+    def shared_init(self) -> bool:
+        """Every client starts from the same weights: a shared seed, or the pretrained weights."""
+        return self.init != "none"
+
+    @property
+    def pretrained(self) -> bool:
+        return self.init == "pretrained"
+
+    @property
+    def label(self) -> str:
+        """The compact form, e.g. "pretrained+anchors" ("none" when nothing aligns): reports and tables."""
+        parts = [p for p, on in ((self.init, self.init != "none"), ("anchors", self.anchors),
+                                 (self.conditioning, self.conditioning != "none")) if on]
+        return "+".join(parts) or "none"
+
+    def parse(self, text: Any, name: str = "alignment") -> "AlignmentConfig":
+        """This table with init/anchors/conditioning set from the compact form that `--alignment`, the
+        alignment comparison and sweeps accept: "none" or parts joined by "+" in this order, at most one
+        of each: shared_init | pretrained, anchors, embedding | adapter. The one place that form is read."""
+        parts = text.split("+") if isinstance(text, str) and text else [None]
+        groups = [next((i for i, g in enumerate(_COMPACT) if p in g), None) for p in parts]
+        if text != "none" and (None in groups or groups != sorted(set(groups))):
+            raise ConfigError(f"{name}: got {text!r}, must be none or parts joined by '+' in this order, at most "
+                              "one of each: shared_init | pretrained, anchors, embedding | adapter "
+                              "(e.g. pretrained+anchors)")
+        on = set(parts)
+        return dataclasses.replace(self, init=next((i for i in INITS[1:] if i in on), "none"), anchors="anchors" in on,
+                                   conditioning=next((c for c in CONDITIONINGS[1:] if c in on), "none"))
+
+
+#: the compact alignment form's groups, in order (AlignmentConfig.parse)
+_COMPACT = (INITS[1:], ("anchors",), CONDITIONINGS[1:])
 
 
 @dataclass(frozen=True)
@@ -139,7 +207,7 @@ class PrivacyConfig:
     attack_lr: float = 1e-3            # Adam
     attack_batch_size: int = 64
     attack_noise: float = 0.1          # latent augmentation: noise std as a fraction of each feature's std
-    public_images: int = 500           # the attacker's public set when the fleet has none (fleet.anchors = 0)
+    public_images: int = 500           # the attacker's public set when the fleet has none (alignment.public_set = 0)
     reid_candidates: int = 100         # re-identification: nearest among this many same-class images
 
     def __post_init__(self) -> None:
@@ -168,7 +236,7 @@ class PrivacyConfig:
         check_int(f"{s}.reid_candidates", self.reid_candidates, 2, 10_000)
 
 
-#: duration units of deploy.inference_times (a month is 30 days, a year 365)
+#: duration units of inference.times (a month is 30 days, a year 365)
 DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0, "mo": 30 * 86400.0,
                   "y": 365 * 86400.0}
 
@@ -191,30 +259,31 @@ def parse_duration(name: str, text: Any) -> float:
 
 
 @dataclass(frozen=True)
-class DeployConfig:
-    """The optional deployment phase (fleet/inference.py): after training, the edge encoders and the
-    server classifier are programmed once onto PCM-like inference chips (analog.inference.PCMLike,
-    one chip per device, seeded from `seed`) and the fleet is evaluated at each of `inference_times`
-    after programming, with and without global drift compensation. Empty `inference_times`: off."""
+class InferenceConfig:
+    """`[inference]`, the optional inference-chip phase (fleet/inference.py): after training, the edge
+    encoders and the server classifier are programmed once onto PCM-like inference chips
+    (analog.inference.PCMLike, one chip per device, seeded from `seed`) and the fleet is evaluated at
+    each of `times` after programming, with and without global drift compensation. Empty `times`: off.
+    (Not to be confused with `analog-edge deploy`, Flower's deployment engine.)"""
 
-    inference_times: tuple[str, ...] = ()   # e.g. ["1h", "1d", "1y"]
+    times: tuple[str, ...] = ()   # durations after programming, e.g. ["1h", "1d", "1y"]
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.inference_times, (list, tuple)):
-            raise ConfigError(f"deploy.inference_times: got {self.inference_times!r}, must be a list like [\"1h\", \"1d\"]")
-        _set(self, "inference_times", tuple(str(t) for t in self.inference_times))
-        for t in self.inference_times:
-            parse_duration("deploy.inference_times", t)
-        check_int("deploy.seed", self.seed, 0)
+        if not isinstance(self.times, (list, tuple)):
+            raise ConfigError(f"inference.times: got {self.times!r}, must be a list like [\"1h\", \"1d\"]")
+        _set(self, "times", tuple(str(t) for t in self.times))
+        for t in self.times:
+            parse_duration("inference.times", t)
+        check_int("inference.seed", self.seed, 0)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.inference_times)
+        return bool(self.times)
 
     @property
     def seconds(self) -> list[float]:
-        return [parse_duration("deploy.inference_times", t) for t in self.inference_times]
+        return [parse_duration("inference.times", t) for t in self.times]
 
 
 @dataclass(frozen=True)
@@ -227,9 +296,7 @@ class FleetConfig:
     partitioner: str = "iid"
     alpha: float = 0.5                 # Dirichlet concentration, used when partitioner = "dirichlet"
     seed: int = 0
-    alignment: str = "shared_init"
-    anchors: int = 0                   # public anchor set size (50..1000; 0 = none): the images no client owns
-    pretrain_epochs: int = 20          # digital pretraining of the AE on the public set (alignment "pretrained")
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)   # the [alignment] table
     mode: str = "latent"
     backend: str = "ray"
     server: str = "auto"               # auto: a child process under Ray (keeps the GIL free), else in-process
@@ -241,7 +308,7 @@ class FleetConfig:
     classifier: dict[str, Any] = field(default_factory=dict)
     fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    deploy: DeployConfig = field(default_factory=DeployConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     # resolved from the tables above on construction: what every phase uses
     edge_config: EdgeConfig = field(init=False, repr=False, compare=False)
@@ -257,13 +324,11 @@ class FleetConfig:
         check_choice(f"{s}.partitioner", self.partitioner, PARTITIONERS)
         _set(self, "alpha", check_number(f"{s}.alpha", self.alpha, 0.0, lo_open=True))
         check_int(f"{s}.seed", self.seed, 0)
-        _set(self, "alignment", _alignment(self.alignment))
-        if self.anchors:
-            check_int(f"{s}.anchors", self.anchors, 50, 1000)
-        check_int(f"{s}.pretrain_epochs", self.pretrain_epochs, 1, 10_000)
-        if (self.uses_anchors or self.pretrained) and not self.anchors:
-            raise ConfigError(f"fleet.anchors: 0, but fleet.alignment {self.alignment!r} needs the public anchor "
-                              "set; set anchors to its size (50..1000)")
+        if isinstance(self.alignment, dict):
+            _set(self, "alignment", alignment_from_dict(self.alignment))
+        if not isinstance(self.alignment, AlignmentConfig):
+            raise ConfigError(f"alignment: got {self.alignment!r}, must be a table (init, anchors, conditioning, "
+                              "public_set, pretrain_epochs)")
         check_choice(f"{s}.mode", self.mode, MODES)
         check_choice(f"{s}.backend", self.backend, BACKENDS)
         check_choice(f"{s}.server", self.server, SERVER_MODES)
@@ -281,10 +346,10 @@ class FleetConfig:
             _set(self, "privacy", privacy_from_dict(self.privacy))
         if not isinstance(self.privacy, PrivacyConfig):
             raise ConfigError(f"privacy: got {type(self.privacy).__name__}, must be a table")
-        if isinstance(self.deploy, dict):
-            _set(self, "deploy", deploy_from_dict(self.deploy))
-        if not isinstance(self.deploy, DeployConfig):
-            raise ConfigError(f"deploy: got {type(self.deploy).__name__}, must be a table")
+        if isinstance(self.inference, dict):
+            _set(self, "inference", inference_from_dict(self.inference))
+        if not isinstance(self.inference, InferenceConfig):
+            raise ConfigError(f"inference: got {type(self.inference).__name__}, must be a table")
         if isinstance(self.energy, dict):
             _set(self, "energy", energy_from_dict(self.energy))
         if not isinstance(self.energy, EnergyConfig):
@@ -315,31 +380,6 @@ class FleetConfig:
             return self.server
         return "subprocess" if self.backend == "ray" else "inprocess"
 
-    @property
-    def _parts(self) -> list[str]:
-        return self.alignment.split("+")
-
-    @property
-    def shared_init(self) -> bool:
-        """Every client starts from the same weights: a shared seed, or the pretrained weights."""
-        return "shared_init" in self._parts or self.pretrained
-
-    @property
-    def pretrained(self) -> bool:
-        return "pretrained" in self._parts
-
-    @property
-    def uses_anchors(self) -> bool:
-        return "anchors" in self._parts
-
-    @property
-    def conditioning(self) -> str:
-        """The classifier's client_conditioning: (b) embedding, (c) per-client adapter head, or none."""
-        for cond in ("embedding", "adapter"):
-            if cond in self._parts:
-                return cond
-        return "none"
-
     def _side_analog(self, side: dict[str, Any]) -> dict[str, Any] | None:
         if self.digital:
             return None
@@ -353,15 +393,15 @@ class FleetConfig:
         d = copy.deepcopy(self.edge)
         for key in ("dataset", "seed", "init_seed", "anchors", "upload_anchors", "init_weights"):
             if key in d:
-                raise ConfigError(f"edge.{key}: set it in [fleet] (dataset, seed, anchors) or via fleet.alignment, "
-                                  "the fleet sets it per client")
+                raise ConfigError(f"edge.{key}: set it in [fleet] (dataset, seed) or [alignment] (init, anchors, "
+                                  "public_set), the fleet sets it per client")
         d["dataset"] = self.dataset
         # One seed for the whole fleet: the edge client partitions with it (so partitions are disjoint)
         # and derives each device's own streams (split, shuffling, d2d variation) from (seed, partition).
         d["seed"] = self.seed
-        d["init_seed"] = self.seed if self.shared_init else None
-        d["anchors"] = self.anchors                 # the public slice is held out whenever it is named
-        d["upload_anchors"] = self.uses_anchors
+        d["init_seed"] = self.seed if self.alignment.shared_init else None
+        d["anchors"] = self.alignment.public_set    # the public slice is held out whenever it is named
+        d["upload_anchors"] = self.alignment.anchors
         d["analog"] = self._side_analog(self.edge)
         return _build_with(EdgeConfig, "edge", d)
 
@@ -369,15 +409,15 @@ class FleetConfig:
         """The server classifier's config: the [classifier] table plus alignment and tiles."""
         d = copy.deepcopy(self.classifier)
         if "client_conditioning" in d:
-            raise ConfigError("classifier.client_conditioning: set fleet.alignment instead "
-                              "(embedding, adapter, or shared_init+ either)")
-        d["client_conditioning"] = self.conditioning
-        # [classifier] anchor_map is how the anchors are mapped when fleet.alignment uses them
-        # (lstsq by default); without 'anchors' in the alignment the classifier maps nothing.
-        d["anchor_map"] = d.get("anchor_map", "lstsq") if self.uses_anchors else "none"
-        if self.uses_anchors and d["anchor_map"] == "none":
-            raise ConfigError(f"classifier.anchor_map: got 'none', but fleet.alignment {self.alignment!r} maps "
-                              "anchors; use lstsq, ridge or procrustes")
+            raise ConfigError("classifier.client_conditioning: set alignment.conditioning instead "
+                              "(none, embedding or adapter)")
+        d["client_conditioning"] = self.alignment.conditioning
+        # [classifier] anchor_map is how the anchors are mapped when alignment.anchors is true
+        # (lstsq by default); without anchors the classifier maps nothing.
+        d["anchor_map"] = d.get("anchor_map", "lstsq") if self.alignment.anchors else "none"
+        if self.alignment.anchors and d["anchor_map"] == "none":
+            raise ConfigError("classifier.anchor_map: got 'none', but alignment.anchors is true; "
+                              "use lstsq, ridge or procrustes")
         d["analog"] = self._side_analog(self.classifier)
         return _build_with(ClassifierConfig, "classifier", d)
 
@@ -385,8 +425,12 @@ class FleetConfig:
         return self.fedavg.rounds or max(1, -(-edge_epochs // self.fedavg.local_epochs))
 
     def with_overrides(self, **changes: Any) -> "FleetConfig":
-        """A validated copy with some top-level fields replaced (CLI flags, sweep points)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A validated copy with some top-level fields replaced (CLI flags, sweep points); None values are
+        ignored. `alignment` may be the compact form ("pretrained+anchors"), which keeps the public set."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if isinstance(changes.get("alignment"), str):
+            changes["alignment"] = self.alignment.parse(changes["alignment"])
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         """A TOML-shaped dict (None values dropped, since TOML has no null) that from_dict reads back."""
@@ -395,8 +439,9 @@ class FleetConfig:
         out: dict[str, Any] = {"fleet": top, "edge": _drop_none(self.edge),
                                "classifier": _drop_none(self.classifier),
                                "fedavg": dataclasses.asdict(self.fedavg),
-                               "privacy": dataclasses.asdict(self.privacy),
-                               "deploy": dataclasses.asdict(self.deploy),
+                               "privacy": _lists(dataclasses.asdict(self.privacy)),
+                               "alignment": dataclasses.asdict(self.alignment),
+                               "inference": _lists(dataclasses.asdict(self.inference)),
                                "energy": dataclasses.asdict(self.energy)}
         if self.analog is not None:
             out["analog"] = _drop_none(self.analog)
@@ -404,8 +449,11 @@ class FleetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FleetConfig":
+        top = data.get("fleet", {}) if isinstance(data, dict) else {}
+        for old in sorted(set(data if isinstance(data, dict) else ()) | set(f"fleet.{k}" for k in top)):
+            if old in MOVED:
+                raise ConfigError(_moved(old, top.get("alignment") if old == "fleet.alignment" else None))
         check_keys("config", data, {"fleet", *SECTIONS})
-        top = data.get("fleet", {})
         top_fields = {f.name for f in dataclasses.fields(cls) if f.init} - set(SECTIONS)
         check_keys("fleet", top, top_fields)
         return cls(**top, analog=copy.deepcopy(data.get("analog")),
@@ -413,7 +461,8 @@ class FleetConfig:
                    classifier=copy.deepcopy(data.get("classifier", {})),
                    fedavg=fedavg_from_dict(data.get("fedavg", {})),
                    privacy=privacy_from_dict(data.get("privacy", {})),
-                   deploy=deploy_from_dict(data.get("deploy", {})),
+                   alignment=alignment_from_dict(data.get("alignment", {})),
+                   inference=inference_from_dict(data.get("inference", {})),
                    energy=energy_from_dict(data.get("energy", {})))
 
     @classmethod
@@ -439,14 +488,24 @@ def privacy_from_dict(data: dict[str, Any]) -> PrivacyConfig:
     return PrivacyConfig(**data)
 
 
-def deploy_from_dict(data: dict[str, Any]) -> DeployConfig:
-    check_keys("deploy", data, {f.name for f in dataclasses.fields(DeployConfig)})
-    return DeployConfig(**data)
+def alignment_from_dict(data: dict[str, Any]) -> AlignmentConfig:
+    check_keys("alignment", data, {f.name for f in dataclasses.fields(AlignmentConfig)})
+    return AlignmentConfig(**data)
+
+
+def inference_from_dict(data: dict[str, Any]) -> InferenceConfig:
+    check_keys("inference", data, {f.name for f in dataclasses.fields(InferenceConfig)})
+    return InferenceConfig(**data)
 
 
 def energy_from_dict(data: dict[str, Any]) -> EnergyConfig:
     check_keys("energy", data, {f.name for f in dataclasses.fields(EnergyConfig)})
     return EnergyConfig(**data)
+
+
+def _lists(table: dict[str, Any]) -> dict[str, Any]:
+    """Tuples as lists: the shape a TOML or JSON reader gives back."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in table.items()}
 
 
 def _drop_none(value: Any) -> Any:

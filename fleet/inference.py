@@ -1,10 +1,10 @@
-"""The deployment phase of a fleet run (docs/fleet.md): what the fleet loses over time on inference chips.
+"""The inference-chip phase of a fleet run (docs/fleet.md): what the fleet loses over time on inference chips.
 
 After training, every edge encoder and the server classifier are programmed once onto a PCM-like
 inference chip (`analog.inference.PCMLike`; one chip per device: client p gets seed
-deploy.seed * 1000003 + p + 1, the server deploy.seed * 1000003) and the fleet is evaluated at each of
-`deploy.inference_times` after programming, with and without global drift compensation. Encoders
-drift too, so the latents a client computes a year later differ from those the classifier learned.
+inference.seed * 1000003 + p + 1, the server inference.seed * 1000003) and the fleet is evaluated at
+each of `inference.times` (the `[inference]` table) after programming, with and without global drift
+compensation. Encoders drift too, so the latents a client computes a year later differ from those the classifier learned.
 Each client encodes its own held-out split on its deployed encoder, quantizes like its uploads
 (its saved scale and bit width), and the deployed classifier classifies them. Like the privacy
 phase this is a measurement harness on the run's saved state (client encoders, classifier
@@ -75,20 +75,20 @@ def _deployed_classifier(classifier: Any, t: float, comp: bool, seed: int) -> An
     return out
 
 
-def run_deploy(fleet: FleetConfig, out_dir: Path) -> dict[str, Any]:
-    """Accuracy of the trained fleet on inference chips at each deploy time, +- compensation."""
+def run_inference(fleet: FleetConfig, out_dir: Path) -> dict[str, Any]:
+    """Accuracy of the trained fleet on inference chips at each of inference.times, +- compensation."""
     store_dir = out_dir / "server"
     if not (store_dir / "latents.sqlite3").exists():
         return {"skipped": f"no local store at {store_dir} (an external latent service holds the classifier)"}
     torch.manual_seed(0)
     classifier = load_classifier(store_dir)
     clients = [_client(fleet, out_dir, p) for p in range(fleet.num_clients)]
-    seed = fleet.deploy.seed
+    seed = fleet.inference.seed
     trained = _accuracy(clients, classifier, [c["encoder"] for c in clients])
     chip = inference.PCMLike()
     programmed = [inference.program(c["encoder"], chip, device_seed(seed, p)) for p, c in enumerate(clients)]
     rows = []
-    for label, t in zip(fleet.deploy.inference_times, fleet.deploy.seconds):
+    for label, t in zip(fleet.inference.times, fleet.inference.seconds):
         for comp in (False, True):
             encoders = [prog.at(t, comp) for prog in programmed]
             res = _accuracy(clients, _deployed_classifier(classifier, t, comp, seed), encoders)
@@ -97,7 +97,7 @@ def run_deploy(fleet: FleetConfig, out_dir: Path) -> dict[str, Any]:
             "n_test": trained["n_test"], "rows": rows}
 
 
-def format_deploy(result: dict[str, Any]) -> str:
+def format_inference(result: dict[str, Any]) -> str:
     """The terminal table: fleet accuracy at each time after programming, with and without compensation."""
     if "skipped" in result:
         return f"deployment: skipped ({result['skipped']})"
@@ -111,7 +111,7 @@ def format_deploy(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot_deploy(result: dict[str, Any], out_dir: Path, title: str) -> Path | None:
+def plot_inference(result: dict[str, Any], out_dir: Path, title: str) -> Path | None:
     """deploy_accuracy_vs_time.png: fleet accuracy vs time after programming, +- compensation."""
     if "skipped" in result or not result["rows"]:
         return None

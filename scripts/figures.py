@@ -196,7 +196,7 @@ def jobs(quick: bool, config_dir: Path) -> list[Job]:
             ["fleet", "--config", q, "--clients", "2", "--backend", "local", "--inference-times", "1h,1d,1y"],
             _fleet_metrics, docs_files=(("deploy_accuracy_vs_time.png", "fleet_deploy_quickstart.png"),)),
         Job("deploy-hwa", "docs/robustness: the fleet trained hardware-aware on inference chips (2 clients)",
-            ["fleet", "--config", "configs/deploy_hwa.toml", "--clients", "2", "--backend", "local"],
+            ["fleet", "--config", "configs/inference_hwa.toml", "--clients", "2", "--backend", "local"],
             _fleet_metrics, docs_files=(("deploy_accuracy_vs_time.png", "fleet_deploy_hwa.png"),)),
     ]
 
@@ -396,8 +396,18 @@ def aggregate_sweep(out: Path, seeds: list[int] | None = None) -> list[Path]:
     cfg = first.get("fleet", first)
     plot_sweep(rows, refs, out / "sweep.png",
                f"{cfg.get('dataset')}, {cfg.get('num_clients')} clients, {cfg.get('partitioner', 'iid')}, "
-               f"alignment {cfg.get('alignment')};\n{_seeds_phrase(rows)}")
+               f"alignment {_alignment_label(first.get('alignment', cfg.get('alignment')))};\n{_seeds_phrase(rows)}")
     return [out / "sweep.png", out / "sweep.csv", out / "sweep_table.txt"]
+
+
+def _alignment_label(table: Any) -> Any:
+    """A run's alignment in the compact form: the [alignment] table of its config, or the "+"-joined
+    string that configs held before the table (sweep.json files of earlier runs)."""
+    if not isinstance(table, dict):
+        return table
+    parts = [table.get("init", "shared_init"), "anchors" if table.get("anchors") else "none",
+             table.get("conditioning", "none")]
+    return "+".join(p for p in parts if p != "none") or "none"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ def test_plan_lists_every_readme_figure_once_per_seed(tmp_path):
     assert sum("study robustness --out" in line for line in lines) == 1
     assert sum("study robustness --quick --seed" in line for line in lines) == 2      # per train seed
     for cmd in ("fleet --config configs/quickstart.toml --clients 2 --backend local --inference-times 1h,1d,1y --seed",
-                "fleet --config configs/deploy_hwa.toml --clients 2 --backend local --seed"):
+                "fleet --config configs/inference_hwa.toml --clients 2 --backend local --seed"):
         assert sum(cmd in line for line in lines) == 2, cmd          # the fleet on inference chips, per seed
     default_out = _run("--plan", "--seeds", "0", "--only", "quickstart").stdout.strip()   # a folder in the checkout:
     assert default_out.startswith("analog-edge fleet ") and " --out runs/figures/figures-" in default_out  # shown relative
@@ -100,8 +100,8 @@ def test_docs_figures_come_from_files_their_commands_write():
     finally:
         del sys.modules["figures_script"]
     writers = {"robustness": inspect.getsource(robustness_report.plots),
-               "deploy": inspect.getsource(deployment.plot_deploy),
-               "deploy-hwa": inspect.getsource(deployment.plot_deploy),
+               "deploy": inspect.getsource(deployment.plot_inference),
+               "deploy-hwa": inspect.getsource(deployment.plot_inference),
                "privacy-front": inspect.getsource(privacy_front.write)}
     shown = "".join(page.read_text() for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     pairs = [(job.name, src, dst) for job in jobs for src, dst in job.docs_files]
@@ -123,8 +123,8 @@ def _sweep_json(path: Path, seed: int, dims: list[int], offset: float) -> None:
                              "bytes_per_sample": d * bits / 8 + 4.5, "recon_mse": 0.01 * (seed + 1)})
     path.mkdir(parents=True)
     (path / "sweep.json").write_text(json.dumps({
-        "config": {"fleet": {"dataset": "mnist5k", "num_clients": 4, "partitioner": "iid",
-                             "alignment": "pretrained+anchors"}},
+        "config": {"fleet": {"dataset": "mnist5k", "num_clients": 4, "partitioner": "iid"},
+                   "alignment": {"init": "pretrained", "anchors": True, "conditioning": "none"}},
         "rows": rows, "references": {"raw_pixels": {"accuracy": 0.9 + 0.01 * seed}}}))
 
 

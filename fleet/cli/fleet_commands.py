@@ -10,7 +10,6 @@ from pathlib import Path
 
 from common.errors import AnalogEdgeError
 from fleet.config import (
-    ALIGNMENTS,
     DEFAULT_CONFIG,
     PARTITIONERS,
     RADIO_NAMES,
@@ -29,9 +28,9 @@ def _add_fleet_flags(p: argparse.ArgumentParser) -> None:
                    help="how the dataset is split across clients: iid, or dirichlet (label skew, --alpha)")
     p.add_argument("--alpha", type=float, help="Dirichlet concentration (with --partitioner dirichlet)")
     p.add_argument("--alignment", metavar="ALIGNMENT",
-                   help="how client latent spaces are aligned: none, or parts joined by '+' "
-                        "(shared_init | pretrained, anchors, embedding | adapter), e.g. "
-                        f"{', '.join(ALIGNMENTS[-4:])} (docs/fleet.md)")
+                   help="how client latent spaces are aligned (overrides the [alignment] table's init, anchors and "
+                        "conditioning): none, or parts joined by '+' (shared_init | pretrained, anchors, "
+                        "embedding | adapter), e.g. pretrained+anchors, shared_init+adapter (docs/fleet.md)")
     p.add_argument("--backend", choices=["ray", "local"], help="ray: Flower simulation; local: in-process")
     p.add_argument("--server", choices=["auto", "inprocess", "subprocess"], help="how the latent service runs")
     p.add_argument("--digital", action="store_true", default=None,
@@ -49,10 +48,10 @@ def load_fleet_config(args: argparse.Namespace) -> FleetConfig:
     if getattr(args, "inference_times", None) is not None:
         times = [t.strip() for t in args.inference_times.split(",") if t.strip()]
         try:
-            deploy = dataclasses.replace(fleet.deploy, inference_times=times)
+            chips = dataclasses.replace(fleet.inference, times=times)
         except ConfigError as exc:
-            raise ConfigError(str(exc).replace("deploy.inference_times", "--inference-times")) from None
-        fleet = fleet.with_overrides(deploy=deploy)
+            raise ConfigError(str(exc).replace("inference.times", "--inference-times")) from None
+        fleet = fleet.with_overrides(inference=chips)
     if getattr(args, "radio", None):
         fleet = fleet.with_overrides(energy=dataclasses.replace(fleet.energy, radio=args.radio))
     fleet = fleet.with_overrides(num_clients=args.clients, partitioner=args.partitioner, alpha=args.alpha,
@@ -180,7 +179,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "model-inversion attack from one client's leaked (x, z) pairs ([privacy] table)")
     p.add_argument("--inference-times", metavar="T1,T2,..",
                    help="after training, program the encoders and the classifier onto PCM-like inference chips "
-                        "and evaluate the fleet at these times after programming, e.g. 1h,1d,1y ([deploy] table)")
+                        "and evaluate the fleet at these times after programming, e.g. 1h,1d,1y ([inference] times)")
     p.add_argument("--out", help="output folder (default runs/<name>-<time>)")
     p.add_argument("--latent-address", help="use this running latent service (host:port) instead of starting one")
     p.add_argument("--admin-token", help="its TrainClassifier admin token (with --latent-address)")
@@ -188,7 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "instead of starting a local one")
     p.add_argument("--verbose", action="store_true", help="show Flower's and Ray's logs")
     p.add_argument("--compare-alignment", action="store_true",
-                   help="measure none / shared_init / embedding / adapter, and with fleet.anchors the public-"
+                   help="measure none / shared_init / embedding / adapter, and with alignment.public_set the public-"
                         "set options (anchor maps lstsq/ridge/procrustes, pretrained init), against an oracle "
                         "encoder (in-process)")
     p.add_argument("--options", help="with --compare-alignment: only these rows (comma list of row names, "
@@ -217,8 +216,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "drawn as a star. Writes front.csv, front.json, front_table.txt and front.png.")
     _add_fleet_flags(f)
     f.add_argument("--defense", action="append", metavar="KEY=V1,V2,..",
-                   help="a dotted config key and its values, e.g. edge.defense.noise_multiplier=0,0.5,1 "
-                        "(repeat for more curves)")
+                   help="a dotted config key and its values, e.g. edge.defense.noise_multiplier=0,0.5,1, or "
+                        "alignment=pretrained+anchors,shared_init+adapter (repeat for more curves)")
     f.add_argument("--mark", action="append", metavar="CONFIG", help="a whole config drawn as a labelled star "
                                                                       "(e.g. configs/private.toml); repeatable")
     f.add_argument("--seeds", type=int, nargs="+", default=[0], help="fleet seeds per point (default 0)")

@@ -35,7 +35,7 @@ from fleet.run import LocalTransport, ServiceHandle, execute, latent_evaluate, r
 from fleet.tables import grid, json_safe
 
 OPTIONS = ("none", "shared_init", "embedding", "shared_init+embedding", "adapter", "shared_init+adapter", "oracle")
-# With a public anchor set (fleet.anchors > 0) the comparison adds, on the same held-out slice:
+# With a public anchor set (fleet.alignment.public_set > 0) the comparison adds, on the same held-out slice:
 PUBLIC_OPTIONS = ("shared_init+anchors", "shared_init+anchors+adapter", "pretrained", "pretrained+adapter",
                   "pretrained+anchors", "pretrained+anchors+adapter")
 ANCHOR_MAPS = ("lstsq", "ridge", "procrustes")
@@ -50,7 +50,7 @@ def _twin(opt: str) -> str:
 def _options(fleet: FleetConfig) -> list[tuple[str, str]]:
     """(row name, alignment) pairs; anchor rows once per map method."""
     rows: list[tuple[str, str]] = [(o, o) for o in OPTIONS if o != "oracle"]
-    if fleet.anchors:
+    if fleet.alignment.public_set:
         for opt in PUBLIC_OPTIONS:
             if "anchors" in opt:
                 rows += [(f"{opt} ({m})", opt) for m in ANCHOR_MAPS]
@@ -135,7 +135,7 @@ def compare_alignment(fleet: FleetConfig, out_dir: str | Path, only: list[str] |
             continue
         twin = _twin(opt)
         if twin not in trained:       # train this initialization's fleet once (anchors uploaded if any)
-            train_as = twin if not base.anchors else ("anchors" if twin == "none" else f"{twin}+anchors")
+            train_as = twin if not base.alignment.public_set else ("anchors" if twin == "none" else f"{twin}+anchors")
             trained[twin] = execute(base.with_overrides(alignment=train_as), out / twin,
                                     LocalTransport(base.num_clients))["latent"]
         lat = trained[twin]
@@ -143,7 +143,7 @@ def compare_alignment(fleet: FleetConfig, out_dir: str | Path, only: list[str] |
         clf = {**base.classifier, **({"anchor_map": amap} if amap else {})}
         variant = base.with_overrides(alignment=opt, classifier=clf)
         re = _reclassify(variant, out / twin)
-        up = lat["bytes_up"] - (0 if variant.uses_anchors else lat["anchor_bytes_up"])
+        up = lat["bytes_up"] - (0 if variant.alignment.anchors else lat["anchor_bytes_up"])
         rows[name] = {**_row(lat, up, lat["bytes_down"], time.perf_counter() - t0), **re}
     table = [["alignment", "fleet accuracy", "client min..max", "server held-out", "recon MSE", "bytes up",
               "bytes down"]]
@@ -151,7 +151,7 @@ def compare_alignment(fleet: FleetConfig, out_dir: str | Path, only: list[str] |
         table.append([opt, f"{100 * r['accuracy']:.1f}%", f"{100 * r['accuracy_min']:.0f}..{100 * r['accuracy_max']:.0f}%",
                       f"{100 * r['classifier_held_out']:.1f}%", f"{r['recon_mse']:.4f}",
                       f"{r['bytes_up'] / 1024:.0f} KiB", f"{r['bytes_down'] / 1024:.0f} KiB"])
-    public = f", public anchor set {fleet.anchors}" if fleet.anchors else ""
+    public = f", public anchor set {fleet.alignment.public_set}" if fleet.alignment.public_set else ""
     text = (f"latent alignment on {fleet.dataset}, {fleet.num_clients} clients, {fleet.partitioner}, "
             f"{'digital' if fleet.digital else 'analog'}, seed {fleet.seed}{public}\n" + grid(table))
     (out / "alignment.txt").write_text(text + "\n")

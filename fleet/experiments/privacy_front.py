@@ -1,7 +1,7 @@
 """Accuracy vs privacy, drawn: one curve per defense, one point per value, seeds averaged.
 
 A defense is any dotted config key with the values to try (``edge.defense.noise_multiplier=0,0.5,1``,
-``edge.bits=8,4``, ``fleet.alignment=pretrained+anchors,shared_init``): each value is one fleet run per
+``edge.bits=8,4``, ``alignment=pretrained+anchors,shared_init``): each value is one fleet run per
 seed (in-process, `local` backend) with the privacy phase on, and the point is (the strongest
 server-side attack's PSNR gain over the class-mean guess, fleet accuracy), mean with min..max over
 the seeds. `marks` are whole configs drawn as labelled stars (the config as given is always one).
@@ -51,16 +51,23 @@ class Defense:
         key, sep, vals = text.partition("=")
         key = key.strip()
         parts = key.split(".")
-        if not sep or len(parts) < 2 or not all(parts) or not vals.strip():
+        if not sep or (len(parts) < 2 and key != "alignment") or not all(parts) or not vals.strip():
             raise ConfigError(f"--defense: got {text!r}, must be SECTION.KEY=V1,V2,... "
-                              "(e.g. edge.defense.noise_multiplier=0,0.5,1)")
+                              "(e.g. edge.defense.noise_multiplier=0,0.5,1) or alignment=A1,A2,... "
+                              "(the compact form, e.g. pretrained+anchors)")
         if parts[0] == "fleet" and parts[1] == "seed" or parts[0] == "privacy" and parts[1] == "enabled":
             raise ConfigError(f"--defense: got {key!r}; seeds are --seeds, and the privacy phase is always on")
         return cls(key, tuple(parse_value(v) for v in vals.split(",") if v.strip()))
 
 
 def with_key(fleet: FleetConfig, key: str, value: Any) -> FleetConfig:
-    """`fleet` with one dotted key set (validated like the TOML file: errors name the key)."""
+    """`fleet` with one dotted key set (validated like the TOML file: errors name the key). The key
+    `alignment` alone takes the compact form (`alignment=pretrained+anchors`; AlignmentConfig.parse)."""
+    if key == "alignment":
+        try:
+            return fleet.with_overrides(alignment=value if isinstance(value, str) else repr(value))
+        except ConfigError as exc:
+            raise ConfigError(f"--defense {key}={value!r}: {exc}") from None
     data = fleet.to_dict()
     node = data
     parts = key.split(".")
@@ -150,7 +157,7 @@ def run_front(fleet: FleetConfig, defenses: list[Defense], seeds: list[int], out
 
 def title(fleet: FleetConfig, seeds: list[int]) -> str:
     return (f"Accuracy vs privacy: {fleet.name} ({fleet.dataset}, {fleet.num_clients} clients, alignment "
-            f"{fleet.alignment}, {'digital' if fleet.digital else 'analog'} tiles), seeds "
+            f"{fleet.alignment.label}, {'digital' if fleet.digital else 'analog'} tiles), seeds "
             f"{', '.join(map(str, seeds))}\nprivacy = the strongest server-side attack (no leaked pair): PSNR gain "
             f"over the class-mean guess; mean and min..max over seeds")
 

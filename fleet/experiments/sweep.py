@@ -311,7 +311,7 @@ def _write(out: Path, rows: list[dict], refs: dict, fleet: FleetConfig, spec: Sw
     (out / "sweep_table.txt").write_text(format_sweep(rows, refs) + "\n" + (energy + "\n" if energy else ""))
     if rows:
         subtitle = (f"{fleet.dataset}, {fleet.num_clients} clients, {fleet.partitioner}, "
-                    f"alignment {fleet.alignment}, 1 seed ({fleet.seed})")
+                    f"alignment {fleet.alignment.label}, 1 seed ({fleet.seed})")
         plot_sweep(rows, refs, out / "sweep.png", subtitle)
         plot_sweep_energy(rows, out / "sweep_energy.png", fleet.energy.radio, subtitle, refs.get("fedavg"))
     return result

@@ -73,7 +73,7 @@ def server_view(fleet: FleetConfig, out_dir: Path, clients: dict[str, ClientView
     px, py, borrowed = public_set(fleet)
     pre = None
     path = out_dir / PRETRAINED_FILE             # the server's own copy of what it sent the clients
-    if fleet.pretrained and path.is_file():
+    if fleet.alignment.pretrained and path.is_file():
         pre = torch.load(path, weights_only=True)
     classes = int(max(py.max(initial=0), *(c.y.max(initial=0) for c in clients.values()))) + 1
     return ServerView(fleet.edge_config, px, py, clients, pre, classes), borrowed

@@ -100,17 +100,17 @@ def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, tas
     # what this device must hold, checked before it registers or trains: its data, the public set
     cfg.check_data_source("edge.data_path (node config data-path)" if cfg.data_path else "fleet.dataset")
     check_public_set(fleet, task.anchor_sha256)
-    if fleet.pretrained and init is None:
-        raise FleetError(f"train message: no pretrained weights, but fleet.alignment {fleet.alignment!r} "
+    if fleet.alignment.pretrained and init is None:
+        raise FleetError(f"train message: no pretrained weights, but alignment {fleet.alignment.label!r} "
                          "starts every client from them")
     t0 = time.perf_counter()
     summary = edge_runner.train_and_upload(cfg, task.server_address, client_name(partition_id), partition_id,
                                            num_partitions, fleet.alpha_or_none, _state_dir(state_root, partition_id),
                                            tls=latent_tls(task.latent_ca_pem), progress=progress,
-                                           init_state=init.state if fleet.pretrained and init else None)
+                                           init_state=init.state if fleet.alignment.pretrained and init else None)
     return ClientUpload(summary, partition_id=partition_id, num_partitions=num_partitions,
                         wall_s=time.perf_counter() - t0,
-                        init_wire_bytes=init.wire_bytes if fleet.pretrained and init else 0)
+                        init_wire_bytes=init.wire_bytes if fleet.alignment.pretrained and init else 0)
 
 
 def latent_evaluate(fleet: FleetConfig, partition_id: int, num_partitions: int, server_address: str,

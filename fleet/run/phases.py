@@ -102,12 +102,12 @@ def pretrain_shared_init(fleet: FleetConfig, path: Path) -> tuple[dict[str, Any]
     reach the clients in the train message (`run_latent`), never through this file."""
     t0, cpu0 = time.perf_counter(), time.process_time()
     cfg = fleet.edge_config
-    state, mse = pretrain_autoencoder(cfg, public_anchor_images(cfg), fleet.pretrain_epochs, fleet.seed)
+    state, mse = pretrain_autoencoder(cfg, public_anchor_images(cfg), fleet.alignment.pretrain_epochs, fleet.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     nbytes = save_weights(state, path)
     # threads and this process's CPU seconds beside the wall time: a slow pretraining on a busy
     # machine reads as CPU-starved (cpu << wall) or as threads waiting on each other (cpu >> work)
-    return ({"path": str(path), "bytes": nbytes, "epochs": fleet.pretrain_epochs, "public_images": cfg.anchors,
+    return ({"path": str(path), "bytes": nbytes, "epochs": fleet.alignment.pretrain_epochs, "public_images": cfg.anchors,
              "recon_mse_public": mse, "seconds": time.perf_counter() - t0,
              "cpu_seconds": time.process_time() - cpu0, "torch_threads": torch.get_num_threads()}, state)
 
@@ -139,7 +139,7 @@ def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: P
         task = device_task(fleet, service.address, None if remote_devices else out_dir / "clients",
                            external.ca_pem() if external is not None else None)
         pretrained = init = None
-        if fleet.pretrained:
+        if fleet.alignment.pretrained:
             with timer("pretrain"):
                 pretrained, state = pretrain_shared_init(fleet, out_dir / PRETRAINED_FILE)
             init = init_record(state)

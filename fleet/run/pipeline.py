@@ -18,7 +18,7 @@ from flwr.serverapp import Grid
 from fleet.config import FleetConfig
 from fleet.energy import as_json, energy_report
 from fleet.errors import FleetError
-from fleet.inference import plot_deploy, run_deploy
+from fleet.inference import plot_inference, run_inference
 from fleet.privacy import run_privacy
 from fleet.run import report as rep
 from fleet.run.phases import PhaseTimer, describe_tile, run_fedavg, run_latent
@@ -58,7 +58,7 @@ def _execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, gri
     t0 = time.perf_counter()
     result: dict[str, Any] = {"name": fleet.name, "dataset": fleet.dataset, "num_clients": fleet.num_clients,
                               "partition": fleet.partitioner if fleet.partitioner == "iid" else f"dirichlet({fleet.alpha})",
-                              "alignment": fleet.alignment, "digital": fleet.digital, "backend": fleet.backend,
+                              "alignment": fleet.alignment.label, "digital": fleet.digital, "backend": fleet.backend,
                               "seed": fleet.seed,
                               "edge_side": describe_tile(fleet.edge_config.analog),
                               "server_side": describe_tile(fleet.classifier_config.analog)}
@@ -70,13 +70,13 @@ def _execute(fleet: FleetConfig, out_dir: Path, transport: Transport | None, gri
             with timer("privacy"):
                 result["privacy"] = ({"skipped": "an external latent service holds the latents"} if external
                                      else run_privacy(fleet, out_dir))
-        if fleet.deploy.enabled:
-            with timer("deploy"):
+        if fleet.inference.enabled:
+            with timer("deploy"):     # report key kept from the [deploy] table's time (scripts/figures.py reads it)
                 result["deploy"] = ({"skipped": "an external latent service holds the classifier"} if external
-                                    else run_deploy(fleet, out_dir))
-                plot_deploy(result["deploy"], out_dir, f"{fleet.name}: {fleet.num_clients} clients, alignment "
-                            f"{fleet.alignment}, fleet seed {fleet.seed},\ntiles "
-                            f"{_tile_label(fleet.edge_config.analog)}, PCM-like chips seed {fleet.deploy.seed}")
+                                    else run_inference(fleet, out_dir))
+                plot_inference(result["deploy"], out_dir, f"{fleet.name}: {fleet.num_clients} clients, alignment "
+                            f"{fleet.alignment.label}, fleet seed {fleet.seed},\ntiles "
+                            f"{_tile_label(fleet.edge_config.analog)}, PCM-like chips seed {fleet.inference.seed}")
     if fleet.mode in ("fedavg", "both"):
         if grid is None:
             raise FleetError("fleet.mode: fedavg runs through Flower's FedAvg strategy; "

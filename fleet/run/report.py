@@ -11,7 +11,7 @@ import tomli_w
 
 from fleet.config import FleetConfig
 from fleet.energy import format_energy, plot_energy
-from fleet.inference import format_deploy
+from fleet.inference import format_inference
 from fleet.privacy import format_privacy
 from fleet.tables import grid, json_safe
 
@@ -84,7 +84,7 @@ def format_table(result: dict[str, Any]) -> str:
     if result.get("privacy"):
         parts.append(format_privacy(result["privacy"]))
     if result.get("deploy"):
-        parts.append(format_deploy(result["deploy"]))
+        parts.append(format_inference(result["deploy"]))
     if result.get("energy"):
         parts.append(format_energy(result["energy"]))
     t = result.get("timings_s", {})

@@ -22,8 +22,8 @@ from server.store import LatentStore
 def _fleet(**over) -> FleetConfig:
     return FleetConfig.from_dict({
         "fleet": {"name": "anchors", "dataset": "digits", "num_clients": 3, "seed": 0, "backend": "local",
-                  "server": "inprocess", "digital": True, "alignment": "pretrained+anchors", "anchors": 100,
-                  "pretrain_epochs": 20, **over},
+                  "server": "inprocess", "digital": True, **over},
+        "alignment": {"init": "pretrained", "anchors": True, "public_set": 100, "pretrain_epochs": 20},
         "edge": {"latent_dim": 8, "bits": 8, "autoencoder": "mlp", "epochs": 3, "lr": 0.01},
         "classifier": {"hidden": [32], "epochs": 15, "lr": 0.1}})
 
@@ -58,7 +58,7 @@ def test_pretrained_anchor_fleet_counts_both_directions(tmp_path):
 
 
 def test_compare_alignment_rows_share_partitions_and_price_their_bytes(tmp_path):
-    fleet = _fleet(alignment="shared_init")
+    fleet = _fleet().with_overrides(alignment="shared_init")
     res = compare_alignment(fleet, tmp_path / "cmp", only=["shared_init", "shared_init+anchors (ridge)"])
     rows = res["rows"]
     plain, mapped = rows["shared_init"], rows["shared_init+anchors (ridge)"]

@@ -86,36 +86,73 @@ def test_alignment_options_map_to_init_and_classifier_conditioning(alignment, in
 def test_public_set_alignments(alignment, pretrained, upload, amap, conditioning):
     """The public set is held out (edge.anchors) whenever it is named; anchors are uploaded and the
     classifier maps them only with 'anchors'; 'pretrained' also shares the initialization."""
-    fleet = FleetConfig.from_dict(_quickstart()).with_overrides(alignment=alignment, anchors=200)
+    data = _quickstart()
+    data["alignment"]["public_set"] = 200
+    fleet = FleetConfig.from_dict(data).with_overrides(alignment=alignment)
     edge = fleet.edge_config
-    assert (edge.anchors, edge.upload_anchors, fleet.pretrained) == (200, upload, pretrained)
+    assert (edge.anchors, edge.upload_anchors, fleet.alignment.pretrained) == (200, upload, pretrained)
     assert fleet.classifier_config.anchor_map == amap and fleet.classifier_config.client_conditioning == conditioning
     assert edge.init_seed == fleet.seed
     plain = fleet.with_overrides(alignment="shared_init+adapter", classifier={"anchor_map": "ridge"})
     assert plain.edge_config.anchors == 200 and not plain.edge_config.upload_anchors   # same partitions
     assert plain.classifier_config.anchor_map == "none"                 # the map method waits for 'anchors'
     assert fleet.with_overrides(classifier={"anchor_map": "ridge"}).classifier_config.anchor_map == (
-        "ridge" if fleet.uses_anchors else "none")
+        "ridge" if fleet.alignment.anchors else "none")
 
 
 @pytest.mark.parametrize("changes,needle", [
-    ({"alignment": "anchors+shared_init"}, "fleet.alignment: got 'anchors+shared_init', must be none or parts"),
-    ({"alignment": "shared_init+pretrained"}, "fleet.alignment: got 'shared_init+pretrained'"),
-    ({"alignment": "pretrained+anchors", "anchors": 0}, "fleet.anchors: 0, but fleet.alignment 'pretrained+anchors' needs"),
-    ({"alignment": "anchors", "anchors": 10}, "fleet.anchors: got 10, must be in [50, 1000]"),
-    ({"alignment": "anchors", "anchors": 100, "classifier": {"anchor_map": "none"}},
-     "classifier.anchor_map: got 'none', but fleet.alignment 'anchors' maps anchors"),
+    ({"alignment": "anchors+shared_init"}, "alignment: got 'anchors+shared_init', must be none or parts"),
+    ({"alignment": "shared_init+pretrained"}, "alignment: got 'shared_init+pretrained'"),
+    ({"alignment": {"init": "pretrained", "anchors": True, "public_set": 0}},
+     "alignment.public_set: 0, but alignment anchors = true and init = 'pretrained' needs the public set"),
+    ({"alignment": {"anchors": True, "public_set": 10}}, "alignment.public_set: got 10, must be in [50, 1000]"),
+    ({"alignment": {"init": "seeded"}}, "alignment.init: got 'seeded', must be one of none, shared_init, pretrained"),
+    ({"alignment": {"anchors": "yes"}}, "alignment.anchors: got 'yes', must be true or false"),
+    ({"alignment": {"conditioning": "film"}}, "alignment.conditioning: got 'film', must be one of none, embedding"),
+    ({"alignment": {"anchors": True, "public_set": 100}, "classifier": {"anchor_map": "none"}},
+     "classifier.anchor_map: got 'none', but alignment.anchors is true"),
 ])
 def test_public_set_alignment_errors_name_the_field(changes, needle):
+    data = _quickstart()
+    for table, value in changes.items():
+        data[table] = value if isinstance(value, dict) else data[table]
     with pytest.raises(ConfigError) as exc:
-        FleetConfig.from_dict(_quickstart()).with_overrides(**changes)
+        fleet = FleetConfig.from_dict(data)
+        fleet.with_overrides(**{k: v for k, v in changes.items() if isinstance(v, str)})
     assert needle in str(exc.value)
+
+
+@pytest.mark.parametrize("old,needle", [
+    ({"fleet": {"alignment": "shared_init+adapter"}},
+     'fleet.alignment: moved; the [alignment] table holds init = none|shared_init|pretrained, anchors = true|false, '
+     'conditioning = none|embedding|adapter ("shared_init+adapter" is init = "shared_init", anchors = false, '
+     'conditioning = "adapter")'),
+    ({"fleet": {"anchors": 500}}, "fleet.anchors: moved; the public set's size is alignment.public_set"),
+    ({"fleet": {"pretrain_epochs": 5}}, "fleet.pretrain_epochs: moved; the public set's pretraining is "
+                                        "alignment.pretrain_epochs"),
+    ({"deploy": {"inference_times": ["1h"]}}, "deploy: moved; the inference-chip table is now [inference]"),
+])
+def test_a_key_of_the_earlier_layout_names_its_new_place(old, needle):
+    with pytest.raises(ConfigError) as exc:
+        FleetConfig.from_dict(old)
+    assert str(exc.value).startswith(needle) and "\n" not in str(exc.value)
+
+
+def test_the_compact_alignment_form_parses_into_the_table_and_back():
+    from fleet.config import AlignmentConfig
+
+    table = AlignmentConfig(public_set=100)
+    for text in ("none", "shared_init", "pretrained+anchors+adapter", "anchors+embedding", "pretrained"):
+        assert table.parse(text).label == text
+    assert table.parse("pretrained+anchors") == AlignmentConfig(init="pretrained", anchors=True, public_set=100)
+    fleet = FleetConfig.from_dict(_quickstart())
+    assert fleet.with_overrides(alignment="shared_init").alignment.public_set == 500   # the public set is kept
 
 
 @pytest.mark.parametrize("section,key,value,needle", [
     ("fleet", "num_clients", 0, "fleet.num_clients: got 0"),
     ("fleet", "bogus", 1, "fleet.bogus: unknown key"),
-    ("fleet", "alignment", "magic", "fleet.alignment: got 'magic'"),
+    ("alignment", "init", "magic", "alignment.init: got 'magic'"),
     ("fleet", "partitioner", "random", "fleet.partitioner: got 'random'"),
     ("fleet", "alpha", 0.0, "fleet.alpha: got 0.0"),
     ("fleet", "backend", "dask", "fleet.backend: got 'dask'"),
@@ -124,9 +161,9 @@ def test_public_set_alignment_errors_name_the_field(changes, needle):
     ("edge", "bits", 5, "edge.bits: got 5"),
     ("edge", "colour", "red", "edge.colour: unknown key"),
     ("edge", "seed", 3, "edge.seed: set it in [fleet]"),
-    ("edge", "anchors", 100, "edge.anchors: set it in [fleet]"),
+    ("edge", "anchors", 100, "edge.anchors: set it in [fleet] (dataset, seed) or [alignment]"),
     ("classifier", "hidden", [0], "classifier.hidden[0]: got 0"),
-    ("classifier", "client_conditioning", "embedding", "classifier.client_conditioning: set fleet.alignment"),
+    ("classifier", "client_conditioning", "embedding", "classifier.client_conditioning: set alignment.conditioning"),
     ("classifier", "shape", 1, "classifier.shape: unknown key"),
     ("fedavg", "rounds", -1, "fedavg.rounds: got -1"),
     ("fedavg", "lr", 0, "fedavg.lr: got 0.0"),

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from fleet.config import ConfigError, DeployConfig, FleetConfig, parse_duration
+from fleet.config import ConfigError, FleetConfig, InferenceConfig, parse_duration
 
 pytestmark = pytest.mark.slow
 
@@ -13,10 +13,10 @@ pytestmark = pytest.mark.slow
 def _fleet(**deploy) -> FleetConfig:
     return FleetConfig.from_dict({
         "fleet": {"name": "deploy", "dataset": "digits", "num_clients": 2, "seed": 0, "backend": "local",
-                  "alignment": "shared_init", "digital": True},
+                  "digital": True},
         "edge": {"latent_dim": 16, "bits": 8, "epochs": 4, "batch_size": 16, "lr": 0.05},
         "classifier": {"hidden": [64], "epochs": 20, "lr": 0.05},
-        "deploy": {"inference_times": ["1s", "1d", "1y"], **deploy},
+        "inference": {"times": ["1s", "1d", "1y"], **deploy},
     })
 
 
@@ -25,7 +25,7 @@ def _digest(folder):
 
 
 def test_fleet_on_inference_chips_over_time(tmp_path):
-    from fleet.inference import run_deploy
+    from fleet.inference import run_inference
     from fleet.flower.simulation import run_fleet
 
     fleet = _fleet()
@@ -44,23 +44,25 @@ def test_fleet_on_inference_chips_over_time(tmp_path):
     assert "deployment on PCM-like inference chips" in (tmp_path / "table.txt").read_text()
     # seeded chips: the same seed gives the same table; the saved models are not changed
     before = _digest(tmp_path)
-    again = run_deploy(fleet, tmp_path)
+    again = run_inference(fleet, tmp_path)
     assert [r["accuracy"] for r in again["rows"]] == [r["accuracy"] for r in dep["rows"]]
     assert _digest(tmp_path) == before
-    other = run_deploy(_fleet(seed=7), tmp_path)
+    other = run_inference(_fleet(seed=7), tmp_path)
     assert [r["accuracy"] for r in other["rows"]] != [r["accuracy"] for r in dep["rows"]]
 
 
 def test_deploy_config_and_flag_are_validated():
     assert parse_duration("x", "1h") == 3600.0 and parse_duration("x", "1y") == 365 * 86400.0
     assert parse_duration("x", 20) == 20.0
-    with pytest.raises(ConfigError, match="deploy.inference_times: got '1x'"):
-        DeployConfig(inference_times=["1x"])
-    with pytest.raises(ConfigError, match="deploy.times: unknown key"):
-        FleetConfig.from_dict({"deploy": {"times": ["1h"]}})
-    assert not FleetConfig().deploy.enabled
+    with pytest.raises(ConfigError, match="inference.times: got '1x'"):
+        InferenceConfig(times=["1x"])
+    with pytest.raises(ConfigError, match="inference.inference_times: unknown key"):
+        FleetConfig.from_dict({"inference": {"inference_times": ["1h"]}})
+    with pytest.raises(ConfigError, match=r"^deploy: moved; the inference-chip table is now \[inference\]"):
+        FleetConfig.from_dict({"deploy": {"inference_times": ["1h"]}})
+    assert not FleetConfig().inference.enabled
     cfg = _fleet()
-    assert FleetConfig.from_dict(cfg.to_dict()).deploy == cfg.deploy
+    assert FleetConfig.from_dict(cfg.to_dict()).inference == cfg.inference
     bad = subprocess.run([sys.executable, "-m", "fleet.cli", "fleet", "--inference-times", "1h,soon"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2

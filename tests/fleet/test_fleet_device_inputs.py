@@ -29,7 +29,8 @@ def _in_a_run(monkeypatch):
 def _fleet(**over) -> FleetConfig:
     return FleetConfig.from_dict({
         "fleet": {"name": "device", "dataset": "digits", "num_clients": 2, "seed": 0, "backend": "local",
-                  "digital": True, "alignment": "shared_init+anchors", "anchors": 100, **over},
+                  "digital": True, **over},
+        "alignment": {"init": "shared_init", "anchors": True, "public_set": 100},
         "edge": {"latent_dim": 8, "bits": 8, "autoencoder": "mlp", "epochs": 1}})
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def _digits_fleet(**fleet_overrides) -> FleetConfig:
     data = {
         "fleet": {"name": "e2e", "dataset": "digits", "num_clients": 3, "seed": 0, "backend": "ray",
-                  "alignment": "shared_init", "cpus": 2, **fleet_overrides},
+                  "cpus": 2, **fleet_overrides},
         "analog": {"device": {"type": "ReRAMSoftBounds"}, "algorithm": {"type": "TikiTaka"},
                    "forward": {"out_noise": 0.02}},
         "edge": {"latent_dim": 16, "bits": 8, "epochs": 5, "batch_size": 8, "lr": 0.03},

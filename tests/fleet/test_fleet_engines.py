@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _tiny(num_clients: int = 3) -> dict:
     return {
         "fleet": {"name": "engines", "dataset": "digits", "num_clients": num_clients, "seed": 0, "backend": "ray",
-                  "alignment": "shared_init", "cpus": 2},
+                  "cpus": 2},
         "analog": {"device": {"type": "ReRAMSoftBounds"}, "algorithm": {"type": "TikiTaka"},
                    "forward": {"out_noise": 0.02}},
         "edge": {"latent_dim": 16, "bits": 8, "epochs": 3, "batch_size": 8, "lr": 0.03},
@@ -118,7 +118,8 @@ def _quickstart(num_clients: int = 3) -> dict:
     import tomllib
 
     data = tomllib.loads((ROOT / "configs" / "quickstart.toml").read_text())
-    data["fleet"].update(num_clients=num_clients, cpus=2, pretrain_epochs=QS_PRETRAIN_EPOCHS)
+    data["fleet"].update(num_clients=num_clients, cpus=2)
+    data["alignment"]["pretrain_epochs"] = QS_PRETRAIN_EPOCHS
     data["edge"]["epochs"] = QS_EDGE_EPOCHS
     data["classifier"]["epochs"] = QS_CLASSIFIER_EPOCHS
     return data

@@ -69,12 +69,12 @@ def test_header_names_the_resolved_device_and_algorithm_of_preset_and_explicit_t
     def header(path):
         fleet = FleetConfig.from_toml(path)
         result = {"name": fleet.name, "num_clients": fleet.num_clients, "dataset": fleet.dataset,
-                  "partition": fleet.partitioner, "alignment": fleet.alignment,
+                  "partition": fleet.partitioner, "alignment": fleet.alignment.label,
                   "edge_side": describe_tile(fleet.edge_config.analog),
                   "server_side": describe_tile(fleet.classifier_config.analog)}
         return format_table(result).splitlines()[0], run_title(result)
 
-    line, title = header("configs/deploy_hwa.toml")           # [analog] preset = "hwa" on both sides
+    line, title = header("configs/inference_hwa.toml")           # [analog] preset = "hwa" on both sides
     assert "None" not in line + title
     assert "edge=AnalogSGD on Ideal (preset hwa), server=AnalogSGD on Ideal (preset hwa)" in line, line
     assert "edge AnalogSGD on Ideal (preset hwa)" in title, title

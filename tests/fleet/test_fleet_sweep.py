@@ -149,8 +149,8 @@ def test_sweep_privacy_adds_the_strongest_attack_per_point(tmp_path):
     import json
 
     fleet = FleetConfig.from_dict({
-        "fleet": {"name": "sweep", "dataset": "digits", "num_clients": 2, "digital": True, "backend": "local",
-                  "alignment": "pretrained+anchors", "anchors": 100, "pretrain_epochs": 5},
+        "fleet": {"name": "sweep", "dataset": "digits", "num_clients": 2, "digital": True, "backend": "local"},
+        "alignment": {"init": "pretrained", "anchors": True, "public_set": 100, "pretrain_epochs": 5},
         "edge": {"epochs": 2, "batch_size": 16, "lr": 0.03},
         "classifier": {"hidden": [32], "epochs": 5},
         "privacy": {"attack_epochs": 2, "epochs": 2, "hidden": 32},

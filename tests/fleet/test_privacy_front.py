@@ -23,7 +23,11 @@ def test_defense_parsing_and_dotted_overrides():
     assert parse_value("true") is True and parse_value("pretrained+anchors") == "pretrained+anchors"
     fleet = with_key(with_key(_fleet(), "edge.defense.clip_norm", 2.0), "edge.defense.noise_multiplier", 0.5)
     assert fleet.edge_config.defense.noise_multiplier == 0.5 and fleet.edge_config.defense.clip_norm == 2.0
-    assert with_key(_fleet(), "fleet.alignment", "none").alignment == "none"
+    assert with_key(_fleet(), "alignment", "none").alignment.label == "none"          # the compact form
+    assert with_key(_fleet(), "alignment.conditioning", "adapter").alignment.label == "shared_init+adapter"
+    assert Defense.parse("alignment=none,shared_init+adapter").values == ("none", "shared_init+adapter")
+    with pytest.raises(ConfigError, match=r"--defense fleet.alignment='none': fleet.alignment: moved; the \[alignment\]"):
+        with_key(_fleet(), "fleet.alignment", "none")
     for bad, match in (("edge.bits", "must be SECTION.KEY"), ("bits=8", "must be SECTION.KEY"),
                        ("fleet.seed=1,2", "seeds are --seeds")):
         with pytest.raises(ConfigError, match=match):
