@@ -227,17 +227,17 @@ def _conv_workload(mode: str) -> tuple[Callable[[], nn.Module], list, Callable, 
     cfg = analog.TileConfig.from_toml(str(toml_path), "analog")
     cfg = cfg.replace(update=analog.UpdateConfig(**{**cfg.update.to_dict(), "mode": mode}), seed=0)
     x_all, _ = _mnist(400)
-    bs = int(edge["batch_size"])
+    bs = int(edge["training"]["batch_size"])
     imgs = x_all.reshape(-1, 1, 28, 28)
     batches = [(imgs[i:i + bs], imgs[i:i + bs]) for i in range(0, len(imgs), bs)]
 
     def make() -> nn.Module:
-        return build_autoencoder((1, 28, 28), int(edge["latent_dim"]), "conv", init_seed=0)
+        return build_autoencoder((1, 28, 28), int(edge["model"]["latent_dim"]), "conv", init_seed=0)
 
     def loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:   # edge_client.training's loss
         return torch.sum((recon - target) ** 2) / target.shape[0]
 
-    return make, batches, loss, float(edge["lr"]), {cfg.algorithm.__class__.__name__: cfg}
+    return make, batches, loss, float(edge["training"]["lr"]), {cfg.algorithm.__class__.__name__: cfg}
 
 
 BUILDERS = {"mlp": (_mlp_workload, "MLP 784-256-128-10 sigmoid, batch 10, MNIST"),

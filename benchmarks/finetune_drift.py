@@ -74,12 +74,12 @@ def measure(fleet: FleetConfig, algorithm: dict[str, Any], pretrained: dict[str,
     edge = dict(fleet.edge)
     edge["analog"] = {**edge.get("analog", {}), "algorithm": algorithm}
     if lr is not None:
-        edge["lr"] = lr
+        edge["training"] = {**edge.get("training", {}), "lr": lr}
     cfg = fleet.with_overrides(edge=edge).edge_config
     data = client_data(cfg, client, fleet.num_clients, fleet.alpha_or_none)
     seed = client_seed(cfg.seed, client)
     model = build_client_autoencoder(cfg, data.dataset.image_shape, seed)
-    program_weights(model, pretrained, cfg.programming_model(), seed=seed)
+    program_weights(model, pretrained, cfg.init.programming_model(), seed=seed)
     states = [t.algorithm_state for t in _tiles(model)]
     c0 = [_slow(s).detach().clone() for s in states]
     norm0 = torch.sqrt(sum((c ** 2).sum() for c in c0))
@@ -89,14 +89,15 @@ def measure(fleet: FleetConfig, algorithm: dict[str, Any], pretrained: dict[str,
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
         with counting() as events:
-            train_autoencoder(model, data.x_train, None, epochs=1, batch_size=cfg.batch_size, lr=cfg.lr,
-                              optimizer=cfg.optimizer, seed=seed + epoch, progress=False)
+            train_autoencoder(model, data.x_train, None, epochs=1, batch_size=cfg.training.batch_size,
+                              lr=cfg.training.lr,
+                              optimizer=cfg.training.optimizer, seed=seed + epoch, progress=False)
         tot = events.totals()
         pulses += tot.get("pulses_transfer" if tt else "pulses_update", 0.0)
         drift = torch.sqrt(sum(((_slow(s) - c) ** 2).sum() for s, c in zip(states, c0))) / norm0
         rows.append({"epoch": epoch, "drift": float(drift), "pulses_to_C": int(pulses),
                      "val_mse": reconstruction_mse(model, data.x_test)})
-    return {"algorithm": algorithm, "lr": cfg.lr, "rows": rows, "devices": int(sum(c.numel() for c in c0)),
+    return {"algorithm": algorithm, "lr": cfg.training.lr, "rows": rows, "devices": int(sum(c.numel() for c in c0)),
             "seconds": time.perf_counter() - t0}
 
 
@@ -117,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     algos = [parse_algorithm(a) for a in args.algorithm]
     cfg = fleet.edge_config
     pretrained, mse = pretrain_autoencoder(cfg, public_anchor_images(cfg), fleet.alignment.pretrain_epochs, fleet.seed)
-    print(f"pretrained digitally: {fleet.alignment.pretrain_epochs} epochs on {cfg.anchors} public images, MSE {mse:.4f}")
-    epochs = args.epochs or cfg.epochs
+    print(f"pretrained digitally: {fleet.alignment.pretrain_epochs} epochs on {cfg.public.size} public images, "
+          f"MSE {mse:.4f}")
+    epochs = args.epochs or cfg.training.epochs
     results = []
     print(f"{'algorithm':<60} {'epoch':>5} {'|C-C0|/|C0|':>12} {'pulses to C':>12} {'val MSE':>8}")
     for algo in algos:

@@ -39,8 +39,10 @@ def fleet_config(clients: int, samples: int, cpus: int, seed: int) -> FleetConfi
         "analog": {"device": {"type": "ReRAMSoftBounds"},
                    "algorithm": {"type": "TikiTaka", "transfer_lr": 0.3, "columns_per_transfer": 4},
                    "forward": {"out_noise": 0.02}},
-        "edge": {"latent_dim": 32, "bits": 8, "autoencoder": "conv", "epochs": 1, "batch_size": 8,
-                 "lr": 0.007, "max_samples": samples},
+        "edge": {"model": {"latent_dim": 32, "autoencoder": "conv"},
+                 "wire": {"bits": 8},
+                 "training": {"epochs": 1, "batch_size": 8, "lr": 0.007},
+                 "data": {"max_samples": samples}},
         "classifier": {"hidden": [128], "epochs": 10, "batch_size": 64, "lr": 0.05},
     })
 

@@ -52,7 +52,7 @@ def run(config: Path, threads: list[int], epochs: int, repeats: int) -> dict:
                      "wall_s": wall})
     shown = config.resolve().relative_to(ROOT) if config.resolve().is_relative_to(ROOT) else config
     return {"config": str(shown), "public_images": int(images.shape[0]), "epochs": epochs, "repeats": repeats,
-            "batch_size": cfg.batch_size, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "batch_size": cfg.training.batch_size, "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "load_average_start": load_start, "load_average_end": os.getloadavg(), "rows": rows}
 
 

@@ -125,23 +125,24 @@ def register(subparsers) -> None:
 
 def _config(args: argparse.Namespace):
     cfg = EdgeConfig.from_toml(args.config) if args.config else EdgeConfig()
-    over = dict(latent_dim=args.latent_dim, bits=args.bits,
-                per_feature_scale=args.per_feature_scale, autoencoder=args.autoencoder, epochs=args.epochs,
-                batch_size=args.batch_size, lr=args.lr, seed=args.seed, init_seed=args.init_seed,
-                max_samples=args.max_samples, chunk_bytes=args.chunk_bytes,
-                rows_per_upload=args.rows_per_upload, tls_ca=args.tls_ca, tls_cert=args.tls_cert,
-                tls_key=args.tls_key, tls_server_name=args.tls_server_name,
-                enrollment_secret=args.enrollment_secret or os.environ.get("ANALOG_EDGE_ENROLLMENT_SECRET"),
-                token=args.token or os.environ.get("ANALOG_EDGE_TOKEN"))
-    if args.dataset is not None:  # a dataset flag wins over both dataset and data_path of the file
-        cfg = dataclasses.replace(cfg, dataset=args.dataset, data_path=None)
+    over = {"model.latent_dim": args.latent_dim, "wire.bits": args.bits,
+            "wire.per_feature_scale": args.per_feature_scale,
+            "model.autoencoder": args.autoencoder, "training.epochs": args.epochs,
+            "training.batch_size": args.batch_size, "training.lr": args.lr, "seed": args.seed,
+            "init.seed": args.init_seed, "data.max_samples": args.max_samples, "wire.chunk_bytes": args.chunk_bytes,
+            "wire.rows_per_upload": args.rows_per_upload, "link.tls_ca": args.tls_ca, "link.tls_cert": args.tls_cert,
+            "link.tls_key": args.tls_key, "link.tls_server_name": args.tls_server_name,
+            "link.enrollment_secret": args.enrollment_secret or os.environ.get("ANALOG_EDGE_ENROLLMENT_SECRET"),
+            "link.token": args.token or os.environ.get("ANALOG_EDGE_TOKEN")}
+    if args.dataset is not None:  # a dataset flag wins over both dataset and path of the file
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset=args.dataset, path=None))
     if args.digital and args.analog_preset:
         raise ConfigError("--digital and --analog-preset exclude each other")
     if args.digital:
         cfg = dataclasses.replace(cfg, analog=None)
     elif args.analog_preset:
         cfg = dataclasses.replace(cfg, analog={"preset": args.analog_preset})
-    return cfg.replace(**over)
+    return cfg.replace(over)
 
 
 def format_table(summary: UploadSummary, evaluation: EvaluationSummary | None = None) -> str:
@@ -204,9 +205,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.evaluate_only:
             # the encoder is rebuilt from the config it was trained with; connection options from here
             cfg = saved_config(state_dir).replace(
-                tls_ca=cfg.tls_ca, tls_cert=cfg.tls_cert, tls_key=cfg.tls_key,
-                tls_server_name=cfg.tls_server_name, token=cfg.token, max_attempts=cfg.max_attempts,
-                rpc_timeout_s=cfg.rpc_timeout_s)
+                {f"link.{k}": getattr(cfg.link, k) for k in ("tls_ca", "tls_cert", "tls_key", "tls_server_name",
+                                                             "token", "max_attempts", "rpc_timeout_s")})
             evaluation = evaluate_with_server(cfg, args.server, args.client_id, pid, n, alpha, state_dir)
             report = {"client_id": args.client_id, "partition": f"{pid}/{n}", "alpha": alpha,
                       "evaluation": evaluation.to_dict()}

@@ -28,9 +28,9 @@ def pretrain_autoencoder(cfg: EdgeConfig, images: np.ndarray, epochs: int, seed:
     if x.ndim != 4 or x.shape[0] < 2:
         raise ValueError(f"images: got shape {x.shape}, must be (N >= 2, C, H, W)")
     torch.manual_seed(seed)
-    model = build_autoencoder(tuple(x.shape[1:]), cfg.latent_dim, cfg.autoencoder, tile_config=None,
-                              conv_channels=cfg.conv_channels, mlp_hidden=cfg.mlp_hidden, init_seed=seed)
-    res = train_autoencoder(model, x, x, epochs=epochs, batch_size=cfg.batch_size, lr=lr or cfg.lr,
+    model = build_autoencoder(tuple(x.shape[1:]), cfg.model.latent_dim, cfg.model.autoencoder, tile_config=None,
+                              conv_channels=cfg.model.conv_channels, mlp_hidden=cfg.model.mlp_hidden, init_seed=seed)
+    res = train_autoencoder(model, x, x, epochs=epochs, batch_size=cfg.training.batch_size, lr=lr or cfg.training.lr,
                             optimizer="sgd", seed=seed, progress=False)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}, float(res.val_mse)
 

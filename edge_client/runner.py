@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,16 +75,16 @@ class ClientData:
 
 def client_data(cfg: EdgeConfig, partition_id: int, num_partitions: int, alpha: float | None) -> ClientData:
     """This client's partition of the dataset, split into local train and held-out test."""
-    ds = load_dataset(cfg.data_source)
-    if cfg.anchors and cfg.anchor_path is None:   # the public slice belongs to no partition
-        pool = np.setdiff1d(np.arange(len(ds)), public_anchor_indices(ds.y, cfg.anchors))
+    ds = load_dataset(cfg.data.source)
+    if cfg.public.size and cfg.public.path is None:   # the public slice belongs to no partition
+        pool = np.setdiff1d(np.arange(len(ds)), public_anchor_indices(ds.y, cfg.public.size))
         part = pool[partition_indices(ds.y[pool], num_partitions, partition_id, alpha=alpha, seed=cfg.seed)]
     else:
         part = partition_indices(ds.y, num_partitions, partition_id, alpha=alpha, seed=cfg.seed)
     rng = np.random.default_rng(client_seed(cfg.seed, partition_id))
-    if cfg.max_samples and part.size > cfg.max_samples:
-        part = np.sort(rng.choice(part, cfg.max_samples, replace=False))
-    train, test = split_train_test(part, ds.y, cfg.test_fraction, seed=client_seed(cfg.seed, partition_id) + 1)
+    if cfg.data.max_samples and part.size > cfg.data.max_samples:
+        part = np.sort(rng.choice(part, cfg.data.max_samples, replace=False))
+    train, test = split_train_test(part, ds.y, cfg.data.test_fraction, seed=client_seed(cfg.seed, partition_id) + 1)
     if train.size == 0:
         raise DataError(f"partition {partition_id}/{num_partitions}: no training samples "
                          f"({part.size} in the partition)")
@@ -92,18 +93,18 @@ def client_data(cfg: EdgeConfig, partition_id: int, num_partitions: int, alpha: 
 
 def public_anchor_images(cfg: EdgeConfig) -> np.ndarray:
     """The public anchor images every client encodes (the same ones, in the same order, everywhere):
-    the first `cfg.anchors` images of `cfg.anchor_path`, or the dataset's held-out public slice."""
-    if not cfg.anchors:
-        raise ConfigError("anchors: 0, this config has no public anchor set")
-    ds = load_dataset(cfg.data_source)
-    if cfg.anchor_path is None:
-        return ds.x[public_anchor_indices(ds.y, cfg.anchors)]
-    pub = load_dataset(cfg.anchor_path)
+    the first `cfg.public.size` images of `cfg.public.path`, or the dataset's held-out public slice."""
+    if not cfg.public.size:
+        raise ConfigError("public.size: 0, this config has no public anchor set")
+    ds = load_dataset(cfg.data.source)
+    if cfg.public.path is None:
+        return ds.x[public_anchor_indices(ds.y, cfg.public.size)]
+    pub = load_dataset(cfg.public.path)
     if pub.image_shape != ds.image_shape:
-        raise DataError(f"anchor_path: images are {pub.image_shape}, the dataset's are {ds.image_shape}")
-    if len(pub) < cfg.anchors:
-        raise DataError(f"anchor_path: holds {len(pub)} images, anchors asks for {cfg.anchors}")
-    return pub.x[: cfg.anchors]
+        raise DataError(f"public.path: images are {pub.image_shape}, the dataset's are {ds.image_shape}")
+    if len(pub) < cfg.public.size:
+        raise DataError(f"public.path: holds {len(pub)} images, public.size asks for {cfg.public.size}")
+    return pub.x[: cfg.public.size]
 
 
 def anchor_set_sha256(images: np.ndarray) -> str:
@@ -120,11 +121,11 @@ def upload_anchors(client: LatentClient, client_id: str, token: str, model: Auto
     """Encode the public anchors with this chip's encoder, quantize them on the training upload's
     grid (`scale`) and upload them flagged as anchors; None when the config uploads no anchors.
     The defense's clip and noise apply to them as to every released row (edge_client/defense.py)."""
-    if not (cfg.anchors and cfg.upload_anchors):
+    if not (cfg.public.size and cfg.public.upload):
         return None
     z_a = release_latents(encode(model, public_anchor_images(cfg)), cfg.defense, seed, STREAM_ANCHORS)
-    q_a = _quantize_like(z_a, cfg.bits, scale, seed + 4)
-    return client.upload(client_id, token, q_a, np.arange(q_a.num_rows), anchors=True, chunk_bytes=cfg.chunk_bytes)
+    q_a = _quantize_like(z_a, cfg.wire.bits, scale, seed + 4)
+    return client.upload(client_id, token, q_a, np.arange(q_a.num_rows), anchors=True, chunk_bytes=cfg.wire.chunk_bytes)
 
 
 def _quantize_like(z: np.ndarray, bits: int, scale: list[float] | None, seed: int):
@@ -136,34 +137,35 @@ def _quantize_like(z: np.ndarray, bits: int, scale: list[float] | None, seed: in
 
 
 def _tls(cfg: EdgeConfig, tls: TlsOptions | None) -> TlsOptions | None:
-    if tls is not None or cfg.tls_ca is None:
+    if tls is not None or cfg.link.tls_ca is None:
         return tls
-    return TlsOptions.from_files(cfg.tls_ca, cfg.tls_cert, cfg.tls_key, cfg.tls_server_name)
+    return TlsOptions.from_files(cfg.link.tls_ca, cfg.link.tls_cert, cfg.link.tls_key, cfg.link.tls_server_name)
 
 
 def _retry(cfg: EdgeConfig) -> RetryPolicy:
-    return RetryPolicy(max_attempts=cfg.max_attempts, initial_s=cfg.backoff_initial_s,
-                       max_s=cfg.backoff_max_s, multiplier=cfg.backoff_multiplier, timeout_s=cfg.rpc_timeout_s)
+    return RetryPolicy(max_attempts=cfg.link.max_attempts, initial_s=cfg.link.backoff_initial_s,
+                       max_s=cfg.link.backoff_max_s, multiplier=cfg.link.backoff_multiplier,
+                       timeout_s=cfg.link.rpc_timeout_s)
 
 
 def build_client_autoencoder(cfg: EdgeConfig, image_shape: tuple[int, int, int], seed: int) -> Autoencoder:
     """This client's untrained AE on its own chip: `seed` (see `client_seed`) seeds the tiles."""
     torch.manual_seed(seed)  # tile d2d variation and noise streams of this client's chip
-    model = build_autoencoder(image_shape, cfg.latent_dim, cfg.autoencoder, tile_config=cfg.tile_config(),
-                              conv_channels=cfg.conv_channels, mlp_hidden=cfg.mlp_hidden,
-                              init_seed=cfg.init_seed if cfg.init_seed is not None else seed)
+    model = build_autoencoder(image_shape, cfg.model.latent_dim, cfg.model.autoencoder, tile_config=cfg.tile_config(),
+                              conv_channels=cfg.model.conv_channels, mlp_hidden=cfg.model.mlp_hidden,
+                              init_seed=cfg.init.seed if cfg.init.seed is not None else seed)
     return model
 
 
 def program_initial_weights(model: Autoencoder, cfg: EdgeConfig, seed: int,
                             state: dict[str, torch.Tensor] | None = None) -> int:
     """Program pretrained weights onto this chip (analog tiles: through the simulator's programming
-    path, with `cfg.init_programming`'s noise; digital: loaded exactly): `state` as received, else
-    the file `cfg.init_weights` on this device. Returns the weights' float32 bytes."""
+    path, with `cfg.init.programming`'s noise; digital: loaded exactly): `state` as received, else
+    the file `cfg.init.weights` on this device. Returns the weights' float32 bytes."""
     if state is None:
-        state = load_weights(cfg.init_weights)
+        state = load_weights(cfg.init.weights)
     if is_analog(model):
-        program_weights(model, state, cfg.programming_model(), seed=seed)
+        program_weights(model, state, cfg.init.programming_model(), seed=seed)
     else:
         model.load_state_dict(state)
     return sum(int(t.numel()) * t.element_size() for t in state.values())
@@ -185,7 +187,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
                      tls: TlsOptions | None = None, progress: bool = True,
                      init_state: dict[str, torch.Tensor] | None = None) -> UploadSummary:
     """Train this client's AE, upload its quantized training latents, save encoder/decoder locally.
-    `init_state`: pretrained weights received from the server (else `cfg.init_weights`, else seeded)."""
+    `init_state`: pretrained weights received from the server (else `cfg.init.weights`, else seeded)."""
     check_client_id(client_id)
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
@@ -199,14 +201,14 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     # wrong secret or a latent_dim clash costs seconds, not a whole training run.
     t = time.perf_counter()
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:
-        if cfg.token:
-            client.status(client_id, cfg.token)   # checks the token too
-            token = cfg.token
+        if cfg.link.token:
+            client.status(client_id, cfg.link.token)   # checks the token too
+            token = cfg.link.token
         else:
             # a re-run re-registers with the token it holds: an existing id needs proof
             saved = (state / TOKEN_FILE).read_text().strip() if (state / TOKEN_FILE).is_file() else None
-            token = client.register(client_id, cfg.latent_dim, wire.BITS_TO_DTYPE[cfg.bits],
-                                    np.unique(data.y_train).tolist(), cfg.enrollment_secret, token=saved)
+            token = client.register(client_id, cfg.model.latent_dim, wire.BITS_TO_DTYPE[cfg.wire.bits],
+                                    np.unique(data.y_train).tolist(), cfg.link.enrollment_secret, token=saved)
     times["register_s"] = time.perf_counter() - t
     save_token(state, token)
 
@@ -214,7 +216,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     events = EventCounter()     # what the tiles do, per phase (analog.energy; priced by the fleet report)
     # a chip given pretrained weights is programmed once, with those: the simulator's random
     # initialisation before it is not counted then
-    pretrained = init_state is not None or bool(cfg.init_weights)
+    pretrained = init_state is not None or bool(cfg.init.weights)
     with counting(events if not pretrained else None), events.phase("program"):
         model = build_client_autoencoder(cfg, data.dataset.image_shape, seed)
     hooks = events.watch_digital(model)         # a digital model's layers (an analog one has none)
@@ -222,8 +224,9 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
         events.name_tiles(model)
         init_bytes = program_initial_weights(model, cfg, seed, init_state) if pretrained else 0
     with counting(events), events.phase("train"):
-        result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                   lr=cfg.lr, optimizer=cfg.optimizer, seed=seed, progress=progress,
+        result = train_autoencoder(model, data.x_train, data.x_test, epochs=cfg.training.epochs,
+                                   batch_size=cfg.training.batch_size,
+                                   lr=cfg.training.lr, optimizer=cfg.training.optimizer, seed=seed, progress=progress,
                                    desc=f"{client_id} AE", y_train=data.y_train, defense=cfg.defense,
                                    num_classes=data.dataset.num_classes)
     times["train_s"] = time.perf_counter() - t
@@ -232,7 +235,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     with counting(events), events.phase("encode"):
         z = encode(model, data.x_train)
         z_rel = release_latents(z, cfg.defense, seed, STREAM_TRAIN)   # clip + noise before quantization
-        quant = quantize_latents(z_rel, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
+        quant = quantize_latents(z_rel, cfg.wire.bits, cfg.wire.per_feature_scale, seed=seed + 2)
         events.digital("dig_quant", z.size)
     z_hat = quant.dequantize()
     times["encode_s"] = time.perf_counter() - t
@@ -245,7 +248,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     t = time.perf_counter()
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=seed) as client:
         uploads = client.upload_all(client_id, token, quant, data.y_train,
-                                    rows_per_upload=cfg.rows_per_upload, chunk_bytes=cfg.chunk_bytes)
+                                    rows_per_upload=cfg.wire.rows_per_upload, chunk_bytes=cfg.wire.chunk_bytes)
         with counting(events), events.phase("encode"):
             anchor_up = upload_anchors(client, client_id, token, model, cfg, quant.scale_list(), seed)
     for hook in hooks:
@@ -253,7 +256,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
     times["upload_s"] = time.perf_counter() - t
 
     anchor_bytes = anchor_up.wire_bytes if anchor_up is not None else 0
-    sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
+    sent = wire_report(quant.num_rows, cfg.model.latent_dim, cfg.wire.bits, data.dataset.pixels,
                        wire_bytes=sum(u.wire_bytes for u in uploads) + anchor_bytes)
     z_std = float(z_rel.std()) or 1.0
     defense = None
@@ -267,13 +270,13 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
         dataset=data.dataset.name,
         partition=f"{partition_id}/{num_partitions}",
         alpha=alpha,
-        autoencoder=resolve_kind(cfg.autoencoder, data.dataset.image_shape),
+        autoencoder=resolve_kind(cfg.model.autoencoder, data.dataset.image_shape),
         analog=result.analog,
         n_train=int(data.train_idx.size),
         n_test=int(data.test_idx.size),
         labels=tuple(np.bincount(data.y_train, minlength=data.dataset.num_classes).tolist()),
         wire=WireReport(**sent),
-        per_feature_scale=cfg.per_feature_scale,
+        per_feature_scale=cfg.wire.per_feature_scale,
         scale=tuple(quant.scale_list()),
         quantization_rmse_rel=float(np.sqrt(np.mean((z_hat - z_rel) ** 2))) / z_std,
         recon_mse_initial=result.initial_val_mse,
@@ -294,7 +297,7 @@ def train_and_upload(cfg: EdgeConfig, server_address: str, client_id: str, parti
         defense=defense,
     )
     ClientState(client_id=client_id, partition_id=partition_id, num_partitions=num_partitions, alpha=alpha,
-                seed=seed, latent_dim=cfg.latent_dim, bits=cfg.bits, scale=quant.scale_list(),
+                seed=seed, latent_dim=cfg.model.latent_dim, bits=cfg.wire.bits, scale=quant.scale_list(),
                 config=cfg.to_dict(), image_shape=list(data.dataset.image_shape)).save(state)
     (state / SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2))
     return summary
@@ -317,6 +320,13 @@ def saved_config(state_dir: str | Path) -> EdgeConfig:
     return EdgeConfig.from_dict(ClientState.load(state_dir).config)
 
 
+def _dotted(table: dict, key: str) -> Any:
+    """`table["a"]["b"]` for the key "a.b" (None where a level is missing)."""
+    for part in key.split("."):
+        table = table.get(part) if isinstance(table, dict) else None
+    return table
+
+
 def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, partition_id: int,
                          num_partitions: int, alpha: float | None, state_dir: str | Path,
                          tls: TlsOptions | None = None) -> EvaluationSummary:
@@ -332,10 +342,12 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
     # states saved before a defense key existed were trained with its default
     trained_cfg["defense"] = {**EdgeConfig().to_dict()["defense"], **saved.config.get("defense", {})}
     now = cfg.to_dict()
-    for key in ("dataset", "data_path", "seed", "max_samples", "test_fraction", "autoencoder", "latent_dim",
-                "conv_channels", "mlp_hidden", "init_seed", "analog", "anchors", "anchor_path", "defense"):
-        if trained_cfg.get(key) != now.get(key):
-            raise ConfigError(f"{key}: got {now.get(key)!r}, but {state} was trained with {trained_cfg.get(key)!r}")
+    for key in ("data.dataset", "data.path", "seed", "data.max_samples", "data.test_fraction", "model.autoencoder",
+                "model.latent_dim", "model.conv_channels", "model.mlp_hidden", "init.seed", "analog", "public.size",
+                "public.path", "defense"):
+        was, got = _dotted(trained_cfg, key), _dotted(now, key)
+        if was != got:
+            raise ConfigError(f"{key}: got {got!r}, but {state} was trained with {was!r}")
     data = client_data(cfg, partition_id, num_partitions, alpha)
     n_test = int(data.test_idx.size)
     if n_test == 0:
@@ -345,7 +357,7 @@ def evaluate_with_server(cfg: EdgeConfig, server_address: str, client_id: str, p
     z = release_latents(encode(model, data.x_test), cfg.defense, saved.seed, STREAM_TEST)
     # reuse the upload's scale: the test latents look like the training ones
     quant = _quantize_like(z, saved.bits, saved.scale or None, saved.seed + 3)
-    token = cfg.token or (state / TOKEN_FILE).read_text().strip()
+    token = cfg.link.token or (state / TOKEN_FILE).read_text().strip()
     t = time.perf_counter()
     with LatentClient(server_address, tls=_tls(cfg, tls), retry=_retry(cfg), seed=saved.seed) as client:
         pred = client.classify_batched(client_id, token, quant)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from common.validation import ConfigError, check_bool, check_choice, check_int, check_keys, check_number
-from edge_client.config import EdgeConfig
+from edge_client.config import MOVED as EDGE_MOVED
+from edge_client.config import EdgeConfig, moved_key
 from server.config import ClassifierConfig
 
 #: [alignment]: the choices of each key (docs/fleet.md, "Latent alignment")
@@ -33,6 +34,9 @@ SECTIONS = ("alignment", "analog", "edge", "classifier", "fedavg", "privacy", "i
 RADIO_NAMES = ("ble", "802.15.4", "wifi", "lora_sf7", "lora_sf12")
 ENERGY_MODES = ("lumped", "component")
 DEFAULT_CONFIG = "configs/quickstart.toml"
+#: [edge] keys the fleet sets for every client ((table, key); None = [edge] itself)
+FLEET_SET_EDGE_KEYS = ((None, "seed"), ("data", "dataset"), ("init", "seed"), ("init", "weights"),
+                       ("public", "size"), ("public", "upload"))
 #: tables and keys of earlier layouts -> where they live now (a one-line error says so at load)
 MOVED = {
     "fleet.alignment": "the [alignment] table holds init = none|shared_init|pretrained, anchors = true|false, "
@@ -391,17 +395,25 @@ class FleetConfig:
         """Every client's EdgeConfig: the [edge] table plus fleet-wide settings (the edge client
         derives each device's own seeds from (seed, partition) itself)."""
         d = copy.deepcopy(self.edge)
-        for key in ("dataset", "seed", "init_seed", "anchors", "upload_anchors", "init_weights"):
-            if key in d:
-                raise ConfigError(f"edge.{key}: set it in [fleet] (dataset, seed) or [alignment] (init, anchors, "
-                                  "public_set), the fleet sets it per client")
-        d["dataset"] = self.dataset
+        for key in d:
+            if key in EDGE_MOVED:
+                raise ConfigError(f"edge.{moved_key(key)}")
+        for table, key in FLEET_SET_EDGE_KEYS:
+            sub = d if table is None else d.get(table)
+            if isinstance(sub, dict) and key in sub:
+                raise ConfigError(f"edge.{table + '.' if table else ''}{key}: set by the fleet, from [fleet] (dataset, "
+                                  "seed) or [alignment] (init, anchors, public_set), for every client")
         # One seed for the whole fleet: the edge client partitions with it (so partitions are disjoint)
         # and derives each device's own streams (split, shuffling, d2d variation) from (seed, partition).
         d["seed"] = self.seed
-        d["init_seed"] = self.seed if self.alignment.shared_init else None
-        d["anchors"] = self.alignment.public_set    # the public slice is held out whenever it is named
-        d["upload_anchors"] = self.alignment.anchors
+        tables = {name: d.get(name, {}) for name in ("data", "init", "public")}
+        if not all(isinstance(t, dict) for t in tables.values()):
+            bad = next(n for n, t in tables.items() if not isinstance(t, dict))
+            raise ConfigError(f"edge.{bad}: got {tables[bad]!r}, must be a table")
+        d["data"] = {**tables["data"], "dataset": self.dataset}
+        d["init"] = {**tables["init"], **({"seed": self.seed} if self.alignment.shared_init else {})}
+        # the public slice is held out whenever it is named; its latents go up only with anchors = true
+        d["public"] = {**tables["public"], "size": self.alignment.public_set, "upload": self.alignment.anchors}
         d["analog"] = self._side_analog(self.edge)
         return _build_with(EdgeConfig, "edge", d)
 
@@ -529,7 +541,7 @@ def _validate_tile_dict(section: str, data: dict[str, Any]) -> None:
 def _build_with(cls: type, section: str, data: dict[str, Any]) -> Any:
     """Build a side's config with the owning package's config class, prefixing its error."""
     if dataclasses.is_dataclass(cls):
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {f.name for f in dataclasses.fields(cls)}
         check_keys(section, data, known)
     try:
         return cls.from_dict(copy.deepcopy(data))

@@ -36,10 +36,11 @@ dataset = "digits"
 num_clients = 2
 backend = "local"
 digital = true
-[edge]
+[edge.training]
 epochs = 1
 batch_size = 16
 lr = 0.03
+[edge.model]
 latent_dim = 8
 [classifier]
 hidden = [16]
@@ -171,9 +172,9 @@ def jobs(quick: bool, config_dir: Path) -> list[Job]:
         Job("private", "docs/privacy: the private preset (configs/private.toml) and its strongest attack",
             ["fleet", "--config", "configs/private.toml", "--backend", "local", "--privacy"], _fleet_metrics),
         Job("privacy-front", "docs/privacy, README: accuracy vs privacy, bits and latent size, the preset marked",
-            ["privacy-front", "--config", q, "--seeds", "0", "1", "2", "--defense", "edge.bits=8,4",
-             "--defense", "edge.latent_dim=32,8", "--mark", "configs/private.toml"], _front_metrics, per_seed=False,
-            kind="front", docs_files=(("front.png", "privacy_front_quickstart.png"),)),
+            ["privacy-front", "--config", q, "--seeds", "0", "1", "2", "--defense", "edge.wire.bits=8,4",
+             "--defense", "edge.model.latent_dim=32,8", "--mark", "configs/private.toml"], _front_metrics,
+            per_seed=False, kind="front", docs_files=(("front.png", "privacy_front_quickstart.png"),)),
         Job("dirichlet", "docs/accuracy: the quickstart under Dirichlet(0.5) label skew, analog",
             ["fleet", "--config", q, "--backend", "local", "--partitioner", "dirichlet"], _fleet_metrics),
         Job("dirichlet-digital", "docs/accuracy: the quickstart under Dirichlet(0.5) label skew, digital",

@@ -64,7 +64,7 @@ def load_fleet_config(args: argparse.Namespace) -> FleetConfig:
         raise ConfigError(f"fleet.mode: got {fleet.mode!r} with backend 'local'; FedAvg runs through Flower's "
                           f"FedAvg strategy, so use --backend ray (or --mode latent)")
     # here, in this process, before anything starts: a missing file would otherwise fail in every client
-    fleet.edge_config.check_data_source("edge.data_path" if fleet.edge_config.data_path else "fleet.dataset")
+    fleet.edge_config.data.check_source("edge.data.path" if fleet.edge_config.data.path else "fleet.dataset")
     return fleet
 
 

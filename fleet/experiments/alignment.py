@@ -90,8 +90,9 @@ def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
     x_te = np.concatenate([d.x_test for d in datas])
     seed = er.client_seed(cfg.seed, 0)
     model = er.build_client_autoencoder(cfg, datas[0].dataset.image_shape, seed)
-    res = train_autoencoder(model, x_tr, x_te, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                            optimizer=cfg.optimizer, seed=seed, progress=False)
+    res = train_autoencoder(model, x_tr, x_te, epochs=cfg.training.epochs, batch_size=cfg.training.batch_size,
+                            lr=cfg.training.lr,
+                            optimizer=cfg.training.optimizer, seed=seed, progress=False)
     src_root = out / "central"
     for pid in range(n):       # the oracle encoder, handed to each client as if it had trained it
         src = src_root / client_name(pid)
@@ -99,7 +100,7 @@ def _oracle(fleet: FleetConfig, out: Path) -> dict[str, Any]:
         torch.save(model.encoder.state_dict(), src / er.ENCODER_FILE)
         torch.save(model.decoder.state_dict(), src / er.DECODER_FILE)
         ClientState(client_id=client_name(pid), partition_id=pid, num_partitions=n, alpha=fleet.alpha_or_none,
-                    seed=er.client_seed(cfg.seed, pid), latent_dim=cfg.latent_dim).save(src)
+                    seed=er.client_seed(cfg.seed, pid), latent_dim=cfg.model.latent_dim).save(src)
         (src / er.SUMMARY_FILE).write_text(json.dumps({"recon_mse": res.val_mse}))
     clf = fleet.classifier_config
     with ServiceHandle(out / "server", clf, "inprocess") as svc:

@@ -1,7 +1,7 @@
 """Accuracy vs privacy, drawn: one curve per defense, one point per value, seeds averaged.
 
 A defense is any dotted config key with the values to try (``edge.defense.noise_multiplier=0,0.5,1``,
-``edge.bits=8,4``, ``alignment=pretrained+anchors,shared_init``): each value is one fleet run per
+``edge.wire.bits=8,4``, ``alignment=pretrained+anchors,shared_init``): each value is one fleet run per
 seed (in-process, `local` backend) with the privacy phase on, and the point is (the strongest
 server-side attack's PSNR gain over the class-mean guess, fleet accuracy), mean with min..max over
 the seeds. `marks` are whole configs drawn as labelled stars (the config as given is always one).

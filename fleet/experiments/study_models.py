@@ -19,9 +19,10 @@ def fleet_model_spec() -> ModelSpec:
     def build(seed: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            ae = build_autoencoder((1, 28, 28), edge.latent_dim, "conv", conv_channels=tuple(edge.conv_channels),
+            ae = build_autoencoder((1, 28, 28), edge.model.latent_dim, "conv",
+                                   conv_channels=tuple(edge.model.conv_channels),
                                    init_seed=seed)
-            dims = [edge.latent_dim, *clf.hidden]
+            dims = [edge.model.latent_dim, *clf.hidden]
             layers: list[nn.Module] = []
             for a, b in zip(dims[:-1], dims[1:]):
                 layers += [nn.Linear(a, b), nn.ReLU()]
@@ -29,4 +30,4 @@ def fleet_model_spec() -> ModelSpec:
             return nn.Sequential(nn.Unflatten(1, (1, 28, 28)), ae.encoder, nn.Sequential(*layers))
 
     return ModelSpec("fleet-conv", "mnist5k", build,
-                     f"fleet conv encoder (z={edge.latent_dim}) + classifier MLP {clf.hidden} on mnist5k")
+                     f"fleet conv encoder (z={edge.model.latent_dim}) + classifier MLP {list(clf.hidden)} on mnist5k")

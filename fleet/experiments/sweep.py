@@ -165,20 +165,24 @@ def _swap(tile: dict[str, Any] | None, device: str | None, algorithm: dict[str, 
     return out
 
 
-def _apply(fleet: FleetConfig, tiles: dict[str, Any] | None, **edge: Any) -> FleetConfig:
-    """`fleet` with a line's tile tables (None: the digital pipeline) and these [edge] keys."""
+def _apply(fleet: FleetConfig, tiles: dict[str, Any] | None, **edge: dict[str, Any]) -> FleetConfig:
+    """`fleet` with a line's tile tables (None: the digital pipeline) and these [edge] tables' keys
+    (e.g. ``model={"latent_dim": 16}``)."""
+    sides = {side: copy.deepcopy(getattr(fleet, side)) for side in ("edge", "classifier")}
+    for table, keys in edge.items():
+        sides["edge"][table] = {**sides["edge"].get(table, {}), **keys}
     if tiles is None:
-        return fleet.with_overrides(edge={**fleet.edge, **edge}, digital=True)
-    sides = {side: {**getattr(fleet, side), **({"analog": tiles[side]} if side in tiles else {})}
-             for side in ("edge", "classifier")}
-    sides["edge"].update(edge)
+        return fleet.with_overrides(edge=sides["edge"], digital=True)
+    for side in ("edge", "classifier"):
+        if side in tiles:
+            sides[side]["analog"] = tiles[side]
     return fleet.with_overrides(analog=tiles["analog"], **sides, digital=False)
 
 
 def _point_fleet(fleet: FleetConfig, tiles: dict | None, latent_dim: int, bits: int,
                  privacy: bool = False) -> FleetConfig:
     # the privacy phase runs only when the sweep asks (--privacy), at every point alike (see _point_privacy)
-    return _apply(fleet, tiles, latent_dim=latent_dim, bits=bits).with_overrides(
+    return _apply(fleet, tiles, model={"latent_dim": latent_dim}, wire={"bits": bits}).with_overrides(
         backend="local", server="inprocess", mode="latent",
         privacy=dataclasses.replace(fleet.privacy, enabled=privacy))
 
@@ -225,7 +229,7 @@ def _requantized_point(fleet: FleetConfig, src_root: Path, out: Path) -> dict[st
     with ServiceHandle(out / "server", clf, "inprocess") as svc:
         ups = [requantize_upload(fleet, pid, src_root / client_name(pid), out / "clients" / client_name(pid),
                                  svc.address)
-               for pid in tqdm(range(fleet.num_clients), desc=f"  re-quantize {fleet.edge_config.bits}-bit",
+               for pid in tqdm(range(fleet.num_clients), desc=f"  re-quantize {fleet.edge_config.wire.bits}-bit",
                                unit="client", leave=False)]
         status = svc.status()
         classifier = svc.train_classifier(clf)

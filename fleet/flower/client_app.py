@@ -12,6 +12,8 @@ own gRPC service, Flower carries only the task and the JSON summary); Flower's d
 """
 from __future__ import annotations
 
+import copy
+
 import json
 from typing import Any
 
@@ -34,7 +36,7 @@ def _partition(context: Context) -> tuple[int, int]:
                          "--node-config 'partition-id=<i> num-partitions=<n>'") from None
 
 
-NODE_PATHS = {"data-path": "data_path", "anchor-path": "anchor_path"}   # node config -> [edge] key
+NODE_PATHS = {"data-path": ("data", "path"), "anchor-path": ("public", "path")}   # node config -> [edge.TABLE] key
 
 
 def _latent_task(msg: Message, context: Context) -> tuple[LatentTask, FleetConfig, str]:
@@ -46,9 +48,12 @@ def _latent_task(msg: Message, context: Context) -> tuple[LatentTask, FleetConfi
         raise FleetError("node_config.state-dir: missing; a device keeps its state in a folder of its own: start "
                          "the SuperNode with --node-config \"partition-id=<i> num-partitions=<n> state-dir='<folder>'\"")
     fleet = FleetConfig.from_dict(task.fleet)
-    local = {edge_key: str(nc[key]) for key, edge_key in NODE_PATHS.items() if nc.get(key)}
-    if local:
-        fleet = fleet.with_overrides(edge={**fleet.edge, **local})
+    edge = copy.deepcopy(fleet.edge)
+    for key, (table, edge_key) in NODE_PATHS.items():
+        if nc.get(key):
+            edge.setdefault(table, {})[edge_key] = str(nc[key])
+    if edge != fleet.edge:
+        fleet = fleet.with_overrides(edge=edge)
     return task, fleet, str(state_root)
 
 

@@ -33,8 +33,8 @@ POOLED_PASSES = 3
 def _pretrained_latents(view: ServerView) -> np.ndarray:
     """The pretrained encoder's latents of the public images: the space its decoder reads."""
     cfg = view.cfg
-    model = build_autoencoder(view.image_shape, cfg.latent_dim, cfg.autoencoder, tile_config=None,
-                              conv_channels=cfg.conv_channels, mlp_hidden=cfg.mlp_hidden, init_seed=0)
+    model = build_autoencoder(view.image_shape, cfg.model.latent_dim, cfg.model.autoencoder, tile_config=None,
+                              conv_channels=cfg.model.conv_channels, mlp_hidden=cfg.model.mlp_hidden, init_seed=0)
     model.load_state_dict(view.pretrained)
     return encode(model, view.public_x)
 
@@ -49,7 +49,7 @@ def pretrained_map(view: ServerView, victims: list[str], settings: FitSettings, 
         c = view.clients[name]
         amap = view.map_onto(c, target_idx, target)
         model = AttackDecoder(decoder_body(view.cfg, view.image_shape, settings.seed, view.pretrained),
-                              view.cfg.latent_dim, amap.weight, amap.bias,
+                              view.cfg.model.latent_dim, amap.weight, amap.bias,
                               num_classes=view.num_classes if (tune and labels) else 0)
         if tune:
             fit(model, c.anchor_z, view.public_x[c.anchor_idx], view.public_y[c.anchor_idx],
@@ -66,7 +66,7 @@ def anchor_decoder(view: ServerView, victims: list[str], settings: FitSettings, 
     idx = np.concatenate([c.anchor_idx for c in view.clients.values()])
     with torch.random.fork_rng(devices=[]):
         body = decoder_body(view.cfg, view.image_shape, settings.seed + 7)
-    model = AttackDecoder(body, view.cfg.latent_dim, num_classes=view.num_classes if labels else 0)
+    model = AttackDecoder(body, view.cfg.model.latent_dim, num_classes=view.num_classes if labels else 0)
     # as many steps as POOLED_PASSES passes over one client's anchors per epoch, whatever the fleet's size
     # (8 clients x 500 anchors at 30 epochs would otherwise cost 8x a per-client fit)
     per_client = len(z) / max(len(view.clients), 1)

@@ -64,8 +64,8 @@ class AttackDecoder(nn.Module):
 def decoder_body(cfg: EdgeConfig, image_shape: tuple[int, int, int], seed: int,
                  pretrained: dict[str, torch.Tensor] | None = None) -> nn.Module:
     """A digital decoder of the clients' architecture: the pretrained one (a copy), or freshly seeded."""
-    model = build_autoencoder(tuple(image_shape), cfg.latent_dim, cfg.autoencoder, tile_config=None,
-                              conv_channels=cfg.conv_channels, mlp_hidden=cfg.mlp_hidden, init_seed=seed)
+    model = build_autoencoder(tuple(image_shape), cfg.model.latent_dim, cfg.model.autoencoder, tile_config=None,
+                              conv_channels=cfg.model.conv_channels, mlp_hidden=cfg.model.mlp_hidden, init_seed=seed)
     if pretrained is not None:
         model.load_state_dict(pretrained)
     return copy.deepcopy(model.decoder)

@@ -40,7 +40,7 @@ def fora(view: ServerView, victims: list[str], settings: FitSettings, labels: bo
          mmd_weight: float = 1.0, batch_size: int = 64) -> dict[str, np.ndarray]:
     """{victim: reconstructions} from a per-victim substitute trained on the public images."""
     cfg = view.cfg
-    d = cfg.latent_dim
+    d = cfg.model.latent_dim
     scale = float(np.sqrt(d))                   # standardized latents: typical distance ~ sqrt(2 d)
     bandwidths = [0.5 * scale, scale, 2.0 * scale]
     onehot = torch.eye(view.num_classes) * 3.0 * scale
@@ -54,9 +54,9 @@ def fora(view: ServerView, victims: list[str], settings: FitSettings, labels: bo
         mu, sd = z_c.mean(0), z_c.std(0).clamp_min(1e-8)
         z_std = (z_c - mu) / sd
         seed = settings.seed + 211 * k
-        model = build_autoencoder(view.image_shape, d, cfg.autoencoder, tile_config=None,
-                                  conv_channels=cfg.conv_channels, mlp_hidden=cfg.mlp_hidden,
-                                  init_seed=cfg.init_seed if cfg.init_seed is not None else seed)
+        model = build_autoencoder(view.image_shape, d, cfg.model.autoencoder, tile_config=None,
+                                  conv_channels=cfg.model.conv_channels, mlp_hidden=cfg.model.mlp_hidden,
+                                  init_seed=cfg.init.seed if cfg.init.seed is not None else seed)
         if view.pretrained is not None:
             model.load_state_dict(view.pretrained)
         with torch.random.fork_rng(devices=[]):

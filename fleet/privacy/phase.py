@@ -60,12 +60,12 @@ def public_set(fleet: FleetConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray |
     anchor set when it has one; otherwise `privacy.public_images` images of the dataset's public
     slice, which then belong to clients (the phase leaves those rows out of the scores)."""
     cfg = fleet.edge_config
-    ds = load_dataset(cfg.data_source)
-    if cfg.anchors and cfg.anchor_path is not None:
-        pub = load_dataset(cfg.anchor_path)
-        return np.asarray(pub.x[: cfg.anchors], np.float32), np.asarray(pub.y[: cfg.anchors]), None
-    idx = public_anchor_indices(ds.y, cfg.anchors or fleet.privacy.public_images)
-    return np.asarray(ds.x[idx], np.float32), np.asarray(ds.y[idx]), None if cfg.anchors else idx
+    ds = load_dataset(cfg.data.source)
+    if cfg.public.size and cfg.public.path is not None:
+        pub = load_dataset(cfg.public.path)
+        return np.asarray(pub.x[: cfg.public.size], np.float32), np.asarray(pub.y[: cfg.public.size]), None
+    idx = public_anchor_indices(ds.y, cfg.public.size or fleet.privacy.public_images)
+    return np.asarray(ds.x[idx], np.float32), np.asarray(ds.y[idx]), None if cfg.public.size else idx
 
 
 def server_view(fleet: FleetConfig, out_dir: Path, clients: dict[str, ClientView]) -> tuple[ServerView, np.ndarray | None]:

@@ -36,7 +36,8 @@ class Attack:
 
 
 def _pretrained_raw(view: ServerView, victims: list[str], settings: FitSettings) -> dict[str, np.ndarray]:
-    model = AttackDecoder(decoder_body(view.cfg, view.image_shape, settings.seed, view.pretrained), view.cfg.latent_dim)
+    model = AttackDecoder(decoder_body(view.cfg, view.image_shape, settings.seed, view.pretrained),
+                          view.cfg.model.latent_dim)
     return {n: decode(model, view.clients[n].z) for n in victims}
 
 

@@ -71,15 +71,15 @@ def check_public_set(fleet: FleetConfig, expected_sha256: str | None) -> None:
     """Fail before any training when this device's public anchor set is not the one the server
     pretrained on and maps with (the task carries the server's digest; the images never travel)."""
     cfg = fleet.edge_config
-    if not cfg.anchors or not expected_sha256:
+    if not cfg.public.size or not expected_sha256:
         return
-    if cfg.anchor_path is not None and not Path(cfg.anchor_path).expanduser().exists():
-        raise FleetError(f"anchor_path: {cfg.anchor_path} does not exist on this device; copy the server's public "
+    if cfg.public.path is not None and not Path(cfg.public.path).expanduser().exists():
+        raise FleetError(f"edge.public.path: {cfg.public.path} does not exist on this device; copy the server's public "
                          "images there, or name this device's copy with --node-config \"anchor-path='<file>'\"")
-    source = f"anchor_path {cfg.anchor_path}" if cfg.anchor_path else f"the held-out slice of {cfg.data_source}"
+    source = f"public.path {cfg.public.path}" if cfg.public.path else f"the held-out slice of {cfg.data.source}"
     own = edge_runner.anchor_set_sha256(edge_runner.public_anchor_images(cfg))
     if own != expected_sha256:
-        raise PublicSetMismatch(f"anchors: this device's public set ({cfg.anchors} images, {source}) has SHA-256 "
+        raise PublicSetMismatch(f"anchors: this device's public set ({cfg.public.size} images, {source}) has SHA-256 "
                                 f"{own[:16]}..., the server's has {expected_sha256[:16]}...; every device needs "
                                 "the server's public images")
 
@@ -98,7 +98,7 @@ def latent_train(fleet: FleetConfig, partition_id: int, num_partitions: int, tas
     _prepare_process()
     cfg = fleet.edge_config
     # what this device must hold, checked before it registers or trains: its data, the public set
-    cfg.check_data_source("edge.data_path (node config data-path)" if cfg.data_path else "fleet.dataset")
+    cfg.data.check_source("edge.data.path (node config data-path)" if cfg.data.path else "fleet.dataset")
     check_public_set(fleet, task.anchor_sha256)
     if fleet.alignment.pretrained and init is None:
         raise FleetError(f"train message: no pretrained weights, but alignment {fleet.alignment.label!r} "
@@ -144,21 +144,22 @@ def requantize_upload(fleet: FleetConfig, partition_id: int, src_state: Path, ds
     else:
         encoder = er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id)
         z = encode(encoder, data.x_train)
-    if encoder is None and cfg.anchors and cfg.upload_anchors:   # the anchors need the trained encoder
+    if encoder is None and cfg.public.size and cfg.public.upload:   # the anchors need the trained encoder
         encoder = er.load_encoder(cfg, dst_state, data.dataset.image_shape, partition_id)
     # the same clip and noise (same seed and stream: the same noisy rows) as the first bit width released
     z = release_latents(z, cfg.defense, seed, STREAM_TRAIN)
-    quant = quantize_latents(z, cfg.bits, cfg.per_feature_scale, seed=seed + 2)
+    quant = quantize_latents(z, cfg.wire.bits, cfg.wire.per_feature_scale, seed=seed + 2)
     cid = client_name(partition_id)
     with LatentClient(server_address) as client:
-        token = client.register(cid, cfg.latent_dim, quant.dtype, np.unique(data.y_train).tolist())
-        uploads = client.upload_all(cid, token, quant, data.y_train, chunk_bytes=cfg.chunk_bytes)
+        token = client.register(cid, cfg.model.latent_dim, quant.dtype, np.unique(data.y_train).tolist())
+        uploads = client.upload_all(cid, token, quant, data.y_train, chunk_bytes=cfg.wire.chunk_bytes)
         anchor_up = er.upload_anchors(client, cid, token, encoder, cfg, quant.scale_list(), seed)
-    ClientState.load(src_state).replace(bits=cfg.bits, scale=quant.scale_list(), config=cfg.to_dict()).save(dst_state)
+    ClientState.load(src_state).replace(bits=cfg.wire.bits, scale=quant.scale_list(),
+                                        config=cfg.to_dict()).save(dst_state)
     er.save_token(dst_state, token)
     src_summary = json.loads((src_state / er.SUMMARY_FILE).read_text())
     anchor_bytes = anchor_up.wire_bytes if anchor_up is not None else 0
-    sent = wire_report(quant.num_rows, cfg.latent_dim, cfg.bits, data.dataset.pixels,
+    sent = wire_report(quant.num_rows, cfg.model.latent_dim, cfg.wire.bits, data.dataset.pixels,
                        wire_bytes=sum(u.wire_bytes for u in uploads) + anchor_bytes)
     recon = src_summary.get("recon_mse")       # a bare {"recon_mse"} file in the alignment comparison
     return RequantizedUpload(WireReport(**sent), client_id=cid, anchor_wire_bytes=anchor_bytes,

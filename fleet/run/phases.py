@@ -49,7 +49,7 @@ class PhaseTimer:
 
 
 def _edge_epochs(fleet: FleetConfig) -> int:
-    return fleet.edge_config.epochs
+    return fleet.edge_config.training.epochs
 
 
 def describe_tile(tile: dict[str, Any] | None) -> dict[str, Any]:
@@ -107,7 +107,8 @@ def pretrain_shared_init(fleet: FleetConfig, path: Path) -> tuple[dict[str, Any]
     nbytes = save_weights(state, path)
     # threads and this process's CPU seconds beside the wall time: a slow pretraining on a busy
     # machine reads as CPU-starved (cpu << wall) or as threads waiting on each other (cpu >> work)
-    return ({"path": str(path), "bytes": nbytes, "epochs": fleet.alignment.pretrain_epochs, "public_images": cfg.anchors,
+    return ({"path": str(path), "bytes": nbytes, "epochs": fleet.alignment.pretrain_epochs,
+             "public_images": cfg.public.size,
              "recon_mse_public": mse, "seconds": time.perf_counter() - t0,
              "cpu_seconds": time.process_time() - cpu0, "torch_threads": torch.get_num_threads()}, state)
 
@@ -120,7 +121,7 @@ def device_task(fleet: FleetConfig, address: str, state_root: Path | None, ca_pe
     cfg = fleet.edge_config
     return LatentTask(fleet=fleet.to_dict(), server_address=address,
                       state_root=str(state_root) if state_root is not None else None, latent_ca_pem=ca_pem,
-                      anchor_sha256=anchor_set_sha256(public_anchor_images(cfg)) if cfg.anchors else None)
+                      anchor_sha256=anchor_set_sha256(public_anchor_images(cfg)) if cfg.public.size else None)
 
 
 def run_latent(transport: Transport, fleet: FleetConfig, out_dir: Path, timer: PhaseTimer,
@@ -216,8 +217,8 @@ def summarize_latent(fleet: FleetConfig, uploads: Sequence[ClientUpload | Requan
         "compression_raw_over_wire": raw / up_bytes if up_bytes else float("nan"),
         "bytes_per_sample": up_bytes / rows if rows else float("nan"),
         "recon_mse": float(np.mean(mse)) if mse else float("nan"),
-        "latent_dim": edge.latent_dim,
-        "bits": edge.bits,
+        "latent_dim": edge.model.latent_dim,
+        "bits": edge.wire.bits,
         "classifier": classifier,
         "defense": defense_summary(uploads),
         "clients": clients,

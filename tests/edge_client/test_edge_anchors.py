@@ -28,7 +28,7 @@ def test_public_slice_is_the_documented_one_and_class_balanced():
 
 @pytest.mark.parametrize("alpha", [None, 0.5])
 def test_anchor_images_are_in_no_partition(alpha):
-    cfg = EdgeConfig(dataset="mnist5k", anchors=200, seed=3)
+    cfg = EdgeConfig(seed=3, data={"dataset": "mnist5k"}, public={"size": 200})
     public = set(public_anchor_indices(load_dataset("mnist5k").y, 200).tolist())
     seen = []
     for pid in range(8):
@@ -41,27 +41,27 @@ def test_anchor_images_are_in_no_partition(alpha):
 
 
 def test_anchor_config_is_validated():
-    with pytest.raises(ConfigError, match="anchors: got 20, must be in \\[50, 1000\\]"):
-        EdgeConfig(anchors=20)
-    with pytest.raises(ConfigError, match="anchor_path: set, but anchors is 0"):
-        EdgeConfig(anchor_path="/tmp/public.npz")
-    with pytest.raises(ConfigError, match="init_programming.type: got 'gauss'"):
-        EdgeConfig(init_programming={"type": "gauss"})
+    with pytest.raises(ConfigError, match="public.size: got 20, must be in \\[50, 1000\\]"):
+        EdgeConfig(public={"size": 20})
+    with pytest.raises(ConfigError, match="public.path: set, but public.size is 0"):
+        EdgeConfig(public={"path": "/tmp/public.npz"})
+    with pytest.raises(ConfigError, match="init.programming.type: got 'gauss'"):
+        EdgeConfig(init={"programming": {"type": "gauss"}})
 
 
 def test_pretrained_init_is_what_each_chip_starts_from(tmp_path):
     """Two analog chips given the pretrained weights encode like the digital model they came from
     (up to programming and read noise), each with its own programming draw."""
     torch.manual_seed(0)
-    cfg = EdgeConfig(dataset="digits", autoencoder="mlp", latent_dim=8, anchors=100, epochs=1, lr=0.01,
-                     analog={"device": {"type": "ConstantStep", "w_max_dtod": 0.0, "w_min_dtod": 0.0}},
-                     init_seed=0)
+    cfg = EdgeConfig(analog={"device": {"type": "ConstantStep", "w_max_dtod": 0.0, "w_min_dtod": 0.0}},
+                     data={"dataset": "digits"}, model={"autoencoder": "mlp", "latent_dim": 8},
+                     public={"size": 100}, training={"epochs": 1, "lr": 0.01}, init={"seed": 0})
     x = public_anchor_images(cfg)
     state, mse = pretrain_autoencoder(cfg, x, epochs=30, seed=0)
     path = tmp_path / "init.pt"
     nbytes = save_weights(state, path)
     assert nbytes == 4 * sum(v.numel() for v in state.values())
-    pre = cfg.replace(init_weights=str(path), init_programming={"type": "weight_noise", "eta": 0.05})
+    pre = cfg.replace({"init.weights": str(path), "init.programming": {"type": "weight_noise", "eta": 0.05}})
     chips = []
     for pid in (0, 1):
         m = build_client_autoencoder(pre, (1, 8, 8), seed=100 + pid)

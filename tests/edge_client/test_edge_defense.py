@@ -142,8 +142,9 @@ def capture():
 def _upload(capture, tmp: Path, defense: dict) -> tuple[EdgeConfig, dict, Path]:
     service, addr = capture
     service.uploads.clear()
-    cfg = EdgeConfig(dataset="digits", autoencoder="mlp", latent_dim=8, epochs=1, lr=0.05, analog=None,
-                     max_samples=200, anchors=100, seed=0, defense=defense)
+    cfg = EdgeConfig(analog=None, seed=0, defense=defense, data={"dataset": "digits", "max_samples": 200},
+                     model={"autoencoder": "mlp", "latent_dim": 8}, training={"epochs": 1, "lr": 0.05},
+                     public={"size": 100})
     state = tmp / f"s{len(list(tmp.iterdir()))}"
     summary = runner.train_and_upload(cfg, addr, "edge-a", 0, 2, None, state, progress=False)
     return cfg, summary, state
@@ -176,7 +177,7 @@ def test_noise_is_added_on_the_device_before_quantization_to_rows_and_anchors(ca
 
 
 def _encoder(cfg: EdgeConfig, state: Path):
-    ds = load_dataset(cfg.data_source)
+    ds = load_dataset(cfg.data.source)
     return runner.load_encoder(cfg, state, ds.image_shape, 0)
 
 

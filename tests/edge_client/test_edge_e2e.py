@@ -84,7 +84,8 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
 
     # the same run again (in-process, the config the CLI built) re-sends the same bytes under the same
     # upload_id: stored once
-    cfg_b = EdgeConfig(dataset="mnist5k", latent_dim=16, bits=8, max_samples=250, epochs=3, analog=None)
+    cfg_b = EdgeConfig(analog=None, data={"dataset": "mnist5k", "max_samples": 250}, model={"latent_dim": 16},
+                       wire={"bits": 8}, training={"epochs": 3})
     b2 = train_and_upload(cfg_b, server, "edge-b", 1, 2, None, tmp_path / "edge-b", progress=False)
     assert b2.recon_mse == b["recon_mse"] and list(b2.scale) == b["scale"]  # seeded: the very same run
     assert b2.uploads[0].duplicate and b2.uploads[0].upload_id == b["uploads"][0]["upload_id"]
@@ -103,7 +104,8 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
     assert trained.classifier.version >= 1 and trained.classifier.trained_rows > 0
 
     accs = {}
-    cfg_a = EdgeConfig(dataset="mnist5k", latent_dim=16, bits=8, max_samples=250, epochs=4)
+    cfg_a = EdgeConfig(data={"dataset": "mnist5k", "max_samples": 250}, model={"latent_dim": 16}, wire={"bits": 8},
+                       training={"epochs": 4})
     # --evaluate-only needs no training flag: the config and the partition come from the state folder
     out = tmp_path / "edge-a-eval.json"
     only = [sys.executable, "-m", "fleet.cli", "client", "--server", server, "--client-id", "edge-a",
@@ -121,8 +123,9 @@ def test_clients_upload_dedupe_and_classify(server, tmp_path):
     accs["edge-a"] = ev["accuracy"]
     ev_again = evaluate_with_server(cfg_a, server, "edge-a", 0, 2, None, tmp_path / "edge-a")
     assert abs(ev_again.accuracy - ev["accuracy"]) <= 0.1  # the saved analog encoder, reloaded (noisy reads)
-    with pytest.raises(ValueError, match="latent_dim: got 8, but .* was trained with 16"):
-        evaluate_with_server(cfg_b.replace(latent_dim=8), server, "edge-b", 1, 2, None, tmp_path / "edge-b")
+    with pytest.raises(ValueError, match="model.latent_dim: got 8, but .* was trained with 16"):
+        evaluate_with_server(cfg_b.replace({"model.latent_dim": 8}), server, "edge-b", 1, 2, None,
+                             tmp_path / "edge-b")
     ev = evaluate_with_server(cfg_b, server, "edge-b", 1, 2, None, tmp_path / "edge-b")
     assert ev.n_test == b["n_test"] and set(ev.per_class_accuracy) <= set(range(10))
     accs["edge-b"] = ev.accuracy
@@ -145,7 +148,7 @@ def test_cli_reports_bad_input_and_unreachable_server(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg = tmp_path / "edge.toml"
-    cfg.write_text("[edge]\nmax_attempts = 2\nbackoff_initial_s = 0.01\nrpc_timeout_s = 3.0\n")
+    cfg.write_text("[edge.link]\nmax_attempts = 2\nbackoff_initial_s = 0.01\nrpc_timeout_s = 3.0\n")
     down = subprocess.run(base + ["--server", f"127.0.0.1:{port}", "--config", str(cfg), "--dataset", "digits",
                                   "--max-samples", "60", "--epochs", "1", "--digital", "--quiet"],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)

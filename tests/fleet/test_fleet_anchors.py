@@ -24,7 +24,9 @@ def _fleet(**over) -> FleetConfig:
         "fleet": {"name": "anchors", "dataset": "digits", "num_clients": 3, "seed": 0, "backend": "local",
                   "server": "inprocess", "digital": True, **over},
         "alignment": {"init": "pretrained", "anchors": True, "public_set": 100, "pretrain_epochs": 20},
-        "edge": {"latent_dim": 8, "bits": 8, "autoencoder": "mlp", "epochs": 3, "lr": 0.01},
+        "edge": {"model": {"latent_dim": 8, "autoencoder": "mlp"},
+                 "wire": {"bits": 8},
+                 "training": {"epochs": 3, "lr": 0.01}},
         "classifier": {"hidden": [32], "epochs": 15, "lr": 0.1}})
 
 

@@ -36,9 +36,9 @@ def test_missing_dataset_path_is_named_before_any_work(tmp_path, command):
 
 def test_missing_edge_data_path_names_that_key(tmp_path):
     cfg = tmp_path / "fleet.toml"
-    cfg.write_text('[edge]\ndata_path = "nowhere/images.idx"\n')
+    cfg.write_text('[edge.data]\npath = "nowhere/images.idx"\n')
     line = _one_line(_run("fleet", "--config", str(cfg), "--out", str(tmp_path / "out")))
-    assert line.startswith("analog-edge: error: edge.data_path: got 'nowhere/images.idx', neither a built-in")
+    assert line.startswith("analog-edge: error: edge.data.path: got 'nowhere/images.idx', neither a built-in")
     assert not (tmp_path / "out").exists()
 
 

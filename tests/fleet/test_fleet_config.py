@@ -18,7 +18,7 @@ def test_quickstart_loads_with_the_issue_settings():
     fleet = FleetConfig.from_toml(ROOT / "configs" / "quickstart.toml")
     assert (fleet.dataset, fleet.num_clients, fleet.partitioner) == ("mnist5k", 8, "iid")
     edge = fleet.edge_config
-    assert (edge.latent_dim, edge.bits) == (32, 8)
+    assert (edge.model.latent_dim, edge.wire.bits, edge.training.epochs) == (32, 8, 5)
     cls = fleet.classifier_config
     assert edge.analog["algorithm"] == {"type": "MixedPrecision", "threshold": 4.0}   # [edge.analog]
     assert cls.analog["algorithm"] == {"type": "MixedPrecision"}                     # [analog]
@@ -55,10 +55,10 @@ def test_round_trip_through_toml_dict(tmp_path):
 def test_fleet_settings_resolve_into_typed_side_configs():
     fleet = FleetConfig.from_dict(_quickstart())
     edge = fleet.edge_config
-    assert (edge.dataset, edge.seed) == (fleet.dataset, fleet.seed)   # one partition seed: disjoint partitions
-    assert edge.init_seed == fleet.seed                                 # shared init (option a)
+    assert (edge.data.dataset, edge.seed) == (fleet.dataset, fleet.seed)   # one partition seed: disjoint partitions
+    assert edge.init.seed == fleet.seed                                 # shared init (option a)
     none = fleet.with_overrides(alignment="none", seed=5)
-    assert none.edge_config.init_seed is None and none.edge_config.seed == 5
+    assert none.edge_config.init.seed is None and none.edge_config.seed == 5
     assert none.classifier_config.client_conditioning == "none"
     digital = fleet.with_overrides(digital=True)
     assert digital.edge_config.analog is None and digital.classifier_config.analog is None
@@ -75,7 +75,7 @@ def test_fleet_settings_resolve_into_typed_side_configs():
 ])
 def test_alignment_options_map_to_init_and_classifier_conditioning(alignment, init, conditioning):
     fleet = FleetConfig.from_dict(_quickstart()).with_overrides(alignment=alignment)
-    assert (fleet.edge_config.init_seed is not None) == init
+    assert (fleet.edge_config.init.seed is not None) == init
     assert fleet.classifier_config.client_conditioning == conditioning
 
 
@@ -84,17 +84,17 @@ def test_alignment_options_map_to_init_and_classifier_conditioning(alignment, in
     ("pretrained+anchors", True, True, "lstsq", "none"), ("pretrained+anchors+adapter", True, True, "lstsq", "adapter"),
 ])
 def test_public_set_alignments(alignment, pretrained, upload, amap, conditioning):
-    """The public set is held out (edge.anchors) whenever it is named; anchors are uploaded and the
+    """The public set is held out (edge.public.size) whenever it is named; anchors are uploaded and the
     classifier maps them only with 'anchors'; 'pretrained' also shares the initialization."""
     data = _quickstart()
     data["alignment"]["public_set"] = 200
     fleet = FleetConfig.from_dict(data).with_overrides(alignment=alignment)
     edge = fleet.edge_config
-    assert (edge.anchors, edge.upload_anchors, fleet.alignment.pretrained) == (200, upload, pretrained)
+    assert (edge.public.size, edge.public.upload, fleet.alignment.pretrained) == (200, upload, pretrained)
     assert fleet.classifier_config.anchor_map == amap and fleet.classifier_config.client_conditioning == conditioning
-    assert edge.init_seed == fleet.seed
+    assert edge.init.seed == fleet.seed
     plain = fleet.with_overrides(alignment="shared_init+adapter", classifier={"anchor_map": "ridge"})
-    assert plain.edge_config.anchors == 200 and not plain.edge_config.upload_anchors   # same partitions
+    assert plain.edge_config.public.size == 200 and not plain.edge_config.public.upload   # same partitions
     assert plain.classifier_config.anchor_map == "none"                 # the map method waits for 'anchors'
     assert fleet.with_overrides(classifier={"anchor_map": "ridge"}).classifier_config.anchor_map == (
         "ridge" if fleet.alignment.anchors else "none")
@@ -157,11 +157,14 @@ def test_the_compact_alignment_form_parses_into_the_table_and_back():
     ("fleet", "alpha", 0.0, "fleet.alpha: got 0.0"),
     ("fleet", "backend", "dask", "fleet.backend: got 'dask'"),
     ("fleet", "torch_threads", -1, "fleet.torch_threads: got -1"),
-    ("edge", "latent_dim", 0, "edge.latent_dim: got 0"),
-    ("edge", "bits", 5, "edge.bits: got 5"),
+    ("edge", "model", {"latent_dim": 0}, "edge.model.latent_dim: got 0"),
+    ("edge", "wire", {"bits": 5}, "edge.wire.bits: got 5"),
     ("edge", "colour", "red", "edge.colour: unknown key"),
-    ("edge", "seed", 3, "edge.seed: set it in [fleet]"),
-    ("edge", "anchors", 100, "edge.anchors: set it in [fleet] (dataset, seed) or [alignment]"),
+    ("edge", "seed", 3, "edge.seed: set by the fleet, from [fleet] (dataset, seed)"),
+    ("edge", "public", {"size": 100}, "edge.public.size: set by the fleet, from [fleet] (dataset, seed) or [alignment]"),
+    ("edge", "init", {"seed": 1}, "edge.init.seed: set by the fleet"),
+    ("edge", "latent_dim", 16, "edge.latent_dim: moved to [edge.model] as latent_dim (keys there: autoencoder,"),
+    ("edge", "anchors", 100, "edge.anchors: moved to [edge.public] as size"),
     ("classifier", "hidden", [0], "classifier.hidden[0]: got 0"),
     ("classifier", "client_conditioning", "embedding", "classifier.client_conditioning: set alignment.conditioning"),
     ("classifier", "shape", 1, "classifier.shape: unknown key"),

@@ -14,7 +14,9 @@ def _fleet(**deploy) -> FleetConfig:
     return FleetConfig.from_dict({
         "fleet": {"name": "deploy", "dataset": "digits", "num_clients": 2, "seed": 0, "backend": "local",
                   "digital": True},
-        "edge": {"latent_dim": 16, "bits": 8, "epochs": 4, "batch_size": 16, "lr": 0.05},
+        "edge": {"model": {"latent_dim": 16},
+                 "wire": {"bits": 8},
+                 "training": {"epochs": 4, "batch_size": 16, "lr": 0.05}},
         "classifier": {"hidden": [64], "epochs": 20, "lr": 0.05},
         "inference": {"times": ["1s", "1d", "1y"], **deploy},
     })

@@ -31,7 +31,7 @@ def _fleet(**over) -> FleetConfig:
         "fleet": {"name": "device", "dataset": "digits", "num_clients": 2, "seed": 0, "backend": "local",
                   "digital": True, **over},
         "alignment": {"init": "shared_init", "anchors": True, "public_set": 100},
-        "edge": {"latent_dim": 8, "bits": 8, "autoencoder": "mlp", "epochs": 1}})
+        "edge": {"model": {"latent_dim": 8, "autoencoder": "mlp"}, "wire": {"bits": 8}, "training": {"epochs": 1}}})
 
 
 def _deliver(task: LatentTask, node_config: dict, init=None) -> Message:
@@ -54,11 +54,11 @@ def test_a_device_with_another_public_set_fails_before_training_with_one_named_l
     with pytest.raises(PublicSetMismatch) as err:
         _deliver(task, node)
     text = str(err.value)
-    assert text.startswith("anchors: this device's public set (100 images, anchor_path ") and "\n" not in text
+    assert text.startswith("anchors: this device's public set (100 images, public.path ") and "\n" not in text
     assert task.anchor_sha256[:16] in text
     assert not (tmp_path / "dev" / "client-000" / "encoder.pt").exists()    # nothing trained
     # a device without the file its config names fails as early, naming it
-    with pytest.raises(FleetError, match=r"anchor_path: .*missing\.npz does not exist on this device"):
+    with pytest.raises(FleetError, match=r"edge.public.path: .*missing\.npz does not exist on this device"):
         _deliver(task, {**node, "anchor-path": str(tmp_path / "missing.npz")})
     # Flower hands the server the exception as "<class '...'>:<'...'>": the ServerApp names it
     reason = str(type(err.value)) + ":<'" + text + "'>"

@@ -20,7 +20,9 @@ def _digits_fleet(**fleet_overrides) -> FleetConfig:
                   "cpus": 2, **fleet_overrides},
         "analog": {"device": {"type": "ReRAMSoftBounds"}, "algorithm": {"type": "TikiTaka"},
                    "forward": {"out_noise": 0.02}},
-        "edge": {"latent_dim": 16, "bits": 8, "epochs": 5, "batch_size": 8, "lr": 0.03},
+        "edge": {"model": {"latent_dim": 16},
+                 "wire": {"bits": 8},
+                 "training": {"epochs": 5, "batch_size": 8, "lr": 0.03}},
         "classifier": {"hidden": [64], "epochs": 20, "lr": 0.05},
         "fedavg": {"rounds": 2, "local_epochs": 2, "lr": 0.1, "batch_size": 16, "analog": False},
     }

@@ -27,7 +27,9 @@ def _tiny(num_clients: int = 3) -> dict:
                   "cpus": 2},
         "analog": {"device": {"type": "ReRAMSoftBounds"}, "algorithm": {"type": "TikiTaka"},
                    "forward": {"out_noise": 0.02}},
-        "edge": {"latent_dim": 16, "bits": 8, "epochs": 3, "batch_size": 8, "lr": 0.03},
+        "edge": {"model": {"latent_dim": 16},
+                 "wire": {"bits": 8},
+                 "training": {"epochs": 3, "batch_size": 8, "lr": 0.03}},
         "classifier": {"hidden": [64], "epochs": 15, "lr": 0.05},
     }
 
@@ -48,7 +50,7 @@ def _quiet(output: str) -> None:
 def test_demo_runs_on_the_supported_simulation_path_without_banners(tmp_path):
     cfg = tmp_path / "tiny.toml"
     data = _tiny(2)
-    data["edge"]["epochs"] = 1
+    data["edge"]["training"]["epochs"] = 1
     cfg.write_text(tomli_w.dumps(data))
     out = tmp_path / "demo"
     proc = _cli(["demo", "--config", str(cfg), "--out", str(out)])
@@ -85,7 +87,7 @@ def test_fleet_attaches_to_an_existing_ray_head(tmp_path):
         head_pids = head.snapshot()
         cfg = tmp_path / "tiny.toml"
         data = _tiny(2)
-        data["edge"]["epochs"] = 1
+        data["edge"]["training"]["epochs"] = 1
         cfg.write_text(tomli_w.dumps(data))
         proc = _cli(["fleet", "--config", str(cfg), "--out", str(tmp_path / "run"),
                      "--ray-address", f"127.0.0.2:{port}"])
@@ -120,7 +122,7 @@ def _quickstart(num_clients: int = 3) -> dict:
     data = tomllib.loads((ROOT / "configs" / "quickstart.toml").read_text())
     data["fleet"].update(num_clients=num_clients, cpus=2)
     data["alignment"]["pretrain_epochs"] = QS_PRETRAIN_EPOCHS
-    data["edge"]["epochs"] = QS_EDGE_EPOCHS
+    data["edge"]["training"]["epochs"] = QS_EDGE_EPOCHS
     data["classifier"]["epochs"] = QS_CLASSIFIER_EPOCHS
     return data
 

@@ -115,7 +115,7 @@ def test_format_privacy_table():
 # ----------------------------------------------------------------------------- config
 def _cfg(**privacy) -> FleetConfig:
     return FleetConfig.from_dict({"fleet": {"dataset": "digits", "num_clients": 3},
-                                  "edge": {"latent_dim": 8}, "privacy": privacy})
+                                  "edge": {"model": {"latent_dim": 8}}, "privacy": privacy})
 
 
 def test_privacy_config_defaults_round_trip_and_errors():
@@ -139,7 +139,7 @@ def test_cli_privacy_flag_enables_the_phase(tmp_path):
     from fleet.cli.fleet_commands import load_fleet_config, register
 
     cfg = tmp_path / "f.toml"
-    cfg.write_text('[fleet]\ndataset = "digits"\nnum_clients = 2\n[edge]\nlatent_dim = 8\n')
+    cfg.write_text('[fleet]\ndataset = "digits"\nnum_clients = 2\n[edge.model]\nlatent_dim = 8\n')
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     assert load_fleet_config(parser.parse_args(["fleet", "--config", str(cfg), "--privacy"])).privacy.enabled
@@ -157,7 +157,7 @@ def test_local_fleet_privacy_phase_reads_the_store(tmp_path):
 
     fleet = FleetConfig.from_dict({
         "fleet": {"name": "priv", "dataset": "digits", "num_clients": 3, "digital": True, "backend": "local"},
-        "edge": {"latent_dim": 16, "epochs": 3, "batch_size": 16, "lr": 0.03},
+        "edge": {"model": {"latent_dim": 16}, "training": {"epochs": 3, "batch_size": 16, "lr": 0.03}},
         "classifier": {"hidden": [32], "epochs": 5},
         "privacy": {"enabled": True, "leaked_client": 1, "leaked_fraction": 0.5, "epochs": 20, "hidden": 128,
                     "attack_epochs": 3, "public_images": 300},

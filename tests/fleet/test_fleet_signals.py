@@ -23,7 +23,9 @@ def _tiny(num_clients: int = 2, epochs: int = 200) -> dict:
     return {
         "fleet": {"name": "signals", "dataset": "digits", "num_clients": num_clients, "seed": 0, "backend": "ray",
                   "cpus": 2, "digital": True},
-        "edge": {"latent_dim": 8, "bits": 8, "epochs": epochs, "batch_size": 8, "lr": 0.03},
+        "edge": {"model": {"latent_dim": 8},
+                 "wire": {"bits": 8},
+                 "training": {"epochs": epochs, "batch_size": 8, "lr": 0.03}},
         "classifier": {"hidden": [32], "epochs": 5, "lr": 0.05},
         "fedavg": {"rounds": 200},
     }

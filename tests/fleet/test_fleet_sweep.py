@@ -10,7 +10,7 @@ from fleet.experiments.sweep import SweepSpec, run_sweep
 def _fleet() -> FleetConfig:
     return FleetConfig.from_dict({
         "fleet": {"name": "sweep", "dataset": "digits", "num_clients": 2, "digital": True, "backend": "local"},
-        "edge": {"epochs": 2, "batch_size": 16, "lr": 0.03},
+        "edge": {"training": {"epochs": 2, "batch_size": 16, "lr": 0.03}},
         "classifier": {"hidden": [32], "epochs": 10},
     })
 
@@ -115,7 +115,7 @@ def test_a_grid_point_does_not_depend_on_the_rest_of_the_grid(tmp_path):
     # re-quantizing the first bit width's latents got other numbers than the same point run alone
     base = _fleet()
     fleet = base.with_overrides(digital=False, analog={"device": {"type": "ReRAMSoftBounds"}},
-                                edge={**base.edge, "epochs": 1})
+                                edge={**base.edge, "training": {**base.edge["training"], "epochs": 1}})
     alone = run_sweep(fleet, SweepSpec.parse("8", "8", references=False), tmp_path / "alone")["rows"]
     grid = run_sweep(fleet, SweepSpec.parse("8", "32,8", references=False), tmp_path / "grid")["rows"]
     (a,) = alone
@@ -151,7 +151,7 @@ def test_sweep_privacy_adds_the_strongest_attack_per_point(tmp_path):
     fleet = FleetConfig.from_dict({
         "fleet": {"name": "sweep", "dataset": "digits", "num_clients": 2, "digital": True, "backend": "local"},
         "alignment": {"init": "pretrained", "anchors": True, "public_set": 100, "pretrain_epochs": 5},
-        "edge": {"epochs": 2, "batch_size": 16, "lr": 0.03},
+        "edge": {"training": {"epochs": 2, "batch_size": 16, "lr": 0.03}},
         "classifier": {"hidden": [32], "epochs": 5},
         "privacy": {"attack_epochs": 2, "epochs": 2, "hidden": 32},
     })

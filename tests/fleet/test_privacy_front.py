@@ -11,7 +11,7 @@ from fleet.experiments.privacy_front import Defense, _summary, parse_value, run_
 def _fleet() -> FleetConfig:
     return FleetConfig.from_dict({
         "fleet": {"name": "front", "dataset": "digits", "num_clients": 2, "digital": True, "backend": "local"},
-        "edge": {"epochs": 2, "batch_size": 16, "lr": 0.03, "latent_dim": 16},
+        "edge": {"training": {"epochs": 2, "batch_size": 16, "lr": 0.03}, "model": {"latent_dim": 16}},
         "classifier": {"hidden": [32], "epochs": 5},
         "privacy": {"attack_epochs": 2, "epochs": 2, "hidden": 32, "public_images": 200},
     })
@@ -28,11 +28,13 @@ def test_defense_parsing_and_dotted_overrides():
     assert Defense.parse("alignment=none,shared_init+adapter").values == ("none", "shared_init+adapter")
     with pytest.raises(ConfigError, match=r"--defense fleet.alignment='none': fleet.alignment: moved; the \[alignment\]"):
         with_key(_fleet(), "fleet.alignment", "none")
-    for bad, match in (("edge.bits", "must be SECTION.KEY"), ("bits=8", "must be SECTION.KEY"),
+    for bad, match in (("edge.wire.bits", "must be SECTION.KEY"), ("bits=8", "must be SECTION.KEY"),
                        ("fleet.seed=1,2", "seeds are --seeds")):
         with pytest.raises(ConfigError, match=match):
             Defense.parse(bad)
-    with pytest.raises(ConfigError, match=r"--defense edge.bits=3: edge.bits: got 3"):
+    with pytest.raises(ConfigError, match=r"--defense edge.wire.bits=3: edge.wire.bits: got 3"):
+        with_key(_fleet(), "edge.wire.bits", 3)
+    with pytest.raises(ConfigError, match=r"--defense edge.bits=3: edge.bits: moved to \[edge.wire\] as bits"):
         with_key(_fleet(), "edge.bits", 3)
 
 
@@ -47,12 +49,12 @@ def test_points_average_their_seeds_with_the_spread():
 
 def test_front_runs_each_point_per_seed_once_and_draws_it(tmp_path):
     fleet = _fleet()
-    res = run_front(fleet, [Defense.parse("edge.bits=8,4")], [3], tmp_path)
+    res = run_front(fleet, [Defense.parse("edge.wire.bits=8,4")], [3], tmp_path)
     rows = {(r["curve"], r["value"]): r for r in res["rows"]}
-    assert set(rows) == {("mark", "front (as given)"), ("edge.bits", 8), ("edge.bits", 4)}
+    assert set(rows) == {("mark", "front (as given)"), ("edge.wire.bits", 8), ("edge.wire.bits", 4)}
     # the config as given is 8-bit: that point ran once, shared with the curve's 8
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["p00-s3", "p02-s3"]
-    assert rows[("edge.bits", 8)]["runs"] == rows[("mark", "front (as given)")]["runs"]
+    assert rows[("edge.wire.bits", 8)]["runs"] == rows[("mark", "front (as given)")]["runs"]
     for r in rows.values():
         assert r["seeds"] == 1 and r["accuracy_min"] <= r["accuracy"] <= r["accuracy_max"]
         assert r["attack"] == "fora" and r["gain_db_min"] <= r["gain_db"] <= r["gain_db_max"]
@@ -60,7 +62,7 @@ def test_front_runs_each_point_per_seed_once_and_draws_it(tmp_path):
     with (tmp_path / "front.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 3
     assert "seeds 3" in json.loads((tmp_path / "front.json").read_text())["title"]
-    assert "edge.bits" in (tmp_path / "front_table.txt").read_text()
+    assert "edge.wire.bits" in (tmp_path / "front_table.txt").read_text()
     assert (tmp_path / "front.png").stat().st_size > 5000
 
 
@@ -68,7 +70,7 @@ def test_cli_front_validates_before_running(tmp_path, capsys):
     from fleet.cli.entry import main
 
     cfg = tmp_path / "f.toml"
-    cfg.write_text('[fleet]\ndataset = "digits"\nnum_clients = 2\n[edge]\nlatent_dim = 8\n')
-    assert main(["privacy-front", "--config", str(cfg), "--defense", "edge.latent_dim=8,0",
+    cfg.write_text('[fleet]\ndataset = "digits"\nnum_clients = 2\n[edge.model]\nlatent_dim = 8\n')
+    assert main(["privacy-front", "--config", str(cfg), "--defense", "edge.model.latent_dim=8,0",
                  "--out", str(tmp_path / "o")]) == 2
-    assert "edge.latent_dim: got 0" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert "edge.model.latent_dim: got 0" in capsys.readouterr().err and not (tmp_path / "o").exists()
