@@ -3,10 +3,12 @@
 The edge client's and the server classifier's own settings live in the `[edge]` and `[classifier]`
 tables (kept as written, for the round trip) and are resolved once, with the fleet-wide settings
 filled in, into the typed `FleetConfig.edge_config` (`edge_client.config.EdgeConfig`) and
-`FleetConfig.classifier_config` (`server.config.ClassifierConfig`), which validate them. This module owns only what ties them
-together: fleet size, partitioning, latent alignment, the shared analog tile config, the Flower
-backend and the FedAvg baseline. Every field is validated on construction and errors name the
-field (`fleet.num_clients: got 0, must be >= 1`).
+`FleetConfig.classifier_config` (`server.config.ClassifierConfig`), which validate them. This module
+owns only what ties them together: fleet size, partitioning, the latent alignment (`[alignment]`),
+the shared analog tile config, the Flower backend and the phases' tables (`[fedavg]`, `[privacy]`,
+`[inference]`, `[energy]`). Every config is frozen and validated on construction, and errors name the
+field (`fleet.num_clients: got 0, must be in [1, 1024]`); a key of an earlier layout names its new
+place (`MOVED`).
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ MODES = ("latent", "fedavg", "both")
 BACKENDS = ("ray", "local")
 SERVER_MODES = ("auto", "inprocess", "subprocess")
 PARTITIONERS = ("iid", "dirichlet")   # Flower Datasets' IidPartitioner / DirichletPartitioner
-SECTIONS = ("alignment", "analog", "edge", "classifier", "fedavg", "privacy", "inference", "energy")   # TOML tables beside [fleet]
+#: the TOML tables beside [fleet]
+SECTIONS = ("alignment", "analog", "edge", "classifier", "fedavg", "privacy", "inference", "energy")
 #: fleet/energy/radio.py's links (named here so that loading a config does not import torch)
 RADIO_NAMES = ("ble", "802.15.4", "wifi", "lora_sf7", "lora_sf12")
 ENERGY_MODES = ("lumped", "component")

@@ -41,7 +41,8 @@ def test_plan_lists_every_readme_figure_once_per_seed(tmp_path):
     bad = _run("--plan", "--only", "nope")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "scripts/figures.py: --only: got 'nope', must be one of quickstart, quickstart-digital, privacy, "
-        "privacy-digital, dirichlet, dirichlet-digital, alignment, sweep, study, robustness, robustness-quick, deploy, deploy-hwa"]
+        "privacy-digital, private, privacy-front, dirichlet, dirichlet-digital, alignment, sweep, study, robustness, "
+        "robustness-quick, deploy, deploy-hwa"]
 
 
 def test_quick_run_states_per_seed_values_and_their_spread(tmp_path):

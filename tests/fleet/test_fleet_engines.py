@@ -201,7 +201,7 @@ def test_readme_real_devices_on_loopback_quickstart_matches_simulation(tmp_path)
     pre = dep["pretrained"]
     assert [c["init_bytes_down"] for c in dep["clients"]] == [pre["wire_bytes"]] * 3
     assert pre["bytes"] < pre["wire_bytes"] < 1.05 * pre["bytes"] and dep["bytes_down"] == 3 * pre["wire_bytes"]
-    assert [c["stored_anchor_rows"] for c in dep["clients"]] == [data["fleet"]["anchors"]] * 3
+    assert [c["stored_anchor_rows"] for c in dep["clients"]] == [data["alignment"]["public_set"]] * 3
 
     sim = run_fleet(FleetConfig.from_dict(data), tmp_path / "sim")
     ref = sim["latent"]

@@ -22,8 +22,8 @@ def _digits():
 def _view(encode, latent_dim: int, public: int = 500, anchors: bool = True):
     """A public set (the first `public` digits) and two victims whose 'encoder' is `encode`."""
     x, y = _digits()
-    cfg = EdgeConfig.from_dict({"dataset": "digits", "latent_dim": latent_dim, "autoencoder": "mlp",
-                                "mlp_hidden": 128})
+    cfg = EdgeConfig.from_dict({"data": {"dataset": "digits"},
+                                "model": {"latent_dim": latent_dim, "autoencoder": "mlp", "mlp_hidden": 128}})
     px, py = x[:public], y[:public]
     clients, truth = {}, {}
     for k, (a, b) in enumerate([(public, public + 600), (public + 600, len(x))]):
