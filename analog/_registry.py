@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Callable, Mapping, TypeVar
 
-from analog.validation import choice, instance, known_keys
+from analog.validation import check_choice, check_instance, check_keys
 
 T = TypeVar("T")
 
@@ -17,12 +17,13 @@ def from_type_table(data: Any, registry: Mapping[str, type], kind: str, prefix: 
     Unknown names and keys raise before ``build``; a ValueError/TypeError from ``build`` (the
     dataclass's own validation) is re-raised with ``prefix`` in front.
     """
-    instance(prefix or kind, data, Mapping, "a table with a 'type'")
+    section = prefix.rstrip(".")
+    check_instance(section or kind, data, Mapping, "a table with a 'type'")
     data = dict(data)
     name = data.pop("type", None)
-    choice(f"{prefix}type", name, registry)
+    check_choice(f"{prefix}type", name, sorted(registry))
     cls = registry[name]
-    known_keys(data, (f.name for f in fields(cls)), name, prefix=prefix, none="none")
+    check_keys(section, data, (f.name for f in fields(cls)))
     try:
         return build(cls, data)
     except (ValueError, TypeError) as exc:

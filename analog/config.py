@@ -17,7 +17,7 @@ from analog.algorithms.presets import resolve as resolve_algorithm_preset
 from analog.algorithms.sgd import AnalogSGD
 from analog.devices import ConstantStep, Device, Ideal, device_from_dict
 from analog.periphery import IOConfig, MappingConfig, UpdateConfig
-from analog.validation import boolean, fields_table, instance, integer
+from analog.validation import check_bool, check_fields, check_instance, check_int
 
 __all__ = ["IOConfig", "MappingConfig", "TileConfig", "UpdateConfig"]
 
@@ -45,14 +45,14 @@ class TileConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        instance("device", self.device, Device, "an analog.devices.Device")
-        instance("algorithm", self.algorithm, Algorithm, "an analog.algorithms.Algorithm")
+        check_instance("device", self.device, Device, "an analog.devices.Device")
+        check_instance("algorithm", self.algorithm, Algorithm, "an analog.algorithms.Algorithm")
         for name, cls in (("forward", IOConfig), ("backward", IOConfig), ("update", UpdateConfig),
                           ("mapping", MappingConfig)):
-            instance(name, getattr(self, name), cls, cls.__name__)
-        boolean("analog_bias", self.analog_bias)
+            check_instance(name, getattr(self, name), cls, cls.__name__)
+        check_bool("analog_bias", self.analog_bias)
         if self.seed is not None:
-            integer("seed", self.seed, 0, note=" or omitted")
+            check_int("seed", self.seed, 0, note=" or omitted")
 
     @classmethod
     def ideal_digital(cls, seed: int | None = None) -> "TileConfig":
@@ -98,7 +98,7 @@ class TileConfig:
         if isinstance(data, Mapping) and "preset" in data:
             raise ValueError(f"preset: got {data['preset']!r}; named presets are resolved by "
                              "analog.presets.from_dict (TileConfig.from_dict takes explicit sections)")
-        fields_table(cls, data, what="a table/dict")
+        check_fields("", data, cls)
         data = dict(data)
         kwargs: dict[str, Any] = {}
         if "device" in data:

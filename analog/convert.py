@@ -8,7 +8,7 @@ from torch import nn
 from analog._rng import mix_seed
 from analog.config import TileConfig
 from analog.layers import AnalogConv2d, AnalogLinear
-from analog.validation import instance
+from analog.validation import check_instance
 
 
 def convert_to_analog(model: nn.Module, config: TileConfig | None = None, inplace: bool = False,
@@ -21,8 +21,8 @@ def convert_to_analog(model: nn.Module, config: TileConfig | None = None, inplac
     conversion is reproducible; otherwise each tile draws its seed from torch's global RNG.
     """
     config = TileConfig() if config is None else config
-    instance("config", config, TileConfig, "analog.TileConfig")
-    instance("model", model, nn.Module, "a torch.nn.Module")
+    check_instance("config", config, TileConfig, "analog.TileConfig")
+    check_instance("model", model, nn.Module, "a torch.nn.Module")
     if not inplace:
         model = copy.deepcopy(model)
     if isinstance(model, (nn.Linear, nn.Conv2d)) and not isinstance(model, (AnalogLinear, AnalogConv2d)):

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from analog._registry import from_type_table
-from analog.validation import real as _num
+from analog.validation import check_number
 
 DEVICES: dict[str, type["Device"]] = {}
 
@@ -58,7 +58,7 @@ class Device:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, _num(f.name, value))
+                object.__setattr__(self, f.name, check_number(f.name, value, finite=False))
             elif f.type in ("float", float):
                 raise ValueError(f"{f.name}: got {value!r}, must be a number")
         if not self.is_ideal and not (self.dw_min > 0 and math.isfinite(self.dw_min)):
@@ -251,7 +251,7 @@ class Piecewise(Device):
             nodes = getattr(self, name)
             if isinstance(nodes, (str, bytes)) or not hasattr(nodes, "__len__"):
                 raise ValueError(f"{name}: got {nodes!r}, must be a list of >= 2 numbers")
-            nodes = tuple(_num(f"{name}[{i}]", v) for i, v in enumerate(nodes))
+            nodes = tuple(check_number(f"{name}[{i}]", v, finite=False) for i, v in enumerate(nodes))
             if len(nodes) < 2:
                 raise ValueError(f"{name}: got {len(nodes)} nodes, must have >= 2")
             if any(v < 0 for v in nodes):

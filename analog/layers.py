@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from analog.config import TileConfig
 from analog.tile import AnalogTile, patch_rows
-from analog.validation import instance, positive_int
+from analog.validation import check_instance, check_int
 
 
 #: also write d^T x into the analog weights' .grad (for inspection, e.g. gradient norms); the
@@ -172,7 +172,7 @@ class _AnalogLayer(nn.Module):
     def _setup(self, out_features: int, tile_in: int, weight_shape: tuple[int, ...], bias: bool,
                config: TileConfig | None, seed: int | None, fan_in: int) -> None:
         config = TileConfig() if config is None else config
-        instance("config", config, TileConfig, "analog.TileConfig")
+        check_instance("config", config, TileConfig, "analog.TileConfig")
         if not isinstance(bias, bool):
             raise ValueError(f"bias: got {bias!r}, must be True or False")
         self.config = config
@@ -249,7 +249,7 @@ class AnalogLinear(_AnalogLayer):
                  config: TileConfig | None = None, seed: int | None = None) -> None:
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
-            positive_int(name, value)
+            check_int(name, value, 1)
         self.in_features, self.out_features = in_features, out_features
         self._tile_in = in_features
         self._setup(out_features, in_features, (out_features, in_features), bias, config, seed, in_features)
@@ -295,7 +295,7 @@ class AnalogConv2d(_AnalogLayer):
                  seed: int | None = None, groups: int = 1) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            positive_int(name, value)
+            check_int(name, value, 1)
         if groups != 1:
             raise ValueError(f"groups: got {groups!r}, AnalogConv2d supports only groups=1")
         self.in_channels, self.out_channels = in_channels, out_channels

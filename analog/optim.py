@@ -14,7 +14,7 @@ from torch import Tensor
 
 from analog.energy import counters as _counters
 from analog.layers import tile_of
-from analog.validation import number
+from analog.validation import check_number
 
 
 class AnalogOptimizer(torch.optim.Optimizer):
@@ -25,7 +25,7 @@ class AnalogOptimizer(torch.optim.Optimizer):
                  nesterov: bool = False) -> None:
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay),
                             ("dampening", dampening)):
-            number(name, value, 0, finite=False)
+            check_number(name, value, 0, finite=False)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov: got True, needs momentum > 0 and dampening = 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
-from analog.validation import boolean, choice, fields_table, in_range, integer, real
+from analog.validation import check_bool, check_choice, check_fields, check_int, check_number
 
 NOISE_MANAGEMENT = ("abs_max", "constant", "none")
 BOUND_MANAGEMENT = ("iterative", "none")
@@ -26,25 +26,11 @@ _OFF = ("off", "none")
 _C = TypeVar("_C", bound="_FlatConfig")
 
 
-def _check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
-    choice(name, value, allowed, sort=False, quote=True)
-
-
-def _check_bits(name: str, value: Any) -> int | None:
+def _bits(name: str, value: Any) -> int | None:
+    """A resolution in bits, or None for 'off' (TOML has no null)."""
     if value is None or (isinstance(value, str) and value.lower() in _OFF):
         return None
-    integer(name, value, note=" number of bits >= 1 or 'off'")
-    return in_range(name, value, 1, high=32, note=" (or 'off')")
-
-
-def _check_nonneg(name: str, value: Any) -> float:
-    real(name, value, what="a number >= 0")
-    return float(in_range(name, value, 0))
-
-
-def _check_pos(name: str, value: Any) -> float:
-    real(name, value, what="a number > 0")
-    return float(in_range(name, value, 0, strict=True))
+    return check_int(name, value, 1, 32, note=" or 'off'")
 
 
 def _plain(value: Any) -> Any:
@@ -64,7 +50,7 @@ class _FlatConfig:
 
     @classmethod
     def from_dict(cls: type[_C], data: Mapping[str, Any], prefix: str = "") -> _C:
-        fields_table(cls, data, prefix=prefix, what="a table/dict")
+        check_fields(prefix.rstrip("."), data, cls)
         try:
             return cls(**dict(data))
         except ValueError as exc:
@@ -96,18 +82,19 @@ class IOConfig(_FlatConfig):
     bm_max_iter: int = 10
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "inp_res", _check_bits("inp_res", self.inp_res))
-        object.__setattr__(self, "out_res", _check_bits("out_res", self.out_res))
-        object.__setattr__(self, "inp_bound", _check_pos("inp_bound", self.inp_bound))
-        object.__setattr__(self, "out_bound", _check_pos("out_bound", self.out_bound))
-        object.__setattr__(self, "out_noise", _check_nonneg("out_noise", self.out_noise))
-        object.__setattr__(self, "w_noise", _check_nonneg("w_noise", self.w_noise))
-        _check_choice("inp_rounding", self.inp_rounding, ROUNDING)
-        _check_choice("out_rounding", self.out_rounding, ROUNDING)
-        _check_choice("noise_management", self.noise_management, NOISE_MANAGEMENT)
-        object.__setattr__(self, "nm_constant", _check_pos("nm_constant", self.nm_constant))
-        _check_choice("bound_management", self.bound_management, BOUND_MANAGEMENT)
-        integer("bm_max_iter", self.bm_max_iter, 0)
+        object.__setattr__(self, "inp_res", _bits("inp_res", self.inp_res))
+        object.__setattr__(self, "out_res", _bits("out_res", self.out_res))
+        object.__setattr__(self, "inp_bound", check_number("inp_bound", self.inp_bound, 0, lo_open=True, finite=False))
+        object.__setattr__(self, "out_bound", check_number("out_bound", self.out_bound, 0, lo_open=True, finite=False))
+        object.__setattr__(self, "out_noise", check_number("out_noise", self.out_noise, 0, finite=False))
+        object.__setattr__(self, "w_noise", check_number("w_noise", self.w_noise, 0, finite=False))
+        check_choice("inp_rounding", self.inp_rounding, ROUNDING, quote=True)
+        check_choice("out_rounding", self.out_rounding, ROUNDING, quote=True)
+        check_choice("noise_management", self.noise_management, NOISE_MANAGEMENT, quote=True)
+        object.__setattr__(self, "nm_constant",
+                           check_number("nm_constant", self.nm_constant, 0, lo_open=True, finite=False))
+        check_choice("bound_management", self.bound_management, BOUND_MANAGEMENT, quote=True)
+        check_int("bm_max_iter", self.bm_max_iter, 0)
         if self.out_res is not None and math.isinf(self.out_bound):
             raise ValueError("out_res: an ADC needs a finite out_bound; set out_res='off' or a finite out_bound")
         if self.inp_res is not None and math.isinf(self.inp_bound):
@@ -145,11 +132,11 @@ class UpdateConfig(_FlatConfig):
     mode: str = "batched"
 
     def __post_init__(self) -> None:
-        in_range("desired_bl", integer("desired_bl", self.desired_bl, 1), high=10_000)
-        _check_choice("pulse_type", self.pulse_type, PULSE_TYPES)
-        _check_choice("mode", self.mode, UPDATE_MODES)
+        check_int("desired_bl", self.desired_bl, 1, 10_000)
+        check_choice("pulse_type", self.pulse_type, PULSE_TYPES, quote=True)
+        check_choice("mode", self.mode, UPDATE_MODES, quote=True)
         for name in ("update_management", "bl_management"):
-            boolean(name, getattr(self, name))
+            check_bool(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -180,17 +167,15 @@ class MappingConfig(_FlatConfig):
         if isinstance(omega, str) and omega.lower() in _OFF:
             omega = None
         if omega is not None:
-            real("weight_scaling_omega", omega, finite=True, what="a number in (0, 1] or 'off'")
-            in_range("weight_scaling_omega", omega, 0, strict=True, high=1,
-                     note=" (a fraction of the device bound) or 'off'")
-            omega = float(omega)
+            omega = check_number("weight_scaling_omega", omega, 0, 1, lo_open=True,
+                                 note=" (a fraction of the device bound) or 'off'")
         object.__setattr__(self, "weight_scaling_omega", omega)
-        boolean("per_column", self.per_column)
+        check_bool("per_column", self.per_column)
         remap = self.remap_every
         if isinstance(remap, str) and remap.lower() in _OFF:
             remap = None
         if remap is not None:
-            integer("remap_every", remap, 1, note=" or 'off'")
+            check_int("remap_every", remap, 1, note=" or 'off'")
         if remap is not None and omega is None:
             raise ValueError(f"remap_every: got {remap}, needs weight_scaling_omega set (mapping is off)")
         object.__setattr__(self, "remap_every", remap)

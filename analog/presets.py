@@ -32,7 +32,7 @@ from analog import devices
 from analog.algorithms import presets as algorithm_presets
 from analog.config import TileConfig
 from analog.periphery import IOConfig, MappingConfig, UpdateConfig
-from analog.validation import choice
+from analog.validation import check_choice
 
 
 def _near_ideal() -> TileConfig:
@@ -64,7 +64,7 @@ PRESETS: dict[str, Callable[[], TileConfig]] = {
 
 def tile_config(name: str) -> TileConfig:
     """The named preset TileConfig; ValueError lists the names."""
-    choice("preset", name, PRESETS)
+    check_choice("preset", name, sorted(PRESETS))
     return PRESETS[name]()
 
 

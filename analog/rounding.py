@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from analog.validation import finite_number, integer
+from analog.validation import check_int, check_number
 
 MODES = ("stochastic", "nearest")
 
@@ -21,7 +21,7 @@ def _check_step(step: float | Tensor) -> None:
         if not bool(torch.isfinite(step).all()) or bool((step <= 0).any()):
             raise ValueError("step: got a tensor with entries <= 0 or non-finite, all must be > 0 and finite")
     else:
-        finite_number("step", step, 0, strict=True)
+        check_number("step", step, 0, lo_open=True)
 
 
 def stochastic_round(x: Tensor, step: float | Tensor = 1.0, generator: torch.Generator | None = None) -> Tensor:
@@ -57,7 +57,7 @@ def fixed_point_range(int_bits: int, frac_bits: int) -> tuple[float, float, floa
     """(step, lowest, highest) of signed fixed point <int_bits, frac_bits>; int_bits counts the sign
     bit (Gupta et al.'s <IL, FL>): step 2^-FL, range [-2^(IL-1), 2^(IL-1) - 2^-FL]."""
     for name, value, low in (("int_bits", int_bits, 1), ("frac_bits", frac_bits, 0)):
-        integer(name, value, low)
+        check_int(name, value, low)
     if int_bits + frac_bits > 53:
         raise ValueError(f"int_bits: got int_bits + frac_bits = {int_bits + frac_bits}, must be <= 53")
     step = 2.0 ** -frac_bits

@@ -29,7 +29,7 @@ from analog.config import TileConfig
 from analog.devices import Device
 from analog.energy import counters as _counters
 from analog.mvm import noisy_mvm
-from analog.validation import instance, positive_int
+from analog.validation import check_instance, check_int
 
 
 def patch_rows(t: Tensor) -> Tensor:
@@ -57,9 +57,9 @@ class AnalogTile(nn.Module):
                  seed: int | None = None) -> None:
         super().__init__()
         for name, value in (("out_features", out_features), ("in_features", in_features)):
-            positive_int(name, value)
+            check_int(name, value, 1)
         config = TileConfig() if config is None else config
-        instance("config", config, TileConfig, "analog.TileConfig")
+        check_instance("config", config, TileConfig, "analog.TileConfig")
         self.out_features, self.in_features = out_features, in_features
         self.config = config
         self.seed = resolve_seed(config.seed, seed)

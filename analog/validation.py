@@ -1,9 +1,12 @@
 """Shared argument checks for the simulator: one-line ValueErrors naming the field, the value and what is allowed.
 
 A leaf module (imports nothing of the project) so every analog module can use it without cycles.
-The messages are the project's one format (common/validation.py words ranges the same way:
-"got 40, must be in [1, 32]"; a test holds the two to it); analog keeps its own copy because it is
-usable alone (docs/design.md, Conventions).
+The project has one vocabulary of checks: ``check_int``, ``check_number``, ``check_choice``,
+``check_bool`` and ``check_keys`` are common/validation.py's functions with the same signatures and
+the same messages ("got 40, must be in [1, 32]"); only the exception differs (ValueError here,
+ConfigError there). analog keeps its own copy because it is usable alone (docs/design.md,
+Conventions); tests/common/test_validation.py holds the two copies to each other. ``check_instance``
+and ``check_fields`` are analog's own (its configs take objects and dataclass tables).
 Each check returns the value it accepted; ``note`` appends wording to the "must be ..." part (an
 alternative such as " or 'off'", or the unit), so a caller keeps its field's exact message.
 """
@@ -16,111 +19,83 @@ from dataclasses import fields
 from typing import Any
 
 
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
+def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    """A range as the project words it everywhere: ">= 1", "< 2", "in [1, 32]", "in (0, 1)"."""
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {lo}"
+    if lo is None:
+        return f"{'<' if hi_open else '<='} {hi}"
+    return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
 
 
-def _bounds(low: float | None, strict: bool, high: float | None, high_strict: bool) -> str:
-    """A range as the project words it everywhere (common/validation.py too): ">= 1", "< 2",
-    "in [1, 32]", "in (0, 1)"; an interval when both bounds are given."""
-    if high is None:
-        return f"{'>' if strict else '>='} {low}"
-    if low is None:
-        return f"{'<' if high_strict else '<='} {high}"
-    return f"in {'(' if strict else '['}{low}, {high}{')' if high_strict else ']'}"
+def _rule(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:
+    return "" if lo is None and hi is None else " " + _bounds(lo, hi, lo_open, hi_open)
 
 
-def real(name: str, value: Any, *, finite: bool = False, what: str | None = None) -> float:
-    """A real number (int or float, not bool, not NaN; not infinite when ``finite``) as float.
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None, *, note: str = "") -> int:
+    """`value` if it is an int (not a bool) in [lo, hi] (either bound may be None).
 
-    ``what`` words the "must be ..." part when the caller checks a range next ("a number >= 0")."""
-    if not _is_number(value) or math.isnan(value) or (finite and math.isinf(value)):
-        what = what or ("a finite number" if finite else "a number")
-        raise ValueError(f"{name}: got {value!r}, must be {what}")
-    return float(value)
-
-
-def number(name: str, value: Any, low: float, *, strict: bool = False, high: float | None = None,
-           finite: bool = True, note: str = "", what: str | None = None) -> float:
-    """A number >= low (> low when strict, <= high when given; finite unless ``finite=False``) as float;
-    one message for a wrong type and a value out of range (``what`` words its "must be ..." part)."""
-    ok = _is_number(value) and not math.isnan(value) and (not finite or math.isfinite(value))
-    if ok:
-        ok = (value > low if strict else value >= low) and (high is None or value <= high)
-    if not ok:
-        what = what or f"a {'finite ' if finite else ''}number {_bounds(low, strict, high, False)}{note}"
-        raise ValueError(f"{name}: got {value!r}, must be {what}")
-    return float(value)
-
-
-def finite_number(name: str, value: Any, low: float, *, strict: bool = False, high: float | None = None,
-                  note: str = "") -> float:
-    """A finite number >= low (> low when strict, <= high when given) as float."""
-    return number(name, value, low, strict=strict, high=high, note=note)
-
-
-def in_range(name: str, value: Any, low: float | None = None, *, strict: bool = False, high: float | None = None,
-             high_strict: bool = False, note: str = "") -> Any:
-    """A value already known to be a number, within the bounds given (None = unbounded on that side);
-    the message states the bounds only ("got 40, must be in [1, 32]")."""
-    bad = low is not None and (value <= low if strict else value < low)
-    bad = bad or (high is not None and (value >= high if high_strict else value > high))
-    if bad:
-        raise ValueError(f"{name}: got {value}, must be {_bounds(low, strict, high, high_strict)}{note}")
+    A wrong type names the whole rule ("must be an integer >= 1"), a value out of range its bounds."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: got {value!r}, must be an integer{_rule(lo, hi)}{note}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"{name}: got {value}, must be {_bounds(lo, hi, False, False)}{note}")
     return value
 
 
-def integer(name: str, value: Any, low: int | None = None, *, high: int | None = None, note: str = "") -> int:
-    """An int (bool is rejected) >= low and <= high when given; with neither, any int."""
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    if ok:
-        ok = (low is None or value >= low) and (high is None or value <= high)
-    if not ok:
-        rule = f" {_bounds(low, False, high, False)}" if low is not None or high is not None else ""
-        raise ValueError(f"{name}: got {value!r}, must be an integer{rule}{note}")
+def check_number(name: str, value: Any, lo: float | None = None, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False, finite: bool = True, note: str = "") -> float:
+    """`value` as a float if it is a number (not a bool, not NaN; not infinite unless ``finite=False``)
+    within the bounds (open ones with ``lo_open`` / ``hi_open``)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
+            or (finite and math.isinf(value))):
+        what = "a finite number" if finite else "a number"
+        raise ValueError(f"{name}: got {value!r}, must be {what}{_rule(lo, hi, lo_open, hi_open)}{note}")
+    value = float(value)
+    bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
+    bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
+    if bad_lo or bad_hi:
+        raise ValueError(f"{name}: got {value}, must be {_bounds(lo, hi, lo_open, hi_open)}{note}")
     return value
 
 
-def positive_int(name: str, value: Any) -> int:
-    """An int >= 1 (bool is rejected)."""
-    return integer(name, value, 1)
+def check_choice(name: str, value: Any, choices: Iterable[Any], *, quote: bool = False) -> Any:
+    """`value` if it is one of `choices`; the error lists them in the order given (quoted when ``quote``)."""
+    choices = tuple(choices)
+    if value not in choices:
+        listed = ", ".join(map(repr if quote else str, choices))
+        raise ValueError(f"{name}: got {value!r}, must be one of {listed}")
+    return value
 
 
-def boolean(name: str, value: Any) -> bool:
+def check_bool(name: str, value: Any) -> bool:
     """True or False exactly (1, 0 and strings are rejected)."""
     if not isinstance(value, bool):
         raise ValueError(f"{name}: got {value!r}, must be true or false")
     return value
 
 
-def instance(name: str, value: Any, cls: type | tuple[type, ...], what: str) -> Any:
+def check_keys(section: str, data: Any, allowed: Iterable[str]) -> Mapping[str, Any]:
+    """`data` if it is a table whose keys are all in `allowed` (the error names the first other, sorted)."""
+    allowed = set(allowed)
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{section or 'config'}: got {type(data).__name__}, must be a table")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        name = f"{section}.{unknown[0]}" if section else unknown[0]
+        raise ValueError(f"{name}: unknown key; allowed keys are {', '.join(sorted(allowed)) or 'none'}")
+    return data
+
+
+def check_instance(name: str, value: Any, cls: type | tuple[type, ...], what: str) -> Any:
     """An instance of ``cls``; the message names the type got and ``what`` is wanted."""
     if not isinstance(value, cls):
         raise ValueError(f"{name}: got {type(value).__name__}, must be {what}")
     return value
 
 
-def choice(name: str, value: Any, allowed: Iterable[str], *, sort: bool = True, quote: bool = False) -> str:
-    """One of the allowed names; the error lists them (sorted unless ``sort=False``, in quotes when ``quote``)."""
-    options = sorted(allowed) if sort else list(allowed)
-    if value not in options:
-        listed = ", ".join(map(repr, options) if quote else options)
-        raise ValueError(f"{name}: got {value!r}, must be one of {listed}")
-    return value
-
-
-def known_keys(data: Mapping[str, Any], allowed: Iterable[str], owner: str, *, prefix: str = "",
-               none: str = "") -> None:
-    """Every key of ``data`` is allowed; else the first unknown one (sorted) is named with the allowed
-    ones ("{prefix}{key}: unknown key for {owner}; allowed: a, b", ``none`` when nothing is)."""
-    allowed = set(allowed)
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ValueError(f"{prefix}{unknown[0]}: unknown key for {owner}; allowed: {', '.join(sorted(allowed)) or none}")
-
-
-def fields_table(cls: type, data: Any, *, prefix: str = "", what: str = "a table") -> Mapping[str, Any]:
-    """``data`` as the TOML table of dataclass ``cls``: a mapping whose keys are all fields of ``cls``."""
-    instance(prefix or cls.__name__, data, Mapping, what)
-    known_keys(data, (f.name for f in fields(cls)), cls.__name__, prefix=prefix)
-    return data
+def check_fields(section: str, data: Any, cls: type) -> Mapping[str, Any]:
+    """``data`` as the TOML table of dataclass ``cls``: its keys are fields of ``cls`` (``check_keys``);
+    a value that is no table is named by ``section``, else by the class."""
+    check_instance(section or cls.__name__, data, Mapping, "a table")
+    return check_keys(section, data, (f.name for f in fields(cls)))

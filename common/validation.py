@@ -3,12 +3,14 @@ is allowed (`fleet.num_clients: got 0, must be in [1, 1024]`).
 
 edge_client, server and fleet validate their configs and flags with these. It is the lowest layer
 of the project (it imports nothing of it), so every package may use it except `analog/`, which
-imports nothing else of the project and keeps its own.
+imports nothing else of the project and keeps its own copy, analog/validation.py: the same
+functions with the same signatures and messages, raising ValueError (tests/common/test_validation.py
+holds the two to each other). A check the project's packages need goes into both.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from common.errors import AnalogEdgeError
@@ -19,6 +21,7 @@ class ConfigError(AnalogEdgeError, ValueError):
 
 
 def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    """A range as the project words it everywhere: ">= 1", "< 2", "in [1, 32]", "in (0, 1)"."""
     if hi is None:
         return f"{'>' if lo_open else '>='} {lo}"
     if lo is None:
@@ -26,49 +29,60 @@ def _bounds(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) ->
     return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
 
 
-def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-    """`value` if it is an int (not a bool) in [lo, hi] (either bound may be None)."""
+def _rule(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:
+    return "" if lo is None and hi is None else " " + _bounds(lo, hi, lo_open, hi_open)
+
+
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None, *, note: str = "") -> int:
+    """`value` if it is an int (not a bool) in [lo, hi] (either bound may be None).
+
+    A wrong type names the whole rule ("must be an integer >= 1"), a value out of range its bounds."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}: got {value!r}, must be an integer")
+        raise ConfigError(f"{name}: got {value!r}, must be an integer{_rule(lo, hi)}{note}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"{name}: got {value}, must be {_bounds(lo, hi, False, False)}")
+        raise ConfigError(f"{name}: got {value}, must be {_bounds(lo, hi, False, False)}{note}")
     return value
 
 
 def check_number(name: str, value: Any, lo: float | None = None, hi: float | None = None, *,
-                 lo_open: bool = False, hi_open: bool = False) -> float:
-    """`value` as a float if it is a finite number (not a bool) within the bounds."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name}: got {value!r}, must be a finite number")
+                 lo_open: bool = False, hi_open: bool = False, finite: bool = True, note: str = "") -> float:
+    """`value` as a float if it is a number (not a bool, not NaN; not infinite unless ``finite=False``)
+    within the bounds (open ones with ``lo_open`` / ``hi_open``)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
+            or (finite and math.isinf(value))):
+        what = "a finite number" if finite else "a number"
+        raise ConfigError(f"{name}: got {value!r}, must be {what}{_rule(lo, hi, lo_open, hi_open)}{note}")
     value = float(value)
     bad_lo = lo is not None and (value <= lo if lo_open else value < lo)
     bad_hi = hi is not None and (value >= hi if hi_open else value > hi)
     if bad_lo or bad_hi:
-        raise ConfigError(f"{name}: got {value}, must be {_bounds(lo, hi, lo_open, hi_open)}")
+        raise ConfigError(f"{name}: got {value}, must be {_bounds(lo, hi, lo_open, hi_open)}{note}")
     return value
 
 
-def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
-    """`value` if it is one of `choices`."""
+def check_choice(name: str, value: Any, choices: Iterable[Any], *, quote: bool = False) -> Any:
+    """`value` if it is one of `choices`; the error lists them in the order given (quoted when ``quote``)."""
     choices = tuple(choices)
     if value not in choices:
-        raise ConfigError(f"{name}: got {value!r}, must be one of {', '.join(map(str, choices))}")
+        listed = ", ".join(map(repr if quote else str, choices))
+        raise ConfigError(f"{name}: got {value!r}, must be one of {listed}")
     return value
 
 
 def check_bool(name: str, value: Any) -> bool:
+    """True or False exactly (1, 0 and strings are rejected)."""
     if not isinstance(value, bool):
         raise ConfigError(f"{name}: got {value!r}, must be true or false")
     return value
 
 
-def check_keys(section: str, data: Any, allowed: Iterable[str]) -> dict[str, Any]:
-    """`data` if it is a table whose keys are all in `allowed` (the error names the first other)."""
+def check_keys(section: str, data: Any, allowed: Iterable[str]) -> Mapping[str, Any]:
+    """`data` if it is a table whose keys are all in `allowed` (the error names the first other, sorted)."""
     allowed = set(allowed)
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         raise ConfigError(f"{section or 'config'}: got {type(data).__name__}, must be a table")
     unknown = sorted(set(data) - allowed)
     if unknown:
         name = f"{section}.{unknown[0]}" if section else unknown[0]
-        raise ConfigError(f"{name}: unknown key; allowed keys are {', '.join(sorted(allowed))}")
+        raise ConfigError(f"{name}: unknown key; allowed keys are {', '.join(sorted(allowed)) or 'none'}")
     return data

@@ -24,7 +24,7 @@ from analog.algorithms.base import Algorithm, AlgorithmState, register_algorithm
 from analog.devices import Device
 from analog.periphery import IOConfig, UpdateConfig
 from analog.pulsed import SPARSE_FRACTION, PulsedArray
-from analog.validation import finite_number, positive_int
+from analog.validation import check_int, check_number
 
 
 class MixedPrecisionState(AlgorithmState):
@@ -110,8 +110,8 @@ class MixedPrecision(Algorithm):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold",
-                           finite_number("threshold", self.threshold, 1, note=" (in steps of dw_min)"))
-        positive_int("max_pulses", self.max_pulses)
+                           check_number("threshold", self.threshold, 1, note=" (in steps of dw_min)"))
+        check_int("max_pulses", self.max_pulses, 1)
 
     def build(self, out_features: int, in_features: int, *, device: Device, update: UpdateConfig,
               forward: IOConfig, generator: torch.Generator) -> MixedPrecisionState:

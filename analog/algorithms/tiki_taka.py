@@ -34,19 +34,13 @@ from analog.mvm import noisy_mvm
 from analog.periphery import IOConfig, UpdateConfig
 from analog.pulsed import PulsedArray, PulseStats
 from analog.rounding import quantize_fixed
-from analog.validation import choice, in_range, instance, integer, real
+from analog.validation import check_bool, check_choice, check_instance, check_int, check_number
 
 REFERENCES = ("none", "zero-shift")
 _OFF = ("off", "none")
 #: tiles above this many devices patch their cached effective weight where an update changed it;
 #: smaller ones recompute it (two whole-tile ops cost less than the dozen small ones of a patch)
 _REFRESH_NUMEL = 1 << 15
-
-
-def _num(name: str, value: Any, low: float, low_open: bool = False, high: float | None = None,
-         high_open: bool = False) -> float:
-    real(name, value, finite=True)
-    return float(in_range(name, value, low, strict=low_open, high=high, high_strict=high_open))
 
 
 @register_algorithm
@@ -69,17 +63,17 @@ class TikiTaka(Algorithm):
 
     def __post_init__(self) -> None:
         if self.transfer_io is not None:
-            instance("transfer_io", self.transfer_io, IOConfig,
-                     "an analog.IOConfig or omitted (then the tile's forward IOConfig reads P)")
-        object.__setattr__(self, "gamma", _num("gamma", self.gamma, 0.0))
-        integer("transfer_every", self.transfer_every, 1)
-        object.__setattr__(self, "transfer_lr", _num("transfer_lr", self.transfer_lr, 0.0, low_open=True))
-        integer("columns_per_transfer", self.columns_per_transfer, 1)
+            check_instance("transfer_io", self.transfer_io, IOConfig,
+                           "an analog.IOConfig or omitted (then the tile's forward IOConfig reads P)")
+        object.__setattr__(self, "gamma", check_number("gamma", self.gamma, 0.0))
+        check_int("transfer_every", self.transfer_every, 1)
+        object.__setattr__(self, "transfer_lr", check_number("transfer_lr", self.transfer_lr, 0.0, lo_open=True))
+        check_int("columns_per_transfer", self.columns_per_transfer, 1)
         if self.fast_device is not None:
-            instance("fast_device", self.fast_device, Device, "an analog.devices.Device or omitted")
-        choice("reference", self.reference, REFERENCES, sort=False, quote=True)
-        integer("zero_shift_burst", self.zero_shift_burst, 1)
-        integer("zero_shift_cycles", self.zero_shift_cycles, 0)
+            check_instance("fast_device", self.fast_device, Device, "an analog.devices.Device or omitted")
+        check_choice("reference", self.reference, REFERENCES, quote=True)
+        check_int("zero_shift_burst", self.zero_shift_burst, 1)
+        check_int("zero_shift_cycles", self.zero_shift_cycles, 0)
 
     @classmethod
     def from_kwargs(cls, data: dict[str, Any]) -> "TikiTaka":
@@ -139,22 +133,21 @@ class TTv2(TikiTaka):
     def __post_init__(self) -> None:
         super().__post_init__()
         for flag in ("forget_buffer", "auto_scale", "scale_transfer_lr"):
-            instance(flag, getattr(self, flag), bool, "true or false")
-        object.__setattr__(self, "auto_granularity", _num("auto_granularity", self.auto_granularity, 0.0))
+            check_bool(flag, getattr(self, flag))
+        object.__setattr__(self, "auto_granularity", check_number("auto_granularity", self.auto_granularity, 0.0))
         if self.fast_lr is not None:
-            object.__setattr__(self, "fast_lr", _num("fast_lr", self.fast_lr, 0.0, low_open=True))
+            object.__setattr__(self, "fast_lr", check_number("fast_lr", self.fast_lr, 0.0, lo_open=True))
         elif self.auto_scale:
             raise ValueError("auto_scale: got true without fast_lr; set fast_lr (e.g. 0.5) or auto_scale = false")
-        object.__setattr__(self, "chop_probability", _num("chop_probability", self.chop_probability, 0.0,
-                                                          high=1.0))
-        object.__setattr__(self, "buffer_decay", _num("buffer_decay", self.buffer_decay, 0.0, high=1.0,
-                                                      high_open=True))
-        object.__setattr__(self, "threshold", _num("threshold", self.threshold, 0.0, low_open=True))
-        integer("max_pulses", self.max_pulses, 1)
-        integer("buffer_int_bits", self.buffer_int_bits, 1)
+        object.__setattr__(self, "chop_probability", check_number("chop_probability", self.chop_probability,
+                                                                  0.0, 1.0))
+        object.__setattr__(self, "buffer_decay", check_number("buffer_decay", self.buffer_decay, 0.0, 1.0,
+                                                              hi_open=True))
+        object.__setattr__(self, "threshold", check_number("threshold", self.threshold, 0.0, lo_open=True))
+        check_int("max_pulses", self.max_pulses, 1)
+        check_int("buffer_int_bits", self.buffer_int_bits, 1)
         if self.buffer_bits is not None:
-            integer("buffer_bits", self.buffer_bits, self.buffer_int_bits + 1)
-            in_range("buffer_bits", self.buffer_bits, high=32, note=" (or 'off')")
+            check_int("buffer_bits", self.buffer_bits, self.buffer_int_bits + 1, 32, note=" or 'off'")
 
     #: H <- (1 - buffer_decay) H + gain * transfer_lr * read(P); TTv2: gain 1
     def buffer_gain(self) -> float:
@@ -176,7 +169,7 @@ class RLv2(TTv2):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        in_range("buffer_decay", self.buffer_decay, 0, strict=True, note=" for RLv2 (it is beta)")
+        check_number("buffer_decay", self.buffer_decay, 0, lo_open=True, note=" for RLv2 (it is beta)")
 
     def buffer_gain(self) -> float:
         return self.buffer_decay
@@ -205,11 +198,11 @@ class AGAD(TTv2):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        in_range("chop_probability", self.chop_probability, 0, strict=True,
-                 note=" for AGAD (the chopper period is 1 / chop_probability reads)")
-        object.__setattr__(self, "tail_weightening", _num("tail_weightening", self.tail_weightening, 0.0,
-                                                          low_open=True))
-        instance("chop_random", self.chop_random, bool, "true or false")
+        check_number("chop_probability", self.chop_probability, 0, lo_open=True,
+                     note=" for AGAD (the chopper period is 1 / chop_probability reads)")
+        object.__setattr__(self, "tail_weightening", check_number("tail_weightening", self.tail_weightening,
+                                                                  0.0, lo_open=True))
+        check_bool("chop_random", self.chop_random)
 
     @property
     def period(self) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from analog.validation import boolean, integer
+from analog.validation import check_bool, check_int
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,8 @@ class GlobalDriftCompensation:
     probes: int = 32
 
     def __post_init__(self) -> None:
-        boolean("per_column", self.per_column)
-        integer("probes", self.probes, 1, high=4096)
+        check_bool("per_column", self.per_column)
+        check_int("probes", self.probes, 1, 4096)
 
     def _read(self, w: Tensor) -> Tensor:
         g = torch.Generator().manual_seed(0x5EED)

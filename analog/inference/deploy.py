@@ -29,7 +29,7 @@ from analog.inference.hwa import HWAConv2d, HWALinear
 from analog.inference.noise import Conductances, NoiseModel, PCMLike
 from analog.layers import AnalogConv2d, AnalogLinear
 from analog.tile import AnalogTile
-from analog.validation import finite_number, instance, integer
+from analog.validation import check_instance, check_int, check_number
 
 _PROGRAM, _READ, _REFERENCE, _PERIPHERY = 0x9A0, 0x9A1, 0x9A2, 0x9A3
 
@@ -79,7 +79,7 @@ class ProgrammedModel:
     @torch.no_grad()
     def at(self, t_seconds: float, compensation: bool | GlobalDriftCompensation | None = True) -> nn.Module:
         """A model that computes as the chip does ``t_seconds`` after programming."""
-        finite_number("t_seconds", t_seconds, 0, note=" (seconds after programming)")
+        check_number("t_seconds", t_seconds, 0, note=" (seconds after programming)")
         comp = resolve(compensation)
         model = copy.deepcopy(self._base)
         for index, (tile, g) in enumerate(zip(analog_tiles(model), self.conductances)):
@@ -94,9 +94,9 @@ class ProgrammedModel:
 
 
 def _check(model: Any, chip: Any, seed: Any) -> None:
-    instance("model", model, nn.Module, "a torch.nn.Module")
-    instance("chip", chip, NoiseModel, "a noise model (inference.PCMLike, WeightNoise, ...)")
-    integer("seed", seed, 0)
+    check_instance("model", model, nn.Module, "a torch.nn.Module")
+    check_instance("chip", chip, NoiseModel, "a noise model (inference.PCMLike, WeightNoise, ...)")
+    check_int("seed", seed, 0)
 
 
 @torch.no_grad()
@@ -106,7 +106,7 @@ def program(model: nn.Module, chip: NoiseModel | None = None, seed: int = 0,
     chip = PCMLike() if chip is None else chip
     _check(model, chip, seed)
     if forward is not None:
-        instance("forward", forward, IOConfig, "analog.IOConfig or None")
+        check_instance("forward", forward, IOConfig, "analog.IOConfig or None")
     with torch.random.fork_rng(devices=[]):             # building tiles must not consume the caller's RNG
         base = _to_tiles(copy.deepcopy(model), forward, seed)
     tiles = analog_tiles(base)

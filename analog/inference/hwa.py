@@ -30,7 +30,7 @@ from analog.config import IOConfig
 from analog.inference.noise import WeightNoise
 from analog.layers import AnalogConv2d, AnalogLinear
 from analog.mvm import noisy_mvm
-from analog.validation import finite_number, instance, integer
+from analog.validation import check_instance, check_int, check_number
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,11 @@ class HWAConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        instance("weight_noise", self.weight_noise, WeightNoise, "inference.WeightNoise")
-        instance("forward", self.forward, IOConfig, "analog.IOConfig")
+        check_instance("weight_noise", self.weight_noise, WeightNoise, "inference.WeightNoise")
+        check_instance("forward", self.forward, IOConfig, "analog.IOConfig")
         if self.clip_sigma is not None:
-            finite_number("clip_sigma", self.clip_sigma, 0, strict=True, note=" or None")
-        integer("seed", self.seed, 0)
+            check_number("clip_sigma", self.clip_sigma, 0, lo_open=True, note=" or None")
+        check_int("seed", self.seed, 0)
 
 
 class _HWALayer:
@@ -159,8 +159,8 @@ def hardware_aware(model: nn.Module, config: HWAConfig | None = None) -> nn.Modu
     """A copy of ``model`` whose Linear/Conv2d (digital or analog) layers are HWA layers with the same
     weights; train it with any torch optimizer, then ``analog.deploy`` it. ``model`` is not changed."""
     config = HWAConfig() if config is None else config
-    instance("config", config, HWAConfig, "inference.HWAConfig")
-    instance("model", model, nn.Module, "a torch.nn.Module")
+    check_instance("config", config, HWAConfig, "inference.HWAConfig")
+    check_instance("model", model, nn.Module, "a torch.nn.Module")
     model = copy.deepcopy(model)
     single = _hwa_layer(model, config, 0)
     if single is not None:

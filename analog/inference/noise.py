@@ -19,7 +19,7 @@ from typing import Any, Mapping, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from analog.validation import boolean, fields_table, finite_number as _number
+from analog.validation import check_bool, check_fields, check_number
 
 
 @dataclass
@@ -60,7 +60,7 @@ def _randn(like: Tensor, generator: torch.Generator) -> Tensor:
 
 
 def _check_time(t_seconds: Any) -> float:
-    return _number("t_seconds", t_seconds, 0.0)
+    return check_number("t_seconds", t_seconds, 0.0)
 
 
 class _Dict:
@@ -71,7 +71,7 @@ class _Dict:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> Any:
-        fields_table(cls, data, prefix=prefix)
+        check_fields(prefix.rstrip("."), data, cls)
         try:
             return cls(**dict(data))
         except ValueError as exc:
@@ -109,15 +109,15 @@ class PCMLike(_Dict):
 
     def __post_init__(self) -> None:
         for name in ("g_max", "prog_coeff_g_max", "t0", "t_read"):
-            object.__setattr__(self, name, _number(name, getattr(self, name), 0.0, strict=True))
+            object.__setattr__(self, name, check_number(name, getattr(self, name), 0.0, lo_open=True))
         for name in ("prog_noise_scale", "drift_scale", "read_noise_scale"):
-            object.__setattr__(self, name, _number(name, getattr(self, name), 0.0))
+            object.__setattr__(self, name, check_number(name, getattr(self, name), 0.0))
         coeff = self.prog_coeff
         if not isinstance(coeff, (list, tuple)) or len(coeff) < 1:
             raise ValueError(f"prog_coeff: got {coeff!r}, must be a list of polynomial coefficients")
         object.__setattr__(self, "prog_coeff",
-                           tuple(_number(f"prog_coeff[{i}]", c, -math.inf) for i, c in enumerate(coeff)))
-        boolean("per_column", self.per_column)
+                           tuple(check_number(f"prog_coeff[{i}]", c) for i, c in enumerate(coeff)))
+        check_bool("per_column", self.per_column)
 
     def _scale(self, w: Tensor) -> Tensor:
         top = w.abs().amax(dim=1, keepdim=True) if self.per_column else w.abs().amax().reshape(1, 1)
@@ -185,8 +185,8 @@ class WeightNoise(_Dict):
     relative: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "eta", _number("eta", self.eta, 0.0))
-        boolean("relative", self.relative)
+        object.__setattr__(self, "eta", check_number("eta", self.eta, 0.0))
+        check_bool("relative", self.relative)
 
     def perturb(self, w: Tensor, noise: Tensor) -> Tensor:
         """w with the noise of this model, given standard normals ``noise`` (training uses it too)."""

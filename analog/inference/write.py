@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from analog._rng import make_generator, mix_seed
 from analog.inference.noise import NoiseModel, WeightNoise
 from analog.layers import AnalogConv2d, AnalogLinear
-from analog.validation import instance, integer
+from analog.validation import check_instance, check_int
 
 _WRITE = 0x9A4
 
@@ -27,8 +27,8 @@ def program_weights(model: nn.Module, state: Mapping[str, Tensor], chip: NoiseMo
     copied exactly. ``chip`` is the programming noise (``WeightNoise(eta=0.05)`` by default: std
     0.05 x std(W) per tile), seeded per tile by mix(seed, tile index). Returns the tiles written."""
     chip = WeightNoise(eta=0.05) if chip is None else chip
-    instance("chip", chip, NoiseModel, "a noise model (inference.WeightNoise, PCMLike, ...)")
-    integer("seed", seed, 0)
+    check_instance("chip", chip, NoiseModel, "a noise model (inference.WeightNoise, PCMLike, ...)")
+    check_int("seed", seed, 0)
     own = model.state_dict()
     missing = sorted(k for k in set(own) - set(state) if ".tile." not in k)   # tile internals are not weights
     if missing:

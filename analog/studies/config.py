@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
-from analog.studies.settings import check_int, check_positive, check_subset, overlay, plain
-from analog.validation import boolean, choice, in_range
+from analog.studies.settings import check_subset, overlay, plain
+from analog.validation import check_bool, check_choice, check_int, check_number
 
 PARTS = ("least_squares", "mnist", "fixed_point")
 ALGORITHM_NAMES = ("digital", "analog-sgd", "tiki-taka", "tiki-taka-no-zs", "ttv2", "rlv2")
@@ -68,11 +68,11 @@ class LeastSquaresSettings:
                      "columns_per_transfer", "max_pulses", "log_points"):
             check_int(name, getattr(self, name), 1)
         for name in ("tau", "w_scale", "dw_min", "lr", "transfer_lr", "rl_beta"):
-            check_positive(name, getattr(self, name))
+            check_number(name, getattr(self, name), 0, lo_open=True)
         for name in ("noise", "variation", "gamma"):
-            check_positive(name, getattr(self, name), allow_zero=True)
-        in_range("w_scale", self.w_scale, high=1, high_strict=True, note=" (W* inside the device range)")
-        in_range("rl_beta", self.rl_beta, high=1, high_strict=True)
+            check_number(name, getattr(self, name), 0)
+        check_number("w_scale", self.w_scale, hi=1, hi_open=True, note=" (W* inside the device range)")
+        check_number("rl_beta", self.rl_beta, hi=1, hi_open=True)
         for spec in self.devices:
             parse_device_spec(spec)
         check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
@@ -107,9 +107,9 @@ class MnistSettings:
             check_int(name, getattr(self, name), 1)
         check_int("epochs", self.epochs, 0)
         for name in ("lr", "dw_min", "tau", "transfer_lr", "rl_beta"):
-            check_positive(name, getattr(self, name))
+            check_number(name, getattr(self, name), 0, lo_open=True)
         for name in ("variation", "gamma"):
-            check_positive(name, getattr(self, name), allow_zero=True)
+            check_number(name, getattr(self, name), 0)
         if len(self.sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in self.sizes):
             raise ValueError(f"sizes: got {self.sizes!r}, must be >= 2 integers >= 1")
         if self.sizes[0] != 784 or self.sizes[-1] != 10:
@@ -117,11 +117,11 @@ class MnistSettings:
         if not self.gamma_res:
             raise ValueError("gamma_res: got an empty list, must hold at least one value > 0")
         for g in self.gamma_res:
-            check_positive("gamma_res", g)
+            check_number("gamma_res", g, 0, lo_open=True)
         check_subset("algorithms", self.algorithms, ALGORITHM_NAMES)
-        choice("io", self.io, IO_CHOICES, sort=False)
-        choice("activation", self.activation, ACTIVATION_NAMES, sort=False)
-        in_range("rl_beta", self.rl_beta, high=1, high_strict=True)
+        check_choice("io", self.io, IO_CHOICES)
+        check_choice("activation", self.activation, ACTIVATION_NAMES)
+        check_number("rl_beta", self.rl_beta, hi=1, hi_open=True)
 
 
 @dataclass(frozen=True)
@@ -144,15 +144,15 @@ class FixedPointSettings:
             check_int(name, getattr(self, name), 1)
         check_int("epochs", self.epochs, 0)
         check_int("word_bits", self.word_bits, 2)
-        check_positive("lr", self.lr)
+        check_number("lr", self.lr, 0, lo_open=True)
         if not self.frac_bits:
             raise ValueError("frac_bits: got an empty list, must hold at least one value")
         for fb in self.frac_bits:
             if isinstance(fb, bool) or not isinstance(fb, int) or not 0 <= fb < self.word_bits:
                 raise ValueError(f"frac_bits: got {fb!r}, must be an integer in [0, word_bits={self.word_bits})")
         check_subset("modes", self.modes, ROUNDING_MODES)
-        boolean("float_baseline", self.float_baseline)
-        choice("activation", self.activation, ACTIVATION_NAMES, sort=False)
+        check_bool("float_baseline", self.float_baseline)
+        check_choice("activation", self.activation, ACTIVATION_NAMES)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-from analog.studies.settings import check_int, check_positive, check_subset, float_list, int_list, overlay, plain
-from analog.validation import boolean, number
+from analog.studies.settings import check_subset, float_list, int_list, overlay, plain
+from analog.validation import check_bool, check_int, check_number
 
 MODEL_NAMES = ("digits-mlp", "mnist-mlp", "mnist-cnn", "fleet-conv")
 TRAININGS = ("digital", "hwa")
@@ -55,9 +55,9 @@ class RobustnessConfig:
         for name, low in (("train_seed", 0), ("epochs", 1), ("digits_epochs", 1), ("batch_size", 1)):
             check_int(name, getattr(self, name), low)
         for name in ("lr", "clip_sigma"):
-            check_positive(name, getattr(self, name))
-        number("hwa_eta", self.hwa_eta, 0, high=2, finite=False, what="a number in [0, 2]")
-        boolean("hwa_relative", self.hwa_relative)
+            check_number(name, getattr(self, name), 0, lo_open=True)
+        check_number("hwa_eta", self.hwa_eta, 0, 2, finite=False)
+        check_bool("hwa_relative", self.hwa_relative)
         object.__setattr__(self, "etas", float_list("etas", self.etas, 0.0, 5.0))
         object.__setattr__(self, "times", float_list("times", self.times, 0.0, 1e10))
         object.__setattr__(self, "noise_strengths", float_list("noise_strengths", self.noise_strengths, 0.0, 5.0))

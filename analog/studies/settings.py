@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from analog.validation import choice, in_range, instance, integer, known_keys, real
+from analog.validation import check_choice, check_instance, check_keys
 
 T = TypeVar("T")
 
@@ -36,21 +36,12 @@ class StudySettings(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
 
-def check_int(name: str, value: Any, low: int) -> None:
-    integer(name, value, low)
-
-
-def check_positive(name: str, value: Any, allow_zero: bool = False) -> None:
-    real(name, value, finite=True)
-    in_range(name, value, 0, strict=not allow_zero)
-
-
 def check_subset(name: str, values: tuple, allowed: tuple[str, ...]) -> None:
     if not isinstance(values, (list, tuple)) or not values:
         got = "an empty list" if isinstance(values, (list, tuple)) else repr(values)
         raise ValueError(f"{name}: got {got}, must name at least one of {', '.join(allowed)}")
     for v in values:
-        choice(name, v, allowed, sort=False)
+        check_choice(name, v, allowed)
 
 
 def int_list(name: str, values: Any, low: int) -> tuple[int, ...]:
@@ -76,10 +67,10 @@ def overlay(base: T, data: Mapping[str, Any], what: str, table: str | None = Non
     settings of its own (a dataclass, e.g. a study's part) takes a table overlaid on the base's, and
     its errors get the field's name in front ("mnist.epochs: ...").
 
-    ``what`` names the table in the error for a key ``base`` has no field for; ``table`` (default:
-    ``what``) names it in the error for ``data`` that is not a table."""
-    instance(table or what, data, Mapping, "a table")
-    known_keys(data, (f.name for f in fields(base)), what)
+    An unknown key is named with the allowed ones (``check_keys``); ``table`` (default: ``what``) names
+    ``data`` in the error when it is not a table."""
+    check_instance(table or what, data, Mapping, "a table")
+    check_keys("", data, (f.name for f in fields(base)))
     values: dict[str, Any] = {}
     for key, value in data.items():
         current = getattr(base, key)
