@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.validation import ConfigError
+from common.validation import ConfigError, check_int
 
 
 @dataclass(frozen=True)
@@ -132,9 +132,7 @@ def _robustness_overrides(args: argparse.Namespace, cfg: Any) -> Any:
     if args.epochs is not None:
         cfg = dataclasses.replace(cfg, epochs=args.epochs)
     if args.seed is not None:
-        if args.seed < 0:
-            raise ConfigError(f"--seed: got {args.seed}, must be an integer >= 0")
-        cfg = dataclasses.replace(cfg, train_seed=args.seed)
+        cfg = dataclasses.replace(cfg, train_seed=check_int("--seed", args.seed, 0))
     return cfg
 
 
