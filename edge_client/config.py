@@ -342,8 +342,9 @@ class EdgeConfig:
         object.__setattr__(self, "defense", DefenseConfig.from_dict(self.defense))
         if self.analog is not None and not isinstance(self.analog, dict):
             raise ConfigError(f"analog: got {type(self.analog).__name__}, must be a TileConfig table or unset")
-        if self.analog is not None:
-            self.tile_config()  # validate now: the error names the analog field
+        # resolved once, here (the error names the analog field); `analog` stays the written table,
+        # which is what travels to devices and what reports name
+        object.__setattr__(self, "_tile", self._resolve_tile())
         if self.training.optimizer == "adam" and self.analog is not None:
             raise ConfigError("training.optimizer: 'adam' is digital only; analog tiles train with pulsed SGD "
                               "(set optimizer = 'sgd' or analog = none)")
@@ -409,10 +410,13 @@ class EdgeConfig:
         return dataclasses.replace(self, **out) if out else self
 
     def tile_config(self):
-        """The analog TileConfig this edge trains on, or None for the digital reference."""
+        """The analog TileConfig this edge trains on (resolved at load), or None for the digital reference."""
+        return self._tile
+
+    def _resolve_tile(self):
         if self.analog is None:
             return None
-        import analog  # on use (start-up time): torch, which a config check need not load
+        import analog  # only with a tile table: torch, which a digital config need not load
 
         try:
             return analog.presets.from_dict(self.analog)

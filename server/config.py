@@ -98,10 +98,14 @@ class ClassifierConfig:
         if self.analog is not None:
             if not isinstance(self.analog, dict):
                 raise ConfigError(f"{p}analog: got {type(self.analog).__name__}, must be a TileConfig table")
-            self.tile_config()  # validate now, not at training time
+        # resolved once, here (the error names the field); `analog` stays the written table
+        object.__setattr__(self, "_tile", self._resolve_tile())
 
     def tile_config(self):
-        """The analog.TileConfig of the classifier's layers, or None for digital."""
+        """The analog.TileConfig of the classifier's layers (resolved at load), or None for digital."""
+        return self._tile
+
+    def _resolve_tile(self):
         if self.analog is None:
             return None
         import analog  # on use (start-up time): torch, which the service loads only to classify

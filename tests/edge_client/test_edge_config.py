@@ -77,3 +77,16 @@ def test_replace_by_table_validates_and_keeps_the_rest():
     assert new.training == cfg.training and cfg.wire.bits == 8        # None ignored; the original unchanged
     with pytest.raises(ConfigError, match="wire.bits: got 5"):
         cfg.replace({"wire.bits": 5})
+
+
+def test_the_tile_table_is_resolved_once_at_load_and_again_on_replace():
+    import analog
+
+    cfg = EdgeConfig.from_dict({"analog": {"preset": "hwa"}})
+    tile = cfg.tile_config()
+    assert isinstance(tile, analog.TileConfig) and cfg.tile_config() is tile      # one object, from load
+    assert tile == analog.presets.from_dict({"preset": "hwa"})
+    assert cfg.analog == {"preset": "hwa"}                                         # the written table stays
+    other = cfg.replace(analog={"preset": "default"})
+    assert other.tile_config() == analog.presets.from_dict({"preset": "default"}) != tile
+    assert EdgeConfig.from_dict({"analog": "none"}).tile_config() is None

@@ -111,3 +111,11 @@ def test_store_training_rows_do_not_depend_on_upload_arrival_order(tmp_path):
     assert ids1 == ids2 == ["a"] * 10 + ["b"] * 5
     np.testing.assert_array_equal(z1, z2)
     np.testing.assert_array_equal(y1, y2)
+
+
+def test_the_classifier_tile_table_is_resolved_once_at_load():
+    import analog
+
+    clf = ClassifierConfig(analog={"preset": "hwa"})
+    assert clf.tile_config() is clf.tile_config() and clf.tile_config() == analog.presets.from_dict({"preset": "hwa"})
+    assert ClassifierConfig().tile_config() is None
