@@ -44,7 +44,11 @@ def test_private_preset_is_the_quickstart_plus_the_documented_defense():
     root = Path(__file__).resolve().parents[2]
     private = FleetConfig.from_toml(root / "configs" / "private.toml").to_dict()
     quick = FleetConfig.from_toml(root / "configs" / "quickstart.toml").to_dict()
-    assert private["edge"].pop("defense") == {"noise_multiplier": 0.1, "clip_norm": 10.0, "nopeek_weight": 0.0,
-                                              "label_weight": 50.0}
+    assert private["edge"].pop("defense") == {"noise_multiplier": 0.07, "clip_norm": 10.0, "nopeek_weight": 0.0,
+                                              "label_weight": 0.0, "prototype_weight": 30.0, "prototype_radius": 10.0}
+    # the prototype pull needs the encoder to move: 30 local epochs at lr 0.05 instead of 5 at 0.002
+    p_train, q_train = private["edge"]["training"], quick["edge"]["training"]
+    assert (p_train.pop("epochs"), p_train.pop("lr")) == (30, 0.05)
+    assert (q_train.pop("epochs"), q_train.pop("lr")) == (5, 0.002)
     assert private["fleet"].pop("name") == "private" and quick["fleet"].pop("name") == "quickstart"
     assert private == quick
