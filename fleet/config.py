@@ -331,11 +331,9 @@ class FleetConfig:
         check_choice(f"{s}.partitioner", self.partitioner, PARTITIONERS)
         _set(self, "alpha", check_number(f"{s}.alpha", self.alpha, 0.0, lo_open=True))
         check_int(f"{s}.seed", self.seed, 0)
-        if isinstance(self.alignment, dict):
-            _set(self, "alignment", alignment_from_dict(self.alignment))
-        if not isinstance(self.alignment, AlignmentConfig):
-            raise ConfigError(f"alignment: got {self.alignment!r}, must be a table (init, anchors, conditioning, "
-                              "public_set, pretrain_epochs)")
+        for name, cls in SECTION_CONFIGS.items():
+            if not isinstance(getattr(self, name), cls):
+                _set(self, name, section_from_dict(name, getattr(self, name)))
         check_choice(f"{s}.mode", self.mode, MODES)
         check_choice(f"{s}.backend", self.backend, BACKENDS)
         check_choice(f"{s}.server", self.server, SERVER_MODES)
@@ -347,20 +345,6 @@ class FleetConfig:
         for sec in ("edge", "classifier"):
             if not isinstance(getattr(self, sec), dict):
                 raise ConfigError(f"{sec}: got {type(getattr(self, sec)).__name__}, must be a table")
-        if isinstance(self.fedavg, dict):
-            _set(self, "fedavg", fedavg_from_dict(self.fedavg))
-        if isinstance(self.privacy, dict):
-            _set(self, "privacy", privacy_from_dict(self.privacy))
-        if not isinstance(self.privacy, PrivacyConfig):
-            raise ConfigError(f"privacy: got {type(self.privacy).__name__}, must be a table")
-        if isinstance(self.inference, dict):
-            _set(self, "inference", inference_from_dict(self.inference))
-        if not isinstance(self.inference, InferenceConfig):
-            raise ConfigError(f"inference: got {type(self.inference).__name__}, must be a table")
-        if isinstance(self.energy, dict):
-            _set(self, "energy", energy_from_dict(self.energy))
-        if not isinstance(self.energy, EnergyConfig):
-            raise ConfigError(f"energy: got {type(self.energy).__name__}, must be a table")
         if self.privacy.leaked_client >= self.num_clients:
             raise ConfigError(f"privacy.leaked_client: got {self.privacy.leaked_client}, must be in "
                               f"[0, {self.num_clients - 1}] (fleet.num_clients = {self.num_clients})")
@@ -474,11 +458,7 @@ class FleetConfig:
         return cls(**top, analog=copy.deepcopy(data.get("analog")),
                    edge=copy.deepcopy(data.get("edge", {})),
                    classifier=copy.deepcopy(data.get("classifier", {})),
-                   fedavg=fedavg_from_dict(data.get("fedavg", {})),
-                   privacy=privacy_from_dict(data.get("privacy", {})),
-                   alignment=alignment_from_dict(data.get("alignment", {})),
-                   inference=inference_from_dict(data.get("inference", {})),
-                   energy=energy_from_dict(data.get("energy", {})))
+                   **{name: data.get(name, {}) for name in SECTION_CONFIGS})     # __post_init__ resolves them
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "FleetConfig":
@@ -493,29 +473,21 @@ class FleetConfig:
         return cls.from_dict(data)
 
 
-def fedavg_from_dict(data: dict[str, Any]) -> FedAvgConfig:
-    check_keys("fedavg", data, {f.name for f in dataclasses.fields(FedAvgConfig)})
-    return FedAvgConfig(**data)
+#: the [fleet]-level tables that are frozen configs of their own (edge, classifier and analog stay
+#: tables: they are resolved into EdgeConfig / ClassifierConfig / TileConfig)
+SECTION_CONFIGS: dict[str, type] = {"alignment": AlignmentConfig, "fedavg": FedAvgConfig, "privacy": PrivacyConfig,
+                                    "inference": InferenceConfig, "energy": EnergyConfig}
 
 
-def privacy_from_dict(data: dict[str, Any]) -> PrivacyConfig:
-    check_keys("privacy", data, {f.name for f in dataclasses.fields(PrivacyConfig)})
-    return PrivacyConfig(**data)
-
-
-def alignment_from_dict(data: dict[str, Any]) -> AlignmentConfig:
-    check_keys("alignment", data, {f.name for f in dataclasses.fields(AlignmentConfig)})
-    return AlignmentConfig(**data)
-
-
-def inference_from_dict(data: dict[str, Any]) -> InferenceConfig:
-    check_keys("inference", data, {f.name for f in dataclasses.fields(InferenceConfig)})
-    return InferenceConfig(**data)
-
-
-def energy_from_dict(data: dict[str, Any]) -> EnergyConfig:
-    check_keys("energy", data, {f.name for f in dataclasses.fields(EnergyConfig)})
-    return EnergyConfig(**data)
+def section_from_dict(name: str, data: Any) -> Any:
+    """The [name] table as its frozen config (SECTION_CONFIGS); not a table, or an unknown key, fails
+    naming the table and the keys it takes."""
+    cls = SECTION_CONFIGS[name]
+    keys = [f.name for f in dataclasses.fields(cls)]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name}: got {data!r}, must be a table ({', '.join(keys)})")
+    check_keys(name, data, keys)
+    return cls(**data)
 
 
 def _lists(table: dict[str, Any]) -> dict[str, Any]:
